@@ -1,0 +1,175 @@
+//! Money in baht, exact to the satang: no floating point anywhere.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::InvalidValue;
+
+/// An amount of money, never negative, held in satang (1/100 baht).
+///
+/// Written and read as a decimal string (`"1234.50"`), so that JSON and CSV
+/// carry it exactly; whole baht may also be given as a JSON integer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Baht {
+    satang: u64,
+}
+
+const BAHT_EXPECTED: &str = "an amount in baht of zero or more, e.g. 1500 or 1,500.50";
+
+impl Baht {
+    /// Zero baht.
+    pub const ZERO: Baht = Baht { satang: 0 };
+
+    /// An amount in satang.
+    pub const fn from_satang(satang: u64) -> Baht {
+        Baht { satang }
+    }
+
+    /// An amount in whole baht.
+    pub const fn from_baht(baht: u64) -> Baht {
+        Baht { satang: baht * 100 }
+    }
+
+    /// The amount in satang.
+    pub const fn satang(self) -> u64 {
+        self.satang
+    }
+
+    /// Parses what a person types: `1500`, `1,500`, `1500.5`, `1,500.50 บาท`.
+    pub fn parse(text: &str) -> Result<Baht, InvalidValue> {
+        Self::parse_field(text, "amount")
+    }
+
+    /// Like [`Baht::parse`], naming `field` in the error.
+    pub fn parse_field(text: &str, field: &'static str) -> Result<Baht, InvalidValue> {
+        let trimmed = text
+            .trim()
+            .trim_end_matches("บาท")
+            .trim_end_matches("THB")
+            .trim_end_matches("baht")
+            .trim();
+        if trimmed.starts_with('-') {
+            return Err(InvalidValue::new(field, "is negative", BAHT_EXPECTED));
+        }
+        let cleaned: String = trimmed.chars().filter(|c| *c != ',').collect();
+        let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+        let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+            return Err(InvalidValue::new(field, "is not a number", BAHT_EXPECTED));
+        }
+        if fraction.len() > 2 {
+            return Err(InvalidValue::new(
+                field,
+                "has more than 2 decimal places (satang)",
+                BAHT_EXPECTED,
+            ));
+        }
+        let too_large = || InvalidValue::new(field, "is too large", BAHT_EXPECTED);
+        let baht: u64 = whole.parse().map_err(|_| too_large())?;
+        let satang: u64 = format!("{fraction:0<2}").parse().unwrap_or(0);
+        baht.checked_mul(100)
+            .and_then(|s| s.checked_add(satang))
+            .map(Baht::from_satang)
+            .ok_or_else(too_large)
+    }
+
+    /// The sum, or `None` on overflow.
+    pub fn checked_add(self, other: Baht) -> Option<Baht> {
+        self.satang.checked_add(other.satang).map(Baht::from_satang)
+    }
+
+    /// The amount divided evenly among `parts`, rounded down to the satang.
+    pub fn per(self, parts: u32) -> Option<Baht> {
+        (parts > 0).then(|| Baht::from_satang(self.satang / u64::from(parts)))
+    }
+}
+
+impl fmt::Display for Baht {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}", self.satang / 100, self.satang % 100)
+    }
+}
+
+impl FromStr for Baht {
+    type Err = InvalidValue;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Baht::parse(text)
+    }
+}
+
+impl Serialize for Baht {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Baht {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire<'a> {
+            WholeBaht(u64),
+            Text(std::borrow::Cow<'a, str>),
+        }
+        match Wire::deserialize(deserializer)? {
+            Wire::WholeBaht(baht) => baht
+                .checked_mul(100)
+                .map(Baht::from_satang)
+                .ok_or_else(|| serde::de::Error::custom("amount is too large")),
+            Wire::Text(text) => Baht::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_parse_exactly() {
+        assert_eq!(Baht::parse("1500").unwrap(), Baht::from_baht(1500));
+        assert_eq!(Baht::parse("1,500.5").unwrap().satang(), 150_050);
+        assert_eq!(Baht::parse("0.07 บาท").unwrap().satang(), 7);
+        assert_eq!(Baht::parse("38000").unwrap().to_string(), "38000.00");
+        // 0.1 + 0.2 is exactly 0.3 here.
+        let sum = Baht::parse("0.1")
+            .unwrap()
+            .checked_add(Baht::parse("0.2").unwrap());
+        assert_eq!(sum, Some(Baht::parse("0.3").unwrap()));
+    }
+
+    #[test]
+    fn bad_amounts_are_refused_with_the_reason() {
+        assert!(Baht::parse("-5").unwrap_err().problem.contains("negative"));
+        assert!(Baht::parse("12.345")
+            .unwrap_err()
+            .problem
+            .contains("decimal"));
+        assert!(Baht::parse("abc")
+            .unwrap_err()
+            .problem
+            .contains("not a number"));
+        assert!(Baht::parse("")
+            .unwrap_err()
+            .problem
+            .contains("not a number"));
+        assert!(Baht::parse("99999999999999999999")
+            .unwrap_err()
+            .problem
+            .contains("large"));
+        let error = Baht::parse_field("-1", "income_per_year").unwrap_err();
+        assert_eq!(error.field, "income_per_year");
+    }
+
+    #[test]
+    fn money_round_trips_through_json_without_floats() {
+        let amount: Baht = serde_json::from_str("\"2465.50\"").unwrap();
+        assert_eq!(serde_json::to_string(&amount).unwrap(), "\"2465.50\"");
+        let whole: Baht = serde_json::from_str("3000").unwrap();
+        assert_eq!(whole, Baht::from_baht(3000));
+        assert!(serde_json::from_str::<Baht>("30.5").is_err());
+        assert!(serde_json::from_str::<Baht>("-3").is_err());
+    }
+}

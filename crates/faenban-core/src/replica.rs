@@ -1,0 +1,265 @@
+//! Making changes from what a device has seen, the outbox of changes not yet
+//! pushed, the server's one-time normalization of stamps from the future, and
+//! an in-memory replica that ties them together.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::change::{Change, RecordKey, ARCHIVED_FIELD};
+use crate::clock::{is_from_the_future, Clock, DeviceId, Stamp};
+use crate::error::Result;
+use crate::merge::{Outcome, RecordState, State};
+use crate::model::{fields_of, RecordType};
+
+/// A change setting `field` of `record` to `value`, superseding every value
+/// of that field the device holds. On a field in conflict this is the
+/// resolution: the person saw every value and chose one.
+pub fn set_field(
+    record: &RecordKey,
+    current: Option<&RecordState>,
+    field: &str,
+    value: Value,
+    stamp: Stamp,
+) -> Change {
+    Change {
+        stamp,
+        record: record.clone(),
+        field: field.into(),
+        value,
+        supersedes: current
+            .map(|state| state.live_stamps(field))
+            .unwrap_or_default(),
+        observed: Vec::new(),
+        previous_stamps: Vec::new(),
+    }
+}
+
+/// An archive (soft delete) of `record`, recording which edits the person
+/// had seen so that a concurrent, unseen edit can win over it.
+pub fn archive(record: &RecordKey, current: Option<&RecordState>, stamp: Stamp) -> Change {
+    let mut change = set_field(record, current, ARCHIVED_FIELD, Value::Bool(true), stamp);
+    change.observed = current
+        .map(RecordState::live_edit_stamps)
+        .unwrap_or_default();
+    change
+}
+
+/// A restore of an archived `record`.
+pub fn restore(record: &RecordKey, current: Option<&RecordState>, stamp: Stamp) -> Change {
+    set_field(record, current, ARCHIVED_FIELD, Value::Bool(false), stamp)
+}
+
+/// One change waiting in the outbox, with its place in the device's sequence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The device sequence number: pushes are keyed (device, sequence).
+    pub sequence: u64,
+    /// True once the change left the device in a bundle file: someone else may
+    /// hold it, so it may no longer be re-stamped.
+    pub exported: bool,
+    /// The change.
+    pub change: Change,
+}
+
+/// The changes a device made that the server has not acknowledged yet.
+///
+/// Only changes in the outbox that have never left the device may be
+/// re-stamped; once acknowledged they leave the outbox, and with it every way
+/// to change their stamp.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outbox {
+    next_sequence: u64,
+    pending: Vec<OutboxEntry>,
+}
+
+impl Outbox {
+    /// An empty outbox whose first change gets sequence 1.
+    pub fn new() -> Outbox {
+        Outbox {
+            next_sequence: 1,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Queues a change and returns its sequence number.
+    pub fn push(&mut self, change: Change) -> u64 {
+        let sequence = self.next_sequence.max(1);
+        self.next_sequence = sequence + 1;
+        self.pending.push(OutboxEntry {
+            sequence,
+            exported: false,
+            change,
+        });
+        sequence
+    }
+
+    /// The changes not yet acknowledged, oldest first.
+    pub fn pending(&self) -> &[OutboxEntry] {
+        &self.pending
+    }
+
+    /// Marks every pending change as handed to someone else in a bundle.
+    pub fn mark_exported(&mut self) {
+        for entry in &mut self.pending {
+            entry.exported = true;
+        }
+    }
+
+    /// Drops every change the server holds: all with a sequence ≤ `up_to`.
+    pub fn acknowledge(&mut self, up_to: u64) {
+        self.pending.retain(|entry| entry.sequence > up_to);
+    }
+
+    /// Re-stamps the pending changes that no one else has seen and whose
+    /// stamp is beyond the (corrected) clock's time plus the allowed drift.
+    ///
+    /// Called after a sync corrected the clock. Returns the re-stamped
+    /// changes, to be applied to the device's own state, where each replaces
+    /// its earlier copy.
+    pub fn restamp_future(&mut self, clock: &mut Clock, local_wall_ms: u64) -> Vec<Change> {
+        let now = clock.corrected(local_wall_ms);
+        let mut restamped = Vec::new();
+        for entry in &mut self.pending {
+            if entry.exported || !is_from_the_future(&entry.change.stamp, now) {
+                continue;
+            }
+            let device = entry.change.stamp.device;
+            let stamp = Stamp::new(clock.tick(local_wall_ms), device);
+            entry.change = entry.change.clone().restamped(stamp);
+            restamped.push(entry.change.clone());
+        }
+        restamped
+    }
+}
+
+/// A change as the server accepted it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arrival {
+    /// The canonical change every replica ends with.
+    pub change: Change,
+    /// True when the server re-stamped it because its stamp was from the future.
+    pub restamped: bool,
+}
+
+/// What the server does with each change as it arrives: a stamp beyond the
+/// server's time plus the allowed drift is re-stamped, once, with the
+/// server's clock (the original kept in `previous_stamps`); any other stamp
+/// moves the server's clock forward.
+pub fn normalize_arrival(
+    change: Change,
+    server_clock: &mut Clock,
+    server_device: DeviceId,
+    server_wall_ms: u64,
+) -> Arrival {
+    let now = server_clock.corrected(server_wall_ms);
+    if is_from_the_future(&change.stamp, now) {
+        let stamp = Stamp::new(server_clock.tick(server_wall_ms), server_device);
+        Arrival {
+            change: change.restamped(stamp),
+            restamped: true,
+        }
+    } else {
+        server_clock.observe(change.stamp.hlc, server_wall_ms);
+        Arrival {
+            change,
+            restamped: false,
+        }
+    }
+}
+
+/// A whole device held in memory: its clock, merged state and outbox. Used by
+/// simulations, tests and benchmarks; the laptop keeps the same parts in
+/// SQLite.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    /// This device.
+    pub device: DeviceId,
+    /// Its clock.
+    pub clock: Clock,
+    /// Everything it has merged.
+    pub state: State,
+    /// What it made and has not had acknowledged.
+    pub outbox: Outbox,
+}
+
+impl Replica {
+    /// A new, empty device.
+    pub fn new(device: DeviceId) -> Replica {
+        Replica {
+            device,
+            clock: Clock::new(),
+            state: State::new(),
+            outbox: Outbox::new(),
+        }
+    }
+
+    fn next_stamp(&mut self, local_wall_ms: u64) -> Stamp {
+        Stamp::new(self.clock.tick(local_wall_ms), self.device)
+    }
+
+    fn record_locally(&mut self, change: Change) -> Change {
+        self.state.apply(change.clone());
+        self.outbox.push(change.clone());
+        change
+    }
+
+    /// Sets a field (resolving any conflict on it) and returns the change.
+    pub fn set(
+        &mut self,
+        local_wall_ms: u64,
+        record: &RecordKey,
+        field: &str,
+        value: Value,
+    ) -> Change {
+        let stamp = self.next_stamp(local_wall_ms);
+        let change = set_field(record, self.state.record(record), field, value, stamp);
+        self.record_locally(change)
+    }
+
+    /// Creates a record of type `T` with id `id`: one change per field.
+    pub fn create<T: RecordType>(
+        &mut self,
+        local_wall_ms: u64,
+        id: Uuid,
+        record: &T,
+    ) -> Result<(RecordKey, Vec<Change>)> {
+        let key = RecordKey::new(T::kind(), id);
+        let changes = fields_of(record)?
+            .into_iter()
+            .map(|(field, value)| self.set(local_wall_ms, &key, &field, value))
+            .collect();
+        Ok((key, changes))
+    }
+
+    /// Archives a record and returns the change.
+    pub fn archive(&mut self, local_wall_ms: u64, record: &RecordKey) -> Change {
+        let stamp = self.next_stamp(local_wall_ms);
+        let change = archive(record, self.state.record(record), stamp);
+        self.record_locally(change)
+    }
+
+    /// Restores a record and returns the change.
+    pub fn restore(&mut self, local_wall_ms: u64, record: &RecordKey) -> Change {
+        let stamp = self.next_stamp(local_wall_ms);
+        let change = restore(record, self.state.record(record), stamp);
+        self.record_locally(change)
+    }
+
+    /// Takes in a change made elsewhere.
+    pub fn receive(&mut self, change: Change, local_wall_ms: u64) -> Outcome {
+        self.clock.observe(change.stamp.hlc, local_wall_ms);
+        self.state.apply(change)
+    }
+
+    /// After a sync told us the server's time: corrects the clock and
+    /// re-stamps what is still unpushed and from the future.
+    pub fn correct_clock(&mut self, server_wall_ms: u64, local_wall_ms: u64) -> Vec<Change> {
+        self.clock.correct_to_server(server_wall_ms, local_wall_ms);
+        let restamped = self.outbox.restamp_future(&mut self.clock, local_wall_ms);
+        for change in &restamped {
+            self.state.apply(change.clone());
+        }
+        restamped
+    }
+}
