@@ -486,6 +486,17 @@ pub struct Record<T> {
     pub in_conflict: bool,
 }
 
+impl Record<Household> {
+    /// The status a person sees: archived overrides active or moved.
+    pub fn shown_status(&self) -> HouseholdStatus {
+        if self.archived {
+            HouseholdStatus::Archived
+        } else {
+            self.value.status
+        }
+    }
+}
+
 /// Reads a record of type `T` from its merged state. A record whose fields
 /// do not (yet) make a valid `T` is reported, not guessed at.
 pub fn decode<T: RecordType>(key: &RecordKey, state: &RecordState) -> Result<Record<T>> {
