@@ -11,6 +11,7 @@ use faenban_core::merge::Conflict;
 use faenban_core::replica::normalize_arrival;
 use faenban_core::{Change, Clock, DeviceId, RecordKey, RecordKind, Replica, State};
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -272,6 +273,11 @@ fn config() -> ProptestConfig {
         .max(1_000);
     ProptestConfig {
         cases,
+        // Cases that once failed are replayed first on every run; the file is
+        // committed (cargo runs tests from the crate's directory).
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/merge_laws.txt",
+        ))),
         ..ProptestConfig::default()
     }
 }
