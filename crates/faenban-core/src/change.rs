@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 use smol_str::SmolStr;
 use uuid::Uuid;
 
@@ -129,6 +130,10 @@ impl RecordKey {
 /// The name of a field. Short names are stored inline, without allocation.
 pub type FieldName = SmolStr;
 
+/// A short list of stamps: most changes supersede one value, and keeping one
+/// or two inline saves an allocation per change.
+pub type Stamps = SmallVec<[Stamp; 2]>;
+
 /// The lifecycle field every record has: `true` once archived (soft-deleted),
 /// `false` after a restore.
 pub const ARCHIVED_FIELD: &str = "archived";
@@ -147,8 +152,8 @@ pub struct Change {
     /// The values of this field the editor had seen and replaces (empty for a
     /// first value). A change that supersedes every value shown fast-forwards;
     /// a change that supersedes several resolves a conflict.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub supersedes: Vec<Stamp>,
+    #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    pub supersedes: Stamps,
     /// For an archive: the values of the record's other fields the archiving
     /// person had seen. An edit not in this list was made concurrently and
     /// wins over the archive.
@@ -163,6 +168,23 @@ pub struct Change {
 }
 
 impl Change {
+    /// A change that allocates nothing, to leave behind when a change is
+    /// moved out of a batch.
+    pub(crate) fn placeholder() -> Change {
+        Change {
+            stamp: Stamp::new(crate::clock::Hlc::default(), DeviceId::from_u128(0)),
+            record: RecordKey {
+                kind: RecordKind::Household,
+                id: RecordId(Uuid::nil()),
+            },
+            field: FieldName::default(),
+            value: serde_json::Value::Null,
+            supersedes: Stamps::new(),
+            observed: Vec::new(),
+            previous_stamps: Vec::new(),
+        }
+    }
+
     /// True for changes to the archive/restore lifecycle field.
     pub fn is_lifecycle(&self) -> bool {
         self.field == ARCHIVED_FIELD

@@ -18,6 +18,7 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use crate::change::{Change, FieldName, RecordKey, ARCHIVED_FIELD};
 use crate::clock::Stamp;
@@ -61,7 +62,8 @@ pub enum Outcome {
 /// The merged state of one field of one record.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FieldState {
-    live: Vec<Entry>,
+    // One live value is the common case; keep it inline.
+    live: SmallVec<[Entry; 1]>,
     tombstones: Vec<(Stamp, u8)>,
 }
 
@@ -160,11 +162,9 @@ impl FieldState {
                 self.live.insert(index, entry.clone());
             }
         }
-        let live = std::mem::take(&mut self.live);
-        self.live = live
-            .into_iter()
-            .filter(|entry| !self.is_dead(&entry.stamp, &entry.previous_stamps))
-            .collect();
+        let mut live = std::mem::take(&mut self.live);
+        live.retain(|entry| !self.is_dead(&entry.stamp, &entry.previous_stamps));
+        self.live = live;
     }
 }
 
@@ -339,7 +339,7 @@ impl RecordState {
             .map(|(name, field)| Conflict::Values {
                 record: key.clone(),
                 field: name.clone(),
-                candidates: field.live.clone(),
+                candidates: field.live.to_vec(),
             })
             .collect();
         if self.archive_in_force() {
@@ -406,6 +406,43 @@ impl State {
     pub fn apply_all<I: IntoIterator<Item = Change>>(&mut self, changes: I) {
         for change in changes {
             self.apply(change);
+        }
+    }
+
+    /// Takes a batch of changes into the state, grouped by record.
+    ///
+    /// The result is the same as applying them one by one in any order (the
+    /// merge commutes); grouping makes each record's state hot in the cache
+    /// while its changes are applied, which is most of the cost of a large
+    /// batch.
+    pub fn apply_batch(&mut self, mut changes: Vec<Change>) {
+        let mut order: Vec<(u128, u32)> = changes
+            .iter()
+            .enumerate()
+            .map(|(index, change)| (change.record.id.0.as_u128(), index as u32))
+            .collect();
+        order.sort_unstable();
+        let mut start = 0;
+        while start < order.len() {
+            let first = order[start].1 as usize;
+            let key = changes[first].record.clone();
+            let record = self.records.entry(key).or_default();
+            let mut end = start;
+            while end < order.len() {
+                let index = order[end].1 as usize;
+                if order[end].0 != order[start].0 || changes[index].record != changes[first].record
+                {
+                    break;
+                }
+                end += 1;
+            }
+            for &(_, index) in &order[start..end] {
+                record.apply(std::mem::replace(
+                    &mut changes[index as usize],
+                    Change::placeholder(),
+                ));
+            }
+            start = end;
         }
     }
 

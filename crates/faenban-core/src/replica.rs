@@ -28,7 +28,7 @@ pub fn set_field(
         field: field.into(),
         value,
         supersedes: current
-            .map(|state| state.live_stamps(field))
+            .map(|state| state.live_stamps(field).into_iter().collect())
             .unwrap_or_default(),
         observed: Vec::new(),
         previous_stamps: Vec::new(),

@@ -327,7 +327,21 @@ proptest! {
                 parts[rng.below(groups)].push(change.clone());
             }
         }
-        let mut states: Vec<State> = parts.into_iter().map(state_of).collect();
+        // Half the groups arrive as one batch (grouped by record inside),
+        // the others change by change.
+        let mut states: Vec<State> = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| {
+                if i % 2 == 0 {
+                    state_of(part)
+                } else {
+                    let mut state = State::new();
+                    state.apply_batch(part);
+                    state
+                }
+            })
+            .collect();
         // Join in a random tree shape: repeatedly merge two random states.
         while states.len() > 1 {
             let a = states.swap_remove(rng.below(states.len()));

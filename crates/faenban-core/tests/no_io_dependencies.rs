@@ -25,6 +25,7 @@ fn faenban_core_depends_only_on_pure_libraries() {
         "chrono",
         "smol_str",
         "rustc-hash",
+        "smallvec",
     ];
     for name in &names {
         assert!(

@@ -99,8 +99,8 @@ fn two_volunteers_change_the_same_income_offline_and_both_values_are_kept() {
     // Somchai looks at both and keeps his value: resolving is a change too.
     let resolution = somchai.set(MONDAY + 4 * DAY_MS, &key, field, json!("36000.00"));
     assert_eq!(
-        resolution.supersedes,
-        vec![by_somchai.stamp, by_malee.stamp]
+        resolution.supersedes.as_slice(),
+        [by_somchai.stamp, by_malee.stamp]
     );
     malee.receive(resolution, MONDAY + 4 * DAY_MS);
     for laptop in [&somchai, &malee] {
@@ -436,7 +436,7 @@ fn a_device_with_a_slow_clock_still_fast_forwards_what_it_saw() {
     // so its edit still fast-forwards.
     let edit = slow.set(MONDAY - 3650 * DAY_MS, &key, "notes", json!("ใหม่"));
     assert!(edit.stamp < fresh.stamp);
-    assert_eq!(edit.supersedes, vec![fresh.stamp]);
+    assert_eq!(edit.supersedes.as_slice(), [fresh.stamp]);
     somchai.receive(edit, MONDAY + DAY_MS);
     assert_eq!(
         somchai.state.record(&key).unwrap().shown("notes"),
