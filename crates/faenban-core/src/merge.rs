@@ -7,8 +7,8 @@
 //!
 //! * its **live** values: every change not known to be replaced, sorted by
 //!   stamp (the highest is the one shown), and
-//! * **tombstones**: the stamps some known change superseded, and the stamps
-//!   some re-stamped change used to carry.
+//! * the stamps some known change **superseded**, and the stamps some
+//!   re-stamped change used to carry (**replaced**).
 //!
 //! A change `x` is dead when its stamp is superseded or replaced, or when an
 //! earlier stamp of the same change was superseded. Everything else is live.
@@ -22,9 +22,6 @@ use smallvec::SmallVec;
 
 use crate::change::{Change, FieldName, RecordKey, ARCHIVED_FIELD};
 use crate::clock::Stamp;
-
-const SUPERSEDED: u8 = 1;
-const REPLACED: u8 = 2;
 
 /// One value of a field that no known change has replaced.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,7 +61,11 @@ pub enum Outcome {
 pub struct FieldState {
     // One live value is the common case; keep it inline.
     live: SmallVec<[Entry; 1]>,
-    tombstones: Vec<(Stamp, u8)>,
+    /// Stamps some known change superseded, sorted.
+    superseded: Vec<Stamp>,
+    /// Stamps some known change carried before it was re-stamped, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    replaced: Vec<Stamp>,
 }
 
 impl FieldState {
@@ -91,25 +92,14 @@ impl FieldState {
         self.live.iter().map(|entry| entry.stamp).collect()
     }
 
-    fn flags(&self, stamp: &Stamp) -> u8 {
-        match self.tombstones.binary_search_by(|(s, _)| s.cmp(stamp)) {
-            Ok(index) => self.tombstones[index].1,
-            Err(_) => 0,
-        }
-    }
-
-    fn mark(&mut self, stamp: Stamp, flag: u8) {
-        match self.tombstones.binary_search_by(|(s, _)| s.cmp(&stamp)) {
-            Ok(index) => self.tombstones[index].1 |= flag,
-            Err(index) => self.tombstones.insert(index, (stamp, flag)),
-        }
+    fn is_superseded(&self, stamp: &Stamp) -> bool {
+        self.superseded.binary_search(stamp).is_ok()
     }
 
     fn is_dead(&self, stamp: &Stamp, previous_stamps: &[Stamp]) -> bool {
-        self.flags(stamp) != 0
-            || previous_stamps
-                .iter()
-                .any(|previous| self.flags(previous) & SUPERSEDED != 0)
+        self.is_superseded(stamp)
+            || self.replaced.binary_search(stamp).is_ok()
+            || previous_stamps.iter().any(|p| self.is_superseded(p))
     }
 
     fn apply(
@@ -120,7 +110,7 @@ impl FieldState {
         previous_stamps: Vec<Stamp>,
     ) -> Outcome {
         for superseded in supersedes {
-            self.mark(*superseded, SUPERSEDED);
+            insert_sorted(&mut self.superseded, *superseded);
             if !self.live.is_empty() {
                 self.live.retain(|entry| {
                     entry.stamp != *superseded && !entry.previous_stamps.contains(superseded)
@@ -128,7 +118,7 @@ impl FieldState {
             }
         }
         for previous in &previous_stamps {
-            self.mark(*previous, REPLACED);
+            insert_sorted(&mut self.replaced, *previous);
             if !self.live.is_empty() {
                 self.live.retain(|entry| entry.stamp != *previous);
             }
@@ -151,8 +141,11 @@ impl FieldState {
     }
 
     fn join(&mut self, other: &FieldState) {
-        for (stamp, flags) in &other.tombstones {
-            self.mark(*stamp, *flags);
+        for stamp in &other.superseded {
+            insert_sorted(&mut self.superseded, *stamp);
+        }
+        for stamp in &other.replaced {
+            insert_sorted(&mut self.replaced, *stamp);
         }
         for entry in &other.live {
             if let Err(index) = self
