@@ -287,7 +287,7 @@ fn main() {
     println!();
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "memory: the {n} changes held in memory {:.0} MiB; peak while merging them (VmHWM) {:.0} MiB; \
+        "memory: process after generating the {n} changes {:.0} MiB; peak while merging them (VmHWM) {:.0} MiB; \
          merged state once the input is freed {:.0} MiB",
         mib(rss_input.saturating_sub(rss_start)),
         mib(peak),

@@ -394,6 +394,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(config())]
+
+    /// Nothing is lost: every change ever made is either still live in the
+    /// merged state, or some other known change replaced it (it superseded
+    /// the change, or is a re-stamped copy of it).
+    #[test]
+    fn every_change_is_live_or_knowingly_replaced(
+        devices in 2usize..=6,
+        ops in prop::collection::vec(op(), 1..60),
+    ) {
+        let changes = simulate(devices, &ops);
+        let state = state_of(changes.clone());
+        for change in &changes {
+            let live = state
+                .record(&change.record)
+                .and_then(|record| record.field(&change.field))
+                .is_some_and(|field| field.live().iter().any(|e| e.stamp == change.stamp));
+            let replaced_by_someone = changes.iter().any(|other| {
+                other.supersedes.contains(&change.stamp)
+                    || other.previous_stamps.contains(&change.stamp)
+                    || change.previous_stamps.iter().any(|p| other.supersedes.contains(p))
+            });
+            prop_assert!(
+                live != replaced_by_someone,
+                "change {:?} is {} but {} replaced",
+                change.stamp,
+                if live { "live" } else { "gone" },
+                if replaced_by_someone { "was" } else { "was not" },
+            );
+        }
+    }
+}
+
 /// The simulation does produce what the laws are about: concurrency,
 /// conflicts, archives that lose to edits, and server re-stamps. Without this
 /// check the properties above could pass vacuously.
