@@ -11,6 +11,11 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 use uuid::Uuid;
 
+#[allow(dead_code)]
+#[path = "../tests/support/rng.rs"]
+mod rng;
+use rng::SplitMix;
+
 const DEVICES: u64 = 100;
 const FIELDS: [&str; 10] = [
     "address",
@@ -25,23 +30,6 @@ const FIELDS: [&str; 10] = [
     "entry",
 ];
 const RUNS: usize = 5;
-
-/// A small deterministic generator: the same changes on every run.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 struct Workload {
     /// Every change, in the order the server receives them: each device

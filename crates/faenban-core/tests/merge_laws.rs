@@ -15,6 +15,11 @@ use proptest::test_runner::FileFailurePersistence;
 use serde_json::json;
 use uuid::Uuid;
 
+#[allow(dead_code)]
+#[path = "support/rng.rs"]
+mod rng;
+use rng::SplitMix;
+
 const BASE_MS: u64 = 1_760_000_000_000;
 const YEAR_MS: u64 = 365 * 24 * 3600 * 1000;
 const FIELDS: [&str; 3] = ["income_per_year", "address", "notes"];
@@ -72,6 +77,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => d.clone().prop_map(|device| Op::CorrectClock { device }),
         1 => (d, 0u8..3).prop_map(|(device, skew)| Op::SetClockSkew { device, skew }),
     ]
+}
+
+/// A simulated week: how many devices, and what happens.
+fn week() -> impl Strategy<Value = (usize, Vec<Op>)> {
+    (2usize..=6, prop::collection::vec(op(), 1..60))
 }
 
 fn key(record: usize) -> RecordKey {
@@ -228,29 +238,6 @@ fn op_device(op: &Op) -> usize {
     }
 }
 
-/// A small deterministic generator, so that a failing case replays exactly.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
-
 fn state_of(changes: impl IntoIterator<Item = Change>) -> State {
     let mut state = State::new();
     state.apply_all(changes);
@@ -289,8 +276,7 @@ proptest! {
     /// gives the same state and the same conflicts.
     #[test]
     fn order_and_duplication_do_not_matter(
-        devices in 2usize..=6,
-        ops in prop::collection::vec(op(), 1..60),
+        (devices, ops) in week(),
         seed in any::<u64>(),
     ) {
         let changes = simulate(devices, &ops);
@@ -298,9 +284,9 @@ proptest! {
 
         let mut rng = SplitMix(seed);
         let mut delivery = changes.clone();
-        let duplicates = if changes.is_empty() { 0 } else { rng.below(changes.len() + 1) };
+        let duplicates = if changes.is_empty() { 0 } else { rng.index(changes.len() + 1) };
         for _ in 0..duplicates {
-            delivery.push(changes[rng.below(changes.len())].clone());
+            delivery.push(changes[rng.index(changes.len())].clone());
         }
         rng.shuffle(&mut delivery);
         prop_assert_eq!(fingerprint(&state_of(delivery)), expected);
@@ -310,8 +296,7 @@ proptest! {
     /// groups' states in any order, gives the same state as applying them all.
     #[test]
     fn grouping_does_not_matter(
-        devices in 2usize..=6,
-        ops in prop::collection::vec(op(), 1..60),
+        (devices, ops) in week(),
         seed in any::<u64>(),
         groups in 1usize..6,
     ) {
@@ -321,10 +306,10 @@ proptest! {
         let mut rng = SplitMix(seed);
         let mut parts: Vec<Vec<Change>> = vec![Vec::new(); groups];
         for change in &changes {
-            parts[rng.below(groups)].push(change.clone());
+            parts[rng.index(groups)].push(change.clone());
             // Some changes travel in more than one group.
-            if rng.below(5) == 0 {
-                parts[rng.below(groups)].push(change.clone());
+            if rng.index(5) == 0 {
+                parts[rng.index(groups)].push(change.clone());
             }
         }
         // Half the groups arrive as one batch (grouped by record inside),
@@ -344,8 +329,8 @@ proptest! {
             .collect();
         // Join in a random tree shape: repeatedly merge two random states.
         while states.len() > 1 {
-            let a = states.swap_remove(rng.below(states.len()));
-            let b_index = rng.below(states.len());
+            let a = states.swap_remove(rng.index(states.len()));
+            let b_index = rng.index(states.len());
             states[b_index].join(&a);
         }
         prop_assert_eq!(fingerprint(&states[0]), expected);
@@ -355,8 +340,7 @@ proptest! {
     /// changes nothing.
     #[test]
     fn applying_twice_equals_applying_once(
-        devices in 2usize..=6,
-        ops in prop::collection::vec(op(), 1..60),
+        (devices, ops) in week(),
     ) {
         let changes = simulate(devices, &ops);
         let once = state_of(changes.clone());
@@ -372,8 +356,7 @@ proptest! {
     /// the way, hold equal states: incremental merge converges.
     #[test]
     fn devices_that_hold_the_same_changes_agree(
-        devices in 2usize..=6,
-        ops in prop::collection::vec(op(), 1..60),
+        (devices, ops) in week(),
         seed in any::<u64>(),
     ) {
         let changes = simulate(devices, &ops);
@@ -383,7 +366,7 @@ proptest! {
         // the rest, in another random order.
         let mut delivery = changes.clone();
         rng.shuffle(&mut delivery);
-        let split = rng.below(delivery.len() + 1);
+        let split = rng.index(delivery.len() + 1);
         let mut state = state_of(delivery[..split].to_vec());
         let _ = state.conflicts();
         let mut rest = delivery[split..].to_vec();
@@ -392,18 +375,13 @@ proptest! {
         state.apply_all(rest);
         prop_assert_eq!(fingerprint(&state), expected);
     }
-}
-
-proptest! {
-    #![proptest_config(config())]
 
     /// Nothing is lost: every change ever made is either still live in the
     /// merged state, or some other known change replaced it (it superseded
     /// the change, or is a re-stamped copy of it).
     #[test]
     fn every_change_is_live_or_knowingly_replaced(
-        devices in 2usize..=6,
-        ops in prop::collection::vec(op(), 1..60),
+        (devices, ops) in week(),
     ) {
         let changes = simulate(devices, &ops);
         let state = state_of(changes.clone());
