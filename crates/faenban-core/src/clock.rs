@@ -149,17 +149,20 @@ impl Clock {
     /// difference.
     ///
     /// If the clock had run ahead of the server by more than the allowed
-    /// drift, its last reading is brought back to the server's time. This is
-    /// the one place a clock may go back, and it is safe: the server has
-    /// already re-stamped every change pushed with those readings, and the
-    /// changes not yet pushed are re-stamped by [`crate::Outbox::restamp_future`].
+    /// drift, its last reading is brought back to the server's time plus the
+    /// drift. This is the one place a clock may go back, and it is safe: the
+    /// server re-stamps every change pushed with a reading beyond that, the
+    /// changes not yet pushed are re-stamped by
+    /// [`crate::Outbox::restamp_future`], and every reading the server did not
+    /// re-stamp was at most that high, so no stamp is ever handed out twice.
     /// Returns the correction applied, in milliseconds.
     pub fn correct_to_server(&mut self, server_wall_ms: u64, local_wall_ms: u64) -> i64 {
         let offset = clamp_to_i64(i128::from(server_wall_ms) - i128::from(local_wall_ms));
         let change = offset - self.offset_ms;
         self.offset_ms = offset;
-        if self.last.wall_ms > server_wall_ms.saturating_add(MAX_FUTURE_DRIFT_MS) {
-            self.last = Hlc::at(server_wall_ms);
+        let highest_trusted = server_wall_ms.saturating_add(MAX_FUTURE_DRIFT_MS);
+        if self.last.wall_ms > highest_trusted {
+            self.last = Hlc::at(highest_trusted);
         }
         change
     }
@@ -237,7 +240,29 @@ mod tests {
         fast.tick(10_000_000_000);
         fast.correct_to_server(1_000_000, 10_000_000_000);
         let next = fast.tick(10_000_000_000);
-        assert_eq!(next.wall_ms, 1_000_000);
+        // Back to the highest reading the server accepts as it is, never lower.
+        assert_eq!(
+            next,
+            Hlc {
+                wall_ms: 1_000_000 + MAX_FUTURE_DRIFT_MS,
+                counter: 1
+            }
+        );
+        // Once real time passes that, the clock follows real time again.
+        let later = fast.tick(10_000_000_000 + MAX_FUTURE_DRIFT_MS + 1);
+        assert_eq!(later, Hlc::at(1_000_000 + MAX_FUTURE_DRIFT_MS + 1));
+    }
+
+    #[test]
+    fn a_clock_brought_back_never_repeats_a_reading_the_server_kept() {
+        let server_now = 1_700_000_000_000;
+        let mut clock = Clock::new();
+        // Four minutes fast: within the drift, so the server keeps these stamps.
+        let kept = clock.tick(server_now + 4 * 60 * 1000);
+        // Then the clock jumps to the far future, and a sync corrects it.
+        clock.tick(server_now + 10 * MAX_FUTURE_DRIFT_MS);
+        clock.correct_to_server(server_now, server_now + 10 * MAX_FUTURE_DRIFT_MS);
+        assert!(clock.tick(server_now + 10 * MAX_FUTURE_DRIFT_MS) > kept);
     }
 
     #[test]
