@@ -1,0 +1,77 @@
+//! The store's error type.
+
+/// Everything that can go wrong with the local database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file was written by a newer faenban; it is left untouched.
+    #[error(
+        "the database was written by a newer faenban (schema version {found}; this version reads up to {supported}); update faenban, the file was not changed"
+    )]
+    NewerSchema {
+        /// The file's schema version.
+        found: i64,
+        /// The newest this build knows.
+        supported: i64,
+    },
+    /// Another program holds the database.
+    #[error("the database is in use by another faenban process; close it and try again")]
+    Locked,
+    /// The file cannot be written.
+    #[error("the database file cannot be written (read-only file or folder)")]
+    ReadOnly,
+    /// The file is not a faenban database, or is damaged.
+    #[error("the database file is damaged or is not a faenban database ({0})")]
+    Corrupt(String),
+    /// The disk is full.
+    #[error("the disk is full; nothing was saved from this command")]
+    DiskFull,
+    /// `init` has not been run on this file.
+    #[error("this database has no device yet; run `faenban init` first")]
+    NotInitialized,
+    /// `init` was run twice.
+    #[error("this database already belongs to device `{0}`")]
+    AlreadyInitialized(String),
+    /// A record that should exist does not.
+    #[error("no {kind} with id {id}")]
+    NotFound {
+        /// The record kind.
+        kind: String,
+        /// The id asked for.
+        id: String,
+    },
+    /// The core refused a value or a record.
+    #[error(transparent)]
+    Core(#[from] faenban_core::Error),
+    /// Any other SQLite failure.
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+    /// Stored JSON could not be read back.
+    #[error("stored data could not be read: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Error {
+        use rusqlite::ffi::ErrorCode;
+        match error.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Locked,
+            Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+                Error::ReadOnly
+            }
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+                Error::Corrupt(error.to_string())
+            }
+            Some(ErrorCode::DiskFull) => Error::DiskFull,
+            _ => Error::Sqlite(error),
+        }
+    }
+}
+
+impl From<faenban_core::InvalidValue> for Error {
+    fn from(invalid: faenban_core::InvalidValue) -> Error {
+        Error::Core(invalid.into())
+    }
+}
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,535 @@
+//! faenban-store: the laptop's (and later the server's) SQLite file: schema
+//! migrations, device identity and clock, the change log, the outbox, and
+//! the merged state of every record.
+//!
+//! Every command's writes happen in one transaction ([`Store::write`]): a
+//! killed process or a full disk leaves the file as it was before the
+//! command. The merge itself is the core's; this crate only loads a record's
+//! state, hands the change to `faenban_core`, and saves the result.
+
+mod error;
+mod schema;
+
+use std::path::Path;
+
+use faenban_core::merge::Conflict;
+use faenban_core::model::{fields_of, RecordType};
+use faenban_core::replica::{archive, restore, set_field};
+use faenban_core::{
+    Change, Clock, DeviceId, Outcome, RecordId, RecordKey, RecordKind, RecordState, Stamp,
+};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub use error::{Error, Result};
+pub use schema::SCHEMA_VERSION;
+
+/// How long a command waits for another faenban process before giving up.
+const BUSY_TIMEOUT_MS: u64 = 2_000;
+
+/// Who this database belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The device id, made once at `init`.
+    pub id: DeviceId,
+    /// The name the volunteer gave the device.
+    pub name: String,
+}
+
+/// What `status` shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The device, if initialized.
+    pub device: Option<DeviceInfo>,
+    /// Changes made here and not yet acknowledged by the server.
+    pub unpushed: u64,
+    /// When the last sync finished (ms since the epoch), if ever.
+    pub last_sync_ms: Option<u64>,
+    /// Records known, all kinds.
+    pub records: u64,
+    /// Records with an open conflict.
+    pub conflicts: u64,
+}
+
+/// An open faenban database.
+#[derive(Debug)]
+pub struct Store {
+    connection: Connection,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date. A file from a newer faenban is refused untouched.
+    pub fn open(path: &Path) -> Result<Store> {
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        Store::prepare(connection, true)
+    }
+
+    /// A database in memory, for tests and simulations.
+    pub fn open_in_memory() -> Result<Store> {
+        Store::prepare(Connection::open_in_memory()?, false)
+    }
+
+    fn prepare(connection: Connection, on_disk: bool) -> Result<Store> {
+        connection.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+        // Reading the version first both checks that this is a database at
+        // all and refuses a newer one before anything is written.
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::NewerSchema {
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if on_disk {
+            let mode: String =
+                connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(Error::ReadOnly);
+            }
+            // In WAL mode NORMAL keeps the database consistent through a
+            // crash; a power cut may lose the last commit, never corrupt.
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        let mut store = Store { connection };
+        schema::migrate(&mut store.connection, version)?;
+        Ok(store)
+    }
+
+    /// Makes this database a device: its id is made here, once.
+    pub fn init(&mut self, name: &str, device: DeviceId) -> Result<DeviceInfo> {
+        let tx = self.connection.transaction()?;
+        if let Some(existing) = read_meta(&tx, "device_name")? {
+            return Err(Error::AlreadyInitialized(existing));
+        }
+        write_meta(&tx, "device_id", &device.to_string())?;
+        write_meta(&tx, "device_name", name)?;
+        write_meta(&tx, "clock", &serde_json::to_string(&Clock::new())?)?;
+        tx.commit()?;
+        Ok(DeviceInfo {
+            id: device,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The device this database belongs to, if initialized.
+    pub fn device(&self) -> Result<Option<DeviceInfo>> {
+        device_of(&self.connection)
+    }
+
+    /// Runs one command's writes in one transaction. If `work` fails, nothing
+    /// it did is kept. `local_wall_ms` is the laptop's clock now.
+    pub fn write<T>(
+        &mut self,
+        local_wall_ms: u64,
+        work: impl FnOnce(&mut Session<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let clock: Clock = match read_meta(&tx, "clock")? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Clock::new(),
+        };
+        let mut session = Session {
+            tx,
+            device,
+            clock,
+            local_wall_ms,
+        };
+        let result = work(&mut session)?;
+        let Session { tx, clock, .. } = session;
+        write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
+        tx.commit()?;
+        Ok(result)
+    }
+
+    /// One record's merged state.
+    pub fn record(&self, key: &RecordKey) -> Result<Option<RecordState>> {
+        load_state(&self.connection, key)
+    }
+
+    /// Every record of a kind, archived ones included, in id order.
+    pub fn records(&self, kind: &RecordKind) -> Result<Vec<(RecordKey, RecordState)>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, state FROM records WHERE kind = ?1 ORDER BY id")?;
+        let rows = statement.query_map([kind.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (id, state) = row?;
+            Ok((
+                record_key(kind.clone(), &id)?,
+                serde_json::from_str(&state)?,
+            ))
+        })
+        .collect()
+    }
+
+    /// The records of a kind that belong to a household.
+    pub fn records_of_household(
+        &self,
+        kind: &RecordKind,
+        household: RecordId,
+    ) -> Result<Vec<(RecordKey, RecordState)>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, state FROM records WHERE household = ?1 AND kind = ?2 ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![household.to_string(), kind.as_str()], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (id, state) = row?;
+            Ok((
+                record_key(kind.clone(), &id)?,
+                serde_json::from_str(&state)?,
+            ))
+        })
+        .collect()
+    }
+
+    /// Records found by a word: a house code, village code, national ID, or
+    /// a name (or its beginning). Returns keys, households first.
+    pub fn search(&self, text: &str) -> Result<Vec<RecordKey>> {
+        let term = normalize_term(text);
+        if term.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut statement = self.connection.prepare_cached(
+            "SELECT DISTINCT kind, id FROM search_terms WHERE term >= ?1 AND term < ?1 || x'f48fbfbf' \
+             ORDER BY kind = 'household' DESC, kind, id LIMIT 500",
+        )?;
+        let rows = statement.query_map([term], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (kind, id) = row?;
+            record_key(RecordKind::from_name(&kind), &id)
+        })
+        .collect()
+    }
+
+    /// Every change known for a record, oldest first as they arrived here.
+    pub fn history(&self, key: &RecordKey) -> Result<Vec<Change>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT body FROM changes WHERE kind = ?1 AND record = ?2 ORDER BY seq",
+        )?;
+        let rows = statement.query_map(params![key.kind.as_str(), key.id.to_string()], |row| {
+            row.get::<_, String>(0)
+        })?;
+        rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
+    }
+
+    /// Every open conflict, in record order.
+    pub fn conflicts(&self) -> Result<Vec<Conflict>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT kind, id, state FROM records WHERE in_conflict = 1 ORDER BY kind, id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut conflicts = Vec::new();
+        for row in rows {
+            let (kind, id, state) = row?;
+            let key = record_key(RecordKind::from_name(&kind), &id)?;
+            let state: RecordState = serde_json::from_str(&state)?;
+            conflicts.extend(state.conflicts(&key));
+        }
+        Ok(conflicts)
+    }
+
+    /// The changes made here that the server has not acknowledged, oldest
+    /// first, with their device sequence numbers.
+    pub fn outbox(&self) -> Result<Vec<(u64, Change)>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT outbox.sequence, changes.body FROM outbox \
+             JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (sequence, body) = row?;
+            Ok((sequence as u64, serde_json::from_str(&body)?))
+        })
+        .collect()
+    }
+
+    /// What `status` shows.
+    pub fn status(&self) -> Result<Status> {
+        let count = |sql: &str| -> Result<u64> {
+            Ok(self
+                .connection
+                .query_row(sql, [], |row| row.get::<_, i64>(0))? as u64)
+        };
+        Ok(Status {
+            device: self.device()?,
+            unpushed: count("SELECT COUNT(*) FROM outbox")?,
+            last_sync_ms: read_meta(&self.connection, "last_sync_ms")?
+                .and_then(|value| value.parse().ok()),
+            records: count("SELECT COUNT(*) FROM records")?,
+            conflicts: count("SELECT COUNT(*) FROM records WHERE in_conflict = 1")?,
+        })
+    }
+
+    /// The SQL of every table and index, for comparing schemas in tests.
+    pub fn schema_sql(&self) -> Result<Vec<String>> {
+        let mut statement = self.connection.prepare(
+            "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master \
+             WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+        )?;
+        let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// One command's writes: everything happens in one transaction, committed by
+/// [`Store::write`] when the command succeeds.
+#[derive(Debug)]
+pub struct Session<'a> {
+    tx: Transaction<'a>,
+    device: DeviceId,
+    clock: Clock,
+    local_wall_ms: u64,
+}
+
+impl Session<'_> {
+    /// This device.
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// One record's merged state, as this command has left it so far.
+    pub fn record(&self, key: &RecordKey) -> Result<Option<RecordState>> {
+        load_state(&self.tx, key)
+    }
+
+    fn next_stamp(&mut self) -> Stamp {
+        Stamp::new(self.clock.tick(self.local_wall_ms), self.device)
+    }
+
+    /// Sets a field; returns the change. Resolves a conflict on the field,
+    /// since the person saw every value.
+    pub fn set(&mut self, key: &RecordKey, field: &str, value: Value) -> Result<Change> {
+        let current = self.record(key)?;
+        let stamp = self.next_stamp();
+        let change = set_field(key, current.as_ref(), field, value, stamp);
+        self.record_local(change)
+    }
+
+    /// Creates a record; returns its key.
+    pub fn create<T: RecordType>(&mut self, id: Uuid, record: &T) -> Result<RecordKey> {
+        let key = RecordKey::new(T::kind(), id);
+        for (field, value) in fields_of(record)? {
+            self.set(&key, &field, value)?;
+        }
+        Ok(key)
+    }
+
+    /// Archives a record.
+    pub fn archive(&mut self, key: &RecordKey) -> Result<Change> {
+        let current = self.require(key)?;
+        let stamp = self.next_stamp();
+        let change = archive(key, Some(&current), stamp);
+        self.record_local(change)
+    }
+
+    /// Restores an archived record.
+    pub fn restore(&mut self, key: &RecordKey) -> Result<Change> {
+        let current = self.require(key)?;
+        let stamp = self.next_stamp();
+        let change = restore(key, Some(&current), stamp);
+        self.record_local(change)
+    }
+
+    /// The record's state, or a not-found error naming it.
+    pub fn require(&self, key: &RecordKey) -> Result<RecordState> {
+        self.record(key)?.ok_or_else(|| Error::NotFound {
+            kind: key.kind.to_string(),
+            id: key.id.to_string(),
+        })
+    }
+
+    /// Takes in a change made elsewhere (pulled, or from a bundle).
+    pub fn receive(&mut self, change: Change) -> Result<Outcome> {
+        self.clock.observe(change.stamp.hlc, self.local_wall_ms);
+        apply_change(&self.tx, change, None)
+    }
+
+    fn record_local(&mut self, change: Change) -> Result<Change> {
+        let sequence = next_outbox_sequence(&self.tx)?;
+        apply_change(&self.tx, change.clone(), Some(sequence))?;
+        Ok(change)
+    }
+}
+
+fn next_outbox_sequence(tx: &Transaction<'_>) -> Result<i64> {
+    // The sequence never goes back, even after the outbox is emptied by an
+    // acknowledgement: it is kept in meta.
+    let next: i64 = read_meta(tx, "next_outbox_sequence")?
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1);
+    write_meta(tx, "next_outbox_sequence", &(next + 1).to_string())?;
+    Ok(next)
+}
+
+/// Writes one change: the log, the record's merged state, its search terms,
+/// and (for a change made here) the outbox. A change already known changes
+/// nothing.
+fn apply_change(
+    tx: &Transaction<'_>,
+    change: Change,
+    outbox_sequence: Option<i64>,
+) -> Result<Outcome> {
+    let body = serde_json::to_string(&change)?;
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO changes (wall_ms, counter, device, kind, record, field, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?
+        .execute(params![
+            change.stamp.hlc.wall_ms as i64,
+            change.stamp.hlc.counter,
+            change.stamp.device.to_string(),
+            change.record.kind.as_str(),
+            change.record.id.to_string(),
+            change.field.as_str(),
+            body,
+        ])?;
+    if inserted == 0 {
+        return Ok(Outcome::Duplicate);
+    }
+    let change_seq = tx.last_insert_rowid();
+    if let Some(sequence) = outbox_sequence {
+        tx.prepare_cached("INSERT INTO outbox (sequence, change_seq) VALUES (?1, ?2)")?
+            .execute(params![sequence, change_seq])?;
+    }
+    let key = change.record.clone();
+    let mut state = load_state(tx, &key)?.unwrap_or_default();
+    let outcome = state.apply(change);
+    save_state(tx, &key, &state)?;
+    Ok(outcome)
+}
+
+fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
+    let household = state
+        .shown("household")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO records (kind, id, state, household, archived, in_conflict) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        key.kind.as_str(),
+        key.id.to_string(),
+        serde_json::to_string(state)?,
+        household,
+        state.is_archived(),
+        state.has_conflict(),
+    ])?;
+    tx.prepare_cached("DELETE FROM search_terms WHERE kind = ?1 AND id = ?2")?
+        .execute(params![key.kind.as_str(), key.id.to_string()])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO search_terms (term, kind, id) VALUES (?1, ?2, ?3)",
+    )?;
+    for term in search_terms(key, state) {
+        insert.execute(params![term, key.kind.as_str(), key.id.to_string()])?;
+    }
+    Ok(())
+}
+
+/// The words a record is found by.
+fn search_terms(key: &RecordKey, state: &RecordState) -> Vec<String> {
+    let fields: &[&str] = match key.kind {
+        RecordKind::Household => &["house_code", "village"],
+        RecordKind::Member => &["national_id", "first_name", "last_name"],
+        RecordKind::Official => &["name"],
+        _ => &[],
+    };
+    let mut terms: Vec<String> = fields
+        .iter()
+        .filter_map(|field| state.shown(field)?.as_str())
+        .map(normalize_term)
+        .filter(|term| !term.is_empty())
+        .collect();
+    if key.kind == RecordKind::Member {
+        let name = |field| state.shown(field).and_then(Value::as_str).unwrap_or("");
+        let full = normalize_term(&format!("{} {}", name("first_name"), name("last_name")));
+        if !full.is_empty() {
+            terms.push(full);
+        }
+    }
+    terms
+}
+
+/// Lowercase, with the separators people type in codes removed.
+fn normalize_term(text: &str) -> String {
+    let trimmed = text.trim().to_lowercase();
+    if trimmed
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '-' || c == ' ')
+    {
+        trimmed.chars().filter(char::is_ascii_digit).collect()
+    } else {
+        trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn load_state(connection: &Connection, key: &RecordKey) -> Result<Option<RecordState>> {
+    let json: Option<String> = connection
+        .prepare_cached("SELECT state FROM records WHERE kind = ?1 AND id = ?2")?
+        .query_row(params![key.kind.as_str(), key.id.to_string()], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    json.map(|json| Ok(serde_json::from_str(&json)?))
+        .transpose()
+}
+
+fn record_key(kind: RecordKind, id: &str) -> Result<RecordKey> {
+    let id =
+        Uuid::parse_str(id).map_err(|error| Error::Corrupt(format!("record id {id}: {error}")))?;
+    Ok(RecordKey::new(kind, id))
+}
+
+fn device_of(connection: &Connection) -> Result<Option<DeviceInfo>> {
+    let (Some(id), Some(name)) = (
+        read_meta(connection, "device_id")?,
+        read_meta(connection, "device_name")?,
+    ) else {
+        return Ok(None);
+    };
+    let id = Uuid::parse_str(&id).map_err(|error| Error::Corrupt(format!("device id: {error}")))?;
+    Ok(Some(DeviceInfo {
+        id: DeviceId(id),
+        name,
+    }))
+}
+
+fn read_meta(connection: &Connection, key: &str) -> Result<Option<String>> {
+    Ok(connection
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |row| row.get(0))
+        .optional()?)
+}
+
+fn write_meta(connection: &Connection, key: &str, value: &str) -> Result<()> {
+    connection
+        .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute([key, value])?;
+    Ok(())
+}

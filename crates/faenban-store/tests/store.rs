@@ -1,0 +1,250 @@
+//! The local store: persistence, one transaction per command, and refusing
+//! files it must not touch.
+
+use faenban_core::codes::AreaCode;
+use faenban_core::merge::Conflict;
+use faenban_core::model::{decode, Household, HouseholdStatus, ProgrammeEntry};
+use faenban_core::{DeviceId, RecordKey, RecordKind};
+use faenban_store::{Error, Store, SCHEMA_VERSION};
+use serde_json::json;
+use uuid::Uuid;
+
+const NOW: u64 = 1_767_571_200_000;
+
+fn household(code: &str) -> Household {
+    Household {
+        house_code: code.parse().unwrap(),
+        village: AreaCode::parse_village("40010101").unwrap(),
+        address: "1 หมู่ 1".into(),
+        location: None,
+        head: None,
+        status: HouseholdStatus::Active,
+        entry: ProgrammeEntry::TpmapTarget,
+        classification: None,
+        livelihood: None,
+        welfare_card: true,
+        notes: String::new(),
+    }
+}
+
+fn device(store: &mut Store, n: u128) {
+    store
+        .init(&format!("laptop {n}"), DeviceId::from_u128(n))
+        .unwrap();
+}
+
+#[test]
+fn a_household_written_to_a_file_is_there_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faenban.db");
+    let key = {
+        let mut store = Store::open(&path).unwrap();
+        device(&mut store, 1);
+        store
+            .write(NOW, |s| {
+                s.create(Uuid::from_u128(10), &household("4001-012345-6"))
+            })
+            .unwrap()
+    };
+    let store = Store::open(&path).unwrap();
+    let state = store.record(&key).unwrap().unwrap();
+    let view = decode::<Household>(&key, &state).unwrap();
+    assert_eq!(view.value, household("4001-012345-6"));
+    let status = store.status().unwrap();
+    assert_eq!(status.device.unwrap().name, "laptop 1");
+    assert_eq!(status.unpushed as usize, store.outbox().unwrap().len());
+    assert!(status.unpushed >= 5);
+    assert_eq!(store.history(&key).unwrap().len() as u64, status.unpushed);
+}
+
+#[test]
+fn the_clock_persists_and_never_goes_back_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faenban.db");
+    let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(1));
+    let first = {
+        let mut store = Store::open(&path).unwrap();
+        device(&mut store, 1);
+        store
+            .write(NOW, |s| s.set(&key, "notes", json!("a")))
+            .unwrap()
+    };
+    let mut store = Store::open(&path).unwrap();
+    // The laptop's clock was set back an hour in between.
+    let second = store
+        .write(NOW - 3_600_000, |s| s.set(&key, "notes", json!("b")))
+        .unwrap();
+    assert!(second.stamp > first.stamp);
+    assert_eq!(second.supersedes.as_slice(), [first.stamp]);
+    let (sequences, _): (Vec<u64>, Vec<_>) = store.outbox().unwrap().into_iter().unzip();
+    assert_eq!(sequences, vec![1, 2]);
+}
+
+#[test]
+fn a_failed_command_leaves_nothing_behind() {
+    let mut store = Store::open_in_memory().unwrap();
+    device(&mut store, 1);
+    let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(1));
+    let before = store.status().unwrap();
+    let result: Result<(), Error> = store.write(NOW, |s| {
+        s.set(&key, "notes", json!("half"))?;
+        s.set(&key, "address", json!("written"))?;
+        Err(Error::NotFound {
+            kind: "member".into(),
+            id: "x".into(),
+        })
+    });
+    assert!(matches!(result, Err(Error::NotFound { .. })));
+    assert_eq!(store.status().unwrap(), before);
+    assert!(store.record(&key).unwrap().is_none());
+    assert!(store.history(&key).unwrap().is_empty());
+    // The clock did not advance either: the next change is the first.
+    store
+        .write(NOW, |s| s.set(&key, "notes", json!("whole")))
+        .unwrap();
+    assert_eq!(store.outbox().unwrap()[0].0, 1);
+}
+
+#[test]
+fn writing_before_init_is_refused() {
+    let mut store = Store::open_in_memory().unwrap();
+    let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(1));
+    let error = store
+        .write(NOW, |s| s.set(&key, "notes", json!("x")))
+        .unwrap_err();
+    assert!(matches!(error, Error::NotInitialized), "{error}");
+    device(&mut store, 1);
+    assert!(matches!(
+        store.init("again", DeviceId::from_u128(2)),
+        Err(Error::AlreadyInitialized(name)) if name == "laptop 1"
+    ));
+}
+
+#[test]
+fn archiving_a_record_that_does_not_exist_names_it() {
+    let mut store = Store::open_in_memory().unwrap();
+    device(&mut store, 1);
+    let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(99));
+    let error = store.write(NOW, |s| s.archive(&key)).unwrap_err();
+    assert!(
+        error.to_string().contains("no household with id"),
+        "{error}"
+    );
+}
+
+#[test]
+fn two_laptops_exchange_changes_and_agree_with_the_conflict_recorded() {
+    let mut a = Store::open_in_memory().unwrap();
+    let mut b = Store::open_in_memory().unwrap();
+    device(&mut a, 1);
+    device(&mut b, 2);
+    let key = a
+        .write(NOW, |s| {
+            s.create(Uuid::from_u128(10), &household("4001-012345-6"))
+        })
+        .unwrap();
+    let created: Vec<_> = a.outbox().unwrap().into_iter().map(|(_, c)| c).collect();
+    b.write(NOW, |s| {
+        created.into_iter().try_for_each(|c| s.receive(c).map(drop))
+    })
+    .unwrap();
+    let from_a = a
+        .write(NOW + 1, |s| s.set(&key, "notes", json!("หลังคารั่ว")))
+        .unwrap();
+    let from_b = b
+        .write(NOW + 2, |s| s.set(&key, "notes", json!("ถังน้ำ")))
+        .unwrap();
+    a.write(NOW + 3, |s| s.receive(from_b.clone())).unwrap();
+    b.write(NOW + 3, |s| s.receive(from_a.clone())).unwrap();
+    // Receiving the same change again changes nothing.
+    let again = b.write(NOW + 4, |s| s.receive(from_a.clone())).unwrap();
+    assert_eq!(again, faenban_core::Outcome::Duplicate);
+
+    let state_a = a.record(&key).unwrap().unwrap();
+    let state_b = b.record(&key).unwrap().unwrap();
+    assert_eq!(state_a, state_b);
+    for store in [&a, &b] {
+        let conflicts = store.conflicts().unwrap();
+        assert!(
+            matches!(conflicts.as_slice(), [Conflict::Values { field, .. }] if field == "notes")
+        );
+        assert_eq!(store.status().unwrap().conflicts, 1);
+    }
+    // Resolving is a change that clears the conflict.
+    a.write(NOW + 5, |s| s.set(&key, "notes", json!("หลังคารั่ว, ถังน้ำ")))
+        .unwrap();
+    assert!(a.conflicts().unwrap().is_empty());
+}
+
+#[test]
+fn households_are_found_by_house_code_and_village() {
+    let mut store = Store::open_in_memory().unwrap();
+    device(&mut store, 1);
+    let key = store
+        .write(NOW, |s| {
+            s.create(Uuid::from_u128(10), &household("4001-012345-6"))
+        })
+        .unwrap();
+    store
+        .write(NOW, |s| {
+            s.create(Uuid::from_u128(11), &household("4001-999999-1"))
+        })
+        .unwrap();
+    assert_eq!(store.search("4001-012345-6").unwrap(), vec![key.clone()]);
+    assert_eq!(store.search("40010123").unwrap(), vec![key]);
+    assert_eq!(store.search("40010101").unwrap().len(), 2);
+    assert!(store.search("5001").unwrap().is_empty());
+    assert!(store.search("  ").unwrap().is_empty());
+}
+
+#[test]
+fn a_file_from_a_newer_faenban_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faenban.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection
+            .execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(error, Error::NewerSchema { found: 99, supported } if supported == SCHEMA_VERSION)
+    );
+    assert!(error.to_string().contains("newer faenban"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(!dir.path().join("faenban.db-wal").exists());
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faenban.db");
+    let garbage = b"this is a spreadsheet, not a database".repeat(200);
+    std::fs::write(&path, &garbage).unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, Error::Corrupt(_)), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[test]
+fn a_database_locked_by_another_process_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faenban.db");
+    let mut store = Store::open(&path).unwrap();
+    device(&mut store, 1);
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO meta VALUES ('x', 'y');")
+        .unwrap();
+    let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(1));
+    let error = store
+        .write(NOW, |s| s.set(&key, "notes", json!("x")))
+        .unwrap_err();
+    assert!(matches!(error, Error::Locked), "{error}");
+    other.execute_batch("ROLLBACK").unwrap();
+    store
+        .write(NOW, |s| s.set(&key, "notes", json!("x")))
+        .unwrap();
+}
