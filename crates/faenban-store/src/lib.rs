@@ -175,6 +175,28 @@ impl Store {
         .collect()
     }
 
+    /// Every record of every kind, in (kind, id) order: what an export holds.
+    pub fn all_records(&self) -> Result<Vec<(RecordKey, RecordState)>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT kind, id, state FROM records ORDER BY kind, id")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (kind, id, state) = row?;
+            Ok((
+                record_key(RecordKind::from_name(&kind), &id)?,
+                serde_json::from_str(&state)?,
+            ))
+        })
+        .collect()
+    }
+
     /// The records of a kind that belong to a household.
     pub fn records_of_household(
         &self,
@@ -216,6 +238,22 @@ impl Store {
             record_key(RecordKind::from_name(&kind), &id)
         })
         .collect()
+    }
+
+    /// Records of a kind whose id ends with `suffix` (what people type when
+    /// a full id is too long), at most 10.
+    pub fn find_by_id_suffix(&self, kind: &RecordKind, suffix: &str) -> Result<Vec<RecordKey>> {
+        let suffix = suffix.trim().to_lowercase();
+        if suffix.is_empty() || !suffix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Ok(Vec::new());
+        }
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id FROM records WHERE kind = ?1 AND id LIKE '%' || ?2 ORDER BY id LIMIT 10",
+        )?;
+        let rows = statement.query_map(params![kind.as_str(), suffix], |row| {
+            row.get::<_, String>(0)
+        })?;
+        rows.map(|row| record_key(kind.clone(), &row?)).collect()
     }
 
     /// Every change known for a record, oldest first as they arrived here.

@@ -1,0 +1,155 @@
+//! What went wrong, in the user's language, and the exit code that says so.
+
+use std::process::ExitCode;
+
+use faenban_core::InvalidValue;
+
+use crate::lang::{expected_th, field_name_th, Lang};
+
+/// The documented exit codes (see `docs/cli.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// 1: anything else.
+    Other,
+    /// 3: the input was wrong (a value, a file's contents).
+    BadInput,
+    /// 4: an id or code matches no record.
+    NotFound,
+    /// 5: the command conflicts with the state (e.g. resolving what is not in conflict).
+    Conflict,
+    /// 6: the database cannot be used (locked, read-only, damaged, newer, disk full).
+    Storage,
+}
+
+impl Kind {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Kind::Other => 1,
+            Kind::BadInput => 3,
+            Kind::NotFound => 4,
+            Kind::Conflict => 5,
+            Kind::Storage => 6,
+        }
+    }
+}
+
+/// A failure to report to the user.
+#[derive(Debug)]
+pub struct Failure {
+    /// What kind, for the exit code.
+    pub kind: Kind,
+    /// The message in the user's language.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind` with a message in Thai and English.
+    pub fn new(kind: Kind, lang: Lang, th: impl AsRef<str>, en: impl AsRef<str>) -> Failure {
+        Failure {
+            kind,
+            message: lang.pick(th.as_ref(), en.as_ref()).to_owned(),
+        }
+    }
+
+    /// A value the user gave that failed validation.
+    pub fn invalid(lang: Lang, invalid: &InvalidValue) -> Failure {
+        Failure::new(
+            Kind::BadInput,
+            lang,
+            format!(
+                "{} ไม่ถูกต้อง ({}); ที่ถูกต้องคือ {}",
+                field_name_th(invalid.field),
+                invalid.problem,
+                expected_th(invalid.field).unwrap_or(invalid.expected)
+            ),
+            invalid.to_string(),
+        )
+    }
+
+    /// Sorts any error into a failure the user can act on.
+    pub fn from_error(lang: Lang, error: anyhow::Error) -> Failure {
+        if let Some(failure) = error.downcast_ref::<Failure>() {
+            return Failure {
+                kind: failure.kind,
+                message: failure.message.clone(),
+            };
+        }
+        if let Some(store) = error.downcast_ref::<faenban_store::Error>() {
+            return from_store(lang, store);
+        }
+        if let Some(core) = error.downcast_ref::<faenban_core::Error>() {
+            return from_core(lang, core);
+        }
+        let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+        Failure::new(Kind::Other, lang, chain.join(": "), chain.join(": "))
+    }
+
+    /// Prints the message to stderr and gives the exit code.
+    pub fn report(&self, lang: Lang) -> ExitCode {
+        eprintln!("{}: {}", lang.pick("ผิดพลาด", "error"), self.message);
+        ExitCode::from(self.kind.code())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn from_core(lang: Lang, error: &faenban_core::Error) -> Failure {
+    use faenban_core::Error as E;
+    match error {
+        E::Invalid(invalid) => Failure::invalid(lang, invalid),
+        E::UnknownIndicator { code, edition } => Failure::new(
+            Kind::BadInput,
+            lang,
+            format!("ไม่มีตัวชี้วัด {code} ในชุด {edition}"),
+            error.to_string(),
+        ),
+        E::UnknownEdition { edition, .. } => Failure::new(
+            Kind::BadInput,
+            lang,
+            format!("ไม่รู้จักชุดตัวชี้วัด {edition}"),
+            error.to_string(),
+        ),
+        other => Failure::new(Kind::BadInput, lang, other.to_string(), other.to_string()),
+    }
+}
+
+fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
+    use faenban_store::Error as E;
+    let storage = |th: &str| Failure::new(Kind::Storage, lang, th, error.to_string());
+    match error {
+        E::NewerSchema { .. } => {
+            storage("ฐานข้อมูลนี้สร้างด้วย faenban รุ่นใหม่กว่า กรุณาปรับรุ่นโปรแกรม (ไฟล์ไม่ถูกแก้ไข)")
+        }
+        E::Locked => storage("ฐานข้อมูลกำลังถูกใช้โดยโปรแกรม faenban อื่น ปิดโปรแกรมนั้นแล้วลองใหม่"),
+        E::ReadOnly => storage("เขียนไฟล์ฐานข้อมูลไม่ได้ (ไฟล์หรือโฟลเดอร์เป็นแบบอ่านอย่างเดียว)"),
+        E::Corrupt(_) => storage("ไฟล์ฐานข้อมูลเสียหาย หรือไม่ใช่ฐานข้อมูลของ faenban"),
+        E::DiskFull => storage("พื้นที่ดิสก์เต็ม คำสั่งนี้ไม่ได้บันทึกอะไรเลย"),
+        E::NotInitialized => Failure::new(
+            Kind::Storage,
+            lang,
+            "ฐานข้อมูลนี้ยังไม่ได้ตั้งค่าเครื่อง ให้รัน `faenban init` ก่อน",
+            error.to_string(),
+        ),
+        E::AlreadyInitialized(name) => Failure::new(
+            Kind::Conflict,
+            lang,
+            format!("ฐานข้อมูลนี้เป็นของเครื่อง `{name}` อยู่แล้ว"),
+            error.to_string(),
+        ),
+        E::NotFound { kind, id } => Failure::new(
+            Kind::NotFound,
+            lang,
+            format!("ไม่พบ {kind} รหัส {id}"),
+            error.to_string(),
+        ),
+        E::Core(core) => from_core(lang, core),
+        E::Sqlite(_) | E::Json(_) => storage("ฐานข้อมูลมีปัญหา"),
+    }
+}

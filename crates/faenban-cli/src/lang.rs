@@ -1,0 +1,77 @@
+//! The language of messages (Thai or English), chosen by `--lang` or the locale.
+
+use clap::ValueEnum;
+
+/// A language faenban speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    /// ภาษาไทย
+    Th,
+    /// English
+    En,
+}
+
+impl Lang {
+    /// Thai when the locale says so (`LC_ALL`, `LC_MESSAGES`, `LANG` starting with `th`).
+    pub fn from_locale() -> Lang {
+        for variable in ["LC_ALL", "LC_MESSAGES", "LANG"] {
+            if let Ok(value) = std::env::var(variable) {
+                if value.is_empty() {
+                    continue;
+                }
+                return if value.to_lowercase().starts_with("th") {
+                    Lang::Th
+                } else {
+                    Lang::En
+                };
+            }
+        }
+        Lang::En
+    }
+
+    /// Picks the Thai or the English text.
+    pub fn pick<'a>(self, th: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Th => th,
+            Lang::En => en,
+        }
+    }
+}
+
+/// The Thai name of a field, for messages.
+pub fn field_name_th(field: &str) -> &str {
+    match field {
+        "national_id" => "เลขประจำตัวประชาชน",
+        "house_code" => "รหัสประจำบ้าน",
+        "village" | "village_code" => "รหัสหมู่บ้าน",
+        "area_code" => "รหัสพื้นที่",
+        "address" => "ที่อยู่",
+        "location" => "พิกัด",
+        "date" | "birth_date" => "วันที่",
+        "amount" => "จำนวนเงิน",
+        "income_per_year" => "รายได้ต่อปี",
+        "first_name" => "ชื่อ",
+        "last_name" => "นามสกุล",
+        "surveyor" => "ผู้สำรวจ",
+        "members" => "จำนวนสมาชิก",
+        "item" => "รายการช่วยเหลือ",
+        "agency" => "หน่วยงาน",
+        "name" => "ชื่อ",
+        "status" => "สถานะ",
+        _ => field,
+    }
+}
+
+/// What a valid value of a field looks like, in Thai.
+pub fn expected_th(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "national_id" => "เลข 13 หลัก ขึ้นต้นด้วย 1-8 และหลักสุดท้ายตรงกับเลขตรวจสอบ เช่น 1-2345-67890-12-3",
+        "house_code" => "รหัสประจำบ้าน 11 หลัก เช่น 1234-567890-1",
+        "village" | "village_code" => "รหัสหมู่บ้าน 8 หลัก เช่น 40010101",
+        "area_code" => "รหัสพื้นที่ 2 (จังหวัด) 4 (อำเภอ) 6 (ตำบล) หรือ 8 (หมู่บ้าน) หลัก",
+        "date" | "birth_date" => "วันที่แบบ ปปปป-ดด-วว หรือ วว/ดด/ปปปป (ค.ศ. หรือ พ.ศ.) เช่น 15/01/2568",
+        "amount" | "income_per_year" => "จำนวนเงินบาท ไม่ติดลบ เช่น 1500 หรือ 1,500.50",
+        "location" => "ละติจูด,ลองจิจูด เช่น 16.44,102.83",
+        _ => return None,
+    })
+}

@@ -1,0 +1,65 @@
+//! `faenban`: the volunteer's command-line tool. Parses arguments, opens the
+//! database, runs one command, and reports failures with a documented exit code.
+
+mod cli;
+mod commands;
+mod failure;
+mod lang;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use faenban_store::Store;
+
+use crate::cli::{Cli, Command};
+use crate::commands::Context;
+use crate::failure::Failure;
+use crate::lang::Lang;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let lang = cli.lang.unwrap_or_else(Lang::from_locale);
+    match run(cli, lang) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => Failure::from_error(lang, error).report(lang),
+    }
+}
+
+/// Where the database lives when `--db` and `FAENBAN_DB` are not given.
+fn default_db_path() -> PathBuf {
+    let data_dir = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("APPDATA").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data_dir.join("faenban").join("faenban.db")
+}
+
+fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
+    let path = cli.db.clone().unwrap_or_else(default_db_path);
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("creating the folder {}", folder.display()))?;
+    }
+    let store = Store::open(&path)?;
+    let mut context = Context {
+        store,
+        lang,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init { name } => commands::init(&mut context, &name),
+        Command::Status => commands::status(&mut context),
+        Command::Household(command) => commands::household(&mut context, command),
+        Command::Member(command) => commands::member(&mut context, command),
+        Command::Survey(args) => commands::survey(&mut context, args),
+        Command::Assist(command) => commands::assist(&mut context, command),
+        Command::History { id } => commands::history(&mut context, &id),
+        Command::Conflicts(command) => commands::conflicts(&mut context, command),
+        Command::Export { format, output } => {
+            commands::export(&mut context, format, output.as_deref())
+        }
+    }
+}
