@@ -25,7 +25,7 @@ CREATE INDEX changes_by_record ON changes (kind, record, seq);
 CREATE TABLE outbox (
     sequence   INTEGER PRIMARY KEY,     -- the device sequence pushes are keyed by
     change_seq INTEGER NOT NULL UNIQUE REFERENCES changes (seq),
-    exported   INTEGER NOT NULL DEFAULT 0 -- 1 once handed out in a bundle
+    shared     INTEGER NOT NULL DEFAULT 0 -- 1 once it left the device (pushed or in a bundle)
 );
 
 -- The merged state of each record, so that reads never replay history.

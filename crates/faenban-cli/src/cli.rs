@@ -185,7 +185,7 @@ pub struct MemberFields {
     #[arg(long)]
     pub occupation: Option<String>,
     /// Own income per year, in baht.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub income: Option<String>,
     /// Has a disability: yes or no.
     #[arg(long)]
@@ -240,7 +240,7 @@ pub struct SurveyArgs {
     #[arg(long, default_value = "bmn-2560-2564")]
     pub edition: String,
     /// Household income per year, in baht.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub income: Option<String>,
     /// Number of people in the household (default: its active members).
     #[arg(long)]
@@ -274,7 +274,7 @@ pub enum AssistCommand {
         #[arg(long, default_value = "public")]
         sector: String,
         /// Amount in baht.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
         /// Day given (default: today).
         #[arg(long)]
@@ -300,7 +300,7 @@ pub enum AssistCommand {
         #[arg(long)]
         outcome: Option<String>,
         /// Amount in baht.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         amount: Option<String>,
         /// survive, sufficient or sustainable.
         #[arg(long)]

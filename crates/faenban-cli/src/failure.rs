@@ -116,6 +116,12 @@ fn from_core(lang: Lang, error: &faenban_core::Error) -> Failure {
             format!("ไม่รู้จักชุดตัวชี้วัด {edition}"),
             error.to_string(),
         ),
+        E::InvalidField { field, message } => Failure::new(
+            Kind::BadInput,
+            lang,
+            format!("{} ไม่ถูกต้อง: {message}", crate::lang::field_name_th(field)),
+            error.to_string(),
+        ),
         other => Failure::new(Kind::BadInput, lang, other.to_string(), other.to_string()),
     }
 }

@@ -162,7 +162,12 @@ impl Clock {
         self.offset_ms = offset;
         let highest_trusted = server_wall_ms.saturating_add(MAX_FUTURE_DRIFT_MS);
         if self.last.wall_ms > highest_trusted {
-            self.last = Hlc::at(highest_trusted);
+            // The whole millisecond counts as handed out: the next reading is
+            // in the millisecond after, above anything the server kept.
+            self.last = Hlc {
+                wall_ms: highest_trusted,
+                counter: u32::MAX,
+            };
         }
         change
     }
@@ -174,7 +179,7 @@ impl Clock {
                 counter,
             },
             // Four billion readings within one millisecond: borrow the next one.
-            None => Hlc::at(self.last.wall_ms + 1),
+            None => Hlc::at(self.last.wall_ms.saturating_add(1)),
         }
     }
 }
@@ -240,25 +245,20 @@ mod tests {
         fast.tick(10_000_000_000);
         fast.correct_to_server(1_000_000, 10_000_000_000);
         let next = fast.tick(10_000_000_000);
-        // Back to the highest reading the server accepts as it is, never lower.
-        assert_eq!(
-            next,
-            Hlc {
-                wall_ms: 1_000_000 + MAX_FUTURE_DRIFT_MS,
-                counter: 1
-            }
-        );
+        // Back to just above the highest reading the server accepts as it is.
+        assert_eq!(next, Hlc::at(1_000_000 + MAX_FUTURE_DRIFT_MS + 1));
         // Once real time passes that, the clock follows real time again.
-        let later = fast.tick(10_000_000_000 + MAX_FUTURE_DRIFT_MS + 1);
-        assert_eq!(later, Hlc::at(1_000_000 + MAX_FUTURE_DRIFT_MS + 1));
+        let later = fast.tick(10_000_000_000 + MAX_FUTURE_DRIFT_MS + 2);
+        assert_eq!(later, Hlc::at(1_000_000 + MAX_FUTURE_DRIFT_MS + 2));
     }
 
     #[test]
     fn a_clock_brought_back_never_repeats_a_reading_the_server_kept() {
         let server_now = 1_700_000_000_000;
         let mut clock = Clock::new();
-        // Four minutes fast: within the drift, so the server keeps these stamps.
-        let kept = clock.tick(server_now + 4 * 60 * 1000);
+        // Exactly at the edge of the drift: the server keeps these stamps.
+        clock.tick(server_now + MAX_FUTURE_DRIFT_MS);
+        let kept = clock.tick(server_now + MAX_FUTURE_DRIFT_MS);
         // Then the clock jumps to the far future, and a sync corrects it.
         clock.tick(server_now + 10 * MAX_FUTURE_DRIFT_MS);
         clock.correct_to_server(server_now, server_now + 10 * MAX_FUTURE_DRIFT_MS);

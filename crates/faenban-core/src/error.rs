@@ -71,6 +71,14 @@ pub enum Error {
         /// The edition searched.
         edition: String,
     },
+    /// A value given for one field does not fit the record.
+    #[error("{field}: {message}")]
+    InvalidField {
+        /// The field.
+        field: String,
+        /// What is wrong, with the values it accepts.
+        message: String,
+    },
     /// A record's merged fields do not (yet) make a whole record, e.g. when a
     /// later edit arrived before the change that created it.
     #[error("{kind} {id} is incomplete or invalid: {message}")]

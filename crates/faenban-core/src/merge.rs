@@ -209,7 +209,9 @@ pub struct RecordState {
 impl RecordState {
     /// Takes one change to this record into its state.
     pub fn apply(&mut self, change: Change) -> Outcome {
-        if !change.observed.is_empty() {
+        // Only an archive says what it had seen; the list means nothing on
+        // any other change.
+        if change.is_lifecycle() && change.value == Value::Bool(true) {
             for stamp in &change.observed {
                 insert_sorted(&mut self.observed_by_archives, *stamp);
             }

@@ -461,9 +461,8 @@ pub fn check_field<T: RecordType>(
     let mut shown = current.map(RecordState::shown_values).unwrap_or_default();
     shown.insert(field.to_owned(), value);
     let record: T =
-        serde_json::from_value(Value::Object(shown)).map_err(|error| Error::IncompleteRecord {
-            kind: T::kind().to_string(),
-            id: String::new(),
+        serde_json::from_value(Value::Object(shown)).map_err(|error| Error::InvalidField {
+            field: field.to_owned(),
             message: error.to_string(),
         })?;
     record.validate()?;

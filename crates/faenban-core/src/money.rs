@@ -29,7 +29,9 @@ impl Baht {
 
     /// An amount in whole baht.
     pub const fn from_baht(baht: u64) -> Baht {
-        Baht { satang: baht * 100 }
+        Baht {
+            satang: baht.saturating_mul(100),
+        }
     }
 
     /// The amount in satang.

@@ -55,9 +55,10 @@ pub fn restore(record: &RecordKey, current: Option<&RecordState>, stamp: Stamp) 
 pub struct OutboxEntry {
     /// The device sequence number: pushes are keyed (device, sequence).
     pub sequence: u64,
-    /// True once the change left the device in a bundle file: someone else may
-    /// hold it, so it may no longer be re-stamped.
-    pub exported: bool,
+    /// True once the change left the device, pushed to the server (even if
+    /// the acknowledgement never came back) or handed out in a bundle:
+    /// someone else may hold it, so this device may no longer re-stamp it.
+    pub shared: bool,
     /// The change.
     pub change: Change,
 }
@@ -88,7 +89,7 @@ impl Outbox {
         self.next_sequence = sequence + 1;
         self.pending.push(OutboxEntry {
             sequence,
-            exported: false,
+            shared: false,
             change,
         });
         sequence
@@ -99,10 +100,12 @@ impl Outbox {
         &self.pending
     }
 
-    /// Marks every pending change as handed to someone else in a bundle.
-    pub fn mark_exported(&mut self) {
-        for entry in &mut self.pending {
-            entry.exported = true;
+    /// Marks the pending changes with a sequence ≤ `up_to` as having left
+    /// the device. Call it before they are sent, so that a send whose
+    /// acknowledgement is lost still counts.
+    pub fn mark_shared(&mut self, up_to: u64) {
+        for entry in self.pending.iter_mut().filter(|e| e.sequence <= up_to) {
+            entry.shared = true;
         }
     }
 
@@ -121,7 +124,7 @@ impl Outbox {
         let now = clock.corrected(local_wall_ms);
         let mut restamped = Vec::new();
         for entry in &mut self.pending {
-            if entry.exported || !is_from_the_future(&entry.change.stamp, now) {
+            if entry.shared || !is_from_the_future(&entry.change.stamp, now) {
                 continue;
             }
             let device = entry.change.stamp.device;
@@ -143,9 +146,13 @@ pub struct Arrival {
 }
 
 /// What the server does with each change as it arrives: a stamp beyond the
-/// server's time plus the allowed drift is re-stamped, once, with the
-/// server's clock (the original kept in `previous_stamps`); any other stamp
-/// moves the server's clock forward.
+/// server's time plus the allowed drift is re-stamped with the server's clock
+/// (the original kept in `previous_stamps`); any other stamp moves the
+/// server's clock forward.
+///
+/// "Once" is the server's duty: it must call this only for a change it does
+/// not hold yet (pushes are keyed by device and sequence, so a re-sent or
+/// forwarded change is recognized before it gets here).
 pub fn normalize_arrival(
     change: Change,
     server_clock: &mut Clock,
@@ -253,7 +260,7 @@ impl Replica {
     }
 
     /// After a sync told us the server's time: corrects the clock and
-    /// re-stamps what is still unpushed and from the future.
+    /// re-stamps what never left the device and is from the future.
     pub fn correct_clock(&mut self, server_wall_ms: u64, local_wall_ms: u64) -> Vec<Change> {
         self.clock.correct_to_server(server_wall_ms, local_wall_ms);
         let restamped = self.outbox.restamp_future(&mut self.clock, local_wall_ms);

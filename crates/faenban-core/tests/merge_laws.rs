@@ -49,9 +49,12 @@ enum Op {
         from: usize,
         to: usize,
     },
-    /// `device` pushes its outbox to the server and pulls everything back.
+    /// `device` pushes its outbox to the server and pulls everything back;
+    /// with `ack_lost` the server's answer never arrives, so the laptop
+    /// still holds the changes (and will send them again).
     Sync {
         device: usize,
+        ack_lost: bool,
     },
     /// `device` learns the server's time without pushing.
     CorrectClock {
@@ -73,7 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (d.clone(), 0usize..3).prop_map(|(device, record)| Op::Restore { device, record }),
         2 => (d.clone(), any::<bool>()).prop_map(|(device, restore)| Op::Resolve { device, restore }),
         3 => (d.clone(), d.clone()).prop_map(|(from, to)| Op::Gossip { from, to }),
-        2 => d.clone().prop_map(|device| Op::Sync { device }),
+        2 => (d.clone(), any::<bool>()).prop_map(|(device, ack_lost)| Op::Sync { device, ack_lost }),
         1 => d.clone().prop_map(|device| Op::CorrectClock { device }),
         1 => (d, 0u8..3).prop_map(|(device, skew)| Op::SetClockSkew { device, skew }),
     ]
@@ -122,6 +125,7 @@ fn simulate(devices: usize, ops: &[Op]) -> Vec<Change> {
     let server_device = DeviceId::from_u128(0xFFFF);
     let mut server_clock = Clock::new();
     let mut server_log: Vec<Change> = Vec::new();
+    let mut server_received: std::collections::HashSet<(DeviceId, u64)> = Default::default();
     let mut everything: Vec<Change> = Vec::new();
 
     for (step, op) in ops.iter().enumerate() {
@@ -173,34 +177,50 @@ fn simulate(devices: usize, ops: &[Op]) -> Vec<Change> {
             Op::Gossip { from, to } => {
                 let (from, to) = (from % devices, to % devices);
                 if from != to {
-                    fleet[from].replica.outbox.mark_exported();
+                    let last = fleet[from]
+                        .replica
+                        .outbox
+                        .pending()
+                        .last()
+                        .map(|e| e.sequence);
+                    fleet[from].replica.outbox.mark_shared(last.unwrap_or(0));
                     for change in fleet[from].known.clone() {
                         fleet[to].take(change, now);
                     }
                 }
                 Vec::new()
             }
-            Op::Sync { device } => {
+            Op::Sync { device, ack_lost } => {
                 let d = &mut fleet[device % devices];
-                let pending: Vec<Change> = d
+                let up_to = d.replica.outbox.pending().last().map_or(0, |e| e.sequence);
+                d.replica.outbox.mark_shared(up_to);
+                let pending: Vec<(u64, Change)> = d
                     .replica
                     .outbox
                     .pending()
                     .iter()
-                    .map(|e| e.change.clone())
+                    .map(|e| (e.sequence, e.change.clone()))
                     .collect();
-                for change in pending {
+                for (sequence, change) in pending {
+                    // The server keys pushes by (device, sequence): a change
+                    // sent again is recognized and not normalized twice.
+                    if !server_received.insert((d.replica.device, sequence)) {
+                        continue;
+                    }
                     let arrival = normalize_arrival(change, &mut server_clock, server_device, now);
                     server_log.push(arrival.change.clone());
                     everything.push(arrival.change);
                 }
-                let up_to = d.replica.outbox.pending().last().map_or(0, |e| e.sequence);
-                d.replica.outbox.acknowledge(up_to);
-                for change in server_log.clone() {
-                    d.take(change, now);
+                if ack_lost {
+                    Vec::new()
+                } else {
+                    d.replica.outbox.acknowledge(up_to);
+                    for change in server_log.clone() {
+                        d.take(change, now);
+                    }
+                    let wall = d.wall(now);
+                    d.replica.correct_clock(now, wall)
                 }
-                let wall = d.wall(now);
-                d.replica.correct_clock(now, wall)
             }
             Op::CorrectClock { device } => {
                 let d = &mut fleet[device % devices];
@@ -231,7 +251,7 @@ fn op_device(op: &Op) -> usize {
         | Op::Archive { device, .. }
         | Op::Restore { device, .. }
         | Op::Resolve { device, .. }
-        | Op::Sync { device }
+        | Op::Sync { device, .. }
         | Op::CorrectClock { device }
         | Op::SetClockSkew { device, .. } => device,
         Op::Gossip { to, .. } => to,
@@ -437,8 +457,14 @@ fn the_simulation_exercises_conflicts_archives_and_restamps() {
         },
         Op::Gossip { from: 0, to: 1 },
         Op::Gossip { from: 2, to: 1 },
-        Op::Sync { device: 2 },
-        Op::Sync { device: 1 },
+        Op::Sync {
+            device: 2,
+            ack_lost: false,
+        },
+        Op::Sync {
+            device: 1,
+            ack_lost: false,
+        },
     ];
     let changes = simulate(3, &ops);
     assert!(
