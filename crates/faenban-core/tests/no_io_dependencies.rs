@@ -50,3 +50,46 @@ fn faenban_core_depends_only_on_pure_libraries() {
         "ids are made by callers: {uuid}"
     );
 }
+
+#[test]
+fn faenban_core_source_reaches_for_no_clock_file_network_environment_or_randomness() {
+    let manifest = include_str!("../Cargo.toml");
+    assert!(
+        !manifest
+            .split("[dependencies]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap()
+            .contains("features"),
+        "faenban-core's dependencies take the workspace's features only"
+    );
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let forbidden = [
+        "SystemTime",
+        "Instant::now",
+        "Utc::now",
+        "Local::now",
+        "std::fs",
+        "std::net",
+        "std::env",
+        "std::process",
+        "new_v4",
+        "now_v7",
+        "thread_rng",
+        "getrandom",
+    ];
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for word in forbidden {
+                assert!(!text.contains(word), "{} uses `{word}`", path.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "read the core's source files ({checked})");
+}
