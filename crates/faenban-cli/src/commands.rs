@@ -231,6 +231,48 @@ fn edit_fields<T: RecordType>(
 
 /// The last 8 characters of an id: the random part of a UUIDv7, which is
 /// what tells records (and devices) made at the same moment apart.
+/// Creates a record in one transaction and says so (`what` names it).
+fn add_record<T: RecordType>(
+    context: &mut Context,
+    record: &T,
+    added: (&str, &str),
+    what: &str,
+) -> Result<()> {
+    let key = context
+        .store
+        .write(now_ms(), |s| s.create(Uuid::now_v7(), record))?;
+    if context.json {
+        return print_json(&json!({ "id": key.id }));
+    }
+    let lang = context.lang;
+    say!(
+        "{} {what} ({} {})",
+        lang.pick(added.0, added.1),
+        lang.pick("รหัส", "id"),
+        short(&key.id)
+    );
+    Ok(())
+}
+
+/// Changes the given fields of an existing record in one transaction.
+fn edit_record<T: RecordType>(
+    context: &mut Context,
+    key: &RecordKey,
+    values: Map<String, Value>,
+) -> Result<()> {
+    if values.is_empty() {
+        return Err(bad_input(
+            context.lang,
+            "ไม่ได้ระบุข้อมูลที่จะแก้ไข",
+            "no field to change was given",
+        ));
+    }
+    let changes = context
+        .store
+        .write(now_ms(), |s| edit_fields::<T>(s, key, values))?;
+    report_changes(context, &changes)
+}
+
 fn short(id: &impl std::fmt::Display) -> String {
     let text = id.to_string();
     text[text.len().saturating_sub(8)..].to_owned()
@@ -366,35 +408,18 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
             let mut values = household_values(lang, &fields)?;
             values.entry("entry").or_insert(json!("tpmap_target"));
             let household: Household = build(lang, values)?;
-            let key = context
-                .store
-                .write(now_ms(), |s| s.create(Uuid::now_v7(), &household))?;
-            if context.json {
-                return print_json(&json!({ "id": key.id }));
-            }
-            say!(
-                "{} {} ({} {})",
-                lang.pick("บันทึกครัวเรือนแล้ว:", "household added:"),
-                household.house_code,
-                lang.pick("รหัส", "id"),
-                short(&key.id)
-            );
-            Ok(())
+            let what = household.house_code.to_string();
+            add_record(
+                context,
+                &household,
+                ("บันทึกครัวเรือนแล้ว:", "household added:"),
+                &what,
+            )
         }
         HouseholdCommand::Edit { id, fields } => {
             let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
             let values = household_values(lang, &fields)?;
-            if values.is_empty() {
-                return Err(bad_input(
-                    lang,
-                    "ไม่ได้ระบุข้อมูลที่จะแก้ไข",
-                    "no field to change was given",
-                ));
-            }
-            let changes = context
-                .store
-                .write(now_ms(), |s| edit_fields::<Household>(s, &key, values))?;
-            report_changes(context, &changes)
+            edit_record::<Household>(context, &key, values)
         }
         HouseholdCommand::Show { id } => {
             let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
@@ -716,36 +741,18 @@ pub fn member(context: &mut Context, command: MemberCommand) -> Result<()> {
             let mut values = member_values(lang, &fields)?;
             values.insert("household".into(), json!(household.id));
             let member: Member = build(lang, values)?;
-            let key = context
-                .store
-                .write(now_ms(), |s| s.create(Uuid::now_v7(), &member))?;
-            if context.json {
-                return print_json(&json!({ "id": key.id }));
-            }
-            say!(
-                "{} {} {} ({} {})",
-                lang.pick("เพิ่มสมาชิกแล้ว:", "member added:"),
-                member.first_name,
-                member.last_name,
-                lang.pick("รหัส", "id"),
-                short(&key.id)
-            );
-            Ok(())
+            let what = format!("{} {}", member.first_name, member.last_name);
+            add_record(
+                context,
+                &member,
+                ("เพิ่มสมาชิกแล้ว:", "member added:"),
+                what.trim(),
+            )
         }
         MemberCommand::Edit { id, fields } => {
             let key = resolve(&context.store, lang, RecordKind::Member, &id)?;
             let values = member_values(lang, &fields)?;
-            if values.is_empty() {
-                return Err(bad_input(
-                    lang,
-                    "ไม่ได้ระบุข้อมูลที่จะแก้ไข",
-                    "no field to change was given",
-                ));
-            }
-            let changes = context
-                .store
-                .write(now_ms(), |s| edit_fields::<Member>(s, &key, values))?;
-            report_changes(context, &changes)
+            edit_record::<Member>(context, &key, values)
         }
         MemberCommand::Remove { id } => {
             let key = resolve(&context.store, lang, RecordKind::Member, &id)?;
@@ -958,20 +965,13 @@ pub fn assist(context: &mut Context, command: AssistCommand) -> Result<()> {
                 values.insert("outcome".into(), json!(outcome));
             }
             let assistance: Assistance = build(lang, values)?;
-            let key = context
-                .store
-                .write(now_ms(), |s| s.create(Uuid::now_v7(), &assistance))?;
-            if context.json {
-                return print_json(&json!({ "id": key.id }));
-            }
-            say!(
-                "{} {} ({} {})",
-                lang.pick("บันทึกการช่วยเหลือแล้ว:", "assistance recorded:"),
-                assistance.item,
-                lang.pick("รหัส", "id"),
-                short(&key.id)
-            );
-            Ok(())
+            let what = assistance.item.clone();
+            add_record(
+                context,
+                &assistance,
+                ("บันทึกการช่วยเหลือแล้ว:", "assistance recorded:"),
+                &what,
+            )
         }
         AssistCommand::Update {
             id,
@@ -994,17 +994,7 @@ pub fn assist(context: &mut Context, command: AssistCommand) -> Result<()> {
             if let Some(amount) = amount {
                 values.insert("amount".into(), money(lang, "amount", &amount)?);
             }
-            if values.is_empty() {
-                return Err(bad_input(
-                    lang,
-                    "ไม่ได้ระบุข้อมูลที่จะแก้ไข",
-                    "no field to change was given",
-                ));
-            }
-            let changes = context
-                .store
-                .write(now_ms(), |s| edit_fields::<Assistance>(s, &key, values))?;
-            report_changes(context, &changes)
+            edit_record::<Assistance>(context, &key, values)
         }
         AssistCommand::List { household } => {
             let records = match household {

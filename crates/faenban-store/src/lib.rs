@@ -159,28 +159,37 @@ impl Store {
 
     /// Every record of a kind, archived ones included, in id order.
     pub fn records(&self, kind: &RecordKind) -> Result<Vec<(RecordKey, RecordState)>> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT id, state FROM records WHERE kind = ?1 ORDER BY id")?;
-        let rows = statement.query_map([kind.as_str()], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (id, state) = row?;
-            Ok((
-                record_key(kind.clone(), &id)?,
-                serde_json::from_str(&state)?,
-            ))
-        })
-        .collect()
+        self.query_records(
+            "SELECT kind, id, state FROM records WHERE kind = ?1 ORDER BY id",
+            params![kind.as_str()],
+        )
     }
 
     /// Every record of every kind, in (kind, id) order: what an export holds.
     pub fn all_records(&self) -> Result<Vec<(RecordKey, RecordState)>> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT kind, id, state FROM records ORDER BY kind, id")?;
-        let rows = statement.query_map([], |row| {
+        self.query_records("SELECT kind, id, state FROM records ORDER BY kind, id", [])
+    }
+
+    /// The records of a kind that belong to a household.
+    pub fn records_of_household(
+        &self,
+        kind: &RecordKind,
+        household: RecordId,
+    ) -> Result<Vec<(RecordKey, RecordState)>> {
+        self.query_records(
+            "SELECT kind, id, state FROM records WHERE household = ?1 AND kind = ?2 ORDER BY id",
+            params![household.to_string(), kind.as_str()],
+        )
+    }
+
+    /// Runs a query returning (kind, id, state) rows.
+    fn query_records(
+        &self,
+        sql: &str,
+        parameters: impl rusqlite::Params,
+    ) -> Result<Vec<(RecordKey, RecordState)>> {
+        let mut statement = self.connection.prepare_cached(sql)?;
+        let rows = statement.query_map(parameters, |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -191,28 +200,6 @@ impl Store {
             let (kind, id, state) = row?;
             Ok((
                 record_key(RecordKind::from_name(&kind), &id)?,
-                serde_json::from_str(&state)?,
-            ))
-        })
-        .collect()
-    }
-
-    /// The records of a kind that belong to a household.
-    pub fn records_of_household(
-        &self,
-        kind: &RecordKind,
-        household: RecordId,
-    ) -> Result<Vec<(RecordKey, RecordState)>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT id, state FROM records WHERE household = ?1 AND kind = ?2 ORDER BY id",
-        )?;
-        let rows = statement.query_map(params![household.to_string(), kind.as_str()], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (id, state) = row?;
-            Ok((
-                record_key(kind.clone(), &id)?,
                 serde_json::from_str(&state)?,
             ))
         })
