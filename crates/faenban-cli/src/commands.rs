@@ -51,6 +51,13 @@ fn emit(text: &str) {
     }
 }
 
+/// The shipped catalogues, parsed once per run: an export assesses every
+/// household's latest visit against them.
+fn builtin_catalogues() -> &'static Catalogues {
+    static CATALOGUES: std::sync::OnceLock<Catalogues> = std::sync::OnceLock::new();
+    CATALOGUES.get_or_init(Catalogues::builtin)
+}
+
 /// Thailand's offset from UTC; it keeps no daylight saving time.
 const THAI_OFFSET_MS: i64 = 7 * 3_600_000;
 
@@ -601,7 +608,7 @@ fn latest_visit(store: &Store, household: RecordId) -> Result<Option<(Visit, Rec
 }
 
 fn assess(visit: &Visit, state: &RecordState, welfare_card: bool) -> Result<Assessment> {
-    let catalogues = Catalogues::builtin();
+    let catalogues = builtin_catalogues();
     Ok(catalogues.get(&visit.edition)?.assess(&VisitAnswers {
         answers: visit_answers(state),
         income_per_year: visit.income_per_year,
@@ -813,7 +820,7 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
         .record(&household_key)?
         .context("household vanished")?;
     let household = decode::<Household>(&household_key, &household_state)?;
-    let catalogues = Catalogues::builtin();
+    let catalogues = builtin_catalogues();
     let catalogue = catalogues.get(&args.edition)?;
     let answers = read_answers(lang, &args)?;
     for code in answers.keys() {

@@ -444,8 +444,13 @@ fn apply_change(
     }
     let key = change.record.clone();
     let mut state = load_state(tx, &key)?.unwrap_or_default();
+    // Search terms come from a few fields only; most changes leave them be.
+    let refresh_search = searchable_fields(&key.kind).contains(&change.field.as_str());
     let outcome = state.apply(change);
     save_state(tx, &key, &state)?;
+    if refresh_search {
+        save_search_terms(tx, &key, &state)?;
+    }
     Ok(outcome)
 }
 
@@ -466,6 +471,10 @@ fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Res
         state.is_archived(),
         state.has_conflict(),
     ])?;
+    Ok(())
+}
+
+fn save_search_terms(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
     tx.prepare_cached("DELETE FROM search_terms WHERE kind = ?1 AND id = ?2")?
         .execute(params![key.kind.as_str(), key.id.to_string()])?;
     let mut insert = tx.prepare_cached(
@@ -477,15 +486,19 @@ fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Res
     Ok(())
 }
 
-/// The words a record is found by.
-fn search_terms(key: &RecordKey, state: &RecordState) -> Vec<String> {
-    let fields: &[&str] = match key.kind {
+/// The fields whose values a record of this kind is found by.
+fn searchable_fields(kind: &RecordKind) -> &'static [&'static str] {
+    match kind {
         RecordKind::Household => &["house_code", "village"],
         RecordKind::Member => &["national_id", "first_name", "last_name"],
         RecordKind::Official => &["name"],
         _ => &[],
-    };
-    let mut terms: Vec<String> = fields
+    }
+}
+
+/// The words a record is found by.
+fn search_terms(key: &RecordKey, state: &RecordState) -> Vec<String> {
+    let mut terms: Vec<String> = searchable_fields(&key.kind)
         .iter()
         .filter_map(|field| state.shown(field)?.as_str())
         .map(normalize_term)
