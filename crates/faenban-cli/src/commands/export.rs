@@ -1,0 +1,96 @@
+//! `export`: the merged data as stable JSON or as CSV for Excel.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use faenban_core::model::{decode, Household};
+use faenban_core::RecordKind;
+use faenban_store::Store;
+use serde_json::{json, Value};
+
+use super::{assess, csv_cell, emit, latest_visit, members_of, write_atomically, Context};
+use crate::cli::ExportFormat;
+
+/// `faenban export`.
+pub fn export(context: &mut Context, format: ExportFormat, output: Option<&Path>) -> Result<()> {
+    let text = match format {
+        ExportFormat::Json => export_json(&context.store)?,
+        ExportFormat::Csv => export_csv(&context.store)?,
+    };
+    match output {
+        Some(path) => write_atomically(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => emit(&text),
+    }
+    Ok(())
+}
+
+/// The whole merged state, in (kind, id) order with sorted keys: two files
+/// that hold the same changes export the same bytes.
+fn export_json(store: &Store) -> Result<String> {
+    let records: Vec<Value> = store
+        .all_records()?
+        .into_iter()
+        .map(|(key, state)| {
+            json!({
+                "kind": key.kind,
+                "id": key.id,
+                "archived": state.is_archived(),
+                "in_conflict": state.has_conflict(),
+                "fields": state.shown_values(),
+            })
+        })
+        .collect();
+    let mut text =
+        serde_json::to_string_pretty(&json!({ "faenban_export": 1, "records": records }))?;
+    text.push('\n');
+    Ok(text)
+}
+
+/// One row per household, with a byte-order mark so Excel reads the Thai.
+fn export_csv(store: &Store) -> Result<String> {
+    let mut out = String::from("\u{feff}id,house_code,village,address,status,entry,classification,livelihood,welfare_card,members,latest_survey,deprived,target_poor\n");
+    for (key, state) in store.records(&RecordKind::Household)? {
+        let Ok(record) = decode::<Household>(&key, &state) else {
+            continue;
+        };
+        let h = &record.value;
+        let members = members_of(store, key.id)?.len();
+        let (survey, deprived, target) = match latest_visit(store, key.id)? {
+            Some((visit, visit_state)) => {
+                let a = assess(&visit, &visit_state, h.welfare_card)?;
+                let deprived: Vec<&str> = a.deprived.iter().map(|d| d.key()).collect();
+                (
+                    visit.date.to_string(),
+                    deprived.join(" "),
+                    a.target_poor.to_string(),
+                )
+            }
+            None => (String::new(), String::new(), String::new()),
+        };
+        let enum_text = |value: Value| value.as_str().unwrap_or("").to_owned();
+        let row = [
+            key.id.to_string(),
+            h.house_code.to_string(),
+            h.village.to_string(),
+            h.address.clone(),
+            enum_text(json!(record.shown_status())),
+            enum_text(json!(h.entry)),
+            h.classification
+                .map(|c| enum_text(json!(c)))
+                .unwrap_or_default(),
+            h.livelihood
+                .map(|l| enum_text(json!(l)))
+                .unwrap_or_default(),
+            h.welfare_card.to_string(),
+            members.to_string(),
+            survey,
+            deprived,
+            target,
+        ];
+        let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,390 @@
+//! `household` and `member`: the people and homes a volunteer visits.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context as _, Result};
+use faenban_core::codes::{AreaCode, HouseCode, NationalId};
+use faenban_core::dates::format_buddhist_short;
+use faenban_core::model::{decode, Assistance, Household, Member};
+use faenban_core::{RecordKey, RecordKind};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::{
+    add_record, assess, bad_input, build, date, dimension_name, edit_record, emit, latest_visit,
+    members_of, money, now_ms, print_json, report_changes, resolve, short, yes_no, yes_no_text,
+    Context,
+};
+use crate::cli::{HouseholdCommand, HouseholdFields, MemberCommand, MemberFields};
+use crate::failure::Failure;
+use crate::lang::Lang;
+
+fn household_values(lang: Lang, fields: &HouseholdFields) -> Result<Map<String, Value>> {
+    let mut values = Map::new();
+    let text = [
+        ("house_code", &fields.house_code),
+        ("village", &fields.village),
+        ("address", &fields.address),
+        ("entry", &fields.entry),
+        ("classification", &fields.classification),
+        ("livelihood", &fields.livelihood),
+        ("status", &fields.status),
+        ("notes", &fields.notes),
+    ];
+    for (name, value) in text {
+        if let Some(value) = value {
+            values.insert(name.into(), json!(value.trim()));
+        }
+    }
+    // Codes are checked here so the error names the field in the user's language.
+    if let Some(code) = &fields.house_code {
+        let code = HouseCode::parse(code).map_err(|e| Failure::invalid(lang, &e))?;
+        values.insert("house_code".into(), json!(code));
+    }
+    if let Some(code) = &fields.village {
+        let code = AreaCode::parse_village(code).map_err(|e| Failure::invalid(lang, &e))?;
+        values.insert("village".into(), json!(code));
+    }
+    if let Some(card) = &fields.welfare_card {
+        values.insert(
+            "welfare_card".into(),
+            json!(yes_no(lang, "welfare_card", card)?),
+        );
+    }
+    if let Some(location) = &fields.location {
+        let parsed = location.split_once(',').and_then(|(lat, lon)| {
+            Some((
+                lat.trim().parse::<f64>().ok()?,
+                lon.trim().parse::<f64>().ok()?,
+            ))
+        });
+        let Some((lat, lon)) = parsed else {
+            return Err(bad_input(
+                lang,
+                "พิกัดต้องเขียนเป็น ละติจูด,ลองจิจูด เช่น 16.44,102.83",
+                "location must be LAT,LON, e.g. 16.44,102.83",
+            ));
+        };
+        values.insert("location".into(), json!({ "lat": lat, "lon": lon }));
+    }
+    Ok(values)
+}
+
+fn member_values(lang: Lang, fields: &MemberFields) -> Result<Map<String, Value>> {
+    let mut values = Map::new();
+    let text = [
+        ("national_id", &fields.national_id),
+        ("title", &fields.title),
+        ("first_name", &fields.first_name),
+        ("last_name", &fields.last_name),
+        ("sex", &fields.sex),
+        ("relation", &fields.relation),
+        ("education", &fields.education),
+        ("occupation", &fields.occupation),
+    ];
+    for (name, value) in text {
+        if let Some(value) = value {
+            values.insert(name.into(), json!(value.trim()));
+        }
+    }
+    if let Some(id) = &fields.national_id {
+        let id = NationalId::parse(id).map_err(|e| Failure::invalid(lang, &e))?;
+        values.insert("national_id".into(), json!(id));
+    }
+    if let Some(birth) = &fields.birth_date {
+        values.insert("birth_date".into(), date(lang, "birth_date", birth)?);
+    }
+    if let Some(income) = &fields.income {
+        values.insert(
+            "income_per_year".into(),
+            money(lang, "income_per_year", income)?,
+        );
+    }
+    for (name, value) in [
+        ("disability", &fields.disability),
+        ("chronic_illness", &fields.chronic_illness),
+        ("welfare_card", &fields.welfare_card),
+    ] {
+        if let Some(value) = value {
+            values.insert(name.into(), json!(yes_no(lang, name, value)?));
+        }
+    }
+    Ok(values)
+}
+
+/// `faenban household …`.
+pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()> {
+    let lang = context.lang;
+    match command {
+        HouseholdCommand::Add(fields) => {
+            let mut values = household_values(lang, &fields)?;
+            values.entry("entry").or_insert(json!("tpmap_target"));
+            let household: Household = build(lang, values)?;
+            let what = household.house_code.to_string();
+            add_record(
+                context,
+                &household,
+                ("บันทึกครัวเรือนแล้ว:", "household added:"),
+                &what,
+            )
+        }
+        HouseholdCommand::Edit { id, fields } => {
+            let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
+            let values = household_values(lang, &fields)?;
+            edit_record::<Household>(context, &key, values)
+        }
+        HouseholdCommand::Show { id } => {
+            let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
+            show_household(context, &key)
+        }
+        HouseholdCommand::List { area, archived } => {
+            let area = area
+                .map(|a| faenban_core::codes::AreaCode::parse(&a))
+                .transpose()
+                .map_err(|e| Failure::invalid(lang, &e))?;
+            let mut rows = Vec::new();
+            for (key, state) in context.store.records(&RecordKind::Household)? {
+                let Ok(record) = decode::<Household>(&key, &state) else {
+                    continue;
+                };
+                if record.archived && !archived {
+                    continue;
+                }
+                if area
+                    .as_ref()
+                    .is_some_and(|a| !a.contains(&record.value.village))
+                {
+                    continue;
+                }
+                rows.push(record);
+            }
+            rows.sort_by(|a, b| a.value.house_code.cmp(&b.value.house_code));
+            if context.json {
+                let list: Vec<Value> = rows.iter().map(household_json).collect();
+                return print_json(&list);
+            }
+            for record in &rows {
+                say!("{}", household_line(lang, record));
+            }
+            say!("{} {}", lang.pick("รวม", "total"), rows.len());
+            Ok(())
+        }
+        HouseholdCommand::Search { text } => {
+            let mut households = Vec::new();
+            for key in context.store.search(&text)? {
+                let household_key = match key.kind {
+                    RecordKind::Household => key,
+                    RecordKind::Member => {
+                        let Some(state) = context.store.record(&key)? else {
+                            continue;
+                        };
+                        let Some(id) = state.shown("household").and_then(Value::as_str) else {
+                            continue;
+                        };
+                        let Ok(id) = Uuid::parse_str(id) else {
+                            continue;
+                        };
+                        RecordKey::new(RecordKind::Household, id)
+                    }
+                    _ => continue,
+                };
+                if !households.contains(&household_key) {
+                    households.push(household_key);
+                }
+            }
+            let mut found = Vec::new();
+            for key in households {
+                if let Some(state) = context.store.record(&key)? {
+                    if let Ok(record) = decode::<Household>(&key, &state) {
+                        found.push(record);
+                    }
+                }
+            }
+            if context.json {
+                let list: Vec<Value> = found.iter().map(household_json).collect();
+                return print_json(&list);
+            }
+            if found.is_empty() {
+                say!("{}", lang.pick("ไม่พบ", "nothing found"));
+            }
+            for record in &found {
+                say!("{}", household_line(lang, record));
+            }
+            Ok(())
+        }
+        HouseholdCommand::Archive { id } => {
+            let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
+            let change = context.store.write(now_ms(), |s| s.archive(&key))?;
+            report_changes(context, &[change])
+        }
+        HouseholdCommand::Restore { id } => {
+            let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
+            let change = context.store.write(now_ms(), |s| s.restore(&key))?;
+            report_changes(context, &[change])
+        }
+    }
+}
+
+fn household_json(record: &faenban_core::model::Record<Household>) -> Value {
+    json!({
+        "id": record.key.id,
+        "house_code": record.value.house_code.to_string(),
+        "village": record.value.village,
+        "address": record.value.address,
+        "status": record.shown_status(),
+        "welfare_card": record.value.welfare_card,
+        "in_conflict": record.in_conflict,
+    })
+}
+
+fn household_line(lang: Lang, record: &faenban_core::model::Record<Household>) -> String {
+    let mut line = format!(
+        "{}  {}  {}  {}",
+        short(&record.key.id),
+        record.value.house_code,
+        record.value.village,
+        record.value.address
+    );
+    if record.archived {
+        line.push_str(lang.pick("  [จัดเก็บแล้ว]", "  [archived]"));
+    }
+    if record.in_conflict {
+        line.push_str(lang.pick("  [มีข้อขัดแย้ง]", "  [conflict]"));
+    }
+    line
+}
+fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
+    let lang = context.lang;
+    let state = context.store.record(key)?.context("household vanished")?;
+    let record = decode::<Household>(key, &state)?;
+    let members = members_of(&context.store, key.id)?;
+    let assessment = match latest_visit(&context.store, key.id)? {
+        Some((visit, visit_state)) => Some((
+            visit.date,
+            assess(&visit, &visit_state, record.value.welfare_card)?,
+        )),
+        None => None,
+    };
+    let assistance: Vec<Assistance> = context
+        .store
+        .records_of_household(&RecordKind::Assistance, key.id)?
+        .iter()
+        .filter_map(|(k, s)| decode::<Assistance>(k, s).ok())
+        .filter(|a| !a.archived)
+        .map(|a| a.value)
+        .collect();
+    if context.json {
+        return print_json(&json!({
+            "household": household_json(&record),
+            "fields": state.shown_values(),
+            "members": members.iter().map(|m| json!({"id": m.key.id, "member": m.value})).collect::<Vec<_>>(),
+            "latest_assessment": assessment.as_ref().map(|(date, a)| json!({"date": date, "assessment": a})),
+            "assistance": assistance,
+        }));
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", household_line(lang, &record));
+    let _ = writeln!(
+        out,
+        "{} {}",
+        lang.pick("บัตรสวัสดิการแห่งรัฐ:", "welfare card:"),
+        yes_no_text(lang, record.value.welfare_card)
+    );
+    let _ = writeln!(out, "{} ({})", lang.pick("สมาชิก", "members"), members.len());
+    for member in &members {
+        let m = &member.value;
+        let relation = json!(m.relation);
+        let _ = writeln!(
+            out,
+            "  {}  {}{} {}  {}",
+            short(&member.key.id),
+            m.title,
+            m.first_name,
+            m.last_name,
+            relation.as_str().unwrap_or("")
+        );
+    }
+    match &assessment {
+        Some((date, a)) => {
+            let _ = writeln!(
+                out,
+                "{} {}",
+                lang.pick("สำรวจล่าสุด:", "latest survey:"),
+                format_buddhist_short(*date)
+            );
+            let dims: Vec<&str> = a
+                .deprived
+                .iter()
+                .map(|d| dimension_name(lang, *d))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                lang.pick("ขาดแคลนด้าน:", "deprived in:"),
+                if dims.is_empty() {
+                    lang.pick("ไม่มี", "none").to_owned()
+                } else {
+                    dims.join(", ")
+                }
+            );
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                lang.pick("คนจนเป้าหมาย:", "target poor:"),
+                yes_no_text(lang, a.target_poor)
+            );
+        }
+        None => {
+            let _ = writeln!(out, "{}", lang.pick("ยังไม่มีการสำรวจ", "no survey yet"));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} ({})",
+        lang.pick("การช่วยเหลือ", "assistance"),
+        assistance.len()
+    );
+    for help in &assistance {
+        let _ = writeln!(
+            out,
+            "  {}  {}  {}  {}  {:?}",
+            format_buddhist_short(help.date),
+            dimension_name(lang, help.dimension),
+            help.item,
+            help.amount.map(|a| format!("{a} บาท")).unwrap_or_default(),
+            help.status
+        );
+    }
+    emit(&out);
+    Ok(())
+}
+
+/// `faenban member …`.
+pub fn member(context: &mut Context, command: MemberCommand) -> Result<()> {
+    let lang = context.lang;
+    match command {
+        MemberCommand::Add { household, fields } => {
+            let household = resolve(&context.store, lang, RecordKind::Household, &household)?;
+            let mut values = member_values(lang, &fields)?;
+            values.insert("household".into(), json!(household.id));
+            let member: Member = build(lang, values)?;
+            let what = format!("{} {}", member.first_name, member.last_name);
+            add_record(
+                context,
+                &member,
+                ("เพิ่มสมาชิกแล้ว:", "member added:"),
+                what.trim(),
+            )
+        }
+        MemberCommand::Edit { id, fields } => {
+            let key = resolve(&context.store, lang, RecordKind::Member, &id)?;
+            let values = member_values(lang, &fields)?;
+            edit_record::<Member>(context, &key, values)
+        }
+        MemberCommand::Remove { id } => {
+            let key = resolve(&context.store, lang, RecordKind::Member, &id)?;
+            let change = context.store.write(now_ms(), |s| s.archive(&key))?;
+            report_changes(context, &[change])
+        }
+    }
+}

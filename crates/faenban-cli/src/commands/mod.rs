@@ -1,0 +1,363 @@
+//! What each command does: turn flags into values, call the store and the
+//! core, and print the result for a person or as JSON.
+
+use std::path::Path;
+
+use anyhow::Result;
+use chrono::NaiveDate;
+use faenban_core::catalogue::VisitAnswers;
+use faenban_core::dates::parse_date_field;
+use faenban_core::model::{check_field, decode, visit_answers, Member, RecordType, Visit};
+use faenban_core::{
+    Assessment, Baht, Catalogues, Change, Dimension, RecordId, RecordKey, RecordKind, RecordState,
+};
+use faenban_store::{Session, Store};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::failure::{Failure, Kind};
+use crate::lang::Lang;
+
+/// Prints a line to stdout. A reader that went away (`faenban … | head`)
+/// ends the program quietly instead of with a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+// After `say!`: macros are visible only below their definition.
+mod assist;
+mod device;
+mod export;
+mod household;
+mod records;
+mod survey;
+
+pub use assist::assist;
+pub use device::{init, status};
+pub use export::export;
+pub use household::{household, member};
+pub use records::{conflicts, history};
+pub use survey::survey;
+
+/// The shipped catalogues, parsed once per run: an export assesses every
+/// household's latest visit against them.
+fn builtin_catalogues() -> &'static Catalogues {
+    static CATALOGUES: std::sync::OnceLock<Catalogues> = std::sync::OnceLock::new();
+    CATALOGUES.get_or_init(Catalogues::builtin)
+}
+
+/// Thailand's offset from UTC; it keeps no daylight saving time.
+const THAI_OFFSET_MS: i64 = 7 * 3_600_000;
+
+/// What every command needs.
+pub struct Context {
+    /// The open database.
+    pub store: Store,
+    /// The user's language.
+    pub lang: Lang,
+    /// Print JSON instead of text.
+    pub json: bool,
+}
+
+/// The laptop's clock, in milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Today's date in Thailand.
+fn today() -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(now_ms() as i64 + THAI_OFFSET_MS)
+        .map_or(NaiveDate::MIN, |t| t.date_naive())
+}
+
+fn bad_input(lang: Lang, th: impl AsRef<str>, en: impl AsRef<str>) -> anyhow::Error {
+    Failure::new(Kind::BadInput, lang, th, en).into()
+}
+
+fn yes_no(lang: Lang, field: &str, text: &str) -> Result<bool> {
+    match text.trim().to_lowercase().as_str() {
+        "yes" | "y" | "true" | "1" | "มี" | "ใช่" => Ok(true),
+        "no" | "n" | "false" | "0" | "ไม่มี" | "ไม่ใช่" => Ok(false),
+        _ => Err(bad_input(
+            lang,
+            format!("{field}: `{text}` ต้องเป็น yes หรือ no"),
+            format!("{field}: `{text}` is not yes or no"),
+        )),
+    }
+}
+
+fn money(lang: Lang, field: &'static str, text: &str) -> Result<Value> {
+    let amount = Baht::parse_field(text, field).map_err(|e| Failure::invalid(lang, &e))?;
+    Ok(json!(amount))
+}
+
+fn date(lang: Lang, field: &'static str, text: &str) -> Result<Value> {
+    let date = parse_date_field(text, field).map_err(|e| Failure::invalid(lang, &e))?;
+    Ok(json!(date))
+}
+
+/// A record type built from a map of values, or a clear bad-input failure.
+fn build<T: RecordType>(lang: Lang, values: Map<String, Value>) -> Result<T> {
+    serde_json::from_value(Value::Object(values)).map_err(|error| {
+        bad_input(
+            lang,
+            format!("ข้อมูลไม่ครบหรือไม่ถูกต้อง: {error}"),
+            format!("missing or invalid value: {error}"),
+        )
+    })
+}
+
+/// Writes each given field of an existing record, checking it first.
+fn edit_fields<T: RecordType>(
+    session: &mut Session<'_>,
+    key: &RecordKey,
+    values: Map<String, Value>,
+) -> faenban_store::Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    for (field, value) in values {
+        let current = session.require(key)?;
+        let value = check_field::<T>(Some(&current), &field, value)?;
+        // Writing a value that is already shown, with nothing in conflict,
+        // is not a change.
+        let settled = current
+            .field(&field)
+            .is_some_and(|f| !f.in_conflict() && f.shown().map(|e| &e.value) == Some(&value));
+        if !settled {
+            changes.push(session.set(key, &field, value)?);
+        }
+    }
+    Ok(changes)
+}
+
+/// Creates a record in one transaction and says so (`what` names it).
+fn add_record<T: RecordType>(
+    context: &mut Context,
+    record: &T,
+    added: (&str, &str),
+    what: &str,
+) -> Result<()> {
+    let key = context
+        .store
+        .write(now_ms(), |s| s.create(Uuid::now_v7(), record))?;
+    if context.json {
+        return print_json(&json!({ "id": key.id }));
+    }
+    let lang = context.lang;
+    say!(
+        "{} {what} ({} {})",
+        lang.pick(added.0, added.1),
+        lang.pick("รหัส", "id"),
+        short(&key.id)
+    );
+    Ok(())
+}
+
+/// Changes the given fields of an existing record in one transaction.
+fn edit_record<T: RecordType>(
+    context: &mut Context,
+    key: &RecordKey,
+    values: Map<String, Value>,
+) -> Result<()> {
+    if values.is_empty() {
+        return Err(bad_input(
+            context.lang,
+            "ไม่ได้ระบุข้อมูลที่จะแก้ไข",
+            "no field to change was given",
+        ));
+    }
+    let changes = context
+        .store
+        .write(now_ms(), |s| edit_fields::<T>(s, key, values))?;
+    report_changes(context, &changes)
+}
+
+/// The last 8 characters of an id: the random part of a UUIDv7, which is
+/// what tells records (and devices) made at the same moment apart.
+fn short(id: &impl std::fmt::Display) -> String {
+    let text = id.to_string();
+    text[text.len().saturating_sub(8)..].to_owned()
+}
+
+/// Finds a record from what a person typed: a full id, the last 6 or more
+/// characters of one, or (for households) a house code.
+pub fn resolve(store: &Store, lang: Lang, kind: RecordKind, text: &str) -> Result<RecordKey> {
+    if let Ok(id) = Uuid::parse_str(text.trim()) {
+        let key = RecordKey::new(kind.clone(), id);
+        if store.record(&key)?.is_some() {
+            return Ok(key);
+        }
+    }
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    if kind == RecordKind::Household && digits.len() == 11 {
+        let found: Vec<RecordKey> = store
+            .search(&digits)?
+            .into_iter()
+            .filter(|key| key.kind == RecordKind::Household)
+            .collect();
+        if let [key] = found.as_slice() {
+            return Ok(key.clone());
+        }
+    }
+    let trimmed = text.trim();
+    if trimmed.len() >= 6 {
+        let found = store.find_by_id_suffix(&kind, trimmed)?;
+        match found.as_slice() {
+            [key] => return Ok(key.clone()),
+            [] => {}
+            _ => {
+                return Err(bad_input(
+                    lang,
+                    format!("`{trimmed}` ตรงกับหลายรายการ ให้พิมพ์รหัสให้ยาวขึ้น"),
+                    format!("`{trimmed}` matches several records; type more of the id"),
+                ))
+            }
+        }
+    }
+    Err(Failure::new(
+        Kind::NotFound,
+        lang,
+        format!("ไม่พบ {kind} `{trimmed}`"),
+        format!("no {kind} `{trimmed}`"),
+    )
+    .into())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    say!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn report_changes(context: &Context, changes: &[Change]) -> Result<()> {
+    if context.json {
+        let stamps: Vec<Value> = changes
+            .iter()
+            .map(|c| json!({ "record": c.record.id, "field": c.field, "value": c.value }))
+            .collect();
+        return print_json(&json!({ "changes": stamps }));
+    }
+    let lang = context.lang;
+    if changes.is_empty() {
+        say!("{}", lang.pick("ไม่มีอะไรเปลี่ยน", "nothing changed"));
+    }
+    for change in changes {
+        say!(
+            "{} {}.{} = {}",
+            lang.pick("บันทึก", "saved"),
+            short(&change.record.id),
+            change.field,
+            change.value
+        );
+    }
+    Ok(())
+}
+
+fn members_of(
+    store: &Store,
+    household: RecordId,
+) -> Result<Vec<faenban_core::model::Record<Member>>> {
+    let mut members = Vec::new();
+    for (key, state) in store.records_of_household(&RecordKind::Member, household)? {
+        if let Ok(member) = decode::<Member>(&key, &state) {
+            if !member.archived {
+                members.push(member);
+            }
+        }
+    }
+    Ok(members)
+}
+
+fn latest_visit(store: &Store, household: RecordId) -> Result<Option<(Visit, RecordState)>> {
+    let mut latest: Option<(Visit, RecordState)> = None;
+    for (key, state) in store.records_of_household(&RecordKind::Visit, household)? {
+        let Ok(visit) = decode::<Visit>(&key, &state) else {
+            continue;
+        };
+        if visit.archived {
+            continue;
+        }
+        if latest
+            .as_ref()
+            .is_none_or(|(v, _)| visit.value.date >= v.date)
+        {
+            latest = Some((visit.value, state));
+        }
+    }
+    Ok(latest)
+}
+
+fn assess(visit: &Visit, state: &RecordState, welfare_card: bool) -> Result<Assessment> {
+    let catalogues = builtin_catalogues();
+    Ok(catalogues.get(&visit.edition)?.assess(&VisitAnswers {
+        answers: visit_answers(state),
+        income_per_year: visit.income_per_year,
+        members: visit.members,
+        welfare_card,
+    })?)
+}
+
+fn yes_no_text(lang: Lang, value: bool) -> &'static str {
+    match (lang, value) {
+        (Lang::Th, true) => "มี/ใช่",
+        (Lang::Th, false) => "ไม่มี/ไม่ใช่",
+        (Lang::En, true) => "yes",
+        (Lang::En, false) => "no",
+    }
+}
+
+fn dimension_name(lang: Lang, dimension: Dimension) -> &'static str {
+    match lang {
+        Lang::Th => dimension.name_th(),
+        Lang::En => dimension.name_en(),
+    }
+}
+
+fn find_any(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> {
+    for kind in RecordKind::KNOWN {
+        if let Ok(key) = resolve(store, lang, kind, text) {
+            return Ok(key);
+        }
+    }
+    Err(Failure::new(
+        Kind::NotFound,
+        lang,
+        format!("ไม่พบระเบียน `{text}`"),
+        format!("no record `{text}`"),
+    )
+    .into())
+}
+
+fn csv_cell(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Writes a file so that it is either the old one or the whole new one,
+/// never half: write beside it, flush to disk, then rename over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("partial");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+}
