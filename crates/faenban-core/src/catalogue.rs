@@ -271,12 +271,11 @@ impl Catalogue {
                 line: 1,
                 message: "no `# edition: …` line before the header".into(),
             })?;
-        let rows =
-            crate::csv::parse(&text[body_start..]).map_err(|(line, message)| Error::Catalogue {
-                line: line_number + line,
-                message,
-            })?;
-        let mut rows = rows.into_iter();
+        let rows = crate::csv::parse(&text[body_start..]).map_err(|broken| Error::Catalogue {
+            line: line_number + broken.line,
+            message: broken.problem.into(),
+        })?;
+        let mut rows = rows.into_iter().map(|row| (row.line, row.fields));
         let (header_line, header) = rows.next().ok_or_else(|| Error::Catalogue {
             line: line_number + 1,
             message: "no header row".into(),

@@ -55,6 +55,14 @@ pub enum Error {
         /// What is wrong there.
         message: String,
     },
+    /// An area list could not be read.
+    #[error("area list, line {line}: {message}")]
+    AreaList {
+        /// The line of the list, counting from 1.
+        line: usize,
+        /// What is wrong there.
+        message: String,
+    },
     /// A visit was recorded with a catalogue edition this installation lacks.
     #[error("unknown indicator catalogue edition `{edition}`; known: {known}")]
     UnknownEdition {

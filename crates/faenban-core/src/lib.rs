@@ -6,18 +6,20 @@
 //! merging is a pure function of a state and the changes applied to it.
 //!
 //! * [`codes`], [`money`], [`dates`]: validated values (area codes, house
-//!   codes, national IDs, baht, Buddhist Era dates).
+//!   codes, national IDs, baht, Buddhist Era dates); [`areas`]: which area
+//!   codes exist.
 //! * [`model`]: households, members, visits, assistance, officials, pairings.
 //! * [`catalogue`]: BMN indicator catalogues as data; deprivation per TPMAP
 //!   dimension.
 //! * [`clock`], [`change`], [`merge`], [`replica`]: hybrid logical clocks,
 //!   per-field changes, the merge and its conflicts, and making changes.
 
+pub mod areas;
 pub mod catalogue;
 pub mod change;
 pub mod clock;
 pub mod codes;
-mod csv;
+pub mod csv;
 pub mod dates;
 pub mod error;
 pub mod merge;

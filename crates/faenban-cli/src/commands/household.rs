@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
-use faenban_core::codes::{AreaCode, HouseCode, NationalId};
+use faenban_core::codes::{HouseCode, NationalId};
 use faenban_core::dates::format_buddhist_short;
 use faenban_core::model::{decode, Assistance, Household, Member};
 use faenban_core::{RecordKey, RecordKind};
@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{
-    add_record, assess, bad_input, build, date, dimension_name, edit_record, emit, latest_visit,
-    members_of, money, now_ms, print_json, report_changes, resolve, short, yes_no, yes_no_text,
-    Context,
+    add_record, area_code, assess, bad_input, build, builtin_areas, date, dimension_name,
+    edit_record, emit, latest_visit, members_of, money, now_ms, print_json, report_changes,
+    resolve, short, yes_no, yes_no_text, Context,
 };
 use crate::cli::{HouseholdCommand, HouseholdFields, MemberCommand, MemberFields};
 use crate::failure::Failure;
@@ -42,7 +42,7 @@ fn household_values(lang: Lang, fields: &HouseholdFields) -> Result<Map<String, 
         values.insert("house_code".into(), json!(code));
     }
     if let Some(code) = &fields.village {
-        let code = AreaCode::parse_village(code).map_err(|e| Failure::invalid(lang, &e))?;
+        let code = area_code(lang, code, true)?;
         values.insert("village".into(), json!(code));
     }
     if let Some(card) = &fields.welfare_card {
@@ -138,10 +138,7 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
             show_household(context, &key)
         }
         HouseholdCommand::List { area, archived } => {
-            let area = area
-                .map(|a| faenban_core::codes::AreaCode::parse(&a))
-                .transpose()
-                .map_err(|e| Failure::invalid(lang, &e))?;
+            let area = area.map(|a| area_code(lang, &a, false)).transpose()?;
             let mut rows = Vec::new();
             for (key, state) in context.store.records(&RecordKind::Household)? {
                 let Ok(record) = decode::<Household>(&key, &state) else {
@@ -284,6 +281,10 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
     }
     let mut out = String::new();
     let _ = writeln!(out, "{}", household_line(lang, &record));
+    let place = builtin_areas().describe_th(&record.value.village);
+    if !place.is_empty() {
+        let _ = writeln!(out, "{place}");
+    }
     let _ = writeln!(
         out,
         "{} {}",

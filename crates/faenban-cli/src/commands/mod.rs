@@ -5,7 +5,9 @@ use std::path::Path;
 
 use anyhow::Result;
 use chrono::NaiveDate;
+use faenban_core::areas::Areas;
 use faenban_core::catalogue::VisitAnswers;
+use faenban_core::codes::AreaCode;
 use faenban_core::dates::parse_date_field;
 use faenban_core::model::{check_field, decode, visit_answers, Member, RecordType, Visit};
 use faenban_core::{
@@ -59,6 +61,25 @@ pub use survey::survey;
 fn builtin_catalogues() -> &'static Catalogues {
     static CATALOGUES: std::sync::OnceLock<Catalogues> = std::sync::OnceLock::new();
     CATALOGUES.get_or_init(Catalogues::builtin)
+}
+
+/// The shipped area lists, read once per run.
+fn builtin_areas() -> &'static Areas {
+    static AREAS: std::sync::OnceLock<Areas> = std::sync::OnceLock::new();
+    AREAS.get_or_init(Areas::builtin)
+}
+
+/// Checks an area code's syntax and that the area exists.
+fn area_code(lang: Lang, text: &str, village: bool) -> Result<AreaCode> {
+    let code = if village {
+        AreaCode::parse_village(text)
+    } else {
+        AreaCode::parse(text)
+    };
+    let code = code
+        .and_then(|code| builtin_areas().check(&code).map(|()| code))
+        .map_err(|e| Failure::invalid(lang, &e))?;
+    Ok(code)
 }
 
 /// Thailand's offset from UTC; it keeps no daylight saving time.
