@@ -47,6 +47,27 @@ pub enum Command {
     /// Assistance given to households.
     #[command(subcommand)]
     Assist(AssistCommand),
+    /// Officials who follow households (e.g. Khon Kaen's คู่เสี่ยว).
+    #[command(subcommand)]
+    Official(OfficialCommand),
+    /// Pair an official with households (คู่เสี่ยว: one official, two households),
+    /// or end a pairing with --end.
+    Pair {
+        /// The official (id, last 6+ characters of it, or exact name).
+        official: String,
+        /// The households (id, last 6+ characters of it, or house code).
+        #[arg(required = true)]
+        households: Vec<String>,
+        /// End these pairings instead.
+        #[arg(long)]
+        end: bool,
+    },
+    /// Officials and their paired households; households with no official.
+    Pairs {
+        /// Only this official.
+        #[arg(long)]
+        official: Option<String>,
+    },
     /// Every change to a record: who, what, when, from which device.
     History {
         /// The record's id (or its last 6+ characters, or a house code).
@@ -312,6 +333,25 @@ pub enum AssistCommand {
         #[arg(long)]
         household: Option<String>,
     },
+}
+
+/// Official commands.
+#[derive(Debug, Subcommand)]
+pub enum OfficialCommand {
+    /// Add an official.
+    Add {
+        /// Full name, e.g. "นายสมชาย ใจดี".
+        #[arg(long)]
+        name: String,
+        /// Position, e.g. "นักวิชาการเกษตร".
+        #[arg(long)]
+        position: String,
+        /// Agency, e.g. "สำนักงานเกษตรอำเภอเมืองขอนแก่น".
+        #[arg(long)]
+        agency: String,
+    },
+    /// List officials.
+    List,
 }
 
 /// Conflict commands.

@@ -58,9 +58,9 @@ impl Failure {
             Kind::BadInput,
             lang,
             format!(
-                "{} ไม่ถูกต้อง ({}); ที่ถูกต้องคือ {}",
+                "{} ไม่ถูกต้อง: {} — ที่ถูกต้องคือ {}",
                 field_name_th(invalid.field),
-                invalid.problem,
+                invalid.problem_th.as_deref().unwrap_or(&invalid.problem),
                 expected_th(invalid.field).unwrap_or(invalid.expected)
             ),
             invalid.to_string(),

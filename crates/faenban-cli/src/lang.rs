@@ -58,6 +58,8 @@ pub fn field_name_th(field: &str) -> &str {
         "agency" => "หน่วยงาน",
         "name" => "ชื่อ",
         "status" => "สถานะ",
+        "position" => "ตำแหน่ง",
+        "edition" => "ชุดตัวชี้วัด",
         _ => field,
     }
 }
@@ -72,6 +74,11 @@ pub fn expected_th(field: &str) -> Option<&'static str> {
         "date" | "birth_date" => "วันที่แบบ ปปปป-ดด-วว หรือ วว/ดด/ปปปป (ค.ศ. หรือ พ.ศ.) เช่น 15/01/2568",
         "amount" | "income_per_year" => "จำนวนเงินบาท ไม่ติดลบ เช่น 1500 หรือ 1,500.50",
         "location" => "ละติจูด,ลองจิจูด เช่น 16.44,102.83",
+        "members" => "จำนวนคนในครัวเรือน ตั้งแต่ 1 คนขึ้นไป",
+        "first_name" | "last_name" | "name" | "address" | "item" | "agency" | "surveyor" => {
+            "ข้อความที่ไม่ว่าง"
+        }
+        "status" => "active (อยู่) หรือ moved (ย้ายออก) ถ้าจะจัดเก็บให้ใช้ household archive",
         _ => return None,
     })
 }

@@ -56,6 +56,13 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
         Command::Member(command) => commands::member(&mut context, command),
         Command::Survey(args) => commands::survey(&mut context, args),
         Command::Assist(command) => commands::assist(&mut context, command),
+        Command::Official(command) => commands::official(&mut context, command),
+        Command::Pair {
+            official,
+            households,
+            end,
+        } => commands::pair(&mut context, &official, &households, end),
+        Command::Pairs { official } => commands::pairs(&mut context, official.as_deref()),
         Command::History { id } => commands::history(&mut context, &id),
         Command::Conflicts(command) => commands::conflicts(&mut context, command),
         Command::Export { format, output } => {

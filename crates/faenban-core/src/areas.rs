@@ -130,7 +130,8 @@ impl Areas {
                 field,
                 format!("starts with {province}, which is not a province code"),
                 "a code that starts with one of the 77 province codes (10 Bangkok … 96 Narathiwat)",
-            ));
+            )
+            .th(format!("ขึ้นต้นด้วย {province} ซึ่งไม่ใช่รหัสจังหวัด")));
         }
         if !self.covers(code) {
             return Ok(());
@@ -157,7 +158,15 @@ impl Areas {
                     self.names[&province].en
                 ),
                 "a code from the DOPA area list, e.g. 40010101 (Nai Mueang, Mueang Khon Kaen)",
-            )),
+            )
+            .th(format!(
+                "{}{unknown} ไม่มีอยู่ใน{}",
+                match unknown.level() {
+                    AreaLevel::District => "อำเภอรหัส ",
+                    _ => "ตำบลรหัส ",
+                },
+                self.names[&province].th
+            ))),
         }
     }
 

@@ -26,14 +26,25 @@ fn digits_of(
                     field,
                     format!("contains `{c}`, which is not a digit"),
                     expected,
-                ))
+                )
+                .th(format!("มีตัวอักษร `{c}` ซึ่งไม่ใช่ตัวเลข")))
             }
         }
     }
     if digits.is_empty() {
-        return Err(InvalidValue::new(field, "is empty", expected));
+        return Err(InvalidValue::new(field, "is empty", expected).th("ว่างอยู่"));
     }
     Ok(digits)
+}
+
+/// The Thai word for an area level named in English.
+fn level_th(level: &str) -> &'static str {
+    match level {
+        "province" => "จังหวัด",
+        "district" => "อำเภอ",
+        "subdistrict" => "ตำบล",
+        _ => "หมู่บ้าน",
+    }
 }
 
 /// The level of an administrative area.
@@ -70,7 +81,8 @@ impl AreaCode {
                 field,
                 format!("has {} digits", digits.len()),
                 AREA_EXPECTED,
-            ));
+            )
+            .th(format!("มี {} หลัก", digits.len())));
         }
         for (level, end) in [
             ("province", 2),
@@ -83,7 +95,8 @@ impl AreaCode {
                     field,
                     format!("has 00 as its {level} part, which no {level} uses"),
                     AREA_EXPECTED,
-                ));
+                )
+                .th(format!("ส่วน{} เป็น 00 ซึ่งไม่มีจริง", level_th(level))));
             }
         }
         Ok(AreaCode(digits))
@@ -97,7 +110,8 @@ impl AreaCode {
                 "village_code",
                 format!("has {} digits", code.0.len()),
                 "a village code of 8 digits: the subdistrict's 6 and the village number, e.g. 40010101",
-            ));
+            )
+            .th(format!("มี {} หลัก", code.0.len())));
         }
         Ok(code)
     }
@@ -168,14 +182,14 @@ impl HouseCode {
                 "house_code",
                 format!("has {} digits", digits.len()),
                 HOUSE_EXPECTED,
-            ));
+            )
+            .th(format!("มี {} หลัก", digits.len())));
         }
         if digits.bytes().all(|b| b == b'0') {
-            return Err(InvalidValue::new(
-                "house_code",
-                "is all zeros",
-                HOUSE_EXPECTED,
-            ));
+            return Err(
+                InvalidValue::new("house_code", "is all zeros", HOUSE_EXPECTED)
+                    .th("เป็นเลขศูนย์ทั้งหมด"),
+            );
         }
         Ok(HouseCode(digits))
     }
@@ -232,7 +246,8 @@ impl NationalId {
                 "national_id",
                 format!("has {} digits", digits.len()),
                 NATIONAL_ID_EXPECTED,
-            ));
+            )
+            .th(format!("มี {} หลัก", digits.len())));
         }
         let values: Vec<u8> = digits.bytes().map(|b| b - b'0').collect();
         if !(1..=8).contains(&values[0]) {
@@ -240,14 +255,16 @@ impl NationalId {
                 "national_id",
                 format!("starts with {}, which is not a person type", values[0]),
                 NATIONAL_ID_EXPECTED,
-            ));
+            )
+            .th(format!("ขึ้นต้นด้วย {} ซึ่งไม่ใช่ประเภทบุคคล", values[0])));
         }
         if national_id_check_digit(&values[..12]) != values[12] {
             return Err(InvalidValue::new(
                 "national_id",
                 "has a wrong check digit (a digit is mistyped)",
                 NATIONAL_ID_EXPECTED,
-            ));
+            )
+            .th("เลขตรวจสอบหลักสุดท้ายไม่ตรง (น่าจะพิมพ์ผิดสักหลัก)"));
         }
         Ok(NationalId(digits))
     }

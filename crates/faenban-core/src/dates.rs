@@ -50,7 +50,9 @@ pub fn parse_date_field(text: &str, field: &'static str) -> Result<NaiveDate, In
     } else {
         None
     }
-    .ok_or_else(|| InvalidValue::new(field, "is not written as a date", DATE_EXPECTED))?;
+    .ok_or_else(|| {
+        InvalidValue::new(field, "is not written as a date", DATE_EXPECTED).th("ไม่ได้เขียนเป็นวันที่")
+    })?;
     let year_ce = if year >= FIRST_BUDDHIST_ERA_YEAR {
         year - BUDDHIST_ERA_OFFSET
     } else {
@@ -61,7 +63,8 @@ pub fn parse_date_field(text: &str, field: &'static str) -> Result<NaiveDate, In
             field,
             format!("has the year {year}, which is out of range"),
             DATE_EXPECTED,
-        ));
+        )
+        .th(format!("ปี {year} อยู่นอกช่วงที่เป็นไปได้")));
     }
     NaiveDate::from_ymd_opt(year_ce, month, day).ok_or_else(|| {
         InvalidValue::new(
@@ -69,6 +72,7 @@ pub fn parse_date_field(text: &str, field: &'static str) -> Result<NaiveDate, In
             format!("day {day} of month {month} does not exist in that year"),
             DATE_EXPECTED,
         )
+        .th(format!("วันที่ {day} ของเดือน {month} ไม่มีในปีนั้น"))
     })
 }
 

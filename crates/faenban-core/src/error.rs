@@ -11,6 +11,8 @@ pub struct InvalidValue {
     pub field: &'static str,
     /// What is wrong with the value given.
     pub problem: String,
+    /// What is wrong, in Thai, when the check has the words for it.
+    pub problem_th: Option<String>,
     /// What a valid value looks like.
     pub expected: &'static str,
 }
@@ -24,8 +26,15 @@ impl InvalidValue {
         InvalidValue {
             field,
             problem: problem.into(),
+            problem_th: None,
             expected,
         }
+    }
+
+    /// The same problem in Thai, for the people who type the values.
+    pub(crate) fn th(mut self, problem: impl Into<String>) -> Self {
+        self.problem_th = Some(problem.into());
+        self
     }
 }
 

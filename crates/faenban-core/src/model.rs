@@ -337,7 +337,7 @@ pub trait RecordType: Serialize + DeserializeOwned {
 
 fn required(field: &'static str, text: &str) -> Result<(), InvalidValue> {
     if text.trim().is_empty() {
-        return Err(InvalidValue::new(field, "is empty", "some text"));
+        return Err(InvalidValue::new(field, "is empty", "some text").th("ว่างอยู่"));
     }
     Ok(())
 }
@@ -353,7 +353,8 @@ impl RecordType for Household {
                 "village",
                 format!("is a {:?} code, not a village", self.village.level()).to_lowercase(),
                 "a village code of 8 digits, e.g. 40010101",
-            ));
+            )
+            .th("ไม่ใช่รหัสหมู่บ้าน"));
         }
         required("address", &self.address)?;
         if self.status == HouseholdStatus::Archived {
@@ -361,7 +362,8 @@ impl RecordType for Household {
                 "status",
                 "cannot be set to archived directly",
                 "active or moved (archive the household instead)",
-            ));
+            )
+            .th("ตั้งเป็น archived โดยตรงไม่ได้ ให้ใช้คำสั่งจัดเก็บ (archive)"));
         }
         if let Some(point) = self.location {
             let valid = point.lat.is_finite()
@@ -373,7 +375,8 @@ impl RecordType for Household {
                     "location",
                     "is not a point on Earth",
                     "latitude −90 to 90 and longitude −180 to 180, e.g. 16.44,102.83",
-                ));
+                )
+                .th("ไม่ใช่จุดบนโลก"));
             }
         }
         Ok(())
@@ -403,7 +406,8 @@ impl RecordType for Visit {
                 "members",
                 "is zero",
                 "the number of people in the household, 1 or more",
-            ));
+            )
+            .th("เป็นศูนย์"));
         }
         Ok(())
     }

@@ -53,22 +53,23 @@ impl Baht {
             .trim_end_matches("baht")
             .trim();
         if trimmed.starts_with('-') {
-            return Err(InvalidValue::new(field, "is negative", BAHT_EXPECTED));
+            return Err(InvalidValue::new(field, "is negative", BAHT_EXPECTED).th("ติดลบ"));
         }
         let cleaned: String = trimmed.chars().filter(|c| *c != ',').collect();
         let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
         if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
-            return Err(InvalidValue::new(field, "is not a number", BAHT_EXPECTED));
+            return Err(InvalidValue::new(field, "is not a number", BAHT_EXPECTED).th("ไม่ใช่ตัวเลข"));
         }
         if fraction.len() > 2 {
             return Err(InvalidValue::new(
                 field,
                 "has more than 2 decimal places (satang)",
                 BAHT_EXPECTED,
-            ));
+            )
+            .th("มีทศนิยมเกิน 2 ตำแหน่ง (สตางค์)"));
         }
-        let too_large = || InvalidValue::new(field, "is too large", BAHT_EXPECTED);
+        let too_large = || InvalidValue::new(field, "is too large", BAHT_EXPECTED).th("มากเกินไป");
         let baht: u64 = whole.parse().map_err(|_| too_large())?;
         let satang: u64 = format!("{fraction:0<2}").parse().unwrap_or(0);
         baht.checked_mul(100)

@@ -46,6 +46,7 @@ mod assist;
 mod device;
 mod export;
 mod household;
+mod pairs;
 mod records;
 mod survey;
 
@@ -53,6 +54,7 @@ pub use assist::assist;
 pub use device::{init, status};
 pub use export::export;
 pub use household::{household, member};
+pub use pairs::{official, pair, pairs};
 pub use records::{conflicts, history};
 pub use survey::survey;
 
