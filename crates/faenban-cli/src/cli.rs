@@ -76,6 +76,18 @@ pub enum Command {
     /// Conflicts: values that people changed without seeing each other.
     #[command(subcommand)]
     Conflicts(ConflictsCommand),
+    /// Import households (and their heads) from a CSV file, e.g. a TPMAP
+    /// target list. Bad rows are reported and skipped; good rows go in.
+    Import {
+        /// The CSV file (UTF-8 or TIS-620), with a header row.
+        file: PathBuf,
+        /// Check every row and report, but write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also write the rejected rows, with the reason, to this CSV file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+    },
     /// Export the merged data.
     Export {
         /// json (the whole merged state, stable) or csv (households).

@@ -65,6 +65,11 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
         Command::Pairs { official } => commands::pairs(&mut context, official.as_deref()),
         Command::History { id } => commands::history(&mut context, &id),
         Command::Conflicts(command) => commands::conflicts(&mut context, command),
+        Command::Import {
+            file,
+            dry_run,
+            rejects,
+        } => commands::import(&mut context, &file, dry_run, rejects.as_deref()),
         Command::Export { format, output } => {
             commands::export(&mut context, format, output.as_deref())
         }

@@ -19,7 +19,7 @@ use crate::cli::{HouseholdCommand, HouseholdFields, MemberCommand, MemberFields}
 use crate::failure::Failure;
 use crate::lang::Lang;
 
-fn household_values(lang: Lang, fields: &HouseholdFields) -> Result<Map<String, Value>> {
+pub(super) fn household_values(lang: Lang, fields: &HouseholdFields) -> Result<Map<String, Value>> {
     let mut values = Map::new();
     let text = [
         ("house_code", &fields.house_code),
@@ -70,7 +70,7 @@ fn household_values(lang: Lang, fields: &HouseholdFields) -> Result<Map<String, 
     Ok(values)
 }
 
-fn member_values(lang: Lang, fields: &MemberFields) -> Result<Map<String, Value>> {
+pub(super) fn member_values(lang: Lang, fields: &MemberFields) -> Result<Map<String, Value>> {
     let mut values = Map::new();
     let text = [
         ("national_id", &fields.national_id),
