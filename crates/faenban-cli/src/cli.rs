@@ -258,7 +258,9 @@ pub enum MemberCommand {
     },
 }
 
-/// A survey visit.
+/// A survey visit. With no --answer or --answers-file, the survey is guided:
+/// one question at a time, each answer saved at once; `q` (or Ctrl-C)
+/// pauses it and the same command resumes it.
 #[derive(Debug, Args)]
 pub struct SurveyArgs {
     /// The household.
@@ -284,6 +286,9 @@ pub struct SurveyArgs {
     /// A JSON file of answers: {"4": "pass", "8": "fail", ...}.
     #[arg(long)]
     pub answers_file: Option<PathBuf>,
+    /// Set aside an unfinished guided survey of this household and start anew.
+    #[arg(long)]
+    pub new: bool,
 }
 
 /// Assistance commands.

@@ -92,6 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         edition: "bmn-2560-2564".into(),
         income_per_year: Some(Baht::parse("96,000")?),
         members: Some(4),
+        in_progress: false,
     };
     let (visit_key, _) = malee.create(MONDAY_9AM + 102 * HOUR_MS, Uuid::from_u128(2), &visit)?;
     for (code, answer) in [("8", "fail"), ("9", "pass"), ("16", "pass"), ("19", "fail")] {

@@ -227,6 +227,10 @@ pub struct Visit {
     /// How many people the household had at the visit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<u32>,
+    /// True while a guided survey is under way: it was interrupted (or is
+    /// still going) and can be resumed. Reports use finished visits only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_progress: bool,
 }
 
 /// The partner sector that gave assistance.

@@ -134,6 +134,7 @@ fn a_visit_record_is_assessed_under_its_own_edition() {
         edition: "bmn-2560-2564".into(),
         income_per_year: Some(Baht::from_baht(60_000)),
         members: Some(3),
+        in_progress: false,
     };
     let (key, _) = laptop.create(NOW, Uuid::from_u128(6), &visit).unwrap();
     laptop.set(NOW, &key, &answer_field("8"), json!("fail"));

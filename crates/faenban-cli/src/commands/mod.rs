@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::failure::{Failure, Kind};
-use crate::lang::Lang;
+use crate::lang::{field_name_th, Lang};
 
 /// Prints a line to stdout. A reader that went away (`faenban … | head`)
 /// ends the program quietly instead of with a panic.
@@ -140,7 +140,36 @@ fn date(lang: Lang, field: &'static str, text: &str) -> Result<Value> {
 
 /// A record type built from a map of values, or a clear bad-input failure.
 fn build<T: RecordType>(lang: Lang, values: Map<String, Value>) -> Result<T> {
-    serde_json::from_value(Value::Object(values)).map_err(|error| {
+    serde_json::from_value(Value::Object(values.clone())).map_err(|error| {
+        let text = error.to_string();
+        let quoted: Vec<&str> = text.split('`').skip(1).step_by(2).collect();
+        if text.starts_with("missing field") {
+            let field = quoted.first().copied().unwrap_or("?");
+            let flag = field.replace('_', "-");
+            return bad_input(
+                lang,
+                format!("ยังไม่ได้ระบุ{} (--{flag})", field_name_th(field)),
+                format!("--{flag} is required"),
+            );
+        }
+        if let (true, Some((given, allowed))) =
+            (text.starts_with("unknown variant"), quoted.split_first())
+        {
+            let field = values
+                .iter()
+                .find(|(_, v)| v.as_str() == Some(given))
+                .map_or("?", |(k, _)| k.as_str());
+            let flag = field.replace('_', "-");
+            return bad_input(
+                lang,
+                format!(
+                    "{} (--{flag}) `{given}` ใช้ไม่ได้ ต้องเป็นหนึ่งใน {}",
+                    field_name_th(field),
+                    allowed.join(", ")
+                ),
+                format!("--{flag} `{given}` is not one of {}", allowed.join(", ")),
+            );
+        }
         bad_input(
             lang,
             format!("ข้อมูลไม่ครบหรือไม่ถูกต้อง: {error}"),
@@ -314,7 +343,8 @@ fn latest_visit(store: &Store, household: RecordId) -> Result<Option<(Visit, Rec
         let Ok(visit) = decode::<Visit>(&key, &state) else {
             continue;
         };
-        if visit.archived {
+        // An unfinished guided survey is not yet a result.
+        if visit.archived || visit.value.in_progress {
             continue;
         }
         if latest

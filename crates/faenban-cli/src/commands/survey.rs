@@ -1,12 +1,16 @@
-//! `survey`: a BMN survey visit and its assessment.
+//! `survey`: a BMN survey visit and its assessment, either guided (one
+//! question at a time, in Thai, each answer saved as it is given so that a
+//! flat battery or Ctrl-C loses nothing and the survey resumes where it
+//! stopped) or scripted (answers from flags or a JSON file).
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, Write as _};
 
 use anyhow::{Context as _, Result};
-use faenban_core::catalogue::HouseholdProfile;
+use faenban_core::catalogue::{HouseholdProfile, Indicator, Rule};
 use faenban_core::dates::{age_on, format_buddhist_short, parse_date_field};
-use faenban_core::model::{answer_field, decode, Household, Visit};
-use faenban_core::{Answer, Baht, Dimension, RecordKind};
+use faenban_core::model::{answer_field, decode, visit_answers, Household, Record, Visit};
+use faenban_core::{Answer, Assessment, Baht, Dimension, RecordKey, RecordKind};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -60,17 +64,69 @@ fn parse_answer(lang: Lang, code: &str, text: &str) -> Result<Answer> {
     })
 }
 
+/// What a survey needs to know about the household.
+struct Surveyed {
+    key: RecordKey,
+    household: Record<Household>,
+    /// Ages and conditions of its members on the day of the visit.
+    profile: HouseholdProfile,
+    /// True when every member is recorded with a birth date, so that the
+    /// profile can tell which indicators do not apply.
+    profile_complete: bool,
+    /// Its active members, when any are recorded.
+    members: Option<u32>,
+}
+
+fn surveyed(context: &Context, key: RecordKey, date: chrono::NaiveDate) -> Result<Surveyed> {
+    let state = context.store.record(&key)?.context("household vanished")?;
+    let household = decode::<Household>(&key, &state)?;
+    let members = members_of(&context.store, key.id)?;
+    let profile = HouseholdProfile {
+        ages: members
+            .iter()
+            .filter_map(|m| m.value.birth_date.map(|b| age_on(b, date)))
+            .collect(),
+        any_disability: members.iter().any(|m| m.value.disability),
+        any_chronic_illness: members.iter().any(|m| m.value.chronic_illness),
+    };
+    let profile_complete =
+        !members.is_empty() && members.iter().all(|m| m.value.birth_date.is_some());
+    Ok(Surveyed {
+        key,
+        household,
+        profile,
+        profile_complete,
+        members: u32::try_from(members.len()).ok().filter(|n| *n > 0),
+    })
+}
+
+fn visit_date(lang: Lang, args: &SurveyArgs) -> Result<chrono::NaiveDate> {
+    Ok(match &args.date {
+        Some(text) => parse_date_field(text, "date").map_err(|e| Failure::invalid(lang, &e))?,
+        None => today(),
+    })
+}
+
+fn income(lang: Lang, text: Option<&str>) -> Result<Option<Baht>> {
+    text.map(|text| Baht::parse_field(text, "income_per_year"))
+        .transpose()
+        .map_err(|e| Failure::invalid(lang, &e).into())
+}
+
+fn surveyor(context: &Context, args: &SurveyArgs) -> Result<String> {
+    Ok(match args.surveyor.clone() {
+        Some(name) => name,
+        None => context.store.device()?.map(|d| d.name).unwrap_or_default(),
+    })
+}
+
 /// `faenban survey`.
 pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
+    if args.answers.is_empty() && args.answers_file.is_none() {
+        return guided(context, &args);
+    }
     let lang = context.lang;
-    let household_key = resolve(&context.store, lang, RecordKind::Household, &args.household)?;
-    let household_state = context
-        .store
-        .record(&household_key)?
-        .context("household vanished")?;
-    let household = decode::<Household>(&household_key, &household_state)?;
-    let catalogues = builtin_catalogues();
-    let catalogue = catalogues.get(&args.edition)?;
+    let catalogue = builtin_catalogues().get(&args.edition)?;
     let answers = read_answers(lang, &args)?;
     for code in answers.keys() {
         if catalogue.indicator(code).is_none() {
@@ -84,48 +140,26 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
     if answers.is_empty() {
         return Err(bad_input(
             lang,
-            "ไม่มีคำตอบ: ใช้ --answer รหัส=คำตอบ หรือ --answers-file",
-            "no answers: give --answer CODE=ANSWER or --answers-file",
+            "ไฟล์คำตอบไม่มีคำตอบเลย",
+            "the answers file holds no answers",
         ));
     }
-    let date = match &args.date {
-        Some(text) => parse_date_field(text, "date").map_err(|e| Failure::invalid(lang, &e))?,
-        None => today(),
-    };
-    let members = members_of(&context.store, household_key.id)?;
-    let member_count = args
-        .members
-        .or_else(|| u32::try_from(members.len()).ok().filter(|n| *n > 0));
-    let surveyor = match args.surveyor.clone() {
-        Some(name) => name,
-        None => context.store.device()?.map(|d| d.name).unwrap_or_default(),
-    };
-    let income = args
-        .income
-        .as_deref()
-        .map(|text| Baht::parse_field(text, "income_per_year"))
-        .transpose()
-        .map_err(|e| Failure::invalid(lang, &e))?;
+    let date = visit_date(lang, &args)?;
+    let household = resolve(&context.store, lang, RecordKind::Household, &args.household)?;
+    let target = surveyed(context, household, date)?;
     let visit = Visit {
-        household: household_key.id,
+        household: target.key.id,
         date,
-        surveyor,
+        surveyor: surveyor(context, &args)?,
         edition: catalogue.edition.clone(),
-        income_per_year: income,
-        members: member_count,
-    };
-    let profile = HouseholdProfile {
-        ages: members
-            .iter()
-            .filter_map(|m| m.value.birth_date.map(|b| age_on(b, date)))
-            .collect(),
-        any_disability: members.iter().any(|m| m.value.disability),
-        any_chronic_illness: members.iter().any(|m| m.value.chronic_illness),
+        income_per_year: income(lang, args.income.as_deref())?,
+        members: args.members.or(target.members),
+        in_progress: false,
     };
     let skipped: Vec<String> = catalogue
         .indicators
         .iter()
-        .filter(|i| !i.applies_to.applies(&profile) && !answers.contains_key(&i.code))
+        .filter(|i| !i.applies_to.applies(&target.profile) && !answers.contains_key(&i.code))
         .map(|i| i.code.clone())
         .collect();
     let visit_key = context.store.write(now_ms(), |s| {
@@ -135,11 +169,20 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
         }
         Ok(key)
     })?;
-    let state = context
-        .store
-        .record(&visit_key)?
-        .context("visit vanished")?;
-    let assessment = assess(&visit, &state, household.value.welfare_card)?;
+    report_assessment(context, &target, &visit, &visit_key, &skipped)
+}
+
+/// Prints what a finished visit found, per TPMAP dimension.
+fn report_assessment(
+    context: &Context,
+    target: &Surveyed,
+    visit: &Visit,
+    visit_key: &RecordKey,
+    skipped: &[String],
+) -> Result<()> {
+    let lang = context.lang;
+    let state = context.store.record(visit_key)?.context("visit vanished")?;
+    let assessment = assess(visit, &state, target.household.value.welfare_card)?;
     if context.json {
         return print_json(&json!({
             "visit_id": visit_key.id,
@@ -150,9 +193,14 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
     say!(
         "{} {} {}",
         lang.pick("บันทึกการสำรวจ", "survey recorded for"),
-        household.value.house_code,
-        format_buddhist_short(date)
+        target.household.value.house_code,
+        format_buddhist_short(visit.date)
     );
+    print_dimensions(lang, &assessment);
+    Ok(())
+}
+
+fn print_dimensions(lang: Lang, assessment: &Assessment) {
     for dimension in Dimension::ALL {
         let mark = if assessment.is_deprived_in(dimension) {
             lang.pick("ขาดแคลน", "deprived")
@@ -179,5 +227,391 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
             assessment.unanswered.join(", ")
         );
     }
+}
+
+/// Questions on stderr, answers from stdin: stdout stays for the result.
+struct Prompter {
+    input: std::io::StdinLock<'static>,
+}
+
+impl Prompter {
+    fn say(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    }
+
+    /// Asks and reads one line; `None` when the input ended (Ctrl-D, or
+    /// the end of a piped file), which pauses the survey like `q`.
+    fn ask(&mut self, question: &str) -> Result<Option<String>> {
+        {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{question} ");
+            let _ = err.flush();
+        }
+        let mut line = String::new();
+        if self.input.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(line.trim().to_owned()))
+    }
+}
+
+/// What the volunteer typed at an indicator.
+enum Reply {
+    Answer(Answer),
+    Skip,
+    Back,
+    Pause,
+}
+
+fn reply(text: &str) -> Option<Reply> {
+    Some(match text.to_lowercase().as_str() {
+        "1" => Reply::Answer(Answer::Pass),
+        "2" => Reply::Answer(Answer::Fail),
+        "3" => Reply::Answer(Answer::NotApplicable),
+        "" | "s" | "skip" | "ข้าม" => Reply::Skip,
+        "b" | "back" | "ย้อน" | "ย้อนกลับ" => Reply::Back,
+        "q" | "quit" | "หยุด" | "พัก" => Reply::Pause,
+        other => Reply::Answer(Answer::parse(other)?),
+    })
+}
+
+fn answer_text(lang: Lang, answer: Answer) -> &'static str {
+    match answer {
+        Answer::Pass => lang.pick("ผ่าน", "pass"),
+        Answer::Fail => lang.pick("ไม่ผ่าน", "fail"),
+        Answer::NotApplicable => lang.pick("ไม่เกี่ยวข้อง", "not applicable"),
+    }
+}
+
+/// The household's unfinished guided survey, if one was interrupted.
+fn unfinished_visit(
+    context: &Context,
+    household: &RecordKey,
+) -> Result<Option<(RecordKey, Visit)>> {
+    let mut found: Option<(RecordKey, Visit)> = None;
+    for (key, state) in context
+        .store
+        .records_of_household(&RecordKind::Visit, household.id)?
+    {
+        let Ok(visit) = decode::<Visit>(&key, &state) else {
+            continue;
+        };
+        if visit.archived || !visit.value.in_progress {
+            continue;
+        }
+        if found
+            .as_ref()
+            .is_none_or(|(_, v)| visit.value.date >= v.date)
+        {
+            found = Some((key, visit.value));
+        }
+    }
+    Ok(found)
+}
+
+/// The guided survey: one indicator at a time, each answer committed as it
+/// is given.
+fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
+    let lang = context.lang;
+    let mut prompt = Prompter {
+        input: std::io::stdin().lock(),
+    };
+    let household_key = resolve(&context.store, lang, RecordKind::Household, &args.household)?;
+    let mut draft = unfinished_visit(context, &household_key)?;
+    if let (true, Some((key, visit))) = (args.new, &draft) {
+        context.store.write(now_ms(), |s| s.archive(key))?;
+        prompt.say(&match lang {
+            Lang::Th => format!(
+                "การสำรวจที่ค้างไว้ของวันที่ {} ถูกจัดเก็บ เริ่มใหม่",
+                format_buddhist_short(visit.date)
+            ),
+            Lang::En => format!(
+                "the unfinished survey of {} was set aside; starting a new one",
+                format_buddhist_short(visit.date)
+            ),
+        });
+        draft = None;
+    }
+    let date = match &draft {
+        Some((_, visit)) => visit.date,
+        None => visit_date(lang, args)?,
+    };
+    let target = surveyed(context, household_key, date)?;
+    let edition = draft
+        .as_ref()
+        .map_or(args.edition.as_str(), |(_, v)| v.edition.as_str())
+        .to_owned();
+    let catalogue = builtin_catalogues().get(&edition)?;
+    prompt.say(&format!(
+        "{} {}  {}  ({})",
+        lang.pick("สำรวจ จปฐ. ครัวเรือน", "BMN survey of household"),
+        target.household.value.house_code,
+        target.household.value.address,
+        format_buddhist_short(date)
+    ));
+    prompt.say(lang.pick(
+        "ตอบ 1 = ผ่าน, 2 = ไม่ผ่าน, 3 = ไม่เกี่ยวข้อง, Enter = ข้าม, b = ย้อนกลับ, q = พักไว้ทำต่อภายหลัง",
+        "answer 1 = pass, 2 = fail, 3 = not applicable, Enter = skip, b = back, q = pause and resume later",
+    ));
+
+    let resuming = draft.is_some();
+    let (visit_key, mut visit) = match draft {
+        Some((key, visit)) => (Some(key), visit),
+        None => {
+            let mut visit = Visit {
+                household: target.key.id,
+                date,
+                surveyor: surveyor(context, args)?,
+                edition: catalogue.edition.clone(),
+                income_per_year: income(lang, args.income.as_deref())?,
+                members: args.members.or(target.members),
+                in_progress: true,
+            };
+            if visit.income_per_year.is_none() {
+                match ask_income(&mut prompt, lang)? {
+                    Asked::Value(value) => visit.income_per_year = value,
+                    Asked::Pause => return Ok(()),
+                }
+            }
+            if visit.income_per_year.is_some() && visit.members.is_none() {
+                match ask_members(&mut prompt, lang)? {
+                    Asked::Value(value) => visit.members = value,
+                    Asked::Pause => return Ok(()),
+                }
+            }
+            (None, visit)
+        }
+    };
+    let mut visit_key = visit_key;
+
+    // Indicators that do not apply to this household are recorded as such
+    // when the visit is first saved; computed ones (income) are not asked.
+    let computed = |i: &Indicator| {
+        matches!(i.rule, Rule::MinIncomePerPersonPerYear { .. })
+            && visit.income_per_year.is_some()
+            && visit.members.is_some()
+    };
+    // Without every member's age, nothing is skipped: the volunteer
+    // answers "not applicable" where it is so.
+    let applies = |i: &Indicator| !target.profile_complete || i.applies_to.applies(&target.profile);
+    let questions: Vec<&Indicator> = catalogue
+        .indicators
+        .iter()
+        .filter(|i| applies(i) && !computed(i))
+        .collect();
+    let not_applicable: Vec<&Indicator> = catalogue
+        .indicators
+        .iter()
+        .filter(|i| !applies(i))
+        .collect();
+    let mut answered: BTreeMap<String, Answer> = match &visit_key {
+        Some(key) => visit_answers(&context.store.record(key)?.context("visit vanished")?),
+        None => BTreeMap::new(),
+    };
+    if visit_key.is_none() && !not_applicable.is_empty() {
+        prompt.say(&match lang {
+            Lang::Th => format!(
+                "ข้าม {} ข้อที่ไม่เกี่ยวข้องกับครัวเรือนนี้ (เช่น ไม่มีสมาชิกในช่วงอายุนั้น)",
+                not_applicable.len()
+            ),
+            Lang::En => format!(
+                "skipping {} indicators that do not apply to this household (e.g. no member of that age)",
+                not_applicable.len()
+            ),
+        });
+    }
+
+    if resuming {
+        let done = questions
+            .iter()
+            .filter(|i| answered.contains_key(&i.code))
+            .count();
+        prompt.say(&match lang {
+            Lang::Th => format!("ทำต่อจากที่ค้างไว้ (ตอบแล้ว {done} จาก {} ข้อ)", questions.len()),
+            Lang::En => format!(
+                "resuming where it stopped ({done} of {} answered)",
+                questions.len()
+            ),
+        });
+    }
+    let next_open = |from: usize, answered: &BTreeMap<String, Answer>| {
+        (from..questions.len())
+            .find(|&i| !answered.contains_key(&questions[i].code))
+            .unwrap_or(questions.len())
+    };
+    let mut at = next_open(0, &answered);
+    let mut group = None;
+    while at < questions.len() {
+        let indicator = questions[at];
+        if group != Some(indicator.group) {
+            group = Some(indicator.group);
+            prompt.say(&format!(
+                "\n{} {}: {}",
+                lang.pick("หมวด", "group"),
+                indicator.group,
+                lang.pick(&indicator.group_th, &indicator.group_en)
+            ));
+        }
+        let earlier = answered
+            .get(&indicator.code)
+            .map(|a| format!(" [{}]", answer_text(lang, *a)))
+            .unwrap_or_default();
+        let question = format!(
+            "({}/{}) {} {}. {}{earlier}\n  >",
+            at + 1,
+            questions.len(),
+            lang.pick("ข้อ", "no."),
+            indicator.code,
+            lang.pick(&indicator.text_th, &indicator.text_en)
+        );
+        let Some(text) = prompt.ask(&question)? else {
+            return paused(context, &prompt, &target, answered.len());
+        };
+        match reply(&text) {
+            None => prompt.say(lang.pick(
+                "ไม่เข้าใจคำตอบ: พิมพ์ 1, 2, 3, Enter, b หรือ q",
+                "not understood: type 1, 2, 3, Enter, b or q",
+            )),
+            Some(Reply::Pause) => return paused(context, &prompt, &target, answered.len()),
+            Some(Reply::Back) => at = at.saturating_sub(1),
+            Some(Reply::Skip) => at = next_open(at + 1, &answered),
+            Some(Reply::Answer(answer)) => {
+                let code = indicator.code.clone();
+                let key = save_answer(
+                    context,
+                    &mut visit_key,
+                    &visit,
+                    &not_applicable,
+                    &code,
+                    answer,
+                )?;
+                visit_key = Some(key);
+                answered.insert(code, answer);
+                at = next_open(at + 1, &answered);
+            }
+        }
+    }
+    // Every question was answered or skipped: the visit is finished.
+    let key = match visit_key {
+        Some(key) => key,
+        None => save_visit(context, &visit, &not_applicable)?,
+    };
+    context
+        .store
+        .write(now_ms(), |s| s.set(&key, "in_progress", json!(false)))?;
+    visit.in_progress = false;
+    let skipped: Vec<String> = not_applicable.iter().map(|i| i.code.clone()).collect();
+    report_assessment(context, &target, &visit, &key, &skipped)
+}
+
+/// Saves one answer in its own transaction, creating the visit first if
+/// this is the first answer.
+fn save_answer(
+    context: &mut Context,
+    visit_key: &mut Option<RecordKey>,
+    visit: &Visit,
+    not_applicable: &[&Indicator],
+    code: &str,
+    answer: Answer,
+) -> Result<RecordKey> {
+    let key = match visit_key {
+        Some(key) => key.clone(),
+        None => save_visit(context, visit, not_applicable)?,
+    };
+    context.store.write(now_ms(), |s| {
+        s.set(&key, &answer_field(code), json!(answer))
+    })?;
+    Ok(key)
+}
+
+/// Creates the visit (still in progress), with the indicators that do not
+/// apply already answered as such.
+fn save_visit(
+    context: &mut Context,
+    visit: &Visit,
+    not_applicable: &[&Indicator],
+) -> Result<RecordKey> {
+    Ok(context.store.write(now_ms(), |s| {
+        let key = s.create(Uuid::now_v7(), visit)?;
+        for indicator in not_applicable {
+            s.set(
+                &key,
+                &answer_field(&indicator.code),
+                json!(Answer::NotApplicable),
+            )?;
+        }
+        Ok(key)
+    })?)
+}
+
+fn paused(context: &Context, prompt: &Prompter, target: &Surveyed, answered: usize) -> Result<()> {
+    let lang = context.lang;
+    prompt.say("");
+    let code = target.household.value.house_code.to_string();
+    if context.json {
+        return print_json(
+            &json!({ "paused": true, "answered": answered, "household": target.key.id }),
+        );
+    }
+    say!(
+        "{}",
+        match lang {
+            Lang::Th =>
+                format!("พักไว้แล้ว บันทึกคำตอบไว้ {answered} ข้อ ทำต่อได้ด้วย: faenban survey {code}"),
+            Lang::En => format!(
+                "paused with {answered} answers saved; continue with: faenban survey {code}"
+            ),
+        }
+    );
     Ok(())
+}
+
+enum Asked<T> {
+    Value(T),
+    Pause,
+}
+
+fn ask_income(prompt: &mut Prompter, lang: Lang) -> Result<Asked<Option<Baht>>> {
+    loop {
+        let Some(text) = prompt.ask(lang.pick(
+            "รายได้ทั้งครัวเรือนต่อปี (บาท) หรือ Enter ถ้าไม่ทราบ:",
+            "the household's income per year (baht), or Enter if not known:",
+        ))?
+        else {
+            return Ok(Asked::Pause);
+        };
+        if text.is_empty() {
+            return Ok(Asked::Value(None));
+        }
+        if text.eq_ignore_ascii_case("q") {
+            return Ok(Asked::Pause);
+        }
+        match Baht::parse_field(&text, "income_per_year") {
+            Ok(amount) => return Ok(Asked::Value(Some(amount))),
+            Err(invalid) => prompt.say(&Failure::invalid(lang, &invalid).message),
+        }
+    }
+}
+
+fn ask_members(prompt: &mut Prompter, lang: Lang) -> Result<Asked<Option<u32>>> {
+    loop {
+        let Some(text) = prompt.ask(lang.pick(
+            "จำนวนคนในครัวเรือน (ยังไม่ได้บันทึกสมาชิก):",
+            "how many people live in the household (no members recorded yet):",
+        ))?
+        else {
+            return Ok(Asked::Pause);
+        };
+        if text.is_empty() {
+            return Ok(Asked::Value(None));
+        }
+        match text.parse::<u32>() {
+            Ok(n) if n > 0 => return Ok(Asked::Value(Some(n))),
+            _ => prompt.say(lang.pick(
+                "ใส่จำนวนคนเป็นตัวเลข ตั้งแต่ 1 ขึ้นไป",
+                "type the number of people, 1 or more",
+            )),
+        }
+    }
 }
