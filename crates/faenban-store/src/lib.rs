@@ -61,13 +61,19 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its
     /// schema up to date. A file from a newer faenban is refused untouched.
+    ///
+    /// A file marked read-only is opened for reading only, even by an
+    /// administrator whom the operating system would let write: reads work
+    /// and every write fails with [`Error::ReadOnly`], leaving it as it was.
     pub fn open(path: &Path) -> Result<Store> {
-        let connection = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let read_only = std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly());
+        let access = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+        };
+        let connection =
+            Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         Store::prepare(connection, true)
     }
 
