@@ -10,6 +10,7 @@
 mod error;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use faenban_core::merge::Conflict;
@@ -150,10 +151,21 @@ impl Store {
             device,
             clock,
             local_wall_ms,
+            touched: HashMap::new(),
+            next_outbox: None,
         };
         let result = work(&mut session)?;
-        let Session { tx, clock, .. } = session;
+        session.flush()?;
+        let Session {
+            tx,
+            clock,
+            next_outbox,
+            ..
+        } = session;
         write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
+        if let Some(next) = next_outbox {
+            write_meta(&tx, "next_outbox_sequence", &next.to_string())?;
+        }
         tx.commit()?;
         Ok(result)
     }
@@ -329,13 +341,31 @@ impl Store {
 
 /// One command's writes: everything happens in one transaction, committed by
 /// [`Store::write`] when the command succeeds.
+///
+/// The merged state of each record the command touches is kept in memory
+/// and written once, when the command ends (or when many records are
+/// pending), instead of being read and rewritten for every field: a new
+/// household is a dozen field changes but one `records` row.
 #[derive(Debug)]
 pub struct Session<'a> {
     tx: Transaction<'a>,
     device: DeviceId,
     clock: Clock,
     local_wall_ms: u64,
+    touched: HashMap<RecordKey, Touched>,
+    next_outbox: Option<i64>,
 }
+
+/// A record's state as this command has left it, not yet written.
+#[derive(Debug)]
+struct Touched {
+    state: RecordState,
+    /// A searchable field changed: its search terms must be rewritten.
+    search: bool,
+}
+
+/// How many records a command keeps in memory before writing them out.
+const TOUCHED_LIMIT: usize = 4096;
 
 impl Session<'_> {
     /// This device.
@@ -345,7 +375,39 @@ impl Session<'_> {
 
     /// One record's merged state, as this command has left it so far.
     pub fn record(&self, key: &RecordKey) -> Result<Option<RecordState>> {
-        load_state(&self.tx, key)
+        match self.touched.get(key) {
+            Some(touched) => Ok(Some(touched.state.clone())),
+            None => load_state(&self.tx, key),
+        }
+    }
+
+    /// The state of a record this command is changing, loaded once.
+    fn touch(&mut self, key: &RecordKey) -> Result<&mut Touched> {
+        if !self.touched.contains_key(key) {
+            let state = load_state(&self.tx, key)?.unwrap_or_default();
+            self.remember(key, state)?;
+        }
+        Ok(self.touched.get_mut(key).expect("remembered"))
+    }
+
+    fn remember(&mut self, key: &RecordKey, state: RecordState) -> Result<()> {
+        if self.touched.len() >= TOUCHED_LIMIT {
+            self.flush()?;
+        }
+        let search = false;
+        self.touched.insert(key.clone(), Touched { state, search });
+        Ok(())
+    }
+
+    /// Writes every touched record's state (and search terms).
+    fn flush(&mut self) -> Result<()> {
+        for (key, touched) in self.touched.drain() {
+            save_state(&self.tx, &key, &touched.state)?;
+            if touched.search {
+                save_search_terms(&self.tx, &key, &touched.state)?;
+            }
+        }
+        Ok(())
     }
 
     fn next_stamp(&mut self) -> Stamp {
@@ -355,9 +417,14 @@ impl Session<'_> {
     /// Sets a field; returns the change. Resolves a conflict on the field,
     /// since the person saw every value.
     pub fn set(&mut self, key: &RecordKey, field: &str, value: Value) -> Result<Change> {
-        let current = self.record(key)?;
         let stamp = self.next_stamp();
-        let change = set_field(key, current.as_ref(), field, value, stamp);
+        if !self.touched.contains_key(key) {
+            if let Some(state) = load_state(&self.tx, key)? {
+                self.remember(key, state)?;
+            }
+        }
+        let current = self.touched.get(key).map(|touched| &touched.state);
+        let change = set_field(key, current, field, value, stamp);
         self.record_local(change)
     }
 
@@ -397,35 +464,54 @@ impl Session<'_> {
     /// Takes in a change made elsewhere (pulled, or from a bundle).
     pub fn receive(&mut self, change: Change) -> Result<Outcome> {
         self.clock.observe(change.stamp.hlc, self.local_wall_ms);
-        apply_change(&self.tx, change, None)
+        self.apply(change, false)
     }
 
     fn record_local(&mut self, change: Change) -> Result<Change> {
-        let sequence = next_outbox_sequence(&self.tx)?;
-        apply_change(&self.tx, change.clone(), Some(sequence))?;
+        self.apply(change.clone(), true)?;
         Ok(change)
+    }
+
+    /// The next outbox sequence. It never goes back, even after the outbox
+    /// is emptied by an acknowledgement: it is kept in meta, written when
+    /// the command ends.
+    fn next_outbox_sequence(&mut self) -> Result<i64> {
+        let next = match self.next_outbox {
+            Some(next) => next,
+            None => read_meta(&self.tx, "next_outbox_sequence")?
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(1),
+        };
+        self.next_outbox = Some(next + 1);
+        Ok(next)
+    }
+
+    /// Takes one change: the log, (for a change made here) the outbox, and
+    /// the record's merged state in memory. A change already known changes
+    /// nothing.
+    fn apply(&mut self, change: Change, local: bool) -> Result<Outcome> {
+        let Some(change_seq) = log_change(&self.tx, &change)? else {
+            return Ok(Outcome::Duplicate);
+        };
+        if local {
+            let sequence = self.next_outbox_sequence()?;
+            self.tx
+                .prepare_cached("INSERT INTO outbox (sequence, change_seq) VALUES (?1, ?2)")?
+                .execute(params![sequence, change_seq])?;
+        }
+        // Search terms come from a few fields only; most changes leave them be.
+        let search = searchable_fields(&change.record.kind).contains(&change.field.as_str());
+        let key = change.record.clone();
+        let touched = self.touch(&key)?;
+        touched.search |= search;
+        Ok(touched.state.apply(change))
     }
 }
 
-fn next_outbox_sequence(tx: &Transaction<'_>) -> Result<i64> {
-    // The sequence never goes back, even after the outbox is emptied by an
-    // acknowledgement: it is kept in meta.
-    let next: i64 = read_meta(tx, "next_outbox_sequence")?
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(1);
-    write_meta(tx, "next_outbox_sequence", &(next + 1).to_string())?;
-    Ok(next)
-}
-
-/// Writes one change: the log, the record's merged state, its search terms,
-/// and (for a change made here) the outbox. A change already known changes
-/// nothing.
-fn apply_change(
-    tx: &Transaction<'_>,
-    change: Change,
-    outbox_sequence: Option<i64>,
-) -> Result<Outcome> {
-    let body = serde_json::to_string(&change)?;
+/// Appends a change to the log; its log sequence, or `None` if the log
+/// already holds it.
+fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
+    let body = serde_json::to_string(change)?;
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO changes (wall_ms, counter, device, kind, record, field, body) \
@@ -440,24 +526,7 @@ fn apply_change(
             change.field.as_str(),
             body,
         ])?;
-    if inserted == 0 {
-        return Ok(Outcome::Duplicate);
-    }
-    let change_seq = tx.last_insert_rowid();
-    if let Some(sequence) = outbox_sequence {
-        tx.prepare_cached("INSERT INTO outbox (sequence, change_seq) VALUES (?1, ?2)")?
-            .execute(params![sequence, change_seq])?;
-    }
-    let key = change.record.clone();
-    let mut state = load_state(tx, &key)?.unwrap_or_default();
-    // Search terms come from a few fields only; most changes leave them be.
-    let refresh_search = searchable_fields(&key.kind).contains(&change.field.as_str());
-    let outcome = state.apply(change);
-    save_state(tx, &key, &state)?;
-    if refresh_search {
-        save_search_terms(tx, &key, &state)?;
-    }
-    Ok(outcome)
+    Ok((inserted > 0).then(|| tx.last_insert_rowid()))
 }
 
 fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
