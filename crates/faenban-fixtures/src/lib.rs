@@ -73,16 +73,60 @@ impl Rng {
 }
 
 const MALE_NAMES: &[&str] = &[
-    "สมชาย", "สมศักดิ์", "ประเสริฐ", "บุญมี", "สุริยา", "วิชัย", "ทองดี", "คำพอง", "อนันต์", "ณรงค์",
-    "สมพงษ์", "บุญเลิศ", "ชัยวัฒน์", "ธนากร", "ภูมิ", "เอกชัย",
+    "สมชาย",
+    "สมศักดิ์",
+    "ประเสริฐ",
+    "บุญมี",
+    "สุริยา",
+    "วิชัย",
+    "ทองดี",
+    "คำพอง",
+    "อนันต์",
+    "ณรงค์",
+    "สมพงษ์",
+    "บุญเลิศ",
+    "ชัยวัฒน์",
+    "ธนากร",
+    "ภูมิ",
+    "เอกชัย",
 ];
 const FEMALE_NAMES: &[&str] = &[
-    "มาลี", "สมหญิง", "บุญเรือน", "คำปุน", "ทองใบ", "สุดา", "วันเพ็ญ", "นงลักษณ์", "อรทัย", "ปราณี",
-    "จันทร์เพ็ญ", "ลำดวน", "พิมพ์ใจ", "กาญจนา", "ศิริพร", "ดวงใจ",
+    "มาลี",
+    "สมหญิง",
+    "บุญเรือน",
+    "คำปุน",
+    "ทองใบ",
+    "สุดา",
+    "วันเพ็ญ",
+    "นงลักษณ์",
+    "อรทัย",
+    "ปราณี",
+    "จันทร์เพ็ญ",
+    "ลำดวน",
+    "พิมพ์ใจ",
+    "กาญจนา",
+    "ศิริพร",
+    "ดวงใจ",
 ];
 const FAMILY_NAMES: &[&str] = &[
-    "ศรีสุข", "ใจดี", "บุญมา", "แก้วมณี", "พรมมา", "สุขเกษม", "ทองคำ", "ศรีวงศ์", "ภูผา", "คำแสน",
-    "นามวงศ์", "จันทร์หอม", "ดวงดี", "มีสุข", "แสนสุข", "ชัยมงคล", "บุญประเสริฐ", "วงศ์สวัสดิ์",
+    "ศรีสุข",
+    "ใจดี",
+    "บุญมา",
+    "แก้วมณี",
+    "พรมมา",
+    "สุขเกษม",
+    "ทองคำ",
+    "ศรีวงศ์",
+    "ภูผา",
+    "คำแสน",
+    "นามวงศ์",
+    "จันทร์หอม",
+    "ดวงดี",
+    "มีสุข",
+    "แสนสุข",
+    "ชัยมงคล",
+    "บุญประเสริฐ",
+    "วงศ์สวัสดิ์",
 ];
 const AGENCIES: &[&str] = &[
     "อบต.",
@@ -192,7 +236,11 @@ fn person(
         (Sex::Female, 0..=14) => ("ด.ญ.", FEMALE_NAMES),
         (Sex::Male, _) => ("นาย", MALE_NAMES),
         (Sex::Female, _) => (
-            if relation == Relation::Spouse { "นาง" } else { "นางสาว" },
+            if relation == Relation::Spouse {
+                "นาง"
+            } else {
+                "นางสาว"
+            },
             FEMALE_NAMES,
         ),
     };
@@ -280,11 +328,7 @@ pub fn populate(store: &mut Store, spec: &Spec) -> Result<Summary> {
         store.write(wall_ms, |s| {
             for pair in households.chunks(2) {
                 let official = Official {
-                    name: format!(
-                        "{} {}",
-                        rng.pick(MALE_NAMES),
-                        rng.pick(FAMILY_NAMES)
-                    ),
+                    name: format!("{} {}", rng.pick(MALE_NAMES), rng.pick(FAMILY_NAMES)),
                     position: (*rng.pick(POSITIONS)).into(),
                     agency: (*rng.pick(AGENCIES)).into(),
                 };
@@ -355,7 +399,14 @@ fn add_household(
     let visit_day = day(rng.below(300));
     let family = *rng.pick(FAMILY_NAMES);
     let head_age = 30 + rng.below(45);
-    let mut members = vec![person(rng, key.id, Relation::Head, head_age, family, visit_day)];
+    let mut members = vec![person(
+        rng,
+        key.id,
+        Relation::Head,
+        head_age,
+        family,
+        visit_day,
+    )];
     if spec.detail == Detail::Minimal {
         let mut head = members.pop().expect("a head");
         // Fewer fields, so that a household is about ten changes.
@@ -368,7 +419,14 @@ fn add_household(
     }
     if rng.chance(75) {
         let age = head_age.saturating_sub(rng.below(6));
-        members.push(person(rng, key.id, Relation::Spouse, age, family, visit_day));
+        members.push(person(
+            rng,
+            key.id,
+            Relation::Spouse,
+            age,
+            family,
+            visit_day,
+        ));
     }
     for _ in 0..rng.below(4) {
         let age = rng.below(head_age.saturating_sub(17).max(1));
@@ -376,7 +434,14 @@ fn add_household(
     }
     if rng.chance(25) {
         let age = head_age + 22 + rng.below(10);
-        members.push(person(rng, key.id, Relation::Parent, age, family, visit_day));
+        members.push(person(
+            rng,
+            key.id,
+            Relation::Parent,
+            age,
+            family,
+            visit_day,
+        ));
     }
     for member in &members {
         s.create(rng.uuid(), member)?;
@@ -435,7 +500,9 @@ fn add_household(
             item: item.code.into(),
             agency: (*rng.pick(AGENCIES)).into(),
             sector: Sector::Public,
-            amount: rng.chance(60).then(|| Baht::from_baht(500 + 100 * rng.below(50))),
+            amount: rng
+                .chance(60)
+                .then(|| Baht::from_baht(500 + 100 * rng.below(50))),
             date: visit_day + Days::new(7 + rng.below(60)),
             stage: Stage::Survive,
             status: if rng.chance(70) {
@@ -479,7 +546,11 @@ pub fn target_list_csv(seed: u64, rows: usize) -> String {
             1 + rng.below(28),
             1 + rng.below(12),
             rng.national_id(),
-            if rng.chance(70) { "มี" } else { "ไม่มี" },
+            if rng.chance(70) {
+                "มี"
+            } else {
+                "ไม่มี"
+            },
         ));
     }
     out

@@ -105,6 +105,9 @@ impl Store {
             connection.pragma_update(None, "synchronous", "NORMAL")?;
         }
         connection.pragma_update(None, "foreign_keys", "ON")?;
+        // SQLite's default page cache is 2 MiB; with 100,000 households the
+        // indexes alone are larger, and every miss is a read from the file.
+        connection.pragma_update(None, "cache_size", -32_768)?;
         let mut store = Store { connection };
         schema::migrate(&mut store.connection, version)?;
         Ok(store)
@@ -186,6 +189,19 @@ impl Store {
     /// Every record of every kind, in (kind, id) order: what an export holds.
     pub fn all_records(&self) -> Result<Vec<(RecordKey, RecordState)>> {
         self.query_records("SELECT kind, id, state FROM records ORDER BY kind, id", [])
+    }
+
+    /// The households whose village code starts with `area` (a province,
+    /// district, subdistrict or village code), found through their search
+    /// terms rather than by reading every household.
+    pub fn households_in_area(&self, area: &str) -> Result<Vec<(RecordKey, RecordState)>> {
+        self.query_records(
+            "SELECT r.kind, r.id, r.state FROM search_terms t \
+             JOIN records r ON r.kind = t.kind AND r.id = t.id \
+             WHERE t.kind = 'household' AND t.term >= ?1 AND t.term < ?1 || x'f48fbfbf' \
+             AND length(t.term) = 8 ORDER BY r.id",
+            params![area],
+        )
     }
 
     /// The records of a kind that belong to a household.
@@ -535,8 +551,11 @@ fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Res
         .and_then(Value::as_str)
         .map(str::to_owned);
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO records (kind, id, state, household, archived, in_conflict) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO records (kind, id, state, household, archived, in_conflict) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, \
+         household = excluded.household, archived = excluded.archived, \
+         in_conflict = excluded.in_conflict",
     )?
     .execute(params![
         key.kind.as_str(),

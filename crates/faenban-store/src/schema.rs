@@ -6,8 +6,10 @@ use crate::error::Result;
 
 /// The migrations, oldest first; migration `i` brings the schema from
 /// version `i` to `i + 1`. They live in `schema/migrations/` as plain SQL.
-pub(crate) const MIGRATIONS: &[&str] =
-    &[include_str!("../../../schema/migrations/0001_initial.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../../../schema/migrations/0001_initial.sql"),
+    include_str!("../../../schema/migrations/0002_records_rowid.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

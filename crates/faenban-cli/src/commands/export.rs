@@ -1,14 +1,15 @@
 //! `export`: the merged data as stable JSON or as CSV for Excel.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use faenban_core::model::{decode, Household};
-use faenban_core::RecordKind;
+use faenban_core::model::{decode, Household, Member};
+use faenban_core::{RecordId, RecordKind};
 use faenban_store::Store;
 use serde_json::{json, Value};
 
-use super::{assess, csv_cell, emit, latest_visit, members_of, write_atomically, Context};
+use super::{assess, emit, latest_visits, write_atomically, Context};
 use crate::cli::ExportFormat;
 
 /// `faenban export`.
@@ -50,13 +51,23 @@ fn export_json(store: &Store) -> Result<String> {
 /// One row per household, with a byte-order mark so Excel reads the Thai.
 fn export_csv(store: &Store) -> Result<String> {
     let mut out = String::from("\u{feff}id,house_code,village,address,status,entry,classification,livelihood,welfare_card,members,latest_survey,deprived,target_poor\n");
+    // Members and visits are read in one pass each, not once per household.
+    let mut members: HashMap<RecordId, usize> = HashMap::new();
+    for (key, state) in store.records(&RecordKind::Member)? {
+        if let Ok(member) = decode::<Member>(&key, &state) {
+            if !member.archived {
+                *members.entry(member.value.household).or_default() += 1;
+            }
+        }
+    }
+    let mut latest = latest_visits(store.records(&RecordKind::Visit)?);
     for (key, state) in store.records(&RecordKind::Household)? {
         let Ok(record) = decode::<Household>(&key, &state) else {
             continue;
         };
         let h = &record.value;
-        let members = members_of(store, key.id)?.len();
-        let (survey, deprived, target) = match latest_visit(store, key.id)? {
+        let members = members.get(&key.id).copied().unwrap_or(0);
+        let (survey, deprived, target) = match latest.remove(&key.id) {
             Some((visit, visit_state)) => {
                 let a = assess(&visit, &visit_state, h.welfare_card)?;
                 let deprived: Vec<&str> = a.deprived.iter().map(|d| d.key()).collect();
@@ -88,7 +99,7 @@ fn export_csv(store: &Store) -> Result<String> {
             deprived,
             target,
         ];
-        let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+        let cells: Vec<_> = row.iter().map(|c| faenban_core::csv::cell(c)).collect();
         out.push_str(&cells.join(","));
         out.push('\n');
     }

@@ -139,8 +139,13 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
         }
         HouseholdCommand::List { area, archived } => {
             let area = area.map(|a| area_code(lang, &a, false)).transpose()?;
+            let candidates = match &area {
+                // Village codes are search terms: only that area's rows are read.
+                Some(area) => context.store.households_in_area(area.as_str())?,
+                None => context.store.records(&RecordKind::Household)?,
+            };
             let mut rows = Vec::new();
-            for (key, state) in context.store.records(&RecordKind::Household)? {
+            for (key, state) in candidates {
                 let Ok(record) = decode::<Household>(&key, &state) else {
                     continue;
                 };

@@ -1,6 +1,7 @@
 //! What each command does: turn flags into values, call the store and the
 //! core, and print the result for a person or as JSON.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
@@ -338,8 +339,15 @@ fn members_of(
 }
 
 fn latest_visit(store: &Store, household: RecordId) -> Result<Option<(Visit, RecordState)>> {
-    let mut latest: Option<(Visit, RecordState)> = None;
-    for (key, state) in store.records_of_household(&RecordKind::Visit, household)? {
+    let visits = store.records_of_household(&RecordKind::Visit, household)?;
+    Ok(latest_visits(visits).remove(&household))
+}
+
+/// Each household's latest finished visit, from a set of visit records: one
+/// pass, for commands that go through every household.
+fn latest_visits(visits: Vec<(RecordKey, RecordState)>) -> HashMap<RecordId, (Visit, RecordState)> {
+    let mut latest: HashMap<RecordId, (Visit, RecordState)> = HashMap::new();
+    for (key, state) in visits {
         let Ok(visit) = decode::<Visit>(&key, &state) else {
             continue;
         };
@@ -347,14 +355,14 @@ fn latest_visit(store: &Store, household: RecordId) -> Result<Option<(Visit, Rec
         if visit.archived || visit.value.in_progress {
             continue;
         }
-        if latest
-            .as_ref()
-            .is_none_or(|(v, _)| visit.value.date >= v.date)
-        {
-            latest = Some((visit.value, state));
+        let newer = latest
+            .get(&visit.value.household)
+            .is_none_or(|(v, _)| visit.value.date >= v.date);
+        if newer {
+            latest.insert(visit.value.household, (visit.value, state));
         }
     }
-    Ok(latest)
+    latest
 }
 
 fn assess(visit: &Visit, state: &RecordState, welfare_card: bool) -> Result<Assessment> {
@@ -396,14 +404,6 @@ fn find_any(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> {
         format!("no record `{text}`"),
     )
     .into())
-}
-
-fn csv_cell(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
 }
 
 /// Writes a file so that it is either the old one or the whole new one,
