@@ -1,88 +1,13 @@
 //! End-to-end tests of the `faenban` binary: a survey round, and every bad
 //! input it must refuse with a clear message and a documented exit code.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-struct Laptop {
-    _dir: tempfile::TempDir,
-    db: PathBuf,
-}
+mod support;
 
-impl Laptop {
-    fn new() -> Laptop {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("faenban.db");
-        Laptop { _dir: dir, db }
-    }
-
-    fn initialized() -> Laptop {
-        let laptop = Laptop::new();
-        laptop.ok(&["init", "--name", "อสม. มาลี"]);
-        laptop
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut command = Command::cargo_bin("faenban").unwrap();
-        command
-            .env_remove("LANG")
-            .env_remove("LC_ALL")
-            .env_remove("LC_MESSAGES");
-        command.arg("--db").arg(&self.db).args(args);
-        command
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let output = self.cmd(args).output().unwrap();
-        assert!(
-            output.status.success(),
-            "faenban {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    /// Runs a command that must fail; returns (exit code, stderr).
-    fn fails(&self, args: &[&str]) -> (i32, String) {
-        let output = self.cmd(args).output().unwrap();
-        assert!(
-            !output.status.success(),
-            "faenban {args:?} should have failed"
-        );
-        (
-            output.status.code().unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
-    }
-
-    fn add_household(&self) -> String {
-        let added = self.json(&[
-            "household",
-            "add",
-            "--house-code",
-            "4001-012345-6",
-            "--village",
-            "40010101",
-            "--address",
-            "12 หมู่ 1",
-            "--welfare-card",
-            "yes",
-        ]);
-        added["id"].as_str().unwrap().to_owned()
-    }
-}
-
-fn file_bytes(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap()
-}
+use support::{file_bytes, Laptop};
 
 #[test]
 fn a_survey_round_records_a_household_its_members_and_their_deprivation() {
@@ -328,6 +253,52 @@ fn bad_values_are_refused_in_the_users_language_and_nothing_is_written() {
         ),
         (
             &[
+                "household",
+                "add",
+                "--house-code",
+                "4001-012345-7",
+                "--village",
+                "40990101",
+                "--address",
+                "x",
+            ],
+            "District 4099, which does not exist in Khon Kaen",
+            "อำเภอรหัส 4099 ไม่มีอยู่ในขอนแก่น",
+        ),
+        (
+            &[
+                "household",
+                "add",
+                "--house-code",
+                "4001-012345-7",
+                "--village",
+                "99010101",
+                "--address",
+                "x",
+            ],
+            "not a province code",
+            "ไม่ใช่รหัสจังหวัด",
+        ),
+        (
+            &[
+                "member",
+                "add",
+                "--household",
+                "4001-012345-6",
+                "--first-name",
+                "x",
+                "--sex",
+                "female",
+                "--relation",
+                "child",
+                "--birth-date",
+                "last week",
+            ],
+            "not written as a date",
+            "ไม่ได้เขียนเป็นวันที่",
+        ),
+        (
+            &[
                 "member",
                 "add",
                 "--household",
@@ -432,10 +403,7 @@ fn a_database_that_cannot_be_used_is_refused_untouched() {
 
     // From a newer version.
     let newer = Laptop::new();
-    {
-        let connection = rusqlite_file(&newer.db);
-        drop(connection);
-    }
+    newer_database(&newer.db);
     let before = file_bytes(&newer.db);
     let (code, stderr) = newer.fails(&["status"]);
     assert_eq!(code, 6);
@@ -458,22 +426,15 @@ fn a_database_that_cannot_be_used_is_refused_untouched() {
     assert_eq!(file_bytes(&corrupt.db), before);
 }
 
-/// Makes a database file that says it was written by schema version 99.
-fn rusqlite_file(path: &Path) -> std::fs::File {
-    // A minimal SQLite header is enough: version 99 sits in the header's
-    // user_version field (offset 60), so build the file with the sqlite3
-    // library through the store's own dependency instead of by hand.
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_faenban"))
+/// Makes `path` a faenban database that says a newer faenban wrote it.
+fn newer_database(path: &Path) {
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_faenban"))
         .arg("--db")
         .arg(path)
         .arg("status")
         .output()
         .unwrap();
-    assert!(status.status.success());
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
-    std::fs::write(path, &bytes).unwrap();
-    let _ = std::fs::remove_file(path.with_extension("db-wal"));
-    let _ = std::fs::remove_file(path.with_extension("db-shm"));
-    std::fs::File::open(path).unwrap()
+    assert!(made.status.success());
+    let connection = rusqlite::Connection::open(path).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
 }

@@ -53,6 +53,7 @@ fn a_household_written_to_a_file_is_there_after_reopening() {
     let status = store.status().unwrap();
     assert_eq!(status.device.unwrap().name, "laptop 1");
     assert_eq!(status.unpushed as usize, store.outbox().unwrap().len());
+    assert_eq!(status.records as usize, store.all_records().unwrap().len());
     assert!(status.unpushed >= 5);
     assert_eq!(store.history(&key).unwrap().len() as u64, status.unpushed);
 }

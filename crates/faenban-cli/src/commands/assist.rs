@@ -1,14 +1,13 @@
 //! `assist`: assistance given to households.
 
 use anyhow::Result;
-use faenban_core::dates::format_buddhist_short;
 use faenban_core::model::{decode, Assistance};
 use faenban_core::{RecordKey, RecordKind};
 use serde_json::{json, Map, Value};
 
 use super::{
-    add_record, build, date, dimension_name, edit_record, money, print_json, resolve, short, today,
-    Context,
+    add_record, assistance_line, build, date, edit_record, money, print_json, resolve, short,
+    today, Context,
 };
 use crate::cli::AssistCommand;
 
@@ -106,15 +105,7 @@ pub fn assist(context: &mut Context, command: AssistCommand) -> Result<()> {
                 return print_json(&rows);
             }
             for (key, help) in &list {
-                say!(
-                    "{}  {}  {}  {}  {}  {:?}",
-                    short(&key.id),
-                    format_buddhist_short(help.date),
-                    dimension_name(lang, help.dimension),
-                    help.item,
-                    help.amount.map(|a| a.to_string()).unwrap_or_default(),
-                    help.status
-                );
+                say!("{}  {}", short(&key.id), assistance_line(lang, help));
             }
             say!("{} {}", lang.pick("รวม", "total"), list.len());
             Ok(())

@@ -1,6 +1,7 @@
 //! `export`: the merged data as stable JSON or as CSV for Excel.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -9,43 +10,52 @@ use faenban_core::{RecordId, RecordKind};
 use faenban_store::Store;
 use serde_json::{json, Value};
 
-use super::{assess, emit, latest_visits, write_atomically, Context};
+use super::{assess, latest_visits, write_atomically, write_stdout, Context};
 use crate::cli::ExportFormat;
 
 /// `faenban export`.
 pub fn export(context: &mut Context, format: ExportFormat, output: Option<&Path>) -> Result<()> {
-    let text = match format {
-        ExportFormat::Json => export_json(&context.store)?,
-        ExportFormat::Csv => export_csv(&context.store)?,
+    let store = &context.store;
+    let write = |out: &mut dyn Write| match format {
+        ExportFormat::Json => export_json(store, out),
+        ExportFormat::Csv => Ok(out.write_all(export_csv(store)?.as_bytes())?),
     };
     match output {
-        Some(path) => write_atomically(path, text.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => emit(&text),
+        Some(path) => {
+            write_atomically(path, write).with_context(|| format!("writing {}", path.display()))
+        }
+        None => write_stdout(write),
     }
-    Ok(())
 }
 
 /// The whole merged state, in (kind, id) order with sorted keys: two files
-/// that hold the same changes export the same bytes.
-fn export_json(store: &Store) -> Result<String> {
-    let records: Vec<Value> = store
-        .all_records()?
-        .into_iter()
-        .map(|(key, state)| {
-            json!({
-                "kind": key.kind,
-                "id": key.id,
-                "archived": state.is_archived(),
-                "in_conflict": state.has_conflict(),
-                "fields": state.shown_values(),
-            })
-        })
-        .collect();
-    let mut text =
-        serde_json::to_string_pretty(&json!({ "faenban_export": 1, "records": records }))?;
-    text.push('\n');
-    Ok(text)
+/// that hold the same changes export the same bytes. Records are written as
+/// they are read, so a province's export does not sit in memory.
+fn export_json(store: &Store, out: &mut dyn Write) -> Result<()> {
+    out.write_all(b"{\n  \"faenban_export\": 1,\n  \"records\": [")?;
+    let mut first = true;
+    store.for_each_record(|key, state| -> Result<()> {
+        let record = json!({
+            "kind": key.kind,
+            "id": key.id,
+            "archived": state.is_archived(),
+            "in_conflict": state.has_conflict(),
+            "fields": state.shown_values(),
+        });
+        out.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        // Indented as if the whole file were printed at once.
+        for (n, line) in serde_json::to_string_pretty(&record)?.lines().enumerate() {
+            if n > 0 {
+                out.write_all(b"\n")?;
+            }
+            out.write_all(b"    ")?;
+            out.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    })?;
+    out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })?;
+    Ok(())
 }
 
 /// One row per household, with a byte-order mark so Excel reads the Thai.

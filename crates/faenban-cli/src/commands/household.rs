@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{
-    add_record, area_code, assess, bad_input, build, builtin_areas, date, dimension_name,
-    edit_record, emit, latest_visit, members_of, money, now_ms, print_json, report_changes,
-    resolve, short, yes_no, yes_no_text, Context,
+    add_record, area_code, assess, assistance_line, bad_input, build, builtin_areas, date,
+    dimension_name, edit_record, emit, latest_visit, members_of, money, now_ms, print_json,
+    report_changes, resolve, short, yes_no, yes_no_text, Context,
 };
 use crate::cli::{HouseholdCommand, HouseholdFields, MemberCommand, MemberFields};
 use crate::failure::Failure;
@@ -294,7 +294,11 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
         out,
         "{} {}",
         lang.pick("บัตรสวัสดิการแห่งรัฐ:", "welfare card:"),
-        yes_no_text(lang, record.value.welfare_card)
+        if record.value.welfare_card {
+            lang.pick("มี", "yes")
+        } else {
+            lang.pick("ไม่มี", "no")
+        }
     );
     let _ = writeln!(out, "{} ({})", lang.pick("สมาชิก", "members"), members.len());
     for member in &members {
@@ -351,15 +355,7 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
         assistance.len()
     );
     for help in &assistance {
-        let _ = writeln!(
-            out,
-            "  {}  {}  {}  {}  {:?}",
-            format_buddhist_short(help.date),
-            dimension_name(lang, help.dimension),
-            help.item,
-            help.amount.map(|a| format!("{a} บาท")).unwrap_or_default(),
-            help.status
-        );
+        let _ = writeln!(out, "  {}", assistance_line(lang, help));
     }
     emit(&out);
     Ok(())

@@ -380,7 +380,7 @@ fn is_house_code_of(store: &Store, key: &faenban_core::RecordKey, digits: &str) 
 
 /// The rejected rows with their reason, as CSV to fix in Excel and import
 /// again.
-fn write_rejects(path: &Path, header: &[String], rejected: &[Rejected]) -> std::io::Result<()> {
+fn write_rejects(path: &Path, header: &[String], rejected: &[Rejected]) -> Result<()> {
     let mut out = String::from("\u{feff}line,reason");
     for name in header {
         out.push(',');
@@ -397,7 +397,7 @@ fn write_rejects(path: &Path, header: &[String], rejected: &[Rejected]) -> std::
         }
         out.push('\n');
     }
-    write_atomically(path, out.as_bytes())
+    write_atomically(path, |file| Ok(file.write_all(out.as_bytes())?))
 }
 
 fn broken_row_th(problem: &str) -> &'static str {

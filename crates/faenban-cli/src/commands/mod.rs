@@ -9,8 +9,12 @@ use chrono::NaiveDate;
 use faenban_core::areas::Areas;
 use faenban_core::catalogue::VisitAnswers;
 use faenban_core::codes::AreaCode;
+use faenban_core::dates::format_buddhist_short;
 use faenban_core::dates::parse_date_field;
-use faenban_core::model::{check_field, decode, visit_answers, Member, RecordType, Visit};
+use faenban_core::model::{
+    check_field, decode, menu_item, visit_answers, Assistance, AssistanceStatus, Member,
+    RecordType, Visit,
+};
 use faenban_core::{
     Assessment, Baht, Catalogues, Change, Dimension, RecordId, RecordKey, RecordKind, RecordState,
 };
@@ -377,11 +381,31 @@ fn assess(visit: &Visit, state: &RecordState, welfare_card: bool) -> Result<Asse
 
 fn yes_no_text(lang: Lang, value: bool) -> &'static str {
     match (lang, value) {
-        (Lang::Th, true) => "มี/ใช่",
-        (Lang::Th, false) => "ไม่มี/ไม่ใช่",
+        (Lang::Th, true) => "ใช่",
+        (Lang::Th, false) => "ไม่ใช่",
         (Lang::En, true) => "yes",
         (Lang::En, false) => "no",
     }
+}
+
+/// One assistance record as a line: date, dimension, what (the menu's
+/// words when it is a menu item), amount and how far it got.
+fn assistance_line(lang: Lang, help: &Assistance) -> String {
+    let item = menu_item(&help.item).map_or(help.item.as_str(), |m| lang.pick(m.th, m.en));
+    let amount = help
+        .amount
+        .map(|a| format!("{a} {}", lang.pick("บาท", "baht")))
+        .unwrap_or_default();
+    let status = match help.status {
+        AssistanceStatus::Planned => lang.pick("วางแผนไว้", "planned"),
+        AssistanceStatus::InProgress => lang.pick("กำลังดำเนินการ", "in progress"),
+        AssistanceStatus::Done => lang.pick("เสร็จแล้ว", "done"),
+    };
+    format!(
+        "{}  {}  {item}  {amount}  {status}",
+        format_buddhist_short(help.date),
+        dimension_name(lang, help.dimension)
+    )
 }
 
 fn dimension_name(lang: Lang, dimension: Dimension) -> &'static str {
@@ -408,11 +432,41 @@ fn find_any(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> {
 
 /// Writes a file so that it is either the old one or the whole new one,
 /// never half: write beside it, flush to disk, then rename over it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+) -> Result<()> {
     let temporary = path.with_extension("partial");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    let file = std::fs::File::create(&temporary)?;
+    let mut writer = std::io::BufWriter::new(file);
+    let written = write(&mut writer).and_then(|()| {
+        let file = writer.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok(())
+    });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
+    std::fs::rename(&temporary, path)?;
+    Ok(())
+}
+
+/// Streams output to stdout; a reader that went away ends the program
+/// quietly, as with [`say!`].
+fn write_stdout(write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>) -> Result<()> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut writer = std::io::BufWriter::new(stdout.lock());
+    let result = write(&mut writer).and_then(|()| Ok(writer.flush()?));
+    match result {
+        Err(error)
+            if error
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            std::process::exit(0)
+        }
+        other => other,
+    }
 }

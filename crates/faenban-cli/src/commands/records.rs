@@ -12,6 +12,7 @@ use super::{
 };
 use crate::cli::ConflictsCommand;
 use crate::failure::{Failure, Kind};
+use crate::lang::Lang;
 
 /// `faenban history`.
 pub fn history(context: &mut Context, id: &str) -> Result<()> {
@@ -103,7 +104,11 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
                     Conflict::Values {
                         field, candidates, ..
                     } => {
-                        say!("{field}:");
+                        let name = match lang {
+                            Lang::Th => crate::lang::field_name_th(field),
+                            Lang::En => field.as_str(),
+                        };
+                        say!("{name}:");
                         for (number, entry) in candidates.iter().enumerate() {
                             let shown = if number + 1 == candidates.len() {
                                 lang.pick("  (แสดงอยู่)", "  (shown)")
