@@ -1,11 +1,14 @@
 //! `faenban-fixtures`: writes a seeded synthetic Khon Kaen dataset into a
-//! faenban database file, and optionally a TPMAP-style list to `import`.
+//! faenban database file, shows what it holds per TPMAP dimension, and
+//! optionally writes a TPMAP-style list to `import`.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
 use faenban_core::codes::AreaCode;
+use faenban_core::model::{decode, visit_answers, Household, Visit};
+use faenban_core::{Catalogues, Dimension, RecordKind};
 use faenban_fixtures::{populate, target_list_csv, Detail, Spec};
 use faenban_store::Store;
 
@@ -32,13 +35,25 @@ struct Args {
     /// Also write a target list of this many households to --csv.
     #[arg(long, requires = "csv", default_value_t = 0)]
     csv_rows: usize,
+    /// Add to a file that already holds records.
+    #[arg(long)]
+    append: bool,
     /// Where to write the target list.
     #[arg(long)]
     csv: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let spec = Spec {
         seed: args.seed,
         households: args.households,
@@ -50,6 +65,13 @@ fn main() -> anyhow::Result<()> {
         province: AreaCode::parse(&args.province)?,
     };
     let mut store = Store::open(&args.db)?;
+    let held = store.status()?.records;
+    if held > 0 && !args.append {
+        anyhow::bail!(
+            "{} already holds {held} records; give a new file, or --append to add more",
+            args.db.display()
+        );
+    }
     let summary = populate(&mut store, &spec)?;
     println!(
         "{}: {} households, {} members, {} visits, {} assistance, {} officials, {} pairings, {} changes",
@@ -62,10 +84,71 @@ fn main() -> anyhow::Result<()> {
         summary.pairings,
         summary.changes
     );
+    print_summary(&store)?;
     if let Some(path) = &args.csv {
         std::fs::write(path, target_list_csv(args.seed, args.csv_rows))
             .with_context(|| format!("writing {}", path.display()))?;
         println!("{}: {} rows", path.display(), args.csv_rows);
     }
+    Ok(())
+}
+
+/// How many households the file's latest surveys find deprived in each
+/// dimension, and how many are target poor: the figure a district reports.
+fn print_summary(store: &Store) -> anyhow::Result<()> {
+    let catalogues = Catalogues::builtin();
+    let mut welfare = std::collections::HashMap::new();
+    for (key, state) in store.records(&RecordKind::Household)? {
+        if let Ok(household) = decode::<Household>(&key, &state) {
+            welfare.insert(key.id, household.value.welfare_card);
+        }
+    }
+    let mut latest: std::collections::HashMap<_, (Visit, _)> = std::collections::HashMap::new();
+    for (key, state) in store.records(&RecordKind::Visit)? {
+        let Ok(visit) = decode::<Visit>(&key, &state) else {
+            continue;
+        };
+        if visit.archived || visit.value.in_progress {
+            continue;
+        }
+        let newer = latest
+            .get(&visit.value.household)
+            .is_none_or(|(v, _)| visit.value.date >= v.date);
+        if newer {
+            latest.insert(visit.value.household, (visit.value, state));
+        }
+    }
+    let mut deprived = [0usize; 5];
+    let mut target_poor = 0;
+    for (household, (visit, state)) in &latest {
+        let assessment =
+            catalogues
+                .get(&visit.edition)?
+                .assess(&faenban_core::catalogue::VisitAnswers {
+                    answers: visit_answers(state),
+                    income_per_year: visit.income_per_year,
+                    members: visit.members,
+                    welfare_card: welfare.get(household).copied().unwrap_or(false),
+                })?;
+        for (n, dimension) in Dimension::ALL.iter().enumerate() {
+            if assessment.is_deprived_in(*dimension) {
+                deprived[n] += 1;
+            }
+        }
+        target_poor += usize::from(assessment.target_poor);
+    }
+    println!(
+        "surveyed households: {}; deprived per TPMAP dimension:",
+        latest.len()
+    );
+    for (n, dimension) in Dimension::ALL.iter().enumerate() {
+        println!(
+            "  {:<26} {:>6}  {}",
+            dimension.name_en(),
+            deprived[n],
+            dimension.name_th()
+        );
+    }
+    println!("  {:<26} {target_poor:>6}  คนจนเป้าหมาย", "target poor");
     Ok(())
 }
