@@ -218,8 +218,10 @@ impl Store {
     /// terms rather than by reading every household.
     pub fn households_in_area(&self, area: &str) -> Result<Vec<(RecordKey, RecordState)>> {
         self.query_records(
+            // CROSS JOIN keeps the terms as the outer loop: without
+            // statistics SQLite would rather scan every household.
             "SELECT r.kind, r.id, r.state FROM search_terms t \
-             JOIN records r ON r.kind = t.kind AND r.id = t.id \
+             CROSS JOIN records r ON r.kind = t.kind AND r.id = t.id \
              WHERE t.kind = 'household' AND t.term >= ?1 AND t.term < ?1 || x'f48fbfbf' \
              AND length(t.term) = 8 ORDER BY r.id",
             params![area],
