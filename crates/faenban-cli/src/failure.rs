@@ -152,7 +152,7 @@ fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
         E::NotFound { kind, id } => Failure::new(
             Kind::NotFound,
             lang,
-            format!("ไม่พบ {kind} รหัส {id}"),
+            format!("ไม่พบ{} รหัส {id}", crate::lang::kind_th(kind)),
             error.to_string(),
         ),
         E::Core(core) => from_core(lang, core),

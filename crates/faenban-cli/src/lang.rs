@@ -47,7 +47,8 @@ pub fn field_name_th(field: &str) -> &str {
         "area_code" => "รหัสพื้นที่",
         "address" => "ที่อยู่",
         "location" => "พิกัด",
-        "date" | "birth_date" => "วันที่",
+        "date" => "วันที่",
+        "birth_date" => "วันเกิด",
         "amount" => "จำนวนเงิน",
         "income_per_year" => "รายได้ต่อปี",
         "first_name" => "ชื่อ",
@@ -71,6 +72,33 @@ pub fn field_name_th(field: &str) -> &str {
         "stage" => "ระยะการช่วยเหลือ",
         "edition" => "ชุดตัวชี้วัด",
         _ => field,
+    }
+}
+
+/// The Thai word for a kind of record, for messages.
+pub fn kind_th(kind: &str) -> &str {
+    match kind {
+        "household" => "ครัวเรือน",
+        "member" => "สมาชิก",
+        "visit" => "การสำรวจ",
+        "assistance" => "การช่วยเหลือ",
+        "official" => "เจ้าหน้าที่",
+        "pairing" => "การจับคู่",
+        other => other,
+    }
+}
+
+/// A member's relation to the head, in Thai.
+pub fn relation_th(relation: &str) -> &str {
+    match relation {
+        "head" => "หัวหน้าครัวเรือน",
+        "spouse" => "คู่สมรส",
+        "child" => "บุตร",
+        "parent" => "บิดา/มารดา",
+        "grandchild" => "หลาน",
+        "relative" => "ญาติ",
+        "other" => "ผู้อาศัย",
+        other => other,
     }
 }
 

@@ -39,6 +39,23 @@ fn default_db_path() -> PathBuf {
 
 fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
     let path = cli.db.clone().unwrap_or_else(default_db_path);
+    // Only `init` makes a new file: a mistyped --db must not leave an empty
+    // database behind and report "not found".
+    if !matches!(cli.command, Command::Init { .. }) && !path.exists() {
+        return Err(failure::Failure::new(
+            failure::Kind::Storage,
+            lang,
+            format!(
+                "ไม่มีฐานข้อมูลที่ {} (ตั้งค่าเครื่องด้วย faenban init หรือตรวจ --db)",
+                path.display()
+            ),
+            format!(
+                "there is no database at {} (set this laptop up with faenban init, or check --db)",
+                path.display()
+            ),
+        )
+        .into());
+    }
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating the folder {}", folder.display()))?;

@@ -431,7 +431,7 @@ fn newer_database(path: &Path) {
     let made = std::process::Command::new(env!("CARGO_BIN_EXE_faenban"))
         .arg("--db")
         .arg(path)
-        .arg("status")
+        .args(["init", "--name", "x"])
         .output()
         .unwrap();
     assert!(made.status.success());

@@ -77,7 +77,9 @@ impl Transcript<'_> {
                 }
             }
         }
-        let mut text = self.text.clone();
+        let mut text = self
+            .text
+            .replace(&self.laptop.db.display().to_string(), "<db>");
         for (id, name) in &names {
             text = text.replace(id.as_str(), name);
             text = text.replace(&id[id.len() - 8..], name);

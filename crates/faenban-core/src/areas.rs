@@ -178,26 +178,37 @@ impl Areas {
     /// Where an area is, in Thai: `ต.ในเมือง อ.เมืองขอนแก่น จ.ขอนแก่น`, as
     /// far as the lists know; a village's number comes first (`ม.1`).
     pub fn describe_th(&self, code: &AreaCode) -> String {
+        self.describe(code, true)
+    }
+
+    /// Where an area is, in English: `Village 1, Nai Mueang, Mueang Khon
+    /// Kaen, Khon Kaen`.
+    pub fn describe_en(&self, code: &AreaCode) -> String {
+        self.describe(code, false)
+    }
+
+    fn describe(&self, code: &AreaCode, thai: bool) -> String {
         let mut parts = Vec::new();
         let mut area = Some(code.clone());
         while let Some(current) = area {
-            let prefix = match current.level() {
-                AreaLevel::Village => {
-                    let number = current.as_str()[6..].trim_start_matches('0');
-                    parts.push(format!("ม.{number}"));
-                    area = current.parent();
-                    continue;
-                }
-                AreaLevel::Subdistrict => "ต.",
-                AreaLevel::District => "อ.",
-                AreaLevel::Province => "จ.",
-            };
-            if let Some(name) = self.names.get(&current) {
-                parts.push(format!("{prefix}{}", name.th));
+            if current.level() == AreaLevel::Village {
+                let number = current.as_str()[6..].trim_start_matches('0');
+                parts.push(if thai {
+                    format!("ม.{number}")
+                } else {
+                    format!("Village {number}")
+                });
+            } else if let Some(name) = self.names.get(&current) {
+                parts.push(match (thai, current.level()) {
+                    (true, AreaLevel::Subdistrict) => format!("ต.{}", name.th),
+                    (true, AreaLevel::District) => format!("อ.{}", name.th),
+                    (true, _) => format!("จ.{}", name.th),
+                    (false, _) => name.en.clone(),
+                });
             }
             area = current.parent();
         }
-        parts.join(" ")
+        parts.join(if thai { " " } else { ", " })
     }
 
     /// Every known subdistrict of a province, in code order.
@@ -243,6 +254,10 @@ mod tests {
         assert_eq!(
             areas.describe_th(&code("40010103")),
             "ม.3 ต.ในเมือง อ.เมืองขอนแก่น จ.ขอนแก่น"
+        );
+        assert_eq!(
+            areas.describe_en(&code("40010103")),
+            "Village 3, Nai Mueang, Mueang Khon Kaen, Khon Kaen"
         );
         assert_eq!(areas.subdistricts_of(&code("40")).len(), 199);
         assert_eq!(areas.name(&code("46")).unwrap().en, "Kalasin");

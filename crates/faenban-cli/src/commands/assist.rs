@@ -1,13 +1,13 @@
 //! `assist`: assistance given to households.
 
 use anyhow::Result;
-use faenban_core::model::{decode, Assistance};
+use faenban_core::model::{decode, menu_item, Assistance};
 use faenban_core::{RecordKey, RecordKind};
 use serde_json::{json, Map, Value};
 
 use super::{
-    add_record, assistance_line, build, date, edit_record, money, print_json, resolve, short,
-    today, Context,
+    add_record, assistance_line, bad_input, build, date, edit_record, money, print_json, resolve,
+    short, today, Context,
 };
 use crate::cli::AssistCommand;
 
@@ -50,6 +50,25 @@ pub fn assist(context: &mut Context, command: AssistCommand) -> Result<()> {
                 values.insert("outcome".into(), json!(outcome));
             }
             let assistance: Assistance = build(lang, values)?;
+            if let Some(menu) = menu_item(&assistance.item) {
+                if menu.dimension != assistance.dimension {
+                    return Err(bad_input(
+                        lang,
+                        format!(
+                            "รายการ {} เป็นของ{} ไม่ใช่{}",
+                            menu.th,
+                            menu.dimension.name_th(),
+                            assistance.dimension.name_th()
+                        ),
+                        format!(
+                            "item {} belongs to {}, not {}",
+                            menu.code,
+                            menu.dimension.name_en(),
+                            assistance.dimension.name_en()
+                        ),
+                    ));
+                }
+            }
             let what = assistance.item.clone();
             add_record(
                 context,

@@ -22,7 +22,15 @@ pub fn export(context: &mut Context, format: ExportFormat, output: Option<&Path>
     };
     match output {
         Some(path) => {
-            write_atomically(path, write).with_context(|| format!("writing {}", path.display()))
+            write_atomically(path, write).with_context(|| format!("writing {}", path.display()))?;
+            // The data went to the file; say where, on stderr, so that
+            // nothing else lands in a pipe.
+            eprintln!(
+                "{} {}",
+                context.lang.pick("ส่งออกไปที่", "exported to"),
+                path.display()
+            );
+            Ok(())
         }
         None => write_stdout(write),
     }

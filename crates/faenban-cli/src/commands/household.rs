@@ -11,9 +11,9 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::{
-    add_record, area_code, assess, assistance_line, bad_input, build, builtin_areas, date,
-    dimension_name, edit_record, emit, latest_visit, members_of, money, now_ms, print_json,
-    report_changes, resolve, short, yes_no, yes_no_text, Context,
+    add_record, area_code, assess, assistance_line, bad_input, build, builtin_areas,
+    dimension_name, edit_record, emit, latest_visit, members_of, money, now_ms, past_date,
+    print_json, report_changes, resolve, short, yes_no, yes_no_text, Context,
 };
 use crate::cli::{HouseholdCommand, HouseholdFields, MemberCommand, MemberFields};
 use crate::failure::Failure;
@@ -87,12 +87,24 @@ pub(super) fn member_values(lang: Lang, fields: &MemberFields) -> Result<Map<Str
             values.insert(name.into(), json!(value.trim()));
         }
     }
+    // Thai spreadsheets and volunteers write the sex in Thai.
+    if let Some(sex) = &fields.sex {
+        let sex = match sex.trim() {
+            "ชาย" | "ช" | "ช." | "M" | "m" => "male",
+            "หญิง" | "ญ" | "ญ." | "F" | "f" => "female",
+            other => other,
+        };
+        values.insert("sex".into(), json!(sex));
+    }
     if let Some(id) = &fields.national_id {
         let id = NationalId::parse(id).map_err(|e| Failure::invalid(lang, &e))?;
         values.insert("national_id".into(), json!(id));
     }
     if let Some(birth) = &fields.birth_date {
-        values.insert("birth_date".into(), date(lang, "birth_date", birth)?);
+        values.insert(
+            "birth_date".into(),
+            json!(past_date(lang, "birth_date", birth)?),
+        );
     }
     if let Some(income) = &fields.income {
         values.insert(
@@ -286,7 +298,10 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
     }
     let mut out = String::new();
     let _ = writeln!(out, "{}", household_line(lang, &record));
-    let place = builtin_areas().describe_th(&record.value.village);
+    let place = match lang {
+        Lang::Th => builtin_areas().describe_th(&record.value.village),
+        Lang::En => builtin_areas().describe_en(&record.value.village),
+    };
     if !place.is_empty() {
         let _ = writeln!(out, "{place}");
     }
@@ -311,7 +326,10 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
             m.title,
             m.first_name,
             m.last_name,
-            relation.as_str().unwrap_or("")
+            match lang {
+                Lang::Th => crate::lang::relation_th(relation.as_str().unwrap_or("")),
+                Lang::En => relation.as_str().unwrap_or(""),
+            }
         );
     }
     match &assessment {

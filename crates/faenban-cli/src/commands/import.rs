@@ -268,22 +268,23 @@ pub fn import(
     } else {
         print_report(lang, dry_run, accepted.len(), &already, &rejected, &ignored);
     }
-    if rejected.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(
+    let bad = rejected.len();
+    match (bad, dry_run) {
+        (0, _) => Ok(()),
+        (_, true) => Err(Failure::new(
             Kind::BadInput,
             lang,
-            format!(
-                "{} แถวไม่ถูกนำเข้า (แถวที่ถูกต้องนำเข้าแล้ว) แก้แล้วนำเข้าใหม่ได้",
-                rejected.len()
-            ),
-            format!(
-                "{} rows were not imported (the good rows were); fix them and import again",
-                rejected.len()
-            ),
+            format!("{bad} แถวจะไม่ผ่าน (ตรวจอย่างเดียว ยังไม่ได้บันทึกอะไร)"),
+            format!("{bad} rows would be rejected (checked only; nothing was written)"),
         )
-        .into())
+        .into()),
+        (_, false) => Err(Failure::new(
+            Kind::BadInput,
+            lang,
+            format!("{bad} แถวไม่ถูกนำเข้า (แถวที่ถูกต้องนำเข้าแล้ว) แก้แล้วนำเข้าใหม่ได้"),
+            format!("{bad} rows were not imported (the good rows were); fix them and import again"),
+        )
+        .into()),
     }
 }
 

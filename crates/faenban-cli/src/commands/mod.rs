@@ -138,6 +138,22 @@ fn money(lang: Lang, field: &'static str, text: &str) -> Result<Value> {
     Ok(json!(amount))
 }
 
+/// A date that cannot be later than today (a birth, a visit already made).
+fn past_date(lang: Lang, field: &'static str, text: &str) -> Result<NaiveDate> {
+    let date = parse_date_field(text, field).map_err(|e| Failure::invalid(lang, &e))?;
+    if date > today() {
+        return Err(bad_input(
+            lang,
+            format!(
+                "{} ไม่ถูกต้อง: เป็นวันในอนาคต — ที่ถูกต้องคือ วันที่ไม่เกินวันนี้",
+                field_name_th(field)
+            ),
+            format!("{field}: is in the future; expected a date no later than today"),
+        ));
+    }
+    Ok(date)
+}
+
 fn date(lang: Lang, field: &'static str, text: &str) -> Result<Value> {
     let date = parse_date_field(text, field).map_err(|e| Failure::invalid(lang, &e))?;
     Ok(json!(date))
@@ -292,7 +308,7 @@ pub fn resolve(store: &Store, lang: Lang, kind: RecordKind, text: &str) -> Resul
     Err(Failure::new(
         Kind::NotFound,
         lang,
-        format!("ไม่พบ {kind} `{trimmed}`"),
+        format!("ไม่พบ{} `{trimmed}`", crate::lang::kind_th(kind.as_str())),
         format!("no {kind} `{trimmed}`"),
     )
     .into())
@@ -386,6 +402,17 @@ fn yes_no_text(lang: Lang, value: bool) -> &'static str {
         (Lang::En, true) => "yes",
         (Lang::En, false) => "no",
     }
+}
+
+/// `text` followed by spaces to fill `width` columns on a terminal. Thai
+/// vowel and tone marks written above or below a letter take no column of
+/// their own, so counting characters would misalign Thai.
+fn pad(text: &str, width: usize) -> String {
+    let columns = text
+        .chars()
+        .filter(|c| !matches!(c, '\u{0E31}' | '\u{0E34}'..='\u{0E3A}' | '\u{0E47}'..='\u{0E4E}'))
+        .count();
+    format!("{text}{}", " ".repeat(width.saturating_sub(columns)))
 }
 
 /// One assistance record as a line: date, dimension, what (the menu's

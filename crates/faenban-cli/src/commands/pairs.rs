@@ -160,6 +160,18 @@ pub fn pair(context: &mut Context, official: &str, households: &[String], end: b
             "households_followed": followed,
         }));
     }
+    let house_code = |id: &RecordId| -> Result<String> {
+        let key = RecordKey::new(RecordKind::Household, id.0);
+        let state = context.store.record(&key)?;
+        Ok(state
+            .and_then(|s| {
+                s.shown("house_code")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .and_then(|code| faenban_core::codes::HouseCode::parse(&code).ok())
+            .map_or_else(|| short(id), |code| code.to_string()))
+    };
     for household in &done {
         say!(
             "{} {}",
@@ -168,14 +180,14 @@ pub fn pair(context: &mut Context, official: &str, households: &[String], end: b
             } else {
                 lang.pick("จับคู่แล้ว:", "paired:")
             },
-            short(household)
+            house_code(household)?
         );
     }
     for household in &skipped {
         say!(
             "{} {}",
             lang.pick("จับคู่อยู่แล้ว:", "already paired:"),
-            short(household)
+            house_code(household)?
         );
     }
     if followed > HOUSEHOLDS_PER_OFFICIAL {

@@ -8,15 +8,15 @@ use std::io::{BufRead, Write as _};
 
 use anyhow::{Context as _, Result};
 use faenban_core::catalogue::{HouseholdProfile, Indicator, Rule};
-use faenban_core::dates::{age_on, format_buddhist_short, parse_date_field};
+use faenban_core::dates::{age_on, format_buddhist_short};
 use faenban_core::model::{answer_field, decode, visit_answers, Household, Record, Visit};
 use faenban_core::{Answer, Assessment, Baht, Dimension, RecordKey, RecordKind};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    assess, bad_input, builtin_catalogues, dimension_name, members_of, now_ms, print_json, resolve,
-    today, yes_no_text, Context,
+    assess, bad_input, builtin_catalogues, dimension_name, members_of, now_ms, pad, past_date,
+    print_json, resolve, today, yes_no_text, Context,
 };
 use crate::cli::SurveyArgs;
 use crate::failure::Failure;
@@ -101,10 +101,10 @@ fn surveyed(context: &Context, key: RecordKey, date: chrono::NaiveDate) -> Resul
 }
 
 fn visit_date(lang: Lang, args: &SurveyArgs) -> Result<chrono::NaiveDate> {
-    Ok(match &args.date {
-        Some(text) => parse_date_field(text, "date").map_err(|e| Failure::invalid(lang, &e))?,
-        None => today(),
-    })
+    match &args.date {
+        Some(text) => past_date(lang, "date", text),
+        None => Ok(today()),
+    }
 }
 
 fn income(lang: Lang, text: Option<&str>) -> Result<Option<Baht>> {
@@ -201,13 +201,33 @@ fn report_assessment(
 }
 
 fn print_dimensions(lang: Lang, assessment: &Assessment) {
+    let catalogue = builtin_catalogues().get(&assessment.edition).ok();
     for dimension in Dimension::ALL {
+        // A dimension none of whose indicators was answered is not "ok".
+        let (asked, open) = catalogue.map_or((0, 0), |c| {
+            let of_dimension = c
+                .indicators
+                .iter()
+                .filter(|i| i.dimension == Some(dimension));
+            let open = of_dimension
+                .clone()
+                .filter(|i| !assessment.answers.contains_key(&i.code))
+                .count();
+            (of_dimension.count(), open)
+        });
         let mark = if assessment.is_deprived_in(dimension) {
-            lang.pick("ขาดแคลน", "deprived")
+            lang.pick("ขาดแคลน", "deprived").to_owned()
+        } else if asked > 0 && open == asked {
+            lang.pick("ยังไม่ได้สำรวจ", "not surveyed").to_owned()
+        } else if open > 0 {
+            match lang {
+                Lang::Th => format!("ผ่าน (ยังไม่ได้ตอบ {open} ข้อ)"),
+                Lang::En => format!("ok ({open} not answered)"),
+            }
         } else {
-            lang.pick("ผ่าน", "ok")
+            lang.pick("ผ่าน", "ok").to_owned()
         };
-        say!("  {:<28} {}", dimension_name(lang, dimension), mark);
+        say!("  {} {mark}", pad(dimension_name(lang, dimension), 28));
     }
     if let Some(per) = assessment.income_per_person_per_year {
         say!(
@@ -371,13 +391,13 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
             if visit.income_per_year.is_none() {
                 match ask_income(&mut prompt, lang)? {
                     Asked::Value(value) => visit.income_per_year = value,
-                    Asked::Pause => return Ok(()),
+                    Asked::Pause => return paused(context, &prompt, &target, 0),
                 }
             }
             if visit.income_per_year.is_some() && visit.members.is_none() {
                 match ask_members(&mut prompt, lang)? {
                     Asked::Value(value) => visit.members = value,
-                    Asked::Pause => return Ok(()),
+                    Asked::Pause => return paused(context, &prompt, &target, 0),
                 }
             }
             (None, visit)
@@ -465,15 +485,19 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
             indicator.code,
             lang.pick(&indicator.text_th, &indicator.text_en)
         );
+        let asked_and_answered = questions
+            .iter()
+            .filter(|i| answered.contains_key(&i.code))
+            .count();
         let Some(text) = prompt.ask(&question)? else {
-            return paused(context, &prompt, &target, answered.len());
+            return paused(context, &prompt, &target, asked_and_answered);
         };
         match reply(&text) {
             None => prompt.say(lang.pick(
                 "ไม่เข้าใจคำตอบ: พิมพ์ 1, 2, 3, Enter, b หรือ q",
                 "not understood: type 1, 2, 3, Enter, b or q",
             )),
-            Some(Reply::Pause) => return paused(context, &prompt, &target, answered.len()),
+            Some(Reply::Pause) => return paused(context, &prompt, &target, asked_and_answered),
             Some(Reply::Back) => at = at.saturating_sub(1),
             Some(Reply::Skip) => at = next_open(at + 1, &answered),
             Some(Reply::Answer(answer)) => {
@@ -545,6 +569,8 @@ fn save_visit(
     })?)
 }
 
+/// Says how far the survey got; `answered` counts the questions asked and
+/// answered, not those ruled out as not applicable.
 fn paused(context: &Context, prompt: &Prompter, target: &Surveyed, answered: usize) -> Result<()> {
     let lang = context.lang;
     prompt.say("");
@@ -554,16 +580,17 @@ fn paused(context: &Context, prompt: &Prompter, target: &Surveyed, answered: usi
             &json!({ "paused": true, "answered": answered, "household": target.key.id }),
         );
     }
-    say!(
-        "{}",
-        match lang {
-            Lang::Th =>
-                format!("พักไว้แล้ว บันทึกคำตอบไว้ {answered} ข้อ ทำต่อได้ด้วย: faenban survey {code}"),
-            Lang::En => format!(
-                "paused with {answered} answers saved; continue with: faenban survey {code}"
-            ),
+    let text = match (lang, answered) {
+        (Lang::Th, 0) => "หยุดก่อนตอบข้อแรก ยังไม่ได้บันทึกการสำรวจ".to_owned(),
+        (Lang::En, 0) => "stopped before the first answer; no survey was recorded".to_owned(),
+        (Lang::Th, n) => {
+            format!("พักไว้แล้ว บันทึกคำตอบไว้ {n} ข้อ ทำต่อได้ด้วย: faenban survey {code}")
         }
-    );
+        (Lang::En, n) => {
+            format!("paused; answers saved: {n}; continue with: faenban survey {code}")
+        }
+    };
+    say!("{text}");
     Ok(())
 }
 
