@@ -61,7 +61,10 @@ impl Failure {
                 "{} ไม่ถูกต้อง: {} — ที่ถูกต้องคือ {}",
                 field_name_th(invalid.field),
                 invalid.problem_th.as_deref().unwrap_or(&invalid.problem),
-                expected_th(invalid.field).unwrap_or(invalid.expected)
+                invalid
+                    .expected_th
+                    .or_else(|| expected_th(invalid.field))
+                    .unwrap_or(invalid.expected)
             ),
             invalid.to_string(),
         )
@@ -134,6 +137,9 @@ fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
             storage("ฐานข้อมูลนี้สร้างด้วย faenban รุ่นใหม่กว่า กรุณาปรับรุ่นโปรแกรม (ไฟล์ไม่ถูกแก้ไข)")
         }
         E::Locked => storage("ฐานข้อมูลกำลังถูกใช้โดยโปรแกรม faenban อื่น ปิดโปรแกรมนั้นแล้วลองใหม่"),
+        E::OlderReadOnly => storage(
+            "ไฟล์ฐานข้อมูลนี้มาจาก faenban รุ่นเก่า ต้องปรับรุ่นไฟล์ก่อนจึงจะอ่านได้ แต่ไฟล์เป็นแบบอ่านอย่างเดียว ให้เปิดสิทธิ์เขียนหนึ่งครั้งแล้วรันใหม่",
+        ),
         E::ReadOnly => storage("เขียนไฟล์ฐานข้อมูลไม่ได้ (ไฟล์หรือโฟลเดอร์เป็นแบบอ่านอย่างเดียว)"),
         E::Corrupt(_) => storage("ไฟล์ฐานข้อมูลเสียหาย หรือไม่ใช่ฐานข้อมูลของ faenban"),
         E::DiskFull => storage("พื้นที่ดิสก์เต็ม คำสั่งนี้ไม่ได้บันทึกอะไรเลย"),

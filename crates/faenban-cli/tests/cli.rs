@@ -262,8 +262,8 @@ fn bad_values_are_refused_in_the_users_language_and_nothing_is_written() {
                 "--address",
                 "x",
             ],
-            "District 4099, which does not exist in Khon Kaen",
-            "อำเภอรหัส 4099 ไม่มีอยู่ในขอนแก่น",
+            "district 4099, which does not exist in Khon Kaen",
+            "ไม่มีอำเภอรหัส 4099 ในจังหวัดขอนแก่น",
         ),
         (
             &[

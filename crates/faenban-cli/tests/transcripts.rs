@@ -225,9 +225,11 @@ fn field_round(lang: &'static str) -> String {
     t.run(&["household", "search", "1999900000013"]);
     t.run(&["household", "list"]);
     t.run(&["household", "list", "--area", "4001010"]);
+    t.run(&["household", "list", "--area", "40010102"]);
+    t.run(&["household", "list", "--area", "4002"]);
     t.run_with_input(
         &["survey", "4001-012345-6", "--date", "2568-11-20"],
-        "60000\n1\n1\n2\nb\n1\nq\n",
+        "60000\n\n1\n1\n2\nb\n1\nq\n",
     );
     t.run_with_input(&["survey", "4001-012345-6"], &"1\n".repeat(40));
     t.run(&[

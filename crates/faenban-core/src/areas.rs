@@ -131,7 +131,8 @@ impl Areas {
                 format!("starts with {province}, which is not a province code"),
                 "a code that starts with one of the 77 province codes (10 Bangkok … 96 Narathiwat)",
             )
-            .th(format!("ขึ้นต้นด้วย {province} ซึ่งไม่ใช่รหัสจังหวัด")));
+            .th(format!("ขึ้นต้นด้วย {province} ซึ่งไม่ใช่รหัสจังหวัด"))
+            .th_expected("รหัสที่ขึ้นต้นด้วยรหัสจังหวัดหนึ่งใน 77 จังหวัด เช่น 40 ขอนแก่น"));
         }
         if !self.covers(code) {
             return Ok(());
@@ -153,14 +154,17 @@ impl Areas {
             Some(unknown) => Err(InvalidValue::new(
                 field,
                 format!(
-                    "names {:?} {unknown}, which does not exist in {}",
-                    unknown.level(),
+                    "names {} {unknown}, which does not exist in {}",
+                    format!("{:?}", unknown.level()).to_lowercase(),
                     self.names[&province].en
                 ),
                 "a code from the DOPA area list, e.g. 40010101 (Nai Mueang, Mueang Khon Kaen)",
             )
+            .th_expected(
+                "รหัสที่มีอยู่ในบัญชีรหัสพื้นที่ของกรมการปกครอง เช่น 40010101 (ม.1 ต.ในเมือง อ.เมืองขอนแก่น)",
+            )
             .th(format!(
-                "{}{unknown} ไม่มีอยู่ใน{}",
+                "ไม่มี{}{unknown} ในจังหวัด{}",
                 match unknown.level() {
                     AreaLevel::District => "อำเภอรหัส ",
                     _ => "ตำบลรหัส ",
@@ -238,10 +242,10 @@ mod tests {
         // A province with no shipped list is only checked as a province.
         assert!(areas.check(&code("50010101")).is_ok());
         let district = areas.check(&code("40990101")).unwrap_err();
-        assert!(district.problem.contains("District 4099"), "{district}");
+        assert!(district.problem.contains("district 4099"), "{district}");
         let subdistrict = areas.check(&code("40019901")).unwrap_err();
         assert!(
-            subdistrict.problem.contains("Subdistrict 400199"),
+            subdistrict.problem.contains("subdistrict 400199"),
             "{subdistrict}"
         );
         let province = areas.check(&code("59010101")).unwrap_err();

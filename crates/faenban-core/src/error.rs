@@ -15,6 +15,8 @@ pub struct InvalidValue {
     pub problem_th: Option<String>,
     /// What a valid value looks like.
     pub expected: &'static str,
+    /// The same in Thai, when it is not simply what the field always takes.
+    pub expected_th: Option<&'static str>,
 }
 
 impl InvalidValue {
@@ -28,12 +30,19 @@ impl InvalidValue {
             problem: problem.into(),
             problem_th: None,
             expected,
+            expected_th: None,
         }
     }
 
     /// The same problem in Thai, for the people who type the values.
     pub(crate) fn th(mut self, problem: impl Into<String>) -> Self {
         self.problem_th = Some(problem.into());
+        self
+    }
+
+    /// What a valid value looks like, in Thai, for this particular problem.
+    pub(crate) fn th_expected(mut self, expected: &'static str) -> Self {
+        self.expected_th = Some(expected);
         self
     }
 }

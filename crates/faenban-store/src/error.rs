@@ -19,6 +19,11 @@ pub enum Error {
     /// The file cannot be written.
     #[error("the database file cannot be written (read-only file or folder)")]
     ReadOnly,
+    /// The file needs upgrading to be read, and cannot be written.
+    #[error(
+        "the database was written by an older faenban and must be upgraded, but the file is read-only; make it writable once and run faenban again"
+    )]
+    OlderReadOnly,
     /// The file is not a faenban database, or is damaged.
     #[error("the database file is damaged or is not a faenban database ({0})")]
     Corrupt(String),

@@ -75,6 +75,13 @@ impl Store {
         };
         let connection =
             Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        if read_only {
+            // An older file needs its migrations written before it can be read.
+            let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+            if (1..SCHEMA_VERSION).contains(&version) {
+                return Err(Error::OlderReadOnly);
+            }
+        }
         Store::prepare(connection, true)
     }
 

@@ -249,3 +249,39 @@ fn a_database_locked_by_another_process_is_reported_as_locked() {
         .write(NOW, |s| s.set(&key, "notes", json!("x")))
         .unwrap();
 }
+
+#[test]
+fn a_command_touching_more_records_than_it_keeps_in_memory_saves_them_all() {
+    let mut store = Store::open_in_memory().unwrap();
+    device(&mut store, 1);
+    let count: u128 = 5_000;
+    let first = RecordKey::new(RecordKind::Household, Uuid::from_u128(1));
+    store
+        .write(NOW, |s| {
+            for n in 1..=count {
+                s.create(
+                    Uuid::from_u128(n),
+                    &household(&format!("4001{:06}{}", n % 1_000_000, n % 10)),
+                )?;
+            }
+            // The first household was written out long ago in this command;
+            // changing it again must start from what was written.
+            s.set(&first, "house_code", json!("99990000011"))?;
+            s.set(&first, "notes", json!("again"))
+        })
+        .unwrap();
+    let all = store.all_records().unwrap();
+    assert_eq!(all.len() as u128, count);
+    let state = store.record(&first).unwrap().unwrap();
+    assert_eq!(state.shown("notes"), Some(&json!("again")));
+    assert_eq!(state.shown("address"), Some(&json!("1 หมู่ 1")));
+    assert_eq!(store.search("99990000011").unwrap(), vec![first.clone()]);
+    let status = store.status().unwrap();
+    assert_eq!(status.records as usize, all.len());
+    assert_eq!(status.unpushed as usize, store.outbox().unwrap().len());
+    assert_eq!(
+        store.households_in_area("40010101").unwrap().len() as u128,
+        count
+    );
+    assert!(store.households_in_area("400102").unwrap().is_empty());
+}

@@ -147,6 +147,17 @@ pub fn import(
                 continue;
             }
         };
+        // Spreadsheets write empty rows as commas, and may carry empty
+        // cells past the last column.
+        let mut row = row;
+        if row.fields.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        while row.fields.len() > header.fields.len()
+            && row.fields.last().is_some_and(|f| f.trim().is_empty())
+        {
+            row.fields.pop();
+        }
         if row.fields.len() > header.fields.len() {
             rejected.push(Rejected {
                 line: row.line,
@@ -230,11 +241,24 @@ pub fn import(
                 }
                 accepted.push(row_ok);
             }
-            Err(error) => rejected.push(Rejected {
-                line: row.line,
-                reason: Failure::from_error(lang, error).message,
-                fields: row.fields,
-            }),
+            Err(error) => {
+                // The checks speak of command-line flags; a spreadsheet has
+                // columns.
+                let mut reason = Failure::from_error(lang, error).message;
+                for (field, index) in &column_of {
+                    let flag = format!("--{}", field.replace('_', "-"));
+                    let column = match lang {
+                        Lang::Th => format!("คอลัมน์ {}", header.fields[*index].trim()),
+                        Lang::En => format!("column {}", header.fields[*index].trim()),
+                    };
+                    reason = reason.replace(&flag, &column);
+                }
+                rejected.push(Rejected {
+                    line: row.line,
+                    reason,
+                    fields: row.fields,
+                })
+            }
         }
     }
 

@@ -463,7 +463,10 @@ fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
 ) -> Result<()> {
-    let temporary = path.with_extension("partial");
+    // Beside the target, named so that it can never be the target itself.
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".partial-{}", std::process::id()));
+    let temporary = path.with_file_name(name);
     let file = std::fs::File::create(&temporary)?;
     let mut writer = std::io::BufWriter::new(file);
     let written = write(&mut writer).and_then(|()| {
@@ -475,7 +478,13 @@ fn write_atomically(
         let _ = std::fs::remove_file(&temporary);
         return Err(error);
     }
-    std::fs::rename(&temporary, path)?;
+    if let Err(error) = std::fs::rename(&temporary, path) {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(anyhow::Error::new(error).context(format!(
+            "replacing {} (is it open in another program, such as Excel?)",
+            path.display()
+        )));
+    }
     Ok(())
 }
 

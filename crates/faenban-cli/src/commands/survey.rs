@@ -339,6 +339,11 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
     };
     let household_key = resolve(&context.store, lang, RecordKind::Household, &args.household)?;
     let mut draft = unfinished_visit(context, &household_key)?;
+    if args.new {
+        // Check what the new survey needs before setting the old one aside.
+        visit_date(lang, args)?;
+        builtin_catalogues().get(&args.edition)?;
+    }
     if let (true, Some((key, visit))) = (args.new, &draft) {
         context.store.write(now_ms(), |s| s.archive(key))?;
         prompt.say(&match lang {
@@ -394,8 +399,11 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
                     Asked::Pause => return paused(context, &prompt, &target, 0),
                 }
             }
-            if visit.income_per_year.is_some() && visit.members.is_none() {
-                match ask_members(&mut prompt, lang)? {
+            // A list import brings only the head: the volunteer says how
+            // many people live here, and indicators are ruled out by age
+            // only when every one of them is recorded.
+            if args.members.is_none() {
+                match ask_members(&mut prompt, lang, target.members)? {
                     Asked::Value(value) => visit.members = value,
                     Asked::Pause => return paused(context, &prompt, &target, 0),
                 }
@@ -414,7 +422,8 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
     };
     // Without every member's age, nothing is skipped: the volunteer
     // answers "not applicable" where it is so.
-    let applies = |i: &Indicator| !target.profile_complete || i.applies_to.applies(&target.profile);
+    let everyone_recorded = target.profile_complete && visit.members == target.members;
+    let applies = |i: &Indicator| !everyone_recorded || i.applies_to.applies(&target.profile);
     let questions: Vec<&Indicator> = catalogue
         .indicators
         .iter()
@@ -516,7 +525,29 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
             }
         }
     }
-    // Every question was answered or skipped: the visit is finished.
+    // Every question was answered or skipped. With questions skipped, the
+    // volunteer says whether to finish now or keep the survey open.
+    let open = questions
+        .iter()
+        .filter(|i| !answered.contains_key(&i.code))
+        .count();
+    if open > 0 {
+        let finish = prompt.ask(&match lang {
+            Lang::Th => format!(
+                "\nยังไม่ได้ตอบ {open} ข้อ จบการสำรวจเลยไหม? (y = จบ, Enter = เก็บไว้ตอบต่อภายหลัง)"
+            ),
+            Lang::En => format!(
+                "\n{open} questions are not answered. Finish the survey now? (y = finish, Enter = keep it open)"
+            ),
+        })?;
+        let yes = finish
+            .as_deref()
+            .is_some_and(|t| matches!(t.to_lowercase().as_str(), "y" | "yes" | "ใช่" | "จบ"));
+        if !yes {
+            let done = questions.len() - open;
+            return paused(context, &prompt, &target, done);
+        }
+    }
     let key = match visit_key {
         Some(key) => key,
         None => save_visit(context, &visit, &not_applicable)?,
@@ -611,7 +642,7 @@ fn ask_income(prompt: &mut Prompter, lang: Lang) -> Result<Asked<Option<Baht>>> 
         if text.is_empty() {
             return Ok(Asked::Value(None));
         }
-        if text.eq_ignore_ascii_case("q") {
+        if matches!(text.to_lowercase().as_str(), "q" | "หยุด" | "พัก") {
             return Ok(Asked::Pause);
         }
         match Baht::parse_field(&text, "income_per_year") {
@@ -621,17 +652,30 @@ fn ask_income(prompt: &mut Prompter, lang: Lang) -> Result<Asked<Option<Baht>>> 
     }
 }
 
-fn ask_members(prompt: &mut Prompter, lang: Lang) -> Result<Asked<Option<u32>>> {
+fn ask_members(
+    prompt: &mut Prompter,
+    lang: Lang,
+    recorded: Option<u32>,
+) -> Result<Asked<Option<u32>>> {
+    let question = match (lang, recorded) {
+        (Lang::Th, Some(n)) => format!("จำนวนคนในครัวเรือน (บันทึกสมาชิกไว้ {n} คน; Enter = {n}):"),
+        (Lang::En, Some(n)) => {
+            format!("how many people live in the household ({n} members recorded; Enter = {n}):")
+        }
+        (Lang::Th, None) => "จำนวนคนในครัวเรือน (ยังไม่ได้บันทึกสมาชิก):".to_owned(),
+        (Lang::En, None) => {
+            "how many people live in the household (no members recorded yet):".to_owned()
+        }
+    };
     loop {
-        let Some(text) = prompt.ask(lang.pick(
-            "จำนวนคนในครัวเรือน (ยังไม่ได้บันทึกสมาชิก):",
-            "how many people live in the household (no members recorded yet):",
-        ))?
-        else {
+        let Some(text) = prompt.ask(&question)? else {
             return Ok(Asked::Pause);
         };
         if text.is_empty() {
-            return Ok(Asked::Value(None));
+            return Ok(Asked::Value(recorded));
+        }
+        if matches!(text.to_lowercase().as_str(), "q" | "หยุด" | "พัก") {
+            return Ok(Asked::Pause);
         }
         match text.parse::<u32>() {
             Ok(n) if n > 0 => return Ok(Asked::Value(Some(n))),
