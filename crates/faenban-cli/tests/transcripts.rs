@@ -77,9 +77,11 @@ impl Transcript<'_> {
                 }
             }
         }
+        let folder = self.laptop.db.parent().unwrap().display().to_string();
         let mut text = self
             .text
-            .replace(&self.laptop.db.display().to_string(), "<db>");
+            .replace(&self.laptop.db.display().to_string(), "<db>")
+            .replace(&folder, "<folder>");
         for (id, name) in &names {
             text = text.replace(id.as_str(), name);
             text = text.replace(&id[id.len() - 8..], name);
@@ -221,6 +223,18 @@ fn field_round(lang: &'static str) -> String {
         "--national-id",
         "1999900000017",
     ]);
+    let shown = laptop.json(&["household", "show", "4001-012345-6"]);
+    let head = shown["members"][0]["id"].as_str().unwrap().to_owned();
+    t.run(&[
+        "member",
+        "edit",
+        &head,
+        "--occupation",
+        "ทำนา",
+        "--chronic-illness",
+        "yes",
+    ]);
+    t.run(&["member", "edit", &head, "--birth-date", "01/01/2600"]);
     t.run(&["household", "search", "มาลี"]);
     t.run(&["household", "search", "1999900000013"]);
     t.run(&["household", "list"]);
@@ -339,8 +353,30 @@ fn field_round(lang: &'static str) -> String {
     t.run(&["household", "list", "--archived"]);
     t.run(&["household", "restore", "4001-012346-4"]);
     t.run(&["household", "show", "1234567890"]);
+    // A district's list: two good rows, one with a wrong check digit, one
+    // already recorded, and a blank spreadsheet row.
+    let list = laptop.db.with_file_name("list.csv");
+    std::fs::write(
+        &list,
+        "รหัสประจำบ้าน,รหัสหมู่บ้าน,บ้านเลขที่,คำนำหน้า,ชื่อ,นามสกุล,เพศ,วันเกิด,เลขประจำตัวประชาชน\n\
+         4001-012350-1,40010103,3 หมู่ 3,นาย,บุญมี,ใจงาม,ชาย,01/02/2505,1999900000021\n\
+         4001-012351-1,40010103,4 หมู่ 3,นาง,คำปุน,ใจงาม,หญิง,,1999900000022\n\
+         ,,,,,,,,\n\
+         4001-012345-6,40010101,12 หมู่ 1,,,,,,\n\
+         4001-012352-1,40010103,5 หมู่ 3,นาง,ทองใบ,ศรีสุข,หญิง,,\n",
+    )
+    .unwrap();
+    let list = list.display().to_string();
+    t.run(&["import", &list, "--dry-run"]);
+    t.run(&["import", &list]);
+    t.run(&["household", "list", "--area", "40010103"]);
     t.run(&["status"]);
     t.run(&["export", "--format", "csv"]);
+    t.run(&[
+        "export",
+        "--output",
+        &laptop.db.with_file_name("all.json").display().to_string(),
+    ]);
     t.redacted(&other)
 }
 
