@@ -6,14 +6,14 @@
 //! read back from the merged state by decoding the shown values, so fields a
 //! newer version added are carried along untouched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalogue::{Answer, Dimension};
+use crate::catalogue::{Answer, Assessment, Catalogues, Dimension, VisitAnswers};
 use crate::change::{FieldName, RecordId, RecordKey, RecordKind};
 use crate::codes::{AreaCode, AreaLevel, HouseCode, NationalId};
 use crate::error::{Error, InvalidValue, Result};
@@ -541,6 +541,45 @@ pub fn visit_answers(state: &RecordState) -> BTreeMap<String, Answer> {
             Some((code.to_owned(), answer))
         })
         .collect()
+}
+
+/// Each household's latest finished visit, from a set of visit records, in
+/// one pass. An unfinished guided survey (`in_progress`) is not yet a
+/// result, and an archived visit no longer is.
+pub fn latest_visits(
+    visits: impl IntoIterator<Item = (RecordKey, RecordState)>,
+) -> HashMap<RecordId, (Visit, RecordState)> {
+    let mut latest: HashMap<RecordId, (Visit, RecordState)> = HashMap::new();
+    for (key, state) in visits {
+        let Ok(visit) = decode::<Visit>(&key, &state) else {
+            continue;
+        };
+        if visit.archived || visit.value.in_progress {
+            continue;
+        }
+        let newer = latest
+            .get(&visit.value.household)
+            .is_none_or(|(v, _)| visit.value.date >= v.date);
+        if newer {
+            latest.insert(visit.value.household, (visit.value, state));
+        }
+    }
+    latest
+}
+
+/// What a visit found, by its own catalogue edition.
+pub fn assess_visit(
+    catalogues: &Catalogues,
+    visit: &Visit,
+    state: &RecordState,
+    welfare_card: bool,
+) -> Result<Assessment> {
+    catalogues.get(&visit.edition)?.assess(&VisitAnswers {
+        answers: visit_answers(state),
+        income_per_year: visit.income_per_year,
+        members: visit.members,
+        welfare_card,
+    })
 }
 
 /// One item of the assistance menu.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use faenban_core::codes::AreaCode;
-use faenban_core::model::{decode, visit_answers, Household, Visit};
+use faenban_core::model::{assess_visit, decode, latest_visits, Household};
 use faenban_core::{Catalogues, Dimension, RecordKind};
 use faenban_fixtures::{populate, target_list_csv, Detail, Spec};
 use faenban_store::Store;
@@ -103,33 +103,12 @@ fn print_summary(store: &Store) -> anyhow::Result<()> {
             welfare.insert(key.id, household.value.welfare_card);
         }
     }
-    let mut latest: std::collections::HashMap<_, (Visit, _)> = std::collections::HashMap::new();
-    for (key, state) in store.records(&RecordKind::Visit)? {
-        let Ok(visit) = decode::<Visit>(&key, &state) else {
-            continue;
-        };
-        if visit.archived || visit.value.in_progress {
-            continue;
-        }
-        let newer = latest
-            .get(&visit.value.household)
-            .is_none_or(|(v, _)| visit.value.date >= v.date);
-        if newer {
-            latest.insert(visit.value.household, (visit.value, state));
-        }
-    }
+    let latest = latest_visits(store.records(&RecordKind::Visit)?);
     let mut deprived = [0usize; 5];
     let mut target_poor = 0;
     for (household, (visit, state)) in &latest {
-        let assessment =
-            catalogues
-                .get(&visit.edition)?
-                .assess(&faenban_core::catalogue::VisitAnswers {
-                    answers: visit_answers(state),
-                    income_per_year: visit.income_per_year,
-                    members: visit.members,
-                    welfare_card: welfare.get(household).copied().unwrap_or(false),
-                })?;
+        let welfare_card = welfare.get(household).copied().unwrap_or(false);
+        let assessment = assess_visit(&catalogues, visit, state, welfare_card)?;
         for (n, dimension) in Dimension::ALL.iter().enumerate() {
             if assessment.is_deprived_in(*dimension) {
                 deprived[n] += 1;

@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use faenban_core::model::{decode, Household, Member};
+use faenban_core::model::{decode, latest_visits, Household, Member};
 use faenban_core::{RecordId, RecordKind};
 use faenban_store::Store;
 use serde_json::{json, Value};
 
-use super::{assess, latest_visits, write_atomically, write_stdout, Context};
+use super::{assess, write_atomically, write_stdout, Context};
 use crate::cli::ExportFormat;
 
 /// `faenban export`.

@@ -1,19 +1,17 @@
 //! What each command does: turn flags into values, call the store and the
 //! core, and print the result for a person or as JSON.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Result;
 use chrono::NaiveDate;
 use faenban_core::areas::Areas;
-use faenban_core::catalogue::VisitAnswers;
 use faenban_core::codes::AreaCode;
 use faenban_core::dates::format_buddhist_short;
 use faenban_core::dates::parse_date_field;
 use faenban_core::model::{
-    check_field, decode, menu_item, visit_answers, Assistance, AssistanceStatus, Member,
-    RecordType, Visit,
+    assess_visit, check_field, decode, latest_visits, menu_item, Assistance, AssistanceStatus,
+    Member, RecordType, Visit,
 };
 use faenban_core::{
     Assessment, Baht, Catalogues, Change, Dimension, RecordId, RecordKey, RecordKind, RecordState,
@@ -363,36 +361,13 @@ fn latest_visit(store: &Store, household: RecordId) -> Result<Option<(Visit, Rec
     Ok(latest_visits(visits).remove(&household))
 }
 
-/// Each household's latest finished visit, from a set of visit records: one
-/// pass, for commands that go through every household.
-fn latest_visits(visits: Vec<(RecordKey, RecordState)>) -> HashMap<RecordId, (Visit, RecordState)> {
-    let mut latest: HashMap<RecordId, (Visit, RecordState)> = HashMap::new();
-    for (key, state) in visits {
-        let Ok(visit) = decode::<Visit>(&key, &state) else {
-            continue;
-        };
-        // An unfinished guided survey is not yet a result.
-        if visit.archived || visit.value.in_progress {
-            continue;
-        }
-        let newer = latest
-            .get(&visit.value.household)
-            .is_none_or(|(v, _)| visit.value.date >= v.date);
-        if newer {
-            latest.insert(visit.value.household, (visit.value, state));
-        }
-    }
-    latest
-}
-
 fn assess(visit: &Visit, state: &RecordState, welfare_card: bool) -> Result<Assessment> {
-    let catalogues = builtin_catalogues();
-    Ok(catalogues.get(&visit.edition)?.assess(&VisitAnswers {
-        answers: visit_answers(state),
-        income_per_year: visit.income_per_year,
-        members: visit.members,
+    Ok(assess_visit(
+        builtin_catalogues(),
+        visit,
+        state,
         welfare_card,
-    })?)
+    )?)
 }
 
 fn yes_no_text(lang: Lang, value: bool) -> &'static str {

@@ -2,18 +2,19 @@
 //! Khon Kaen's คู่เสี่ยว pairing of one official with (normally) two
 //! households.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Result;
-use faenban_core::model::{decode, Household, Official, Pairing, Record, HOUSEHOLDS_PER_OFFICIAL};
-use faenban_core::{RecordId, RecordKey, RecordKind};
+use faenban_core::model::{
+    decode, latest_visits, Household, Official, Pairing, Record, Visit, HOUSEHOLDS_PER_OFFICIAL,
+};
+use faenban_core::{RecordId, RecordKey, RecordKind, RecordState};
 use faenban_store::Store;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{
-    add_record, assess, bad_input, dimension_name, latest_visit, now_ms, print_json, resolve,
-    short, Context,
+    add_record, assess, bad_input, dimension_name, now_ms, print_json, resolve, short, Context,
 };
 use crate::cli::OfficialCommand;
 use crate::failure::{Failure, Kind};
@@ -222,6 +223,8 @@ pub fn pairs(context: &mut Context, only: Option<&str>) -> Result<()> {
             }
         }
     }
+    // Every household's latest survey, read once.
+    let latest = latest_visits(store.records(&RecordKind::Visit)?);
     let mut rows = Vec::new();
     for official in officials(store)? {
         if only.as_ref().is_some_and(|o| o.id != official.key.id) {
@@ -230,7 +233,7 @@ pub fn pairs(context: &mut Context, only: Option<&str>) -> Result<()> {
         let mut theirs = Vec::new();
         for pairing in pairings.iter().filter(|p| p.official == official.key.id) {
             if let Some(household) = households.get(&pairing.household) {
-                theirs.push(household_summary(store, lang, household)?);
+                theirs.push(household_summary(&latest, lang, household)?);
             }
         }
         rows.push((official, theirs));
@@ -240,7 +243,7 @@ pub fn pairs(context: &mut Context, only: Option<&str>) -> Result<()> {
     if only.is_none() {
         for household in households.values() {
             if !paired.contains(&household.key.id) {
-                unpaired.push(household_summary(store, lang, household)?);
+                unpaired.push(household_summary(&latest, lang, household)?);
             }
         }
     }
@@ -290,12 +293,12 @@ pub fn pairs(context: &mut Context, only: Option<&str>) -> Result<()> {
 
 /// A household as `pairs` shows it: JSON, and a line with what it lacks.
 fn household_summary(
-    store: &Store,
+    latest: &HashMap<RecordId, (Visit, RecordState)>,
     lang: Lang,
     household: &Record<Household>,
 ) -> Result<(Value, String)> {
-    let deprived = match latest_visit(store, household.key.id)? {
-        Some((visit, state)) => assess(&visit, &state, household.value.welfare_card)?.deprived,
+    let deprived = match latest.get(&household.key.id) {
+        Some((visit, state)) => assess(visit, state, household.value.welfare_card)?.deprived,
         None => Vec::new(),
     };
     let json = json!({
