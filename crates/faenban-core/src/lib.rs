@@ -13,6 +13,7 @@
 //!   dimension.
 //! * [`clock`], [`change`], [`merge`], [`replica`]: hybrid logical clocks,
 //!   per-field changes, the merge and its conflicts, and making changes.
+//! * [`sync`]: the sync protocol's messages, wire form and scope rules.
 
 pub mod areas;
 pub mod catalogue;
@@ -26,6 +27,7 @@ pub mod merge;
 pub mod model;
 pub mod money;
 pub mod replica;
+pub mod sync;
 
 pub use catalogue::{Answer, Assessment, Catalogue, Catalogues, Dimension};
 pub use change::{Change, FieldName, RecordId, RecordKey, RecordKind, ARCHIVED_FIELD};

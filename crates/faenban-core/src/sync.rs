@@ -1,0 +1,611 @@
+//! The sync protocol's messages, the compact wire form of changes, and the
+//! scope rules that decide who may see and change which records. Shared by
+//! the CLI (client) and the server; `docs/sync-protocol.md` describes them.
+
+use std::fmt;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::catalogue::Dimension;
+use crate::change::{Change, FieldName, RecordKey, RecordKind, Stamps};
+use crate::clock::{DeviceId, Hlc, Stamp};
+
+/// The protocol version this build speaks. A request with another version is
+/// refused with a reason, never half-understood.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// At most this many changes travel in one push.
+pub const MAX_BATCH_CHANGES: usize = 1000;
+
+/// A push batch is cut before its encoded changes pass this many bytes.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// A stamp on the wire: `[wall_ms, counter, device index]`, the index into
+/// the [`ChangeSet`]'s device table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireStamp(pub u64, pub u32, pub u32);
+
+/// One change on the wire. Keys are one letter: a page of a thousand changes
+/// repeats them a thousand times, and compression does the rest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireChange {
+    /// Index into the record table.
+    pub r: u32,
+    /// Field name.
+    pub f: FieldName,
+    /// Value.
+    pub v: Value,
+    /// Stamp.
+    pub t: WireStamp,
+    /// Supersedes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s: Vec<WireStamp>,
+    /// Observed (archives only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub o: Vec<WireStamp>,
+    /// Previous stamps (re-stamped changes only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub p: Vec<WireStamp>,
+}
+
+/// Changes in their compact wire form: devices and records are written once
+/// in tables, and each change refers to them by index.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeSet {
+    /// Every device named by a stamp, once.
+    pub devices: Vec<DeviceId>,
+    /// Every record changed, once, as `[kind, id]`.
+    pub records: Vec<(RecordKind, crate::change::RecordId)>,
+    /// The changes, in order.
+    pub changes: Vec<WireChange>,
+}
+
+/// A change set that names a device or record index it does not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadIndex {
+    /// Which change (0-based).
+    pub change: usize,
+    /// "device" or "record".
+    pub table: &'static str,
+    /// The index it named.
+    pub index: u32,
+}
+
+impl fmt::Display for BadIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "change {} names {} {} that the batch does not list",
+            self.change, self.table, self.index
+        )
+    }
+}
+
+impl std::error::Error for BadIndex {}
+
+/// Builds a [`ChangeSet`] one change at a time.
+#[derive(Debug, Default)]
+pub struct ChangeSetBuilder {
+    set: ChangeSet,
+    devices: FxHashMap<DeviceId, u32>,
+    records: FxHashMap<RecordKey, u32>,
+}
+
+impl ChangeSetBuilder {
+    /// An empty builder.
+    pub fn new() -> ChangeSetBuilder {
+        ChangeSetBuilder::default()
+    }
+
+    /// How many changes so far.
+    pub fn len(&self) -> usize {
+        self.set.changes.len()
+    }
+
+    /// True before the first change.
+    pub fn is_empty(&self) -> bool {
+        self.set.changes.is_empty()
+    }
+
+    fn device(&mut self, device: DeviceId) -> u32 {
+        let next = self.set.devices.len() as u32;
+        *self.devices.entry(device).or_insert_with(|| {
+            self.set.devices.push(device);
+            next
+        })
+    }
+
+    fn stamp(&mut self, stamp: &Stamp) -> WireStamp {
+        WireStamp(stamp.hlc.wall_ms, stamp.hlc.counter, self.device(stamp.device))
+    }
+
+    fn stamps<'a>(&mut self, stamps: impl IntoIterator<Item = &'a Stamp>) -> Vec<WireStamp> {
+        stamps.into_iter().map(|stamp| self.stamp(stamp)).collect()
+    }
+
+    /// Adds a change.
+    pub fn push(&mut self, change: &Change) {
+        let next = self.set.records.len() as u32;
+        let r = match self.records.get(&change.record) {
+            Some(&index) => index,
+            None => {
+                self.records.insert(change.record.clone(), next);
+                self.set
+                    .records
+                    .push((change.record.kind.clone(), change.record.id));
+                next
+            }
+        };
+        let t = self.stamp(&change.stamp);
+        let s = self.stamps(&change.supersedes);
+        let o = self.stamps(&change.observed);
+        let p = self.stamps(&change.previous_stamps);
+        self.set.changes.push(WireChange {
+            r,
+            f: change.field.clone(),
+            v: change.value.clone(),
+            t,
+            s,
+            o,
+            p,
+        });
+    }
+
+    /// The change set.
+    pub fn finish(self) -> ChangeSet {
+        self.set
+    }
+}
+
+impl ChangeSet {
+    /// The wire form of these changes.
+    pub fn encode<'a>(changes: impl IntoIterator<Item = &'a Change>) -> ChangeSet {
+        let mut builder = ChangeSetBuilder::new();
+        for change in changes {
+            builder.push(change);
+        }
+        builder.finish()
+    }
+
+    /// How many changes it holds.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The changes back in full form; an index outside the tables is an error
+    /// naming the change.
+    pub fn decode(&self) -> Result<Vec<Change>, BadIndex> {
+        self.changes
+            .iter()
+            .enumerate()
+            .map(|(position, wire)| self.decode_one(position, wire))
+            .collect()
+    }
+
+    fn decode_one(&self, position: usize, wire: &WireChange) -> Result<Change, BadIndex> {
+        let stamp = |w: &WireStamp| -> Result<Stamp, BadIndex> {
+            let device = self.devices.get(w.2 as usize).ok_or(BadIndex {
+                change: position,
+                table: "device",
+                index: w.2,
+            })?;
+            Ok(Stamp::new(
+                Hlc {
+                    wall_ms: w.0,
+                    counter: w.1,
+                },
+                *device,
+            ))
+        };
+        let (kind, id) = self.records.get(wire.r as usize).ok_or(BadIndex {
+            change: position,
+            table: "record",
+            index: wire.r,
+        })?;
+        Ok(Change {
+            stamp: stamp(&wire.t)?,
+            record: RecordKey {
+                kind: kind.clone(),
+                id: *id,
+            },
+            field: wire.f.clone(),
+            value: wire.v.clone(),
+            supersedes: wire.s.iter().map(stamp).collect::<Result<Stamps, _>>()?,
+            observed: wire.o.iter().map(stamp).collect::<Result<_, _>>()?,
+            previous_stamps: wire.p.iter().map(stamp).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// `POST /v1/hello`: a device introduces itself (and is bound to the
+/// account at its first hello), learns the server's time and what the
+/// server already holds of its outbox.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HelloRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The device's id.
+    pub device: DeviceId,
+    /// The name the volunteer gave the device.
+    pub name: String,
+}
+
+/// The answer to a hello.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HelloResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The server's store schema version.
+    pub schema: i64,
+    /// The account the token belongs to.
+    pub account: String,
+    /// Its role.
+    pub role: Role,
+    /// Its areas.
+    pub areas: Vec<String>,
+    /// Its dimension (working groups only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimension: Option<Dimension>,
+    /// The highest sequence of this device's outbox the server holds.
+    pub held_through: u64,
+    /// The server's clock, ms since the epoch.
+    pub server_time_ms: u64,
+}
+
+/// `POST /v1/push`: a run of one device's outbox, sequences
+/// `first_sequence`, `first_sequence + 1`, … in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The store schema version of the sender.
+    pub schema: i64,
+    /// Whose outbox this is.
+    pub device: DeviceId,
+    /// True when the sender is passing on another device's outbox that came
+    /// to it in a bundle.
+    #[serde(default)]
+    pub relay: bool,
+    /// The sequence of the first change.
+    pub first_sequence: u64,
+    /// The changes.
+    pub changes: ChangeSet,
+}
+
+/// The answer to a push.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The device whose outbox this was.
+    pub device: DeviceId,
+    /// The highest sequence of that outbox the server now holds: the device
+    /// may drop everything up to it.
+    pub held_through: u64,
+    /// Changes new to the server.
+    pub applied: u32,
+    /// Changes it already held (a re-sent batch).
+    pub duplicates: u32,
+    /// Changes it re-stamped because their clock was in the future.
+    pub restamped: u32,
+    /// The server's clock, ms since the epoch.
+    pub server_time_ms: u64,
+}
+
+/// `GET /v1/changes?since=…&limit=…`: one page of the changes in the
+/// account's scope that the server accepted after the cursor.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PullPage {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The changes, in server order.
+    pub changes: ChangeSet,
+    /// The cursor to ask from next time; store it with the changes.
+    pub next: u64,
+    /// True when more pages follow.
+    pub more: bool,
+    /// The server's clock, ms since the epoch.
+    pub server_time_ms: u64,
+}
+
+/// Every refusal has this body, with a stable code for programs and a
+/// sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable code, such as `out_of_scope`.
+    pub error: String,
+    /// What went wrong and what to do, in English.
+    pub message: String,
+}
+
+/// What an account is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A village volunteer: the households of their villages.
+    Volunteer,
+    /// A district or subdistrict team: the households of their areas, and
+    /// the officials paired with them.
+    Team,
+    /// A per-dimension working group: the households of their areas that are
+    /// deprived in their dimension; it records assistance for them.
+    Dimension,
+    /// The provincial office: everything.
+    Province,
+    /// Manages accounts; sees everything.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::Volunteer,
+        Role::Team,
+        Role::Dimension,
+        Role::Province,
+        Role::Admin,
+    ];
+
+    /// The name used in commands and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Volunteer => "volunteer",
+            Role::Team => "team",
+            Role::Dimension => "dimension",
+            Role::Province => "province",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role with this name.
+    pub fn from_name(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+}
+
+/// What the server knows of a household when it decides scope: where it is
+/// and in which dimensions its latest survey found it deprived.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HouseholdPlace {
+    /// The 8-digit village code (empty if not known).
+    pub village: String,
+    /// Bit `i` set when deprived in `Dimension::ALL[i]`.
+    pub deprived: u8,
+}
+
+impl HouseholdPlace {
+    /// The bit of a dimension in [`HouseholdPlace::deprived`].
+    pub fn bit(dimension: Dimension) -> u8 {
+        let index = Dimension::ALL
+            .iter()
+            .position(|d| *d == dimension)
+            .expect("every dimension is in ALL");
+        1 << index
+    }
+}
+
+/// What an account covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The role.
+    pub role: Role,
+    /// Area codes (province, district, subdistrict or village) it covers.
+    pub areas: Vec<String>,
+    /// For a working group: its dimension.
+    pub dimension: Option<Dimension>,
+}
+
+/// Why a write was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The household is outside the account's areas.
+    OutsideAreas,
+    /// A working group may write only for households deprived in its dimension.
+    NotDeprivedInDimension,
+    /// This role may not change records of this kind.
+    KindNotAllowed,
+    /// The record names no household the server knows, so its place is unknown.
+    UnknownHousehold,
+}
+
+impl Refusal {
+    /// The reason in a sentence.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Refusal::OutsideAreas => "the household is outside the account's areas",
+            Refusal::NotDeprivedInDimension => {
+                "the household is not deprived in the working group's dimension"
+            }
+            Refusal::KindNotAllowed => "this role may not change records of this kind",
+            Refusal::UnknownHousehold => {
+                "the record belongs to no household the server knows, so its area is unknown"
+            }
+        }
+    }
+}
+
+impl Scope {
+    /// True for the roles that see and change everything.
+    pub fn is_everything(&self) -> bool {
+        matches!(self.role, Role::Province | Role::Admin)
+    }
+
+    /// True when the village lies in one of the account's areas.
+    pub fn covers_village(&self, village: &str) -> bool {
+        self.is_everything()
+            || (!village.is_empty() && self.areas.iter().any(|area| village.starts_with(area)))
+    }
+
+    /// True when the account may see records of a household in this place
+    /// (`None`: a record of no household, such as an official).
+    pub fn may_read(&self, place: Option<&HouseholdPlace>) -> bool {
+        match place {
+            None => true,
+            Some(place) => self.covers_village(&place.village) && self.dimension_allows(place),
+        }
+    }
+
+    fn dimension_allows(&self, place: &HouseholdPlace) -> bool {
+        match (self.role, self.dimension) {
+            (Role::Dimension, Some(dimension)) => {
+                place.deprived & HouseholdPlace::bit(dimension) != 0
+            }
+            (Role::Dimension, None) => false,
+            _ => true,
+        }
+    }
+
+    /// May the account change a record of `kind` that belongs to a household
+    /// in `place` (`None`: the record belongs to no household)?
+    pub fn may_write(
+        &self,
+        kind: &RecordKind,
+        place: Option<&HouseholdPlace>,
+    ) -> Result<(), Refusal> {
+        if self.is_everything() {
+            return Ok(());
+        }
+        let Some(place) = place else {
+            // Officials and other records of no household: the teams that
+            // organise the pairing keep them.
+            return match (self.role, kind) {
+                (Role::Team, RecordKind::Official) => Ok(()),
+                (_, RecordKind::Household | RecordKind::Member | RecordKind::Visit)
+                | (_, RecordKind::Assistance | RecordKind::Pairing) => {
+                    Err(Refusal::UnknownHousehold)
+                }
+                _ => Err(Refusal::KindNotAllowed),
+            };
+        };
+        if self.role == Role::Dimension && *kind != RecordKind::Assistance {
+            return Err(Refusal::KindNotAllowed);
+        }
+        if !self.covers_village(&place.village) {
+            return Err(Refusal::OutsideAreas);
+        }
+        if !self.dimension_allows(place) {
+            return Err(Refusal::NotDeprivedInDimension);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn change(n: u128, device: u128, record: u128) -> Change {
+        let stamp = Stamp::new(Hlc::at(1_700_000_000_000 + n as u64), DeviceId::from_u128(device));
+        Change {
+            stamp,
+            record: RecordKey::new(RecordKind::Household, Uuid::from_u128(record)),
+            field: "house_code".into(),
+            value: Value::String(format!("4001-00000{n}")),
+            supersedes: [Stamp::new(Hlc::at(5), DeviceId::from_u128(9))]
+                .into_iter()
+                .collect(),
+            observed: Vec::new(),
+            previous_stamps: vec![Stamp::new(Hlc::at(7), DeviceId::from_u128(device))],
+        }
+    }
+
+    #[test]
+    fn a_change_set_round_trips_and_lists_each_device_and_record_once() {
+        let changes: Vec<Change> = (0..6).map(|n| change(n, n as u128 % 2, n % 3)).collect();
+        let set = ChangeSet::encode(&changes);
+        assert_eq!(set.records.len(), 3);
+        assert_eq!(set.devices.len(), 3);
+        let json = serde_json::to_string(&set).unwrap();
+        let back: ChangeSet = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.decode().unwrap(), changes);
+    }
+
+    #[test]
+    fn an_index_outside_the_tables_is_named() {
+        let mut set = ChangeSet::encode(&[change(1, 1, 1)]);
+        set.changes[0].t.2 = 7;
+        assert_eq!(
+            set.decode().unwrap_err(),
+            BadIndex {
+                change: 0,
+                table: "device",
+                index: 7
+            }
+        );
+        set.changes[0].t.2 = 0;
+        set.changes[0].r = 3;
+        assert_eq!(set.decode().unwrap_err().table, "record");
+    }
+
+    fn scope(role: Role, areas: &[&str], dimension: Option<Dimension>) -> Scope {
+        Scope {
+            role,
+            areas: areas.iter().map(|a| a.to_string()).collect(),
+            dimension,
+        }
+    }
+
+    #[test]
+    fn volunteers_and_teams_change_only_households_in_their_areas() {
+        let inside = HouseholdPlace {
+            village: "40010203".into(),
+            deprived: 0,
+        };
+        let outside = HouseholdPlace {
+            village: "40020101".into(),
+            deprived: 0,
+        };
+        let volunteer = scope(Role::Volunteer, &["40010203"], None);
+        assert_eq!(volunteer.may_write(&RecordKind::Member, Some(&inside)), Ok(()));
+        assert_eq!(
+            volunteer.may_write(&RecordKind::Member, Some(&outside)),
+            Err(Refusal::OutsideAreas)
+        );
+        assert_eq!(
+            volunteer.may_write(&RecordKind::Official, None),
+            Err(Refusal::KindNotAllowed)
+        );
+        let team = scope(Role::Team, &["4001"], None);
+        assert_eq!(team.may_write(&RecordKind::Household, Some(&inside)), Ok(()));
+        assert_eq!(team.may_write(&RecordKind::Official, None), Ok(()));
+        assert!(!team.may_read(Some(&outside)));
+        assert!(team.may_read(None));
+        let province = scope(Role::Province, &[], None);
+        assert!(province.may_read(Some(&outside)));
+        assert_eq!(province.may_write(&RecordKind::Other("x".into()), None), Ok(()));
+    }
+
+    #[test]
+    fn a_working_group_sees_and_assists_only_households_deprived_in_its_dimension() {
+        let group = scope(Role::Dimension, &["4001"], Some(Dimension::Income));
+        let deprived = HouseholdPlace {
+            village: "40010203".into(),
+            deprived: HouseholdPlace::bit(Dimension::Income),
+        };
+        let other = HouseholdPlace {
+            village: "40010203".into(),
+            deprived: HouseholdPlace::bit(Dimension::Health),
+        };
+        assert!(group.may_read(Some(&deprived)));
+        assert!(!group.may_read(Some(&other)));
+        assert_eq!(group.may_write(&RecordKind::Assistance, Some(&deprived)), Ok(()));
+        assert_eq!(
+            group.may_write(&RecordKind::Assistance, Some(&other)),
+            Err(Refusal::NotDeprivedInDimension)
+        );
+        assert_eq!(
+            group.may_write(&RecordKind::Household, Some(&deprived)),
+            Err(Refusal::KindNotAllowed)
+        );
+    }
+}
