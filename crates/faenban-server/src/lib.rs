@@ -1,1 +1,428 @@
-//! x
+//! faenban-server: the sync server. Devices push runs of their outbox and
+//! pull the changes in their account's scope; the merge is the core's, the
+//! storage is a [`Backend`]. `docs/sync-protocol.md` describes the protocol.
+//!
+//! [`app`] builds the router and [`run`] serves it until a shutdown signal,
+//! letting requests in flight finish (a push either commits or rolls back).
+
+pub mod backend;
+pub mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use faenban_core::sync::{
+    ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, PROTOCOL_VERSION,
+};
+use faenban_store::server::{Account, PushInput};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+
+pub use backend::{Backend, SqliteBackend};
+
+/// The largest request body accepted, after decompression: a push batch is
+/// at most 1 MiB of changes, and the rest is room for its envelope.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// The most changes one pull page returns.
+pub const MAX_PAGE: usize = 5_000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+/// The server's router over a backend.
+pub fn app(backend: Arc<dyn Backend>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/hello", post(hello))
+        .route("/v1/push", post(push))
+        .route("/v1/changes", get(pull))
+        .fallback(not_found)
+        .layer(middleware::from_fn(log_request))
+        .layer(CompressionLayer::new())
+        .layer(RequestDecompressionLayer::new())
+        .with_state(AppState { backend })
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the
+/// requests in flight.
+pub async fn run(
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(backend))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The server's wall clock, ms since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A refusal: a status and the JSON body every client can read.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            body: ErrorBody {
+                error: code.to_owned(),
+                message: message.into(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<faenban_store::Error> for ApiError {
+    fn from(error: faenban_store::Error) -> ApiError {
+        use faenban_store::Error as E;
+        match error {
+            E::Refused { code, message } => {
+                let status = match code {
+                    "out_of_scope" | "wrong_device" | "wrong_author" | "revoked" => {
+                        StatusCode::FORBIDDEN
+                    }
+                    "sequence_gap" | "sequence_reused" | "unknown_device" => StatusCode::CONFLICT,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                ApiError::new(status, code, message)
+            }
+            E::Locked => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is busy; try again shortly",
+            ),
+            E::DiskFull => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the server's disk is full; nothing of this request was stored",
+            ),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage",
+                    "the server could not use its store; nothing of this request was stored",
+                )
+            }
+        }
+    }
+}
+
+/// Logs every request: method, path, status and time. Never bodies or
+/// query values other than the cursor, which hold no personal data.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see docs/sync-protocol.md",
+    )
+}
+
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "protocol": PROTOCOL_VERSION,
+        "schema": state.backend.schema_version(),
+        "server_time_ms": now_ms(),
+    }))
+}
+
+/// Runs blocking store work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed inside the server; nothing of it was stored",
+        )
+    })?
+}
+
+/// The account of the request's bearer token.
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, ApiError> {
+    let unauthorized =
+        |code: &str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "missing_token",
+            "no token: send `Authorization: Bearer <token>` (run `faenban login`)",
+        ));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .unwrap_or_default();
+    if !token::looks_valid(token) {
+        return Err(unauthorized(
+            "bad_token",
+            "the token is not one this server issued (mistyped or forged)",
+        ));
+    }
+    let hash = token::hash(token);
+    let backend = state.backend.clone();
+    let account = blocking(move || Ok(backend.account_by_token(&hash)?)).await?;
+    match account {
+        None => Err(unauthorized(
+            "bad_token",
+            "the token is not one this server issued (mistyped or forged)",
+        )),
+        Some(account) if account.revoked_ms.is_some() => Err(unauthorized(
+            "revoked",
+            "this account's token was revoked; ask the administrator for a new one",
+        )),
+        Some(account) => Ok(account),
+    }
+}
+
+/// Reads a JSON body, telling apart a body that is cut off or not JSON (400)
+/// from JSON of the wrong shape (422), and too big (413).
+async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let too_big = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
+                || error.to_string().contains("length limit");
+            if too_big {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!(
+                        "the request is larger than {} MiB once decompressed; send at most {} changes or 1 MiB per batch",
+                        MAX_BODY_BYTES >> 20,
+                        faenban_core::sync::MAX_BATCH_CHANGES
+                    ),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    "the request body could not be read (cut off, or badly compressed)",
+                )
+            }
+        })?;
+    serde_json::from_slice(&bytes).map_err(|error| {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "wrong_types",
+                format!("the request is JSON of the wrong shape: {error}"),
+            ),
+            _ => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the request is not complete JSON: {error}"),
+            ),
+        }
+    })
+}
+
+fn check_protocol(protocol: u32) -> Result<(), ApiError> {
+    if protocol == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "protocol_version",
+            format!(
+                "this server speaks sync protocol {PROTOCOL_VERSION}, the request protocol {protocol}; update faenban on the {}",
+                if protocol > PROTOCOL_VERSION { "server" } else { "laptop" }
+            ),
+        ))
+    }
+}
+
+async fn hello(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<HelloResponse>, ApiError> {
+    let account = authenticate(&state, &headers).await?;
+    let request: HelloRequest = read_json(body).await?;
+    check_protocol(request.protocol)?;
+    let backend = state.backend.clone();
+    let schema = backend.schema_version();
+    let response = blocking(move || {
+        let held = backend.hello(&account, request.device, &request.name, now_ms())?;
+        Ok(HelloResponse {
+            protocol: PROTOCOL_VERSION,
+            schema,
+            account: account.name,
+            role: account.scope.role,
+            areas: account.scope.areas,
+            dimension: account.scope.dimension,
+            held_through: held,
+            server_time_ms: now_ms(),
+        })
+    })
+    .await?;
+    Ok(Json(response))
+}
+
+async fn push(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<PushResponse>, ApiError> {
+    let account = authenticate(&state, &headers).await?;
+    let request: PushRequest = read_json(body).await?;
+    check_protocol(request.protocol)?;
+    if request.schema > state.backend.schema_version() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "schema_version",
+            format!(
+                "the laptop's store is schema {}, newer than this server's {}; update the server",
+                request.schema,
+                state.backend.schema_version()
+            ),
+        ));
+    }
+    if request.changes.len() > faenban_core::sync::MAX_BATCH_CHANGES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_changes",
+            format!(
+                "a batch holds at most {} changes; this one holds {}",
+                faenban_core::sync::MAX_BATCH_CHANGES,
+                request.changes.len()
+            ),
+        ));
+    }
+    let changes = request.changes.decode().map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_index",
+            error.to_string(),
+        )
+    })?;
+    let device = request.device;
+    let account_id = account.id;
+    let backend = state.backend.clone();
+    let input = PushInput {
+        device,
+        relay: request.relay,
+        first_sequence: request.first_sequence,
+        changes,
+    };
+    let outcome = blocking(move || Ok(backend.push(&account, input, now_ms())?)).await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            tracing::warn!(account = account_id, %device, code = error.body.error, "push refused");
+            return Err(error);
+        }
+    };
+    tracing::info!(
+        account = account_id,
+        %device,
+        applied = outcome.applied,
+        duplicates = outcome.duplicates,
+        restamped = outcome.restamped,
+        held_through = outcome.held_through,
+        "push"
+    );
+    Ok(Json(PushResponse {
+        protocol: PROTOCOL_VERSION,
+        device,
+        held_through: outcome.held_through,
+        applied: outcome.applied,
+        duplicates: outcome.duplicates,
+        restamped: outcome.restamped,
+        server_time_ms: now_ms(),
+    }))
+}
+
+/// `GET /v1/changes` parameters.
+#[derive(Debug, Deserialize)]
+struct PullQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    protocol: Option<u32>,
+}
+
+async fn pull(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PullPage>, ApiError> {
+    let account = authenticate(&state, &headers).await?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{rejection}; expected ?since=<cursor>&limit=<1..{MAX_PAGE}>"),
+        )
+    })?;
+    check_protocol(query.protocol.unwrap_or(PROTOCOL_VERSION))?;
+    let limit = query.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
+    let backend = state.backend.clone();
+    let since = query.since;
+    let page = blocking(move || Ok(backend.pull(&account.scope, since, limit)?)).await?;
+    Ok(Json(PullPage {
+        protocol: PROTOCOL_VERSION,
+        changes: page.changes,
+        next: page.next,
+        more: page.more,
+        server_time_ms: now_ms(),
+    }))
+}

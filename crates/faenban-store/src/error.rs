@@ -44,6 +44,14 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+    /// A sync request was refused; nothing of it was stored.
+    #[error("{message}")]
+    Refused {
+        /// A stable code, such as `out_of_scope`.
+        code: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// The core refused a value or a record.
     #[error(transparent)]
     Core(#[from] faenban_core::Error),
@@ -75,6 +83,14 @@ impl From<rusqlite::Error> for Error {
 impl From<faenban_core::InvalidValue> for Error {
     fn from(invalid: faenban_core::InvalidValue) -> Error {
         Error::Core(invalid.into())
+    }
+}
+
+/// A refusal with this code and message.
+pub(crate) fn refused(code: &'static str, message: impl Into<String>) -> Error {
+    Error::Refused {
+        code,
+        message: message.into(),
     }
 }
 

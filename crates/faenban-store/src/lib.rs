@@ -9,6 +9,8 @@
 
 mod error;
 mod schema;
+pub mod server;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -253,22 +255,7 @@ impl Store {
         sql: &str,
         parameters: impl rusqlite::Params,
     ) -> Result<Vec<(RecordKey, RecordState)>> {
-        let mut statement = self.connection.prepare_cached(sql)?;
-        let rows = statement.query_map(parameters, |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (kind, id, state) = row?;
-            Ok((
-                record_key(RecordKind::from_name(&kind), &id)?,
-                serde_json::from_str(&state)?,
-            ))
-        })
-        .collect()
+        query_records_on(&self.connection, sql, parameters)
     }
 
     /// Records found by a word: a house code, village code, national ID, or
@@ -545,8 +532,14 @@ impl Session<'_> {
     /// the record's merged state in memory. A change already known changes
     /// nothing.
     fn apply(&mut self, change: Change, local: bool) -> Result<Outcome> {
+        Ok(self.apply_logged(change, local)?.0)
+    }
+
+    /// [`Session::apply`], also returning the change's place in the log
+    /// (`None` for a change the log already held).
+    fn apply_logged(&mut self, change: Change, local: bool) -> Result<(Outcome, Option<i64>)> {
         let Some(change_seq) = log_change(&self.tx, &change)? else {
-            return Ok(Outcome::Duplicate);
+            return Ok((Outcome::Duplicate, None));
         };
         if local {
             let sequence = self.next_outbox_sequence()?;
@@ -559,7 +552,7 @@ impl Session<'_> {
         let key = change.record.clone();
         let touched = self.touch(&key)?;
         touched.search |= search;
-        Ok(touched.state.apply(change))
+        Ok((touched.state.apply(change), Some(change_seq)))
     }
 }
 
@@ -703,4 +696,28 @@ fn write_meta(connection: &Connection, key: &str, value: &str) -> Result<()> {
         .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
         .execute([key, value])?;
     Ok(())
+}
+
+/// Runs a query returning (kind, id, state) rows.
+fn query_records_on(
+    connection: &Connection,
+    sql: &str,
+    parameters: impl rusqlite::Params,
+) -> Result<Vec<(RecordKey, RecordState)>> {
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map(parameters, |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (kind, id, state) = row?;
+        Ok((
+            record_key(RecordKind::from_name(&kind), &id)?,
+            serde_json::from_str(&state)?,
+        ))
+    })
+    .collect()
 }

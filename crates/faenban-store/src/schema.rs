@@ -9,6 +9,7 @@ use crate::error::Result;
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/0001_initial.sql"),
     include_str!("../../../schema/migrations/0002_records_rowid.sql"),
+    include_str!("../../../schema/migrations/0003_sync.sql"),
 ];
 
 /// The schema version this build writes.

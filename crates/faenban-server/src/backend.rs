@@ -1,0 +1,137 @@
+//! The server's store behind a narrow interface: the HTTP layer speaks only
+//! to [`Backend`], so that a PostgreSQL store can be added beside the
+//! embedded SQLite one without touching the protocol.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use faenban_core::sync::Scope;
+use faenban_core::DeviceId;
+use faenban_store::server::{Account, PulledPage, PushInput, PushOutcome};
+use faenban_store::{Result, Store, SCHEMA_VERSION};
+use uuid::Uuid;
+
+/// What the sync server needs from its store. Every method is blocking; the
+/// HTTP layer calls them off the async runtime.
+pub trait Backend: Send + Sync + 'static {
+    /// The account whose token has this SHA-256, revoked or not.
+    fn account_by_token(&self, token_hash: &[u8]) -> Result<Option<Account>>;
+    /// Binds a device to an account at its first hello; how much of its
+    /// outbox the server holds.
+    fn hello(&self, account: &Account, device: DeviceId, name: &str, now_ms: u64) -> Result<u64>;
+    /// Applies a run of a device's outbox atomically and idempotently.
+    fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome>;
+    /// One page of the changes in scope after the cursor.
+    fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage>;
+    /// Adds an account.
+    fn add_account(&self, name: &str, scope: &Scope, token_hash: &[u8], now_ms: u64)
+        -> Result<Account>;
+    /// Every account.
+    fn accounts(&self) -> Result<Vec<Account>>;
+    /// Revokes an account.
+    fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account>;
+    /// The store's schema version.
+    fn schema_version(&self) -> i64;
+}
+
+/// The embedded store: one SQLite file, one writer and a few readers (WAL
+/// lets pulls read while a push writes).
+#[derive(Debug)]
+pub struct SqliteBackend {
+    writer: Mutex<Store>,
+    readers: Vec<Mutex<Store>>,
+    next_reader: AtomicUsize,
+    path: PathBuf,
+}
+
+/// The database file inside the server's data folder.
+pub const DATABASE_FILE: &str = "faenban-server.db";
+
+/// How many read connections serve pulls.
+const READERS: usize = 4;
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the server's store in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<SqliteBackend> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|error| faenban_store::Error::Corrupt(format!("data folder: {error}")))?;
+        let path = data_dir.join(DATABASE_FILE);
+        let mut writer = Store::open(&path)?;
+        if writer.device()?.is_none() {
+            writer.init("server", DeviceId(Uuid::now_v7()))?;
+        }
+        let readers = (0..READERS)
+            .map(|_| Store::open(&path).map(Mutex::new))
+            .collect::<Result<_>>()?;
+        Ok(SqliteBackend {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A panic while holding the lock left no transaction open (rusqlite
+        // rolls back on drop), so the store is still sound.
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for offset in 0..self.readers.len() {
+            let reader = &self.readers[(start + offset) % self.readers.len()];
+            if let Ok(guard) = reader.try_lock() {
+                return guard;
+            }
+        }
+        let reader = &self.readers[start % self.readers.len()];
+        reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn account_by_token(&self, token_hash: &[u8]) -> Result<Option<Account>> {
+        self.reader().account_by_token(token_hash)
+    }
+
+    fn hello(&self, account: &Account, device: DeviceId, name: &str, now_ms: u64) -> Result<u64> {
+        self.writer().hello(account, device, name, now_ms)
+    }
+
+    fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
+        self.writer().push(account, input, now_ms)
+    }
+
+    fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {
+        self.reader().pull(scope, since, limit)
+    }
+
+    fn add_account(
+        &self,
+        name: &str,
+        scope: &Scope,
+        token_hash: &[u8],
+        now_ms: u64,
+    ) -> Result<Account> {
+        self.writer().add_account(name, scope, token_hash, now_ms)
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        self.reader().accounts()
+    }
+
+    fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account> {
+        self.writer().revoke_account(name, now_ms)
+    }
+
+    fn schema_version(&self) -> i64 {
+        SCHEMA_VERSION
+    }
+}

@@ -1,0 +1,648 @@
+//! The server's side of the store: accounts, devices, atomic idempotent
+//! pushes keyed (device, sequence), the numbered feed that pulls page
+//! through, and where each household is, for scope.
+//!
+//! The server's database is a faenban database like a laptop's (the same
+//! change log and merged records, merged by the same core), initialized with
+//! the server's own device id, which stamps the changes it re-stamps.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+use faenban_core::model::{assess_visit, latest_visits};
+use faenban_core::sync::{ChangeSetBuilder, HouseholdPlace, Refusal, Role, Scope};
+use faenban_core::{
+    normalize_arrival, Catalogues, Change, DeviceId, Dimension, Outcome, RecordId, RecordKey,
+    RecordKind,
+};
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::Value;
+
+use crate::error::{refused, Error, Result};
+use crate::{load_state, Session, Store};
+
+/// An account, as the server keeps it (without its token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Its number.
+    pub id: i64,
+    /// Its unique name.
+    pub name: String,
+    /// What it covers.
+    pub scope: Scope,
+    /// When it was made.
+    pub created_ms: u64,
+    /// When it was revoked, if it was.
+    pub revoked_ms: Option<u64>,
+}
+
+/// One device's outbox run, as pushed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PushInput {
+    /// Whose outbox.
+    pub device: DeviceId,
+    /// Passed on from a bundle by another device.
+    pub relay: bool,
+    /// The sequence of the first change.
+    pub first_sequence: u64,
+    /// The changes, sequences `first_sequence`, `first_sequence + 1`, ….
+    pub changes: Vec<Change>,
+}
+
+/// What a push did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// The highest sequence of the device's outbox now held.
+    pub held_through: u64,
+    /// Changes new to the server.
+    pub applied: u32,
+    /// Changes it already held.
+    pub duplicates: u32,
+    /// Changes re-stamped because their clock was in the future.
+    pub restamped: u32,
+}
+
+/// One page of a pull.
+#[derive(Debug)]
+pub struct PulledPage {
+    /// The changes in scope, in feed order, in wire form.
+    pub changes: faenban_core::sync::ChangeSet,
+    /// The cursor to ask from next.
+    pub next: u64,
+    /// True when the feed goes on past `next`.
+    pub more: bool,
+}
+
+/// How many feed rows one pull page may read past, in scope or not, so that
+/// a narrow scope on a large feed still answers promptly.
+const SCAN_PER_PAGE: usize = 50_000;
+
+fn catalogues() -> &'static Catalogues {
+    static CATALOGUES: OnceLock<Catalogues> = OnceLock::new();
+    CATALOGUES.get_or_init(Catalogues::builtin)
+}
+
+impl Store {
+    /// Adds an account; `token_hash` is the SHA-256 of its token.
+    pub fn add_account(
+        &mut self,
+        name: &str,
+        scope: &Scope,
+        token_hash: &[u8],
+        now_ms: u64,
+    ) -> Result<Account> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(refused("bad_account", "an account needs a name"));
+        }
+        if !scope.is_everything() && scope.areas.is_empty() {
+            return Err(refused(
+                "bad_account",
+                format!("a {} account needs at least one area code", scope.role.as_str()),
+            ));
+        }
+        if (scope.role == Role::Dimension) != scope.dimension.is_some() {
+            return Err(refused(
+                "bad_account",
+                "a dimension (working group) account needs --dimension, and only it takes one",
+            ));
+        }
+        let exists: bool = self.connection.query_row(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE name = ?1)",
+            [name],
+            |row| row.get(0),
+        )?;
+        if exists {
+            return Err(refused(
+                "bad_account",
+                format!("an account named `{name}` already exists"),
+            ));
+        }
+        self.connection.execute(
+            "INSERT INTO accounts (name, role, areas, dimension, token_hash, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                name,
+                scope.role.as_str(),
+                scope.areas.join(" "),
+                scope.dimension.map(Dimension::key),
+                token_hash,
+                now_ms as i64
+            ],
+        )?;
+        Ok(Account {
+            id: self.connection.last_insert_rowid(),
+            name: name.to_owned(),
+            scope: scope.clone(),
+            created_ms: now_ms,
+            revoked_ms: None,
+        })
+    }
+
+    /// Every account, in the order they were made.
+    pub fn accounts(&self) -> Result<Vec<Account>> {
+        let mut statement = self.connection.prepare_cached(&format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"
+        ))?;
+        let rows = statement.query_map([], account_row)?;
+        rows.map(|row| row.map_err(Error::from).and_then(|account| account))
+            .collect()
+    }
+
+    /// The account with this token hash, revoked or not.
+    pub fn account_by_token(&self, token_hash: &[u8]) -> Result<Option<Account>> {
+        self.connection
+            .prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE token_hash = ?1"
+            ))?
+            .query_row([token_hash], account_row)
+            .optional()?
+            .transpose()
+    }
+
+    /// Revokes an account by name: its token stops working at once.
+    pub fn revoke_account(&mut self, name: &str, now_ms: u64) -> Result<Account> {
+        let changed = self.connection.execute(
+            "UPDATE accounts SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE name = ?1",
+            params![name, now_ms as i64],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                kind: "account".into(),
+                id: name.into(),
+            });
+        }
+        let account = self.connection.query_row(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?1"),
+            [name],
+            account_row,
+        )??;
+        Ok(account)
+    }
+
+    /// A device introduces itself: it is bound to the account at its first
+    /// hello. Returns the highest sequence of its outbox the server holds.
+    pub fn hello(
+        &mut self,
+        account: &Account,
+        device: DeviceId,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let tx = self.connection.transaction()?;
+        match device_owner(&tx, device)? {
+            Some((owner, _)) if owner != account.id => {
+                return Err(wrong_device(device));
+            }
+            Some(_) => {}
+            None => {
+                tx.execute(
+                    "INSERT INTO devices (device, account, name, first_seen_ms) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![device.to_string(), account.id, name, now_ms as i64],
+                )?;
+            }
+        }
+        let held = held_through(&tx, device)?;
+        tx.commit()?;
+        Ok(held)
+    }
+
+    /// How much of a device's outbox the server holds.
+    pub fn held_through(&self, device: DeviceId) -> Result<u64> {
+        held_through(&self.connection, device)
+    }
+
+    /// Takes a run of a device's outbox, all or nothing: every change is
+    /// checked (device, author, sequence, scope) before any is applied, and
+    /// the whole run is applied in one transaction. Changes the server
+    /// already holds are recognized by (device, sequence) and skipped.
+    pub fn push(
+        &mut self,
+        account: &Account,
+        input: PushInput,
+        server_wall_ms: u64,
+    ) -> Result<PushOutcome> {
+        let PushInput {
+            device,
+            relay,
+            first_sequence,
+            changes,
+        } = input;
+        if first_sequence == 0 {
+            return Err(refused(
+                "bad_sequence",
+                "outbox sequences start at 1; first_sequence was 0",
+            ));
+        }
+        self.write(server_wall_ms, |session| {
+            check_device(&session.tx, account, device, relay)?;
+            for (position, change) in changes.iter().enumerate() {
+                if change.author() != device {
+                    return Err(refused(
+                        "wrong_author",
+                        format!(
+                            "change {position} was made by device {}, not by device {device} whose outbox this is; nothing of this batch was applied",
+                            change.author()
+                        ),
+                    ));
+                }
+            }
+            let held = held_through(&session.tx, device)?;
+            if first_sequence > held + 1 {
+                return Err(refused(
+                    "sequence_gap",
+                    format!(
+                        "the server holds device {device}'s outbox through sequence {held}; this batch starts at {first_sequence}; send from {}",
+                        held + 1
+                    ),
+                ));
+            }
+            let mut outcome = PushOutcome {
+                held_through: held,
+                ..PushOutcome::default()
+            };
+            let mut fresh = Vec::with_capacity(changes.len());
+            for (offset, change) in changes.into_iter().enumerate() {
+                let sequence = first_sequence + offset as u64;
+                if sequence <= held {
+                    check_same_arrival(&session.tx, device, sequence, &change)?;
+                    outcome.duplicates += 1;
+                } else {
+                    fresh.push((sequence, change));
+                }
+            }
+            if fresh.is_empty() {
+                return Ok(outcome);
+            }
+            let households = check_scope(&session.tx, &account.scope, &fresh)?;
+            let mut moved: HashSet<RecordId> = HashSet::new();
+            for (sequence, change) in fresh {
+                let pushed_stamp = change.stamp;
+                let household = households.get(&change.record).copied().flatten();
+                if change.record.kind == RecordKind::Household && change.field == "village"
+                    || change.record.kind == RecordKind::Visit
+                    || change.record.kind == RecordKind::Household
+                        && change.field == "welfare_card"
+                {
+                    moved.extend(household);
+                }
+                let arrival = normalize_arrival(
+                    change,
+                    &mut session.clock,
+                    session.device,
+                    server_wall_ms,
+                );
+                outcome.restamped += u32::from(arrival.restamped);
+                let (result, log_seq) = session.apply_logged(arrival.change, false)?;
+                if let Some(log_seq) = log_seq {
+                    session
+                        .tx
+                        .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
+                        .execute(params![log_seq, household.map(|h| h.to_string())])?;
+                }
+                if result != Outcome::Duplicate {
+                    outcome.applied += 1;
+                } else {
+                    outcome.duplicates += 1;
+                }
+                session
+                    .tx
+                    .prepare_cached(
+                        "INSERT INTO arrivals (device, sequence, wall_ms, counter) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )?
+                    .execute(params![
+                        device.to_string(),
+                        sequence as i64,
+                        pushed_stamp.hlc.wall_ms as i64,
+                        pushed_stamp.hlc.counter
+                    ])?;
+                outcome.held_through = sequence;
+            }
+            session.flush()?;
+            for household in moved {
+                update_place(session, household)?;
+            }
+            Ok(outcome)
+        })
+    }
+
+    /// One page of the changes in `scope` after `since`, at most `limit`.
+    pub fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT f.seq, f.household, p.village, p.deprived, c.body FROM feed f \
+             JOIN changes c ON c.seq = f.change_seq \
+             LEFT JOIN places p ON p.household = f.household \
+             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
+        )?;
+        let scan = if scope.is_everything() {
+            limit
+        } else {
+            SCAN_PER_PAGE.max(limit)
+        };
+        let mut rows = statement.query(params![since as i64, scan as i64])?;
+        let mut builder = ChangeSetBuilder::new();
+        let mut next = since;
+        while let Some(row) = rows.next()? {
+            next = row.get::<_, i64>(0)? as u64;
+            let in_scope = scope.is_everything() || {
+                let household: Option<String> = row.get(1)?;
+                let place = household.map(|_| HouseholdPlace {
+                    village: row.get::<_, Option<String>>(2).ok().flatten().unwrap_or_default(),
+                    deprived: row.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0) as u8,
+                });
+                scope.may_read(place.as_ref())
+            };
+            if in_scope {
+                let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
+                let change: Change = serde_json::from_str(body)?;
+                builder.push(&change);
+                if builder.len() >= limit {
+                    break;
+                }
+            }
+        }
+        let last: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MAX(seq) FROM feed")?
+            .query_row([], |row| row.get(0))?;
+        Ok(PulledPage {
+            changes: builder.finish(),
+            next,
+            more: last.is_some_and(|last| last as u64 > next),
+        })
+    }
+
+    /// The latest server sequence number.
+    pub fn feed_end(&self) -> Result<u64> {
+        let last: Option<i64> =
+            self.connection
+                .query_row("SELECT MAX(seq) FROM feed", [], |row| row.get(0))?;
+        Ok(last.unwrap_or(0) as u64)
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, name, role, areas, dimension, created_ms, revoked_ms";
+
+fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account>> {
+    let role: String = row.get(2)?;
+    let areas: String = row.get(3)?;
+    let dimension: Option<String> = row.get(4)?;
+    let revoked: Option<i64> = row.get(6)?;
+    let Some(role) = Role::from_name(&role) else {
+        return Ok(Err(Error::Corrupt(format!("account role {role}"))));
+    };
+    Ok(Ok(Account {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        scope: Scope {
+            role,
+            areas: areas.split_whitespace().map(str::to_owned).collect(),
+            dimension: dimension.as_deref().and_then(Dimension::from_key),
+        },
+        created_ms: row.get::<_, i64>(5)? as u64,
+        revoked_ms: revoked.map(|ms| ms as u64),
+    }))
+}
+
+fn wrong_device(device: DeviceId) -> Error {
+    refused(
+        "wrong_device",
+        format!(
+            "device {device} belongs to another account; each laptop syncs with the account it first logged in with"
+        ),
+    )
+}
+
+/// The account a device is bound to, and whether that account is revoked.
+fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<(i64, bool)>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT d.account, a.revoked_ms IS NOT NULL FROM devices d \
+             JOIN accounts a ON a.id = d.account WHERE d.device = ?1",
+        )?
+        .query_row([device.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?)
+}
+
+fn check_device(tx: &Transaction<'_>, account: &Account, device: DeviceId, relay: bool) -> Result<()> {
+    match (device_owner(tx, device)?, relay) {
+        (Some((owner, _)), false) if owner == account.id => Ok(()),
+        (Some(_), false) => Err(wrong_device(device)),
+        (None, false) => Err(refused(
+            "unknown_device",
+            format!("device {device} has not said hello to this server; sync again from the start"),
+        )),
+        (Some((_, true)), true) => Err(refused(
+            "revoked",
+            format!("device {device} belongs to a revoked account; its changes are not accepted"),
+        )),
+        (_, true) => Ok(()),
+    }
+}
+
+fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u64> {
+    let held: Option<i64> = connection
+        .prepare_cached("SELECT MAX(sequence) FROM arrivals WHERE device = ?1")?
+        .query_row([device.to_string()], |row| row.get(0))?;
+    Ok(held.unwrap_or(0) as u64)
+}
+
+fn check_same_arrival(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    sequence: u64,
+    change: &Change,
+) -> Result<()> {
+    let held: Option<(i64, u32)> = tx
+        .prepare_cached("SELECT wall_ms, counter FROM arrivals WHERE device = ?1 AND sequence = ?2")?
+        .query_row(params![device.to_string(), sequence as i64], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let same = held.is_some_and(|(wall_ms, counter)| {
+        wall_ms as u64 == change.stamp.hlc.wall_ms && counter == change.stamp.hlc.counter
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(refused(
+            "sequence_reused",
+            format!(
+                "the server already holds a different change as sequence {sequence} of device {device}; nothing of this batch was applied"
+            ),
+        ))
+    }
+}
+
+/// Checks every change against the account's scope before anything is
+/// applied. Returns the household each changed record belongs to.
+fn check_scope(
+    tx: &Transaction<'_>,
+    scope: &Scope,
+    fresh: &[(u64, Change)],
+) -> Result<HashMap<RecordKey, Option<RecordId>>> {
+    // What the batch itself says: a new member names its household, a new
+    // household its village, in the same batch.
+    let mut batch_household: HashMap<&RecordKey, RecordId> = HashMap::new();
+    let mut batch_village: HashMap<RecordId, &str> = HashMap::new();
+    for (_, change) in fresh {
+        match (&change.record.kind, change.field.as_str(), &change.value) {
+            (RecordKind::Household, "village", Value::String(village)) => {
+                batch_village.insert(change.record.id, village);
+            }
+            (kind, "household", Value::String(id)) if *kind != RecordKind::Household => {
+                if let Ok(id) = id.parse() {
+                    batch_household.insert(&change.record, RecordId(id));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut households: HashMap<RecordKey, Option<RecordId>> = HashMap::new();
+    let mut places: HashMap<RecordId, Option<HouseholdPlace>> = HashMap::new();
+    for (position, (_, change)) in fresh.iter().enumerate() {
+        let key = &change.record;
+        if !households.contains_key(key) {
+            let household = if key.kind == RecordKind::Household {
+                Some(key.id)
+            } else if let Some(id) = batch_household.get(key) {
+                Some(*id)
+            } else {
+                stored_household(tx, key)?
+            };
+            households.insert(key.clone(), household);
+        }
+        let household = households[key];
+        if let Some(id) = household {
+            if !places.contains_key(&id) {
+                places.insert(id, stored_place(tx, id)?);
+            }
+        }
+        if scope.is_everything() {
+            continue;
+        }
+        let refusal = |reason: Refusal| {
+            refused(
+                "out_of_scope",
+                format!(
+                    "change {position} ({} {}, field {}) is outside this account's scope: {}; nothing of this batch was applied",
+                    key.kind,
+                    key.id,
+                    change.field,
+                    reason.describe()
+                ),
+            )
+        };
+        let stored = household.and_then(|id| places[&id].clone());
+        let place = household.map(|id| HouseholdPlace {
+            village: batch_village
+                .get(&id)
+                .map(|v| (*v).to_owned())
+                .or_else(|| stored.as_ref().map(|p| p.village.clone()))
+                .unwrap_or_default(),
+            deprived: stored.as_ref().map_or(0, |p| p.deprived),
+        });
+        if household.is_some() && place.as_ref().is_some_and(|p| p.village.is_empty()) {
+            return Err(refusal(Refusal::UnknownHousehold));
+        }
+        scope
+            .may_write(&key.kind, place.as_ref())
+            .map_err(refusal)?;
+        // Moving a household needs both its old and its new village in scope.
+        if let Some(stored) = &stored {
+            scope
+                .may_write(&key.kind, Some(stored))
+                .map_err(refusal)?;
+        }
+    }
+    Ok(households)
+}
+
+fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<RecordId>> {
+    let household: Option<Option<String>> = tx
+        .prepare_cached("SELECT household FROM records WHERE kind = ?1 AND id = ?2")?
+        .query_row(params![key.kind.as_str(), key.id.to_string()], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(household
+        .flatten()
+        .and_then(|id| id.parse().ok())
+        .map(RecordId))
+}
+
+fn stored_place(tx: &Transaction<'_>, household: RecordId) -> Result<Option<HouseholdPlace>> {
+    Ok(tx
+        .prepare_cached("SELECT village, deprived FROM places WHERE household = ?1")?
+        .query_row([household.to_string()], |row| {
+            Ok(HouseholdPlace {
+                village: row.get(0)?,
+                deprived: row.get::<_, i64>(1)? as u8,
+            })
+        })
+        .optional()?)
+}
+
+/// Recomputes where a household is and where it is deprived. If that
+/// changed for a household already placed, its changes are announced again
+/// in the feed, so that accounts whose scope it has just entered receive its
+/// whole history.
+fn update_place(session: &mut Session<'_>, household: RecordId) -> Result<()> {
+    let key = RecordKey {
+        kind: RecordKind::Household,
+        id: household,
+    };
+    let Some(state) = load_state(&session.tx, &key)? else {
+        return Ok(());
+    };
+    let village = state
+        .shown("village")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let welfare_card = state
+        .shown("welfare_card")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let visits = crate::query_records_on(
+        &session.tx,
+        "SELECT kind, id, state FROM records WHERE household = ?1 AND kind = 'visit'",
+        params![household.to_string()],
+    )?;
+    let mut deprived = 0u8;
+    if let Some((visit, visit_state)) = latest_visits(visits).remove(&household) {
+        if let Ok(assessment) = assess_visit(catalogues(), &visit, &visit_state, welfare_card) {
+            for dimension in Dimension::ALL {
+                if assessment.is_deprived_in(dimension) {
+                    deprived |= HouseholdPlace::bit(dimension);
+                }
+            }
+        }
+    }
+    let place = HouseholdPlace { village, deprived };
+    let before = stored_place(&session.tx, household)?;
+    if before.as_ref() == Some(&place) {
+        return Ok(());
+    }
+    session
+        .tx
+        .prepare_cached(
+            "INSERT INTO places (household, village, deprived) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (household) DO UPDATE SET village = excluded.village, \
+             deprived = excluded.deprived",
+        )?
+        .execute(params![household.to_string(), place.village, place.deprived])?;
+    if before.is_some() {
+        session.tx.execute(
+            "INSERT INTO feed (change_seq, household) \
+             SELECT c.seq, ?1 FROM changes c WHERE c.kind = 'household' AND c.record = ?1 \
+             UNION ALL SELECT c.seq, ?1 FROM records r \
+             JOIN changes c ON c.kind = r.kind AND c.record = r.id WHERE r.household = ?1 \
+             ORDER BY 1",
+            [household.to_string()],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,379 @@
+//! The laptop's side of sync and bundles: server settings, outbox runs to
+//! push and their acknowledgement, pulled pages applied with their cursor in
+//! one transaction, clock correction, and other devices' outboxes carried in
+//! bundles until this laptop can push them.
+//!
+//! Every step is its own transaction, so a sync killed at any point resumes
+//! from where the file says it was: pushes are idempotent on the server, and
+//! the pull cursor moves only with the changes it covers.
+
+use faenban_core::clock::is_from_the_future;
+use faenban_core::{Change, DeviceId, Outcome, Stamp};
+use rusqlite::{params, OptionalExtension};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::{read_meta, write_meta, Store};
+
+/// Where and as whom this laptop syncs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// The server's base URL.
+    pub server: String,
+    /// The account's token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for SyncSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in logs or panics.
+        f.debug_struct("SyncSettings")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A run of one device's outbox, oldest first.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxRun {
+    /// Whose outbox.
+    pub device: DeviceId,
+    /// The sequence of the first change.
+    pub first_sequence: u64,
+    /// The changes, in sequence order.
+    pub changes: Vec<Change>,
+}
+
+/// What applying a pulled page (or a bundle) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Changes new to this laptop.
+    pub new: u64,
+    /// Changes it already held.
+    pub duplicates: u64,
+}
+
+/// What a clock correction did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockCorrection {
+    /// How far the clock moved, in milliseconds (positive: it was behind).
+    pub moved_ms: i64,
+    /// Changes not yet shared that were re-stamped because they were
+    /// stamped in the future.
+    pub restamped: u64,
+}
+
+impl Store {
+    /// The server and token from `faenban login`, if any.
+    pub fn sync_settings(&self) -> Result<Option<SyncSettings>> {
+        let server = read_meta(&self.connection, "server_url")?;
+        let token = read_meta(&self.connection, "server_token")?;
+        Ok(server
+            .zip(token)
+            .map(|(server, token)| SyncSettings { server, token }))
+    }
+
+    /// Stores the server and token; a new server starts its pull from the
+    /// beginning.
+    pub fn set_sync_settings(&mut self, settings: &SyncSettings) -> Result<()> {
+        let tx = self.connection.transaction()?;
+        let previous = read_meta(&tx, "server_url")?;
+        if previous.as_deref() != Some(settings.server.as_str()) {
+            tx.execute("DELETE FROM meta WHERE key = 'pull_cursor'", [])?;
+        }
+        write_meta(&tx, "server_url", &settings.server)?;
+        write_meta(&tx, "server_token", &settings.token)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where the next pull starts.
+    pub fn pull_cursor(&self) -> Result<u64> {
+        Ok(read_meta(&self.connection, "pull_cursor")?
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// The oldest run of this device's outbox, at most `max_changes` long.
+    pub fn outbox_run(&self, max_changes: usize) -> Result<Option<OutboxRun>> {
+        let Some(device) = self.device()? else {
+            return Ok(None);
+        };
+        let mut statement = self.connection.prepare_cached(
+            "SELECT outbox.sequence, changes.body FROM outbox \
+             JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence LIMIT ?1",
+        )?;
+        let rows = statement.query_map([max_changes as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        collect_run(device.id, rows)
+    }
+
+    /// The oldest run of each other device's outbox carried here in bundles.
+    pub fn relay_runs(&self, max_changes: usize) -> Result<Vec<OutboxRun>> {
+        let devices: Vec<String> = self
+            .connection
+            .prepare_cached("SELECT DISTINCT device FROM relay ORDER BY device")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut runs = Vec::new();
+        for device in devices {
+            let id = parse_device(&device)?;
+            let mut statement = self.connection.prepare_cached(
+                "SELECT relay.sequence, changes.body FROM relay \
+                 JOIN changes ON changes.seq = relay.change_seq \
+                 WHERE relay.device = ?1 ORDER BY relay.sequence LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![device, max_changes as i64], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+            })?;
+            runs.extend(collect_run(id, rows)?);
+        }
+        Ok(runs)
+    }
+
+    /// Marks this device's outbox through `up_to` as having left the
+    /// laptop: from now on those changes keep their stamps. Called before a
+    /// push is sent, so that a push whose answer is lost still counts.
+    pub fn mark_shared(&mut self, up_to: u64) -> Result<()> {
+        self.connection.execute(
+            "UPDATE outbox SET shared = 1 WHERE sequence <= ?1 AND shared = 0",
+            [up_to as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The server holds `device`'s outbox through `held_through`: drops
+    /// what it holds (from this device's outbox, or from the relay queue)
+    /// and remembers it, to carry back to that device in a bundle.
+    pub fn acknowledge(&mut self, device: DeviceId, held_through: u64) -> Result<()> {
+        let own = self.device()?.is_some_and(|info| info.id == device);
+        let tx = self.connection.transaction()?;
+        if own {
+            tx.execute("DELETE FROM outbox WHERE sequence <= ?1", [held_through as i64])?;
+        } else {
+            tx.execute(
+                "DELETE FROM relay WHERE device = ?1 AND sequence <= ?2",
+                params![device.to_string(), held_through as i64],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO acks (device, held_through) VALUES (?1, ?2) \
+             ON CONFLICT (device) DO UPDATE SET held_through = \
+             max(held_through, excluded.held_through)",
+            params![device.to_string(), held_through as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What the server was last known to hold of each device's outbox.
+    pub fn acks(&self) -> Result<Vec<(DeviceId, u64)>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT device, held_through FROM acks ORDER BY device")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        rows.map(|row| {
+            let (device, held) = row?;
+            Ok((parse_device(&device)?, held as u64))
+        })
+        .collect()
+    }
+
+    /// Applies a pulled page and moves the cursor to `next`, in one
+    /// transaction: a sync killed mid-pull resumes from the last page kept.
+    pub fn apply_pulled(
+        &mut self,
+        local_wall_ms: u64,
+        changes: Vec<Change>,
+        next: u64,
+    ) -> Result<Received> {
+        self.write(local_wall_ms, |session| {
+            let mut received = Received::default();
+            for change in changes {
+                match session.receive(change)? {
+                    Outcome::Duplicate => received.duplicates += 1,
+                    _ => received.new += 1,
+                }
+            }
+            write_meta(&session.tx, "pull_cursor", &next.to_string())?;
+            Ok(received)
+        })
+    }
+
+    /// Learns the server's time: corrects the clock, and re-stamps the
+    /// changes that never left this laptop and are stamped beyond the
+    /// corrected time plus the allowed drift (a clock that said 2035).
+    pub fn correct_clock(&mut self, server_ms: u64, local_wall_ms: u64) -> Result<ClockCorrection> {
+        self.write(local_wall_ms, |session| {
+            let moved_ms = session.clock.correct_to_server(server_ms, local_wall_ms);
+            let now = session.clock.corrected(local_wall_ms);
+            let future: Vec<(i64, Change)> = {
+                let mut statement = session.tx.prepare_cached(
+                    "SELECT outbox.sequence, changes.body FROM outbox \
+                     JOIN changes ON changes.seq = outbox.change_seq \
+                     WHERE outbox.shared = 0 ORDER BY outbox.sequence",
+                )?;
+                let rows = statement.query_map([], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                })?;
+                let mut future = Vec::new();
+                for row in rows {
+                    let (sequence, body) = row?;
+                    let change: Change = serde_json::from_str(&body)?;
+                    if is_from_the_future(&change.stamp, now) {
+                        future.push((sequence, change));
+                    }
+                }
+                future
+            };
+            let restamped = future.len() as u64;
+            for (sequence, change) in future {
+                let stamp = Stamp::new(session.clock.tick(local_wall_ms), session.device);
+                let (_, log_seq) = session.apply_logged(change.restamped(stamp), false)?;
+                let log_seq = log_seq.ok_or_else(|| {
+                    Error::Corrupt("a re-stamped change was already in the log".into())
+                })?;
+                session
+                    .tx
+                    .prepare_cached("UPDATE outbox SET change_seq = ?1 WHERE sequence = ?2")?
+                    .execute(params![log_seq, sequence])?;
+            }
+            Ok(ClockCorrection {
+                moved_ms,
+                restamped,
+            })
+        })
+    }
+
+    /// Records that a sync finished now.
+    pub fn finish_sync(&mut self, local_wall_ms: u64) -> Result<()> {
+        write_meta(&self.connection, "last_sync_ms", &local_wall_ms.to_string())
+    }
+
+    /// Every change this laptop knows, in the order it learned them: what a
+    /// bundle carries.
+    pub fn for_each_change<E: From<Error>>(
+        &self,
+        mut visit: impl FnMut(Change) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT body FROM changes ORDER BY seq")
+            .map_err(Error::from)?;
+        let mut rows = statement.query([]).map_err(Error::from)?;
+        while let Some(row) = rows.next().map_err(Error::from)? {
+            let body = row.get_ref(0).map_err(Error::from)?;
+            let body = body
+                .as_str()
+                .map_err(|error| Error::Corrupt(error.to_string()))?;
+            visit(serde_json::from_str(body).map_err(Error::from)?)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in a bundle from another laptop, in one transaction: its
+    /// changes, the outboxes it carries (queued here to push for their
+    /// devices), and what the server holds of each device's outbox.
+    pub fn import_bundle(
+        &mut self,
+        local_wall_ms: u64,
+        changes: Vec<Change>,
+        outboxes: Vec<OutboxRun>,
+        acks: &[(DeviceId, u64)],
+    ) -> Result<Received> {
+        let own = self.device()?.ok_or(Error::NotInitialized)?.id;
+        let known_acks: std::collections::HashMap<DeviceId, u64> =
+            self.acks()?.into_iter().collect();
+        let received = self.write(local_wall_ms, |session| {
+            let mut received = Received::default();
+            for change in changes {
+                match session.receive(change)? {
+                    Outcome::Duplicate => received.duplicates += 1,
+                    _ => received.new += 1,
+                }
+            }
+            for run in outboxes.into_iter().filter(|run| run.device != own) {
+                let held = known_acks.get(&run.device).copied().unwrap_or(0);
+                let held = acks
+                    .iter()
+                    .filter(|(device, _)| *device == run.device)
+                    .map(|(_, held)| *held)
+                    .fold(held, u64::max);
+                for (offset, change) in run.changes.into_iter().enumerate() {
+                    let sequence = run.first_sequence + offset as u64;
+                    if sequence <= held {
+                        continue;
+                    }
+                    session.receive(change.clone())?;
+                    let log_seq = change_seq_of(&session.tx, &change.stamp)?;
+                    session
+                        .tx
+                        .prepare_cached(
+                            "INSERT OR IGNORE INTO relay (device, sequence, change_seq) \
+                             VALUES (?1, ?2, ?3)",
+                        )?
+                        .execute(params![run.device.to_string(), sequence as i64, log_seq])?;
+                }
+            }
+            Ok(received)
+        })?;
+        for (device, held) in acks {
+            self.acknowledge(*device, *held)?;
+        }
+        Ok(received)
+    }
+}
+
+fn collect_run(
+    device: DeviceId,
+    rows: impl Iterator<Item = rusqlite::Result<(i64, String)>>,
+) -> Result<Option<OutboxRun>> {
+    let mut run: Option<OutboxRun> = None;
+    for row in rows {
+        let (sequence, body) = row?;
+        let change: Change = serde_json::from_str(&body)?;
+        match &mut run {
+            None => {
+                run = Some(OutboxRun {
+                    device,
+                    first_sequence: sequence as u64,
+                    changes: vec![change],
+                })
+            }
+            Some(run) => {
+                // A run is unbroken; a gap (never expected) ends it.
+                if run.first_sequence + run.changes.len() as u64 != sequence as u64 {
+                    break;
+                }
+                run.changes.push(change);
+            }
+        }
+    }
+    Ok(run)
+}
+
+fn change_seq_of(connection: &rusqlite::Connection, stamp: &Stamp) -> Result<i64> {
+    connection
+        .prepare_cached(
+            "SELECT seq FROM changes WHERE wall_ms = ?1 AND counter = ?2 AND device = ?3",
+        )?
+        .query_row(
+            params![
+                stamp.hlc.wall_ms as i64,
+                stamp.hlc.counter,
+                stamp.device.to_string()
+            ],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::Corrupt("a received change is missing from the log".into()))
+}
+
+fn parse_device(text: &str) -> Result<DeviceId> {
+    Uuid::parse_str(text)
+        .map(DeviceId)
+        .map_err(|error| Error::Corrupt(format!("device id {text}: {error}")))
+}
