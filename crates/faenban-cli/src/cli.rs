@@ -97,6 +97,45 @@ pub enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Connect this laptop to a sync server (once): checks the token and keeps it.
+    Login {
+        /// The server's address, e.g. https://faenban.example.go.th
+        #[arg(long)]
+        server: String,
+        /// The token from the administrator (asked for when not given).
+        #[arg(long, env = "FAENBAN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Also trust this certificate authority (PEM), for an office's own certificates.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// How many times to retry when the network fails.
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+    },
+    /// Push what was recorded here and pull what others recorded.
+    Sync {
+        /// How many times to retry when the network fails.
+        #[arg(long, default_value_t = 5)]
+        retries: u32,
+    },
+    /// Carry a sync as a file, for a laptop with no connection.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+}
+
+/// `faenban bundle …`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Write everything this laptop knows, and what waits for the server, to a file.
+    Export {
+        /// The bundle file to write.
+        file: PathBuf,
+    },
+    /// Take in a bundle from another laptop; its outbox goes to the server at the next sync.
+    Import {
+        /// The bundle file to read.
+        file: PathBuf,
+    },
 }
 
 /// Export formats.

@@ -19,6 +19,10 @@ pub enum Kind {
     Conflict,
     /// 6: the database cannot be used (locked, read-only, damaged, newer, disk full).
     Storage,
+    /// 7: the server could not be reached, or its answer could not be read.
+    Network,
+    /// 8: the server refused (token, scope, device).
+    Refused,
 }
 
 impl Kind {
@@ -30,6 +34,8 @@ impl Kind {
             Kind::NotFound => 4,
             Kind::Conflict => 5,
             Kind::Storage => 6,
+            Kind::Network => 7,
+            Kind::Refused => 8,
         }
     }
 }
@@ -162,6 +168,7 @@ fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
             error.to_string(),
         ),
         E::Core(core) => from_core(lang, core),
+        E::Refused { .. } => Failure::new(Kind::Refused, lang, error.to_string(), error.to_string()),
         E::Sqlite(_) | E::Json(_) => storage("ฐานข้อมูลมีปัญหา"),
     }
 }

@@ -2,6 +2,7 @@
 //! database, runs one command, and reports failures with a documented exit code.
 
 mod cli;
+mod client;
 mod commands;
 mod failure;
 mod lang;
@@ -89,6 +90,19 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
         } => commands::import(&mut context, &file, dry_run, rejects.as_deref()),
         Command::Export { format, output } => {
             commands::export(&mut context, format, output.as_deref())
+        }
+        Command::Login {
+            server,
+            token,
+            ca,
+            retries,
+        } => commands::login(&mut context, &server, token, ca.as_deref(), retries),
+        Command::Sync { retries } => commands::sync(&mut context, retries),
+        Command::Bundle(cli::BundleCommand::Export { file }) => {
+            commands::bundles::export(&mut context, &file)
+        }
+        Command::Bundle(cli::BundleCommand::Import { file }) => {
+            commands::bundles::import(&mut context, &file)
         }
     }
 }

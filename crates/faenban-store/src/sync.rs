@@ -87,6 +87,23 @@ impl Store {
         Ok(())
     }
 
+    /// A setting kept with the database (such as a trusted CA).
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        read_meta(&self.connection, key)
+    }
+
+    /// Sets (or, with `None`, removes) a setting.
+    pub fn set_setting(&mut self, key: &str, value: Option<&str>) -> Result<()> {
+        match value {
+            Some(value) => write_meta(&self.connection, key, value),
+            None => {
+                self.connection
+                    .execute("DELETE FROM meta WHERE key = ?1", [key])?;
+                Ok(())
+            }
+        }
+    }
+
     /// Where the next pull starts.
     pub fn pull_cursor(&self) -> Result<u64> {
         Ok(read_meta(&self.connection, "pull_cursor")?

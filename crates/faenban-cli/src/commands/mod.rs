@@ -46,6 +46,7 @@ pub(crate) fn emit(text: &str) {
 
 // After `say!`: macros are visible only below their definition.
 mod assist;
+mod bundle;
 mod device;
 mod export;
 mod household;
@@ -53,6 +54,7 @@ mod import;
 mod pairs;
 mod records;
 mod survey;
+mod sync;
 
 pub use assist::assist;
 pub use device::{init, status};
@@ -62,6 +64,12 @@ pub use import::import;
 pub use pairs::{official, pair, pairs};
 pub use records::{conflicts, history};
 pub use survey::survey;
+pub use sync::{login, sync};
+
+/// `faenban bundle export|import`.
+pub mod bundles {
+    pub use super::bundle::{export, import};
+}
 
 /// The shipped catalogues, parsed once per run: an export assesses every
 /// household's latest visit against them.
@@ -103,10 +111,18 @@ pub struct Context {
 }
 
 /// The laptop's clock, in milliseconds since the epoch.
+///
+/// `FAENBAN_CLOCK_SKEW_MS` (signed) moves it, to simulate a laptop whose
+/// clock is wrong; the tests use it for clocks that say 2015 or 2035.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| d.as_millis() as u64);
+    let skew = std::env::var("FAENBAN_CLOCK_SKEW_MS")
+        .ok()
+        .and_then(|value| value.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    real.saturating_add_signed(skew)
 }
 
 /// Today's date in Thailand.

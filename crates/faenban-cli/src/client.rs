@@ -1,0 +1,239 @@
+//! The sync client: JSON over HTTPS to the faenban server, request bodies
+//! gzip-compressed, retried with backoff when the network or the server
+//! fails, and certificates always verified (a custom CA can be trusted).
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use faenban_core::sync::{
+    ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, PROTOCOL_VERSION,
+};
+use reqwest::blocking::{Client as Http, Response};
+use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Why a request failed for good.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The server could not be reached or kept failing, after every retry.
+    Network(String),
+    /// The server refused the request and said why.
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The server's error code.
+        code: String,
+        /// The server's reason.
+        message: String,
+    },
+    /// The server's answer was not what the protocol says.
+    BadAnswer(String),
+    /// The server URL or the CA file is wrong.
+    Setup(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Network(reason) => write!(f, "the server could not be reached: {reason}"),
+            ClientError::Refused {
+                status,
+                code,
+                message,
+            } => {
+                write!(f, "the server refused (HTTP {status}, {code}): {message}")
+            }
+            ClientError::BadAnswer(reason) => {
+                write!(f, "the server's answer could not be read: {reason}")
+            }
+            ClientError::Setup(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// How hard to try before giving up.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// The first wait; each next wait doubles, up to 30 s.
+    pub first_delay: Duration,
+}
+
+/// A connection to one server with one token.
+#[derive(Debug)]
+pub struct Client {
+    http: Http,
+    base: String,
+    token: String,
+    retry: Retry,
+}
+
+impl Client {
+    /// A client for `server` (https://… or http://…). `ca_pem`: a
+    /// certificate authority to trust besides the usual ones.
+    pub fn new(
+        server: &str,
+        token: &str,
+        ca_pem: Option<&[u8]>,
+        retry: Retry,
+    ) -> Result<Client, ClientError> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(ClientError::Setup(format!(
+                "the server address must start with https:// (or http:// on a trusted network): {base}"
+            )));
+        }
+        let mut builder = Http::builder()
+            .connect_timeout(Duration::from_secs(15))
+            .timeout(Duration::from_secs(300))
+            .user_agent(concat!("faenban/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let certificate = reqwest::Certificate::from_pem(pem).map_err(|error| {
+                ClientError::Setup(format!("the CA file is not a PEM certificate: {error}"))
+            })?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder
+            .build()
+            .map_err(|error| ClientError::Setup(format!("cannot set up HTTPS: {error}")))?;
+        Ok(Client {
+            http,
+            base,
+            token: token.to_owned(),
+            retry,
+        })
+    }
+
+    /// Introduces the device.
+    pub fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, ClientError> {
+        self.post("/v1/hello", request)
+    }
+
+    /// Pushes a run of an outbox.
+    pub fn push(&self, request: &PushRequest) -> Result<PushResponse, ClientError> {
+        self.post("/v1/push", request)
+    }
+
+    /// One page of changes after `since`.
+    pub fn pull(&self, since: u64, limit: usize) -> Result<PullPage, ClientError> {
+        let url = format!(
+            "{}/v1/changes?since={since}&limit={limit}&protocol={PROTOCOL_VERSION}",
+            self.base
+        );
+        self.send(|| self.http.get(&url).bearer_auth(&self.token))
+    }
+
+    fn post<T: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<R, ClientError> {
+        let json = serde_json::to_vec(body)
+            .map_err(|error| ClientError::BadAnswer(format!("encoding the request: {error}")))?;
+        let mut encoder =
+            flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
+        encoder
+            .write_all(&json)
+            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+        let gzipped = encoder
+            .finish()
+            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+        let url = format!("{}{path}", self.base);
+        self.send(|| {
+            self.http
+                .post(&url)
+                .bearer_auth(&self.token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(reqwest::header::CONTENT_ENCODING, "gzip")
+                .body(gzipped.clone())
+        })
+    }
+
+    /// Sends a request, retrying network failures and server troubles
+    /// (5xx, 429) with exponential backoff. Requests are safe to repeat:
+    /// pushes are idempotent, pulls read.
+    fn send<R: DeserializeOwned>(
+        &self,
+        request: impl Fn() -> reqwest::blocking::RequestBuilder,
+    ) -> Result<R, ClientError> {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 0;
+        loop {
+            let failure = match request().send() {
+                Ok(response) if response.status().is_success() => return read(response),
+                Ok(response) if retryable(response.status()) => {
+                    format!("the server answered {}", response.status())
+                }
+                Ok(response) => return Err(refusal(response)),
+                Err(error) if is_certificate_error(&error) => {
+                    return Err(ClientError::Setup(format!(
+                        "the server's TLS certificate is not trusted ({}); if your office uses its own certificate authority, log in again with --ca FILE",
+                        root_cause(&error)
+                    )));
+                }
+                Err(error) => root_cause(&error),
+            };
+            if attempt >= self.retry.retries {
+                return Err(ClientError::Network(format!(
+                    "{failure} (tried {} times)",
+                    attempt + 1
+                )));
+            }
+            attempt += 1;
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(30));
+        }
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+fn read<R: DeserializeOwned>(response: Response) -> Result<R, ClientError> {
+    let bytes = response
+        .bytes()
+        .map_err(|error| ClientError::Network(root_cause(&error)))?;
+    serde_json::from_slice(&bytes).map_err(|error| ClientError::BadAnswer(error.to_string()))
+}
+
+fn refusal(response: Response) -> ClientError {
+    let status = response.status().as_u16();
+    let body = response.bytes().unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(body) => ClientError::Refused {
+            status,
+            code: body.error,
+            message: body.message,
+        },
+        Err(_) => ClientError::Refused {
+            status,
+            code: "http".into(),
+            message: format!("HTTP {status} (is this a faenban server?)"),
+        },
+    }
+}
+
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+fn is_certificate_error(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string().to_lowercase();
+        if text.contains("certificate") || text.contains("unknownissuer") {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}

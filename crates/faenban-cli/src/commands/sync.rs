@@ -1,0 +1,416 @@
+//! `faenban login` and `faenban sync`: push the outbox (and outboxes
+//! carried in from bundles) in batches, pull what others recorded since the
+//! cursor, and correct the laptop's clock by the server's.
+//!
+//! Each step commits on its own, so a sync killed at any point is simply
+//! run again: pushes the server holds are recognized, and the pull resumes
+//! from the last page kept.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use faenban_core::sync::{
+    ChangeSet, HelloRequest, PushRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
+};
+use faenban_core::Change;
+use faenban_store::sync::{OutboxRun, SyncSettings};
+use faenban_store::SCHEMA_VERSION;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::{now_ms, Context};
+use crate::client::{Client, ClientError, Retry};
+use crate::failure::{Failure, Kind};
+
+/// Where a custom certificate authority is kept in the database's settings.
+const CA_KEY: &str = "server_ca_pem";
+
+/// `faenban login`: checks the token with the server and stores both.
+pub fn login(
+    context: &mut Context,
+    server: &str,
+    token: Option<String>,
+    ca: Option<&std::path::Path>,
+    retries: u32,
+) -> anyhow::Result<()> {
+    let device = context
+        .store
+        .device()?
+        .ok_or(faenban_store::Error::NotInitialized)?;
+    let token = match token {
+        Some(token) => token,
+        None => read_token(context)?,
+    };
+    let ca_pem = ca
+        .map(|path| {
+            std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))
+        })
+        .transpose()?;
+    let client = Client::new(server, token.trim(), ca_pem.as_deref(), retry(retries))
+        .map_err(|error| network_failure(context, error))?;
+    let hello = client
+        .hello(&HelloRequest {
+            protocol: PROTOCOL_VERSION,
+            device: device.id,
+            name: device.name.clone(),
+        })
+        .map_err(|error| network_failure(context, error))?;
+    context.store.set_sync_settings(&SyncSettings {
+        server: server.trim_end_matches('/').to_owned(),
+        token: token.trim().to_owned(),
+    })?;
+    context.store.set_setting(CA_KEY, ca_pem.as_deref().map(String::from_utf8_lossy).as_deref())?;
+    if server.starts_with("http://") && !is_loopback(server) {
+        eprintln!(
+            "{}",
+            context.lang.pick(
+                "คำเตือน: เชื่อมต่อแบบ http:// ไม่เข้ารหัส ใช้ได้เฉพาะในเครือข่ายที่ไว้ใจได้",
+                "warning: http:// is not encrypted; use it only on a network you trust",
+            )
+        );
+    }
+    if context.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "server": server,
+                "account": hello.account,
+                "role": hello.role,
+                "areas": hello.areas,
+            })
+        );
+    } else {
+        println!(
+            "{} {} ({}) @ {}",
+            context.lang.pick("เข้าสู่ระบบแล้ว:", "logged in:"),
+            hello.account,
+            hello.role.as_str(),
+            server
+        );
+    }
+    Ok(())
+}
+
+fn is_loopback(server: &str) -> bool {
+    let host = server
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+fn read_token(context: &Context) -> anyhow::Result<String> {
+    eprint!(
+        "{} ",
+        context
+            .lang
+            .pick("วางโทเคนที่ได้จากผู้ดูแลระบบ:", "paste the token from the administrator:")
+    );
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the token")?;
+    if line.trim().is_empty() {
+        return Err(Failure::new(
+            Kind::BadInput,
+            context.lang,
+            "ไม่ได้ใส่โทเคน",
+            "no token was given",
+        )
+        .into());
+    }
+    Ok(line)
+}
+
+fn retry(retries: u32) -> Retry {
+    Retry {
+        retries,
+        first_delay: Duration::from_millis(500),
+    }
+}
+
+/// What one sync did, for the summary.
+#[derive(Debug, Default, Serialize)]
+struct Summary {
+    pushed: u64,
+    already_on_server: u64,
+    relayed: u64,
+    restamped_by_server: u64,
+    pulled: u64,
+    pulled_already_held: u64,
+    new_conflicts: u64,
+    clock_moved_ms: i64,
+    restamped_here: u64,
+    unpushed: u64,
+}
+
+/// `faenban sync`.
+pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
+    let device = context
+        .store
+        .device()?
+        .ok_or(faenban_store::Error::NotInitialized)?;
+    let Some(settings) = context.store.sync_settings()? else {
+        return Err(Failure::new(
+            Kind::BadInput,
+            context.lang,
+            "ยังไม่ได้เข้าสู่ระบบเซิร์ฟเวอร์ ให้รัน `faenban login --server URL` ก่อน",
+            "this laptop has no server yet; run `faenban login --server URL` first",
+        )
+        .into());
+    };
+    let ca = context.store.setting(CA_KEY)?;
+    let client = Client::new(
+        &settings.server,
+        &settings.token,
+        ca.as_deref().map(str::as_bytes),
+        retry(retries),
+    )
+    .map_err(|error| network_failure(context, error))?;
+    let mut summary = Summary::default();
+    let conflicts_before = context.store.status()?.conflicts;
+
+    // Hello: the server's time (to correct our clock) and how much of our
+    // outbox it already holds (an answer lost last time).
+    let asked_at = now_ms();
+    let hello = client
+        .hello(&HelloRequest {
+            protocol: PROTOCOL_VERSION,
+            device: device.id,
+            name: device.name.clone(),
+        })
+        .map_err(|error| network_failure(context, error))?;
+    let answered_at = now_ms();
+    let local_midpoint = asked_at + answered_at.saturating_sub(asked_at) / 2;
+    let correction = context
+        .store
+        .correct_clock(hello.server_time_ms, local_midpoint)?;
+    summary.clock_moved_ms = correction.moved_ms;
+    summary.restamped_here = correction.restamped;
+    context.store.acknowledge(device.id, hello.held_through)?;
+
+    let unpushed = context.store.status()?.unpushed;
+    let bar = progress(unpushed, context.lang.pick("ส่ง", "push"));
+    // Our own outbox.
+    while let Some(run) = context.store.outbox_run(MAX_BATCH_CHANGES)? {
+        let run = fit_to_batch(run);
+        let last = run.first_sequence + run.changes.len() as u64 - 1;
+        context.store.mark_shared(last)?;
+        let response = push_run(context, &client, &run, false)?;
+        summary.pushed += u64::from(response.applied);
+        summary.already_on_server += u64::from(response.duplicates);
+        summary.restamped_by_server += u64::from(response.restamped);
+        bar.inc(run.changes.len() as u64);
+        context
+            .store
+            .acknowledge(device.id, response.held_through)?;
+        if response.held_through < last {
+            return Err(anyhow::anyhow!(
+                "the server kept this laptop's outbox only through {}, not {last}",
+                response.held_through
+            ));
+        }
+    }
+    bar.finish_and_clear();
+    // Outboxes of other laptops that came here in bundles.
+    loop {
+        let runs = context.store.relay_runs(MAX_BATCH_CHANGES)?;
+        if runs.is_empty() {
+            break;
+        }
+        for run in runs {
+            let run = fit_to_batch(run);
+            let response = push_run(context, &client, &run, true)?;
+            summary.relayed += u64::from(response.applied);
+            summary.restamped_by_server += u64::from(response.restamped);
+            context
+                .store
+                .acknowledge(run.device, response.held_through)?;
+            if response.held_through < run.first_sequence {
+                return Err(anyhow::anyhow!(
+                    "the server did not take the outbox of device {}",
+                    run.device
+                ));
+            }
+        }
+    }
+
+    // Pull: each page is applied with its cursor in one transaction.
+    let spinner = progress(0, context.lang.pick("รับ", "pull"));
+    let mut cursor = context.store.pull_cursor()?;
+    loop {
+        let page = client
+            .pull(cursor, 1000)
+            .map_err(|error| network_failure(context, error))?;
+        let changes = page
+            .changes
+            .decode()
+            .map_err(|error| network_failure(context, ClientError::BadAnswer(error.to_string())))?;
+        let count = changes.len() as u64;
+        let received = context.store.apply_pulled(now_ms(), changes, page.next)?;
+        summary.pulled += received.new;
+        summary.pulled_already_held += received.duplicates;
+        spinner.inc(count);
+        cursor = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    spinner.finish_and_clear();
+    context.store.finish_sync(now_ms())?;
+    let status = context.store.status()?;
+    summary.new_conflicts = status.conflicts.saturating_sub(conflicts_before);
+    summary.unpushed = status.unpushed;
+    print_summary(context, &summary);
+    Ok(())
+}
+
+fn push_run(
+    context: &Context,
+    client: &Client,
+    run: &OutboxRun,
+    relay: bool,
+) -> anyhow::Result<faenban_core::sync::PushResponse> {
+    client
+        .push(&PushRequest {
+            protocol: PROTOCOL_VERSION,
+            schema: SCHEMA_VERSION,
+            device: run.device,
+            relay,
+            first_sequence: run.first_sequence,
+            changes: ChangeSet::encode(&run.changes),
+        })
+        .map_err(|error| network_failure(context, error).into())
+}
+
+/// Cuts a run so that its encoded changes stay under the batch byte limit
+/// (a long free-text note or many answers can make changes large).
+fn fit_to_batch(mut run: OutboxRun) -> OutboxRun {
+    while run.changes.len() > 1 {
+        let size: usize = run.changes.iter().map(encoded_size).sum();
+        if size <= MAX_BATCH_BYTES {
+            break;
+        }
+        let keep = run.changes.len() / 2;
+        run.changes.truncate(keep);
+    }
+    run
+}
+
+fn encoded_size(change: &Change) -> usize {
+    serde_json::to_vec(change).map_or(0, |bytes| bytes.len())
+}
+
+fn progress(length: u64, label: &str) -> ProgressBar {
+    let bar = if length > 0 {
+        ProgressBar::new(length)
+    } else {
+        ProgressBar::new_spinner()
+    };
+    let template = if length > 0 {
+        "{prefix} [{bar:30}] {pos}/{len}"
+    } else {
+        "{prefix} {spinner} {pos}"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
+fn print_summary(context: &Context, summary: &Summary) {
+    if context.json {
+        println!(
+            "{}",
+            serde_json::to_string(summary).unwrap_or_else(|_| "{}".into())
+        );
+        return;
+    }
+    let lang = context.lang;
+    println!(
+        "{} {} ({} {})",
+        lang.pick("ส่งแล้ว:", "pushed:"),
+        summary.pushed,
+        summary.already_on_server,
+        lang.pick("มีบนเซิร์ฟเวอร์อยู่แล้ว", "already on the server")
+    );
+    if summary.relayed > 0 {
+        println!(
+            "{} {}",
+            lang.pick("ส่งแทนเครื่องอื่น (จากไฟล์ชุดข้อมูล):", "passed on for other laptops (from bundles):"),
+            summary.relayed
+        );
+    }
+    println!(
+        "{} {} ({} {})",
+        lang.pick("รับมา:", "pulled:"),
+        summary.pulled,
+        summary.pulled_already_held,
+        lang.pick("มีอยู่แล้ว", "already here")
+    );
+    println!(
+        "{} {}",
+        lang.pick("ข้อมูลขัดแย้งใหม่:", "new conflicts:"),
+        summary.new_conflicts
+    );
+    println!(
+        "{} {}",
+        lang.pick("ปรับนาฬิกาเครื่อง (มิลลิวินาที):", "clock corrected by (ms):"),
+        summary.clock_moved_ms
+    );
+    if summary.restamped_here + summary.restamped_by_server > 0 {
+        println!(
+            "{} {}",
+            lang.pick(
+                "การแก้ไขที่เวลาเครื่องล้ำอนาคต ถูกประทับเวลาใหม่:",
+                "changes stamped in the future, re-stamped:"
+            ),
+            summary.restamped_here + summary.restamped_by_server
+        );
+    }
+    if summary.unpushed > 0 {
+        println!(
+            "{} {}",
+            lang.pick("ยังไม่ได้ส่ง:", "still unpushed:"),
+            summary.unpushed
+        );
+    }
+}
+
+/// A client failure as a message the user can act on, with its exit code.
+fn network_failure(context: &Context, error: ClientError) -> Failure {
+    let lang = context.lang;
+    match &error {
+        ClientError::Network(_) => Failure::new(
+            Kind::Network,
+            lang,
+            format!(
+                "ติดต่อเซิร์ฟเวอร์ไม่ได้ ข้อมูลในเครื่องยังอยู่ครบ ลองใหม่เมื่อมีสัญญาณ ({error})"
+            ),
+            format!("{error}; everything recorded is still on this laptop, sync again when online"),
+        ),
+        ClientError::Refused { code, .. } => {
+            let th = match code.as_str() {
+                "bad_token" | "missing_token" => "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่",
+                "revoked" => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
+                "out_of_scope" => "มีการแก้ไขครัวเรือนนอกพื้นที่ที่บัญชีนี้รับผิดชอบ เซิร์ฟเวอร์ไม่รับทั้งชุด",
+                "wrong_device" => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
+                _ => "เซิร์ฟเวอร์ไม่รับคำขอ",
+            };
+            Failure::new(
+                Kind::Refused,
+                lang,
+                format!("{th} ({error}) ข้อมูลในเครื่องยังอยู่ครบ"),
+                format!("{error}; everything recorded is still on this laptop"),
+            )
+        }
+        ClientError::BadAnswer(_) | ClientError::Setup(_) => Failure::new(
+            Kind::Network,
+            lang,
+            format!("{error}"),
+            format!("{error}"),
+        ),
+    }
+}
