@@ -54,7 +54,8 @@ CREATE TABLE arrivals (
 CREATE TABLE feed (
     seq        INTEGER PRIMARY KEY,
     change_seq INTEGER NOT NULL REFERENCES changes (seq),
-    household  TEXT                     -- NULL for records of no household
+    household  TEXT,                    -- NULL for records of no household
+    announce   INTEGER NOT NULL DEFAULT 0 -- 0 arrival, 1 again: moved village, 2 again: deprivation changed
 );
 
 -- Where each household is and where it is deprived, as last merged.

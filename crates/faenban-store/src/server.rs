@@ -77,6 +77,12 @@ pub struct PulledPage {
 /// a narrow scope on a large feed still answers promptly.
 const SCAN_PER_PAGE: usize = 50_000;
 
+/// Why a change is in the feed: it arrived, or its household moved village,
+/// or its household's deprivation changed (see `update_place`).
+const ANNOUNCE_ARRIVAL: i64 = 0;
+const ANNOUNCE_MOVED: i64 = 1;
+const ANNOUNCE_DEPRIVATION: i64 = 2;
+
 fn catalogues() -> &'static Catalogues {
     static CATALOGUES: OnceLock<Catalogues> = OnceLock::new();
     CATALOGUES.get_or_init(Catalogues::builtin)
@@ -331,7 +337,7 @@ impl Store {
     /// One page of the changes in `scope` after `since`, at most `limit`.
     pub fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT f.seq, f.household, p.village, p.deprived, c.body FROM feed f \
+            "SELECT f.seq, f.household, p.village, p.deprived, c.body, f.announce FROM feed f \
              JOIN changes c ON c.seq = f.change_seq \
              LEFT JOIN places p ON p.household = f.household \
              WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
@@ -346,14 +352,21 @@ impl Store {
         let mut next = since;
         while let Some(row) = rows.next()? {
             next = row.get::<_, i64>(0)? as u64;
-            let in_scope = scope.is_everything() || {
+            // A change announced again matters only to the scopes its
+            // household may just have entered.
+            let needed = match row.get::<_, i64>(5)? {
+                ANNOUNCE_ARRIVAL => true,
+                ANNOUNCE_MOVED => !scope.is_everything(),
+                _ => scope.role == Role::Dimension,
+            };
+            let in_scope = needed && (scope.is_everything() || {
                 let household: Option<String> = row.get(1)?;
                 let place = household.map(|_| HouseholdPlace {
                     village: row.get::<_, Option<String>>(2).ok().flatten().unwrap_or_default(),
                     deprived: row.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0) as u8,
                 });
                 scope.may_read(place.as_ref())
-            };
+            });
             if in_scope {
                 let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
                 let change: Change = serde_json::from_str(body)?;
@@ -634,14 +647,22 @@ fn update_place(session: &mut Session<'_>, household: RecordId) -> Result<()> {
              deprived = excluded.deprived",
         )?
         .execute(params![household.to_string(), place.village, place.deprived])?;
-    if before.is_some() {
+    if let Some(before) = before {
+        let announce = if before.village != place.village {
+            ANNOUNCE_MOVED
+        } else if place.deprived & !before.deprived != 0 {
+            ANNOUNCE_DEPRIVATION
+        } else {
+            // Fewer deprivations: no scope gains the household.
+            return Ok(());
+        };
         session.tx.execute(
-            "INSERT INTO feed (change_seq, household) \
-             SELECT c.seq, ?1 FROM changes c WHERE c.kind = 'household' AND c.record = ?1 \
-             UNION ALL SELECT c.seq, ?1 FROM records r \
+            "INSERT INTO feed (change_seq, household, announce) \
+             SELECT c.seq, ?1, ?2 FROM changes c WHERE c.kind = 'household' AND c.record = ?1 \
+             UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
              JOIN changes c ON c.kind = r.kind AND c.record = r.id WHERE r.household = ?1 \
              ORDER BY 1",
-            [household.to_string()],
+            params![household.to_string(), announce],
         )?;
     }
     Ok(())

@@ -1,0 +1,467 @@
+//! Router-level tests: the protocol's answers to good, bad and hostile
+//! requests, against a real SQLite store in a scratch folder.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use faenban_core::model::{assess_visit, latest_visits};
+use faenban_core::sync::{ChangeSet, PullPage, Role, Scope, PROTOCOL_VERSION};
+use faenban_core::{
+    Catalogues, Change, DeviceId, Dimension, RecordKey, RecordKind, Replica,
+};
+use faenban_server::backend::{Backend, SqliteBackend};
+use faenban_server::token;
+use faenban_store::{Store, SCHEMA_VERSION};
+use http_body_util::BodyExt as _;
+use serde_json::{json, Value};
+use tower::ServiceExt as _;
+use uuid::Uuid;
+
+const NOW: u64 = 1_795_000_000_000;
+
+struct Server {
+    _dir: tempfile::TempDir,
+    backend: Arc<SqliteBackend>,
+    app: Router,
+}
+
+impl Server {
+    fn new() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
+        let app = faenban_server::app(backend.clone());
+        Server {
+            _dir: dir,
+            backend,
+            app,
+        }
+    }
+
+    /// Adds an account and returns its token.
+    fn account(&self, name: &str, role: Role, areas: &[&str], dimension: Option<Dimension>) -> String {
+        let token = token::generate().unwrap();
+        let scope = Scope {
+            role,
+            areas: areas.iter().map(|a| a.to_string()).collect(),
+            dimension,
+        };
+        self.backend
+            .add_account(name, &scope, &token::hash(&token), NOW)
+            .unwrap();
+        token
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, value)
+    }
+
+    async fn post(&self, path: &str, token: &str, body: impl Into<Body>) -> (StatusCode, Value) {
+        let request = Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .unwrap();
+        self.send(request).await
+    }
+
+    async fn hello(&self, token: &str, device: DeviceId) -> (StatusCode, Value) {
+        let body = json!({"protocol": PROTOCOL_VERSION, "device": device, "name": "laptop"});
+        self.post("/v1/hello", token, body.to_string()).await
+    }
+
+    async fn push(
+        &self,
+        token: &str,
+        device: DeviceId,
+        first_sequence: u64,
+        changes: &[Change],
+    ) -> (StatusCode, Value) {
+        let body = push_body(device, first_sequence, changes, false);
+        self.post("/v1/push", token, body.to_string()).await
+    }
+
+    async fn pull_all(&self, token: &str) -> Vec<Change> {
+        let mut since = 0;
+        let mut changes = Vec::new();
+        loop {
+            let request = Request::get(format!("/v1/changes?since={since}&limit=700"))
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap();
+            let (status, body) = self.send(request).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            let page: PullPage = serde_json::from_value(body).unwrap();
+            changes.extend(page.changes.decode().unwrap());
+            since = page.next;
+            if !page.more {
+                return changes;
+            }
+        }
+    }
+
+    /// Nothing was stored: no feed entries, no arrivals for the device.
+    fn assert_nothing_stored(&self, device: DeviceId) {
+        let store = Store::open(self.backend.path()).unwrap();
+        assert_eq!(store.feed_end().unwrap(), 0);
+        assert_eq!(store.held_through(device).unwrap(), 0);
+    }
+}
+
+fn push_body(device: DeviceId, first_sequence: u64, changes: &[Change], relay: bool) -> Value {
+    json!({
+        "protocol": PROTOCOL_VERSION,
+        "schema": SCHEMA_VERSION,
+        "device": device,
+        "relay": relay,
+        "first_sequence": first_sequence,
+        "changes": ChangeSet::encode(changes),
+    })
+}
+
+/// A device that made `households` households in `village`.
+fn households(device: u128, village: &str, count: usize, wall_ms: u64) -> (Replica, Vec<Change>) {
+    let mut replica = Replica::new(DeviceId::from_u128(device));
+    let mut changes = Vec::new();
+    for n in 0..count {
+        let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(device << 64 | n as u128));
+        changes.push(replica.set(wall_ms, &key, "village", json!(village)));
+        changes.push(replica.set(wall_ms, &key, "address", json!(format!("{n} หมู่ 3"))));
+    }
+    (replica, changes)
+}
+
+#[tokio::test]
+async fn health_names_the_protocol_and_schema() {
+    let server = Server::new();
+    let request = Request::get("/health").body(Body::empty()).unwrap();
+    let (status, body) = server.send(request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["protocol"], PROTOCOL_VERSION);
+    assert_eq!(body["schema"], SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    assert_eq!(server.hello(&token, device).await.0, StatusCode::OK);
+    let (_, changes) = households(1, "40010203", 3, NOW);
+    let (status, first) = server.push(&token, device, 1, &changes).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["applied"], 6);
+    assert_eq!(first["held_through"], 6);
+    let feed = Store::open(server.backend.path()).unwrap().feed_end().unwrap();
+
+    let (status, again) = server.push(&token, device, 1, &changes).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["applied"], 0);
+    assert_eq!(again["duplicates"], 6);
+    assert_eq!(again["held_through"], 6);
+    // Half old, half new: only the new half is applied.
+    let (mut replica, changes) = households(1, "40010203", 3, NOW);
+    let home = changes[0].record.clone();
+    let mut overlap = changes[4..].to_vec();
+    overlap.push(replica.set(NOW + 5, &home, "address", json!("9 หมู่ 3")));
+    overlap.push(replica.set(NOW + 6, &home, "house_code", json!("4001-000009-7")));
+    let (status, overlap) = server.push(&token, device, 5, &overlap).await;
+    assert_eq!(status, StatusCode::OK, "{overlap}");
+    assert_eq!(overlap["held_through"], 8);
+    let store = Store::open(server.backend.path()).unwrap();
+    assert_eq!(store.feed_end().unwrap(), feed + 2);
+    assert_eq!(server.pull_all(&token).await.len(), 8);
+}
+
+#[tokio::test]
+async fn a_different_change_under_a_held_sequence_is_refused() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    server.hello(&token, device).await;
+    let (_, changes) = households(1, "40010203", 1, NOW);
+    server.push(&token, device, 1, &changes).await;
+    let (_, other) = households(1, "40010203", 1, NOW + 1);
+    let (status, body) = server.push(&token, device, 1, &other).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "sequence_reused");
+    let (status, body) = server.push(&token, device, 9, &other).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "sequence_gap");
+    assert!(body["message"].as_str().unwrap().contains("send from 3"));
+}
+
+#[tokio::test]
+async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    server.hello(&token, device).await;
+    let (mut replica, mut changes) = households(1, "40010203", 2, NOW);
+    let outside = RecordKey::new(RecordKind::Household, Uuid::from_u128(99));
+    changes.push(replica.set(NOW, &outside, "village", json!("40020101")));
+    let (status, body) = server.push(&token, device, 1, &changes).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "out_of_scope");
+    assert!(body["message"].as_str().unwrap().contains("outside the account's areas"));
+    server.assert_nothing_stored(device);
+
+    // A member of a household the account cannot see, and an official
+    // (volunteers do not keep officials): refused too.
+    let (status, _) = server.push(&token, device, 1, &changes[..4]).await;
+    assert_eq!(status, StatusCode::OK);
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(7));
+    let stranger = replica.set(NOW, &member, "household", json!(Uuid::from_u128(99).to_string()));
+    let (status, body) = server.push(&token, device, 5, &[stranger]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let official = RecordKey::new(RecordKind::Official, Uuid::from_u128(8));
+    let official = replica.set(NOW, &official, "name", json!("ปลัดอำเภอ"));
+    let (status, _) = server.push(&token, device, 5, &[official]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Moving a household out of the account's villages is refused as well.
+    let moved = replica.set(NOW, &RecordKey::new(RecordKind::Household, Uuid::from_u128(1 << 64)), "village", json!("40020101"));
+    let (status, body) = server.push(&token, device, 5, &[moved]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn missing_forged_and_revoked_tokens_are_refused() {
+    let server = Server::new();
+    let device = DeviceId::from_u128(1);
+    let request = Request::post("/v1/hello").body(Body::from("{}")).unwrap();
+    let (status, body) = server.send(request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "missing_token");
+
+    let forged = token::generate().unwrap();
+    let (status, body) = server.hello(&forged, device).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "bad_token");
+    let (status, _) = server.hello("fbn_not-even-the-right-shape", device).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    assert_eq!(server.hello(&token, device).await.0, StatusCode::OK);
+    server.backend.revoke_account("มาลี", NOW).unwrap();
+    let (_, changes) = households(1, "40010203", 1, NOW);
+    let (status, body) = server.push(&token, device, 1, &changes).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "revoked");
+    server.assert_nothing_stored(device);
+}
+
+#[tokio::test]
+async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
+    let server = Server::new();
+    let malee = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let somchai = server.account("สมชาย", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    server.hello(&malee, device).await;
+    let (status, body) = server.hello(&somchai, device).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "wrong_device");
+    let (_, changes) = households(1, "40010203", 1, NOW);
+    let (status, body) = server.push(&somchai, device, 1, &changes).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "wrong_device");
+    // Changes stamped by another device, pushed as this device's outbox.
+    let (_, others) = households(2, "40010203", 1, NOW);
+    let (status, body) = server.push(&malee, device, 1, &others).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "wrong_author");
+    // A device that never said hello.
+    let (status, body) = server.push(&malee, DeviceId::from_u128(3), 1, &changes).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"], "unknown_device");
+    server.assert_nothing_stored(device);
+}
+
+#[tokio::test]
+async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_reason() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    server.hello(&token, device).await;
+    let (_, changes) = households(1, "40010203", 2, NOW);
+    let good = push_body(device, 1, &changes, false);
+
+    let (status, body) = server.post("/v1/push", &token, "{\"protocol\": 1,").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed")));
+
+    let mut wrong = good.clone();
+    wrong["first_sequence"] = json!("one");
+    let (status, body) = server.post("/v1/push", &token, wrong.to_string()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"], "wrong_types");
+    assert!(body["message"].as_str().unwrap().contains("first_sequence") || body["message"].as_str().unwrap().contains("invalid type"));
+
+    let mut future = good.clone();
+    future["protocol"] = json!(99);
+    let (status, body) = server.post("/v1/push", &token, future.to_string()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("protocol_version")));
+
+    let mut bad_index = good.clone();
+    bad_index["changes"]["changes"][0]["r"] = json!(42);
+    let (status, body) = server.post("/v1/push", &token, bad_index.to_string()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_index")));
+
+    let huge = format!("{{\"protocol\":1,\"padding\":\"{}\"}}", "x".repeat(3 << 20));
+    let (status, body) = server.post("/v1/push", &token, huge).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large")));
+
+    // Compressed, but cut off in the middle of the stream.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(good.to_string().as_bytes()).unwrap();
+    let compressed = gzip.finish().unwrap();
+    let request = Request::post("/v1/push")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(compressed[..compressed.len() / 2].to_vec()))
+        .unwrap();
+    let (status, body) = server.send(request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Plain JSON cut off.
+    let text = good.to_string();
+    let (status, body) = server.post("/v1/push", &token, text[..text.len() - 10].to_owned()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed")));
+    // Too many changes in one batch.
+    let (_, many) = households(1, "40010203", 501, NOW);
+    let (status, body) = server.push(&token, device, 1, &many).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_many_changes")));
+    server.assert_nothing_stored(device);
+
+    // And the same batch, whole and compressed, goes in.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(good.to_string().as_bytes()).unwrap();
+    let request = Request::post("/v1/push")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_ENCODING, "gzip")
+        .body(Body::from(gzip.finish().unwrap()))
+        .unwrap();
+    let (status, body) = server.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"], 4);
+}
+
+#[tokio::test]
+async fn a_stamp_from_the_future_is_restamped_once_by_the_server() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    server.hello(&token, device).await;
+    let year_2035 = 2_051_222_400_000;
+    let (_, changes) = households(1, "40010203", 1, year_2035);
+    let (status, body) = server.push(&token, device, 1, &changes).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["restamped"], 2);
+    let server_time = body["server_time_ms"].as_u64().unwrap();
+    let pulled = server.pull_all(&token).await;
+    assert_eq!(pulled.len(), 2);
+    for change in &pulled {
+        assert!(change.stamp.hlc.wall_ms <= server_time + 1000, "{change:?}");
+        assert_eq!(change.previous_stamps.len(), 1);
+        assert_eq!(change.previous_stamps[0].hlc.wall_ms, year_2035);
+        assert_eq!(change.author(), device);
+    }
+    // Re-sending it does not re-stamp it again.
+    let (_, again) = server.push(&token, device, 1, &changes).await;
+    assert_eq!(again["restamped"], 0);
+    assert_eq!(server.pull_all(&token).await, pulled);
+}
+
+/// Pushes a whole generated district through the province account.
+async fn push_store(server: &Server, token: &str, store: &Store) {
+    let device = store.device().unwrap().unwrap().id;
+    assert_eq!(server.hello(token, device).await.0, StatusCode::OK);
+    let outbox = store.outbox().unwrap();
+    for chunk in outbox.chunks(1000) {
+        let changes: Vec<Change> = chunk.iter().map(|(_, c)| c.clone()).collect();
+        let (status, body) = server.push(token, device, chunk[0].0, &changes).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+fn households_in(changes: &[Change]) -> std::collections::BTreeSet<Uuid> {
+    changes
+        .iter()
+        .filter(|c| c.record.kind == RecordKind::Household)
+        .map(|c| c.record.id.0)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_account_pulls_exactly_its_scope() {
+    let server = Server::new();
+    let province = server.account("สำนักงานจังหวัด", Role::Province, &[], None);
+    let mut laptop = Store::open_in_memory().unwrap();
+    laptop.init("generator", DeviceId(Uuid::now_v7())).unwrap();
+    faenban_fixtures::populate(&mut laptop, &faenban_fixtures::Spec::khon_kaen(7, 120)).unwrap();
+    push_store(&server, &province, &laptop).await;
+
+    let everything = server.pull_all(&province).await;
+    assert_eq!(everything.len(), laptop.outbox().unwrap().len());
+
+    // A volunteer of one village gets that village's households and all
+    // their records, and nothing of any other household.
+    let homes = laptop.records(&RecordKind::Household).unwrap();
+    let village = homes[0].1.shown("village").unwrap().as_str().unwrap().to_owned();
+    let expected: std::collections::BTreeSet<Uuid> = laptop
+        .households_in_area(&village)
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key.id.0)
+        .collect();
+    let volunteer = server.account("อสม.", Role::Volunteer, &[&village], None);
+    let pulled = server.pull_all(&volunteer).await;
+    assert_eq!(households_in(&pulled), expected);
+    for change in &pulled {
+        if let Some(household) = change.value.as_str().filter(|_| change.field == "household") {
+            assert!(expected.contains(&household.parse().unwrap()));
+        }
+    }
+
+    // An income working group gets the households whose latest survey finds
+    // them deprived in income, computed here independently.
+    let catalogues = Catalogues::builtin();
+    let visits = laptop.records(&RecordKind::Visit).unwrap();
+    let deprived: std::collections::BTreeSet<Uuid> = latest_visits(visits)
+        .into_iter()
+        .filter(|(household, (visit, state))| {
+            let home = laptop
+                .record(&RecordKey::new(RecordKind::Household, household.0))
+                .unwrap()
+                .unwrap();
+            let card = home.shown("welfare_card").and_then(Value::as_bool).unwrap_or(false);
+            assess_visit(&catalogues, visit, state, card)
+                .unwrap()
+                .is_deprived_in(Dimension::Income)
+        })
+        .map(|(household, _)| household.0)
+        .collect();
+    assert!(!deprived.is_empty() && deprived.len() < homes.len());
+    let group = server.account("คณะทำงานด้านรายได้", Role::Dimension, &["40"], Some(Dimension::Income));
+    assert_eq!(households_in(&server.pull_all(&group).await), deprived);
+}
+
+#[tokio::test]
+async fn a_relayed_outbox_is_checked_against_the_relaying_account() {
+    let server = Server::new();
+    let team = server.account("ทีมอำเภอ", Role::Team, &["4001"], None);
+    let (_, changes) = households(5, "40010203", 2, NOW);
+    let offline = DeviceId::from_u128(5);
+    let body = push_body(offline, 1, &changes, true);
+    let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["held_through"], 4);
+    let (_, outside) = households(6, "40020101", 1, NOW);
+    let body = push_body(DeviceId::from_u128(6), 1, &outside, true);
+    let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("out_of_scope")));
+}
