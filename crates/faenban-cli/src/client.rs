@@ -134,8 +134,10 @@ impl Client {
     ) -> Result<R, ClientError> {
         let json = serde_json::to_vec(body)
             .map_err(|error| ClientError::BadAnswer(format!("encoding the request: {error}")))?;
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4), flate2::Compression::fast());
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::fast(),
+        );
         encoder
             .write_all(&json)
             .map_err(|error| ClientError::BadAnswer(error.to_string()))?;

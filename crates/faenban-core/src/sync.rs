@@ -118,7 +118,11 @@ impl ChangeSetBuilder {
     }
 
     fn stamp(&mut self, stamp: &Stamp) -> WireStamp {
-        WireStamp(stamp.hlc.wall_ms, stamp.hlc.counter, self.device(stamp.device))
+        WireStamp(
+            stamp.hlc.wall_ms,
+            stamp.hlc.counter,
+            self.device(stamp.device),
+        )
     }
 
     fn stamps<'a>(&mut self, stamps: impl IntoIterator<Item = &'a Stamp>) -> Vec<WireStamp> {
@@ -505,7 +509,10 @@ mod tests {
     use uuid::Uuid;
 
     fn change(n: u128, device: u128, record: u128) -> Change {
-        let stamp = Stamp::new(Hlc::at(1_700_000_000_000 + n as u64), DeviceId::from_u128(device));
+        let stamp = Stamp::new(
+            Hlc::at(1_700_000_000_000 + n as u64),
+            DeviceId::from_u128(device),
+        );
         Change {
             stamp,
             record: RecordKey::new(RecordKind::Household, Uuid::from_u128(record)),
@@ -566,7 +573,10 @@ mod tests {
             deprived: 0,
         };
         let volunteer = scope(Role::Volunteer, &["40010203"], None);
-        assert_eq!(volunteer.may_write(&RecordKind::Member, Some(&inside)), Ok(()));
+        assert_eq!(
+            volunteer.may_write(&RecordKind::Member, Some(&inside)),
+            Ok(())
+        );
         assert_eq!(
             volunteer.may_write(&RecordKind::Member, Some(&outside)),
             Err(Refusal::OutsideAreas)
@@ -576,13 +586,19 @@ mod tests {
             Err(Refusal::KindNotAllowed)
         );
         let team = scope(Role::Team, &["4001"], None);
-        assert_eq!(team.may_write(&RecordKind::Household, Some(&inside)), Ok(()));
+        assert_eq!(
+            team.may_write(&RecordKind::Household, Some(&inside)),
+            Ok(())
+        );
         assert_eq!(team.may_write(&RecordKind::Official, None), Ok(()));
         assert!(!team.may_read(Some(&outside)));
         assert!(team.may_read(None));
         let province = scope(Role::Province, &[], None);
         assert!(province.may_read(Some(&outside)));
-        assert_eq!(province.may_write(&RecordKind::Other("x".into()), None), Ok(()));
+        assert_eq!(
+            province.may_write(&RecordKind::Other("x".into()), None),
+            Ok(())
+        );
     }
 
     #[test]
@@ -598,7 +614,10 @@ mod tests {
         };
         assert!(group.may_read(Some(&deprived)));
         assert!(!group.may_read(Some(&other)));
-        assert_eq!(group.may_write(&RecordKind::Assistance, Some(&deprived)), Ok(()));
+        assert_eq!(
+            group.may_write(&RecordKind::Assistance, Some(&deprived)),
+            Ok(())
+        );
         assert_eq!(
             group.may_write(&RecordKind::Assistance, Some(&other)),
             Err(Refusal::NotDeprivedInDimension)

@@ -25,8 +25,13 @@ pub trait Backend: Send + Sync + 'static {
     /// One page of the changes in scope after the cursor.
     fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage>;
     /// Adds an account.
-    fn add_account(&self, name: &str, scope: &Scope, token_hash: &[u8], now_ms: u64)
-        -> Result<Account>;
+    fn add_account(
+        &self,
+        name: &str,
+        scope: &Scope,
+        token_hash: &[u8],
+        now_ms: u64,
+    ) -> Result<Account>;
     /// Every account.
     fn accounts(&self) -> Result<Vec<Account>>;
     /// Revokes an account.
@@ -80,7 +85,9 @@ impl SqliteBackend {
     fn writer(&self) -> std::sync::MutexGuard<'_, Store> {
         // A panic while holding the lock left no transaction open (rusqlite
         // rolls back on drop), so the store is still sound.
-        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -92,7 +99,9 @@ impl SqliteBackend {
             }
         }
         let reader = &self.readers[start % self.readers.len()];
-        reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        reader
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -186,14 +186,21 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
         }
         AccountCommand::List { data } => {
             let backend = SqliteBackend::open(&data)?;
-            println!("{:<24} {:<10} {:<14} {:<8} areas", "name", "role", "dimension", "state");
+            println!(
+                "{:<24} {:<10} {:<14} {:<8} areas",
+                "name", "role", "dimension", "state"
+            );
             for account in backend.accounts()? {
                 println!(
                     "{:<24} {:<10} {:<14} {:<8} {}",
                     account.name,
                     account.scope.role.as_str(),
                     account.scope.dimension.map_or("-", Dimension::key),
-                    if account.revoked_ms.is_some() { "revoked" } else { "active" },
+                    if account.revoked_ms.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    },
                     if account.scope.is_everything() {
                         "(all)".to_owned()
                     } else {

@@ -9,9 +9,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use faenban_core::model::{assess_visit, latest_visits};
 use faenban_core::sync::{ChangeSet, PullPage, Role, Scope, PROTOCOL_VERSION};
-use faenban_core::{
-    Catalogues, Change, DeviceId, Dimension, RecordKey, RecordKind, Replica,
-};
+use faenban_core::{Catalogues, Change, DeviceId, Dimension, RecordKey, RecordKind, Replica};
 use faenban_server::backend::{Backend, SqliteBackend};
 use faenban_server::token;
 use faenban_store::{Store, SCHEMA_VERSION};
@@ -41,7 +39,13 @@ impl Server {
     }
 
     /// Adds an account and returns its token.
-    fn account(&self, name: &str, role: Role, areas: &[&str], dimension: Option<Dimension>) -> String {
+    fn account(
+        &self,
+        name: &str,
+        role: Role,
+        areas: &[&str],
+        dimension: Option<Dimension>,
+    ) -> String {
         let token = token::generate().unwrap();
         let scope = Scope {
             role,
@@ -130,7 +134,10 @@ fn households(device: u128, village: &str, count: usize, wall_ms: u64) -> (Repli
     let mut replica = Replica::new(DeviceId::from_u128(device));
     let mut changes = Vec::new();
     for n in 0..count {
-        let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(device << 64 | n as u128));
+        let key = RecordKey::new(
+            RecordKind::Household,
+            Uuid::from_u128(device << 64 | n as u128),
+        );
         changes.push(replica.set(wall_ms, &key, "village", json!(village)));
         changes.push(replica.set(wall_ms, &key, "address", json!(format!("{n} หมู่ 3"))));
     }
@@ -159,7 +166,10 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["applied"], 6);
     assert_eq!(first["held_through"], 6);
-    let feed = Store::open(server.backend.path()).unwrap().feed_end().unwrap();
+    let feed = Store::open(server.backend.path())
+        .unwrap()
+        .feed_end()
+        .unwrap();
 
     let (status, again) = server.push(&token, device, 1, &changes).await;
     assert_eq!(status, StatusCode::OK);
@@ -210,7 +220,10 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
     let (status, body) = server.push(&token, device, 1, &changes).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "out_of_scope");
-    assert!(body["message"].as_str().unwrap().contains("outside the account's areas"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("outside the account's areas"));
     server.assert_nothing_stored(device);
 
     // A member of a household the account cannot see, and an official
@@ -218,7 +231,12 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
     let (status, _) = server.push(&token, device, 1, &changes[..4]).await;
     assert_eq!(status, StatusCode::OK);
     let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(7));
-    let stranger = replica.set(NOW, &member, "household", json!(Uuid::from_u128(99).to_string()));
+    let stranger = replica.set(
+        NOW,
+        &member,
+        "household",
+        json!(Uuid::from_u128(99).to_string()),
+    );
     let (status, body) = server.push(&token, device, 5, &[stranger]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let official = RecordKey::new(RecordKind::Official, Uuid::from_u128(8));
@@ -226,7 +244,12 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
     let (status, _) = server.push(&token, device, 5, &[official]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Moving a household out of the account's villages is refused as well.
-    let moved = replica.set(NOW, &RecordKey::new(RecordKind::Household, Uuid::from_u128(1 << 64)), "village", json!("40020101"));
+    let moved = replica.set(
+        NOW,
+        &RecordKey::new(RecordKind::Household, Uuid::from_u128(1 << 64)),
+        "village",
+        json!("40020101"),
+    );
     let (status, body) = server.push(&token, device, 5, &[moved]).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
@@ -277,7 +300,9 @@ async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "wrong_author");
     // A device that never said hello.
-    let (status, body) = server.push(&malee, DeviceId::from_u128(3), 1, &changes).await;
+    let (status, body) = server
+        .push(&malee, DeviceId::from_u128(3), 1, &changes)
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"], "unknown_device");
     server.assert_nothing_stored(device);
@@ -293,28 +318,43 @@ async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_rea
     let good = push_body(device, 1, &changes, false);
 
     let (status, body) = server.post("/v1/push", &token, "{\"protocol\": 1,").await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed"))
+    );
 
     let mut wrong = good.clone();
     wrong["first_sequence"] = json!("one");
     let (status, body) = server.post("/v1/push", &token, wrong.to_string()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"], "wrong_types");
-    assert!(body["message"].as_str().unwrap().contains("first_sequence") || body["message"].as_str().unwrap().contains("invalid type"));
+    assert!(
+        body["message"].as_str().unwrap().contains("first_sequence")
+            || body["message"].as_str().unwrap().contains("invalid type")
+    );
 
     let mut future = good.clone();
     future["protocol"] = json!(99);
     let (status, body) = server.post("/v1/push", &token, future.to_string()).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("protocol_version")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("protocol_version"))
+    );
 
     let mut bad_index = good.clone();
     bad_index["changes"]["changes"][0]["r"] = json!(42);
     let (status, body) = server.post("/v1/push", &token, bad_index.to_string()).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_index")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_index"))
+    );
 
     let huge = format!("{{\"protocol\":1,\"padding\":\"{}\"}}", "x".repeat(3 << 20));
     let (status, body) = server.post("/v1/push", &token, huge).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large"))
+    );
 
     // Compressed, but cut off in the middle of the stream.
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -329,12 +369,20 @@ async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_rea
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // Plain JSON cut off.
     let text = good.to_string();
-    let (status, body) = server.post("/v1/push", &token, text[..text.len() - 10].to_owned()).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("malformed")));
+    let (status, body) = server
+        .post("/v1/push", &token, text[..text.len() - 10].to_owned())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed"))
+    );
     // Too many changes in one batch.
     let (_, many) = households(1, "40010203", 501, NOW);
     let (status, body) = server.push(&token, device, 1, &many).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("too_many_changes")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("too_many_changes"))
+    );
     server.assert_nothing_stored(device);
 
     // And the same batch, whole and compressed, goes in.
@@ -411,7 +459,13 @@ async fn each_account_pulls_exactly_its_scope() {
     // A volunteer of one village gets that village's households and all
     // their records, and nothing of any other household.
     let homes = laptop.records(&RecordKind::Household).unwrap();
-    let village = homes[0].1.shown("village").unwrap().as_str().unwrap().to_owned();
+    let village = homes[0]
+        .1
+        .shown("village")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
     let expected: std::collections::BTreeSet<Uuid> = laptop
         .households_in_area(&village)
         .unwrap()
@@ -422,7 +476,11 @@ async fn each_account_pulls_exactly_its_scope() {
     let pulled = server.pull_all(&volunteer).await;
     assert_eq!(households_in(&pulled), expected);
     for change in &pulled {
-        if let Some(household) = change.value.as_str().filter(|_| change.field == "household") {
+        if let Some(household) = change
+            .value
+            .as_str()
+            .filter(|_| change.field == "household")
+        {
             assert!(expected.contains(&household.parse().unwrap()));
         }
     }
@@ -438,7 +496,10 @@ async fn each_account_pulls_exactly_its_scope() {
                 .record(&RecordKey::new(RecordKind::Household, household.0))
                 .unwrap()
                 .unwrap();
-            let card = home.shown("welfare_card").and_then(Value::as_bool).unwrap_or(false);
+            let card = home
+                .shown("welfare_card")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             assess_visit(&catalogues, visit, state, card)
                 .unwrap()
                 .is_deprived_in(Dimension::Income)
@@ -446,7 +507,12 @@ async fn each_account_pulls_exactly_its_scope() {
         .map(|(household, _)| household.0)
         .collect();
     assert!(!deprived.is_empty() && deprived.len() < homes.len());
-    let group = server.account("คณะทำงานด้านรายได้", Role::Dimension, &["40"], Some(Dimension::Income));
+    let group = server.account(
+        "คณะทำงานด้านรายได้",
+        Role::Dimension,
+        &["40"],
+        Some(Dimension::Income),
+    );
     assert_eq!(households_in(&server.pull_all(&group).await), deprived);
 }
 
@@ -463,5 +529,8 @@ async fn a_relayed_outbox_is_checked_against_the_relaying_account() {
     let (_, outside) = households(6, "40020101", 1, NOW);
     let body = push_body(DeviceId::from_u128(6), 1, &outside, true);
     let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::FORBIDDEN, Some("out_of_scope")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope"))
+    );
 }

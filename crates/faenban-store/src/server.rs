@@ -104,7 +104,10 @@ impl Store {
         if !scope.is_everything() && scope.areas.is_empty() {
             return Err(refused(
                 "bad_account",
-                format!("a {} account needs at least one area code", scope.role.as_str()),
+                format!(
+                    "a {} account needs at least one area code",
+                    scope.role.as_str()
+                ),
             ));
         }
         if (scope.role == Role::Dimension) != scope.dimension.is_some() {
@@ -359,14 +362,19 @@ impl Store {
                 ANNOUNCE_MOVED => !scope.is_everything(),
                 _ => scope.role == Role::Dimension,
             };
-            let in_scope = needed && (scope.is_everything() || {
-                let household: Option<String> = row.get(1)?;
-                let place = household.map(|_| HouseholdPlace {
-                    village: row.get::<_, Option<String>>(2).ok().flatten().unwrap_or_default(),
-                    deprived: row.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0) as u8,
+            let in_scope = needed
+                && (scope.is_everything() || {
+                    let household: Option<String> = row.get(1)?;
+                    let place = household.map(|_| HouseholdPlace {
+                        village: row
+                            .get::<_, Option<String>>(2)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default(),
+                        deprived: row.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0) as u8,
+                    });
+                    scope.may_read(place.as_ref())
                 });
-                scope.may_read(place.as_ref())
-            });
             if in_scope {
                 let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
                 let change: Change = serde_json::from_str(body)?;
@@ -439,7 +447,12 @@ fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<(i
         .optional()?)
 }
 
-fn check_device(tx: &Transaction<'_>, account: &Account, device: DeviceId, relay: bool) -> Result<()> {
+fn check_device(
+    tx: &Transaction<'_>,
+    account: &Account,
+    device: DeviceId,
+    relay: bool,
+) -> Result<()> {
     match (device_owner(tx, device)?, relay) {
         (Some((owner, _)), false) if owner == account.id => Ok(()),
         (Some(_), false) => Err(wrong_device(device)),
@@ -469,7 +482,9 @@ fn check_same_arrival(
     change: &Change,
 ) -> Result<()> {
     let held: Option<(i64, u32)> = tx
-        .prepare_cached("SELECT wall_ms, counter FROM arrivals WHERE device = ?1 AND sequence = ?2")?
+        .prepare_cached(
+            "SELECT wall_ms, counter FROM arrivals WHERE device = ?1 AND sequence = ?2",
+        )?
         .query_row(params![device.to_string(), sequence as i64], |row| {
             Ok((row.get(0)?, row.get(1)?))
         })
@@ -565,9 +580,7 @@ fn check_scope(
             .map_err(refusal)?;
         // Moving a household needs both its old and its new village in scope.
         if let Some(stored) = &stored {
-            scope
-                .may_write(&key.kind, Some(stored))
-                .map_err(refusal)?;
+            scope.may_write(&key.kind, Some(stored)).map_err(refusal)?;
         }
     }
     Ok(households)
@@ -646,7 +659,11 @@ fn update_place(session: &mut Session<'_>, household: RecordId) -> Result<()> {
              ON CONFLICT (household) DO UPDATE SET village = excluded.village, \
              deprived = excluded.deprived",
         )?
-        .execute(params![household.to_string(), place.village, place.deprived])?;
+        .execute(params![
+            household.to_string(),
+            place.village,
+            place.deprived
+        ])?;
     if let Some(before) = before {
         let announce = if before.village != place.village {
             ANNOUNCE_MOVED

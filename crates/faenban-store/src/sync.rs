@@ -167,7 +167,10 @@ impl Store {
         let own = self.device()?.is_some_and(|info| info.id == device);
         let tx = self.connection.transaction()?;
         if own {
-            tx.execute("DELETE FROM outbox WHERE sequence <= ?1", [held_through as i64])?;
+            tx.execute(
+                "DELETE FROM outbox WHERE sequence <= ?1",
+                [held_through as i64],
+            )?;
         } else {
             tx.execute(
                 "DELETE FROM relay WHERE device = ?1 AND sequence <= ?2",

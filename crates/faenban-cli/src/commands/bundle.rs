@@ -178,9 +178,10 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             received.duplicates,
             context.lang.pick("มีอยู่แล้ว", "already here"),
             carried,
-            context
-                .lang
-                .pick("การแก้ไขจะส่งต่อให้เซิร์ฟเวอร์เมื่อ sync", "changes to pass on at the next sync"),
+            context.lang.pick(
+                "การแก้ไขจะส่งต่อให้เซิร์ฟเวอร์เมื่อ sync",
+                "changes to pass on at the next sync"
+            ),
         );
     }
     Ok(())
@@ -196,7 +197,10 @@ fn read_bundle(context: &Context, file: &Path) -> anyhow::Result<Bundle> {
             Failure::new(
                 Kind::BadInput,
                 context.lang,
-                format!("{} ไม่ใช่ไฟล์ชุดข้อมูลของ faenban หรือไฟล์ไม่ครบ ({error})", file.display()),
+                format!(
+                    "{} ไม่ใช่ไฟล์ชุดข้อมูลของ faenban หรือไฟล์ไม่ครบ ({error})",
+                    file.display()
+                ),
                 format!(
                     "{} is not a faenban bundle, or it is cut off ({error}); nothing was imported",
                     file.display()

@@ -59,7 +59,10 @@ pub fn login(
         server: server.trim_end_matches('/').to_owned(),
         token: token.trim().to_owned(),
     })?;
-    context.store.set_setting(CA_KEY, ca_pem.as_deref().map(String::from_utf8_lossy).as_deref())?;
+    context.store.set_setting(
+        CA_KEY,
+        ca_pem.as_deref().map(String::from_utf8_lossy).as_deref(),
+    )?;
     if server.starts_with("http://") && !is_loopback(server) {
         eprintln!(
             "{}",
@@ -103,9 +106,10 @@ fn is_loopback(server: &str) -> bool {
 fn read_token(context: &Context) -> anyhow::Result<String> {
     eprint!(
         "{} ",
-        context
-            .lang
-            .pick("วางโทเคนที่ได้จากผู้ดูแลระบบ:", "paste the token from the administrator:")
+        context.lang.pick(
+            "วางโทเคนที่ได้จากผู้ดูแลระบบ:",
+            "paste the token from the administrator:"
+        )
     );
     let mut line = String::new();
     std::io::stdin()
@@ -339,7 +343,10 @@ fn print_summary(context: &Context, summary: &Summary) {
     if summary.relayed > 0 {
         println!(
             "{} {}",
-            lang.pick("ส่งแทนเครื่องอื่น (จากไฟล์ชุดข้อมูล):", "passed on for other laptops (from bundles):"),
+            lang.pick(
+                "ส่งแทนเครื่องอื่น (จากไฟล์ชุดข้อมูล):",
+                "passed on for other laptops (from bundles):"
+            ),
             summary.relayed
         );
     }
@@ -386,14 +393,14 @@ fn network_failure(context: &Context, error: ClientError) -> Failure {
         ClientError::Network(_) => Failure::new(
             Kind::Network,
             lang,
-            format!(
-                "ติดต่อเซิร์ฟเวอร์ไม่ได้ ข้อมูลในเครื่องยังอยู่ครบ ลองใหม่เมื่อมีสัญญาณ ({error})"
-            ),
+            format!("ติดต่อเซิร์ฟเวอร์ไม่ได้ ข้อมูลในเครื่องยังอยู่ครบ ลองใหม่เมื่อมีสัญญาณ ({error})"),
             format!("{error}; everything recorded is still on this laptop, sync again when online"),
         ),
         ClientError::Refused { code, .. } => {
             let th = match code.as_str() {
-                "bad_token" | "missing_token" => "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่",
+                "bad_token" | "missing_token" => {
+                    "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่"
+                }
                 "revoked" => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
                 "out_of_scope" => "มีการแก้ไขครัวเรือนนอกพื้นที่ที่บัญชีนี้รับผิดชอบ เซิร์ฟเวอร์ไม่รับทั้งชุด",
                 "wrong_device" => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
@@ -406,11 +413,8 @@ fn network_failure(context: &Context, error: ClientError) -> Failure {
                 format!("{error}; everything recorded is still on this laptop"),
             )
         }
-        ClientError::BadAnswer(_) | ClientError::Setup(_) => Failure::new(
-            Kind::Network,
-            lang,
-            format!("{error}"),
-            format!("{error}"),
-        ),
+        ClientError::BadAnswer(_) | ClientError::Setup(_) => {
+            Failure::new(Kind::Network, lang, format!("{error}"), format!("{error}"))
+        }
     }
 }

@@ -112,3 +112,136 @@ pub fn hand_over(from: &Path, to: &Path, order: impl FnOnce(&mut Vec<faenban_cor
         })
         .unwrap();
 }
+
+/// A real `faenban-server` process with its own data folder, on a free
+/// port of loopback.
+pub struct ServerProcess {
+    pub data: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    pub port: u16,
+}
+
+/// The server binary, built if this test run did not build it already
+/// (`cargo test -p faenban-cli` alone builds only this package).
+fn server_binary() -> PathBuf {
+    let path = assert_cmd::cargo::cargo_bin("faenban-server");
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "faenban-server", "--bin", "faenban-server"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building faenban-server failed");
+    }
+    path
+}
+
+impl ServerProcess {
+    pub fn start() -> ServerProcess {
+        let mut server = ServerProcess {
+            data: tempfile::tempdir().unwrap(),
+            child: None,
+            port: 0,
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts the process, on the port it had before if it had one.
+    fn launch(&mut self) {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(server_binary())
+            .arg("serve")
+            .arg("--data")
+            .arg(self.data.path())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the server did not say where it listens: {line:?}"));
+        self.port = port;
+        self.child = Some(child);
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Adds an account through the server's own command; returns the token.
+    pub fn account(&self, name: &str, role: &str, area: &str) -> String {
+        let output = std::process::Command::new(server_binary())
+            .args(["account", "add", "--data"])
+            .arg(self.data.path())
+            .args(["--name", name, "--role", role, "--area", area])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "account add: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn revoke(&self, name: &str) {
+        let status = std::process::Command::new(server_binary())
+            .args(["account", "revoke", "--data"])
+            .arg(self.data.path())
+            .args(["--name", name])
+            .output()
+            .unwrap()
+            .status;
+        assert!(status.success());
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts again on the same data and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    /// The server's database, for checks a client cannot make.
+    pub fn database(&self) -> PathBuf {
+        self.data.path().join("faenban-server.db")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Laptop {
+    /// `faenban login` with a token.
+    pub fn login(&self, server: &ServerProcess, token: &str) {
+        self.ok(&["login", "--server", &server.url(), "--token", token]);
+    }
+
+    /// `faenban sync --json`, which must succeed; its summary.
+    pub fn sync(&self) -> Value {
+        self.json(&["sync", "--retries", "2"])
+    }
+
+    pub fn unpushed(&self) -> u64 {
+        self.json(&["status"])["unpushed_changes"].as_u64().unwrap()
+    }
+}

@@ -1,0 +1,456 @@
+//! End to end: real `faenban` laptops syncing through a real
+//! `faenban-server` on loopback, including a server killed mid-push, lying
+//! clocks, refused accounts and bundles carried by hand.
+
+mod support;
+
+use std::time::Duration;
+
+use faenban_store::Store;
+use serde_json::Value;
+use support::{Laptop, ServerProcess};
+
+const VILLAGE: &str = "40010101";
+
+fn laptop(name: &str) -> Laptop {
+    let laptop = Laptop::new();
+    laptop.ok(&["init", "--name", name]);
+    laptop
+}
+
+fn edit(laptop: &Laptop, field: &str, value: &str) {
+    laptop.ok(&["household", "edit", "4001-012345-6", field, value]);
+}
+
+fn conflicts(laptop: &Laptop) -> Value {
+    laptop.json(&["conflicts", "list"])
+}
+
+#[test]
+fn three_laptops_and_the_province_converge_whatever_the_order() {
+    let server = ServerProcess::start();
+    let volunteer = laptop("อสม. มาลี");
+    let neighbour = laptop("อสม. สมศรี");
+    let team = laptop("ทีมอำเภอ");
+    let province = laptop("สำนักงานจังหวัด");
+    volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
+    neighbour.login(&server, &server.account("สมศรี", "volunteer", VILLAGE));
+    team.login(&server, &server.account("ทีมอำเภอเมือง", "team", "4001"));
+    province.login(&server, &server.account("จังหวัด", "province", ""));
+
+    volunteer.add_household();
+    volunteer.ok(&[
+        "member",
+        "add",
+        "--household",
+        "4001-012345-6",
+        "--first-name",
+        "มาลี",
+        "--sex",
+        "female",
+        "--relation",
+        "head",
+    ]);
+    let pushed = volunteer.sync();
+    assert!(pushed["pushed"].as_u64().unwrap() > 5, "{pushed}");
+    assert_eq!(volunteer.unpushed(), 0);
+    neighbour.sync();
+    team.sync();
+
+    // Offline, all three change the address; each also changes another field.
+    edit(&volunteer, "--address", "12/1 หมู่ 1");
+    edit(&neighbour, "--address", "12 หมู่ 1 ซอย 3");
+    edit(&team, "--address", "12 หมู่ 1 (ริมถนน)");
+    edit(&volunteer, "--notes", "ไม่มีน้ำประปา");
+    edit(&neighbour, "--welfare-card", "no");
+    team.ok(&[
+        "member",
+        "add",
+        "--household",
+        "4001-012345-6",
+        "--first-name",
+        "สมชาย",
+        "--sex",
+        "male",
+        "--relation",
+        "spouse",
+    ]);
+
+    // In different orders, and more than once.
+    for laptop in [
+        &team, &volunteer, &neighbour, &team, &neighbour, &volunteer, &team,
+    ] {
+        laptop.sync();
+    }
+    province.sync();
+
+    let expected = province.ok(&["export", "--format", "json"]);
+    for laptop in [&volunteer, &neighbour, &team] {
+        assert!(
+            laptop.ok(&["export", "--format", "json"]) == expected,
+            "an export differs from the province's"
+        );
+        assert_eq!(conflicts(laptop), conflicts(&province));
+    }
+    let conflicts = conflicts(&province);
+    assert!(
+        conflicts.to_string().contains("address"),
+        "the address conflict is recorded: {conflicts}"
+    );
+    for text in ["ไม่มีน้ำประปา", "สมชาย"] {
+        assert!(expected.contains(text), "{text} is in the merged data");
+    }
+    // Nothing is left to push, and a sync with nothing new moves nothing.
+    let quiet = team.sync();
+    assert_eq!(
+        (quiet["pushed"].as_u64(), quiet["pulled"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+/// How many arrivals and first announcements the server holds, and whether
+/// any change was applied twice.
+fn server_counts(server: &ServerProcess) -> (i64, i64, i64) {
+    let connection = rusqlite::Connection::open(server.database()).unwrap();
+    let count = |sql: &str| connection.query_row(sql, [], |row| row.get(0)).unwrap();
+    (
+        count("SELECT COUNT(*) FROM arrivals"),
+        count("SELECT COUNT(*) FROM feed WHERE announce = 0"),
+        count(
+            "SELECT COUNT(*) FROM (SELECT change_seq FROM feed WHERE announce = 0 \
+             GROUP BY change_seq HAVING COUNT(*) > 1)",
+        ),
+    )
+}
+
+/// A laptop holding a generated district of `households` households.
+fn busy_laptop(households: usize) -> Laptop {
+    let laptop = laptop("generated");
+    let mut store = Store::open(&laptop.db).unwrap();
+    faenban_fixtures::populate(
+        &mut store,
+        &faenban_fixtures::Spec::khon_kaen(3, households),
+    )
+    .unwrap();
+    laptop
+}
+
+#[test]
+fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice() {
+    let mut server = ServerProcess::start();
+    let laptop = busy_laptop(400);
+    let total = laptop.unpushed();
+    laptop.login(&server, &server.account("จังหวัด", "province", ""));
+
+    // Kill the server while the laptop is pushing.
+    let mut sync = laptop.cmd(&["sync", "--retries", "0"]);
+    sync.timeout(Duration::from_secs(120));
+    let handle = std::thread::spawn(move || sync.output().unwrap());
+    let connection = rusqlite::Connection::open(server.database()).unwrap();
+    // Wait until part of the outbox has arrived, then kill.
+    for _ in 0..2000 {
+        let arrived: i64 = connection
+            .query_row("SELECT COUNT(*) FROM arrivals", [], |row| row.get(0))
+            .unwrap_or(0);
+        if arrived > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.kill();
+    let output = handle.join().unwrap();
+    drop(connection);
+    let left = laptop.unpushed();
+    let (arrived, _, twice) = server_counts(&server);
+    assert_eq!(twice, 0);
+    // What the laptop dropped, the server holds.
+    assert!(
+        total - left <= arrived as u64,
+        "the laptop dropped {} changes but the server holds {arrived}",
+        total - left
+    );
+    if !output.status.success() {
+        assert_eq!(output.status.code(), Some(7), "network failure exit code");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("still on this laptop"), "{stderr}");
+    }
+
+    server.restart();
+    laptop.sync();
+    assert_eq!(laptop.unpushed(), 0);
+    let (arrived, announced, twice) = server_counts(&server);
+    assert_eq!(arrived as u64, total);
+    assert_eq!(announced as u64, total);
+    assert_eq!(twice, 0);
+    let province = self::laptop("จังหวัด");
+    province.login(&server, &server.account("จังหวัด 2", "province", ""));
+    province.sync();
+    assert!(province.ok(&["export"]) == laptop.ok(&["export"]));
+}
+
+#[test]
+fn a_sync_killed_at_any_point_resumes() {
+    let server = ServerProcess::start();
+    let laptop = busy_laptop(300);
+    let total = laptop.unpushed();
+    laptop.login(&server, &server.account("จังหวัด", "province", ""));
+    for delay_ms in [30, 120, 400] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban"))
+            .arg("--db")
+            .arg(&laptop.db)
+            .args(["sync", "--retries", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    laptop.sync();
+    assert_eq!(laptop.unpushed(), 0);
+    let (arrived, _, twice) = server_counts(&server);
+    assert_eq!((arrived as u64, twice), (total, 0));
+    // A second laptop that pulled while being killed also ends complete.
+    let other = self::laptop("ทีม");
+    other.login(&server, &server.account("ทีม", "province", ""));
+    for delay_ms in [50, 200] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban"))
+            .arg("--db")
+            .arg(&other.db)
+            .args(["sync", "--retries", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+    }
+    other.sync();
+    assert!(other.ok(&["export"]) == laptop.ok(&["export"]));
+}
+
+const YEARS_9_MS: i64 = 9 * 365 * 24 * 3600 * 1000;
+const YEARS_11_MS: i64 = 11 * 365 * 24 * 3600 * 1000;
+
+#[test]
+fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever() {
+    let server = ServerProcess::start();
+    let ahead = laptop("เครื่องเวลาเดินหน้า");
+    let behind = laptop("เครื่องเวลาถอยหลัง");
+    let office = laptop("สำนักงาน");
+    ahead.login(&server, &server.account("ahead", "volunteer", VILLAGE));
+    behind.login(&server, &server.account("behind", "volunteer", VILLAGE));
+    office.login(&server, &server.account("office", "team", "4001"));
+    let skewed = |laptop: &Laptop, skew: i64, args: &[&str]| {
+        let output = laptop
+            .cmd(args)
+            .env("FAENBAN_CLOCK_SKEW_MS", skew.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The 2035 laptop records a household, and hands it out in a bundle
+    // before it ever syncs: that copy can no longer be re-stamped locally.
+    skewed(
+        &ahead,
+        YEARS_9_MS,
+        &[
+            "household",
+            "add",
+            "--house-code",
+            "4001-012345-6",
+            "--village",
+            VILLAGE,
+            "--address",
+            "2035",
+            "--welfare-card",
+            "yes",
+        ],
+    );
+    let bundle = tempfile::tempdir().unwrap();
+    let file = bundle.path().join("ahead.bundle");
+    skewed(
+        &ahead,
+        YEARS_9_MS,
+        &["bundle", "export", file.to_str().unwrap()],
+    );
+    behind.ok(&["bundle", "import", file.to_str().unwrap()]);
+    // The 2015 laptop edits what it received, offline, with its old clock.
+    skewed(
+        &behind,
+        -YEARS_11_MS,
+        &["household", "edit", "4001-012345-6", "--notes", "2015"],
+    );
+
+    let summary: Value =
+        serde_json::from_str(&skewed(&ahead, YEARS_9_MS, &["--json", "sync"])).unwrap();
+    assert!(
+        summary["clock_moved_ms"].as_i64().unwrap() < -YEARS_9_MS / 2,
+        "{summary}"
+    );
+    assert!(
+        summary["restamped_by_server"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    let summary: Value =
+        serde_json::from_str(&skewed(&behind, -YEARS_11_MS, &["--json", "sync"])).unwrap();
+    assert!(
+        summary["clock_moved_ms"].as_i64().unwrap() > YEARS_11_MS / 2,
+        "{summary}"
+    );
+    office.sync();
+    // The office, with a correct clock, edits the address afterwards: its
+    // value shows, although the first value was stamped nine years ahead.
+    edit(&office, "--address", "12 หมู่ 1");
+    office.sync();
+    skewed(&ahead, YEARS_9_MS, &["sync"]);
+    skewed(&behind, -YEARS_11_MS, &["sync"]);
+    let expected = office.ok(&["export"]);
+    assert!(expected.contains("12 หมู่ 1") && expected.contains("2015"));
+    assert!(ahead.ok(&["export"]) == expected, "the 2035 laptop differs");
+    assert!(
+        behind.ok(&["export"]) == expected,
+        "the 2015 laptop differs"
+    );
+    // After correction, the 2035 laptop's new edits carry today's time.
+    skewed(
+        &ahead,
+        YEARS_9_MS,
+        &["household", "edit", "4001-012345-6", "--notes", "later"],
+    );
+    let store = Store::open(&ahead.db).unwrap();
+    let (_, change) = store.outbox().unwrap().pop().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        change.stamp.hlc.wall_ms < now + 10 * 60 * 1000,
+        "{change:?}"
+    );
+}
+
+#[test]
+fn out_of_scope_revoked_and_forged_are_refused_and_nothing_is_lost() {
+    let server = ServerProcess::start();
+    let volunteer = laptop("อสม.");
+    volunteer.login(&server, &server.account("มาลี", "volunteer", "40010203"));
+    volunteer.add_household(); // village 40010101: not this account's
+    let before = volunteer.unpushed();
+    let (code, stderr) = volunteer.fails(&["--lang", "en", "sync", "--retries", "0"]);
+    assert_eq!(code, 8);
+    assert!(stderr.contains("outside the account's areas"), "{stderr}");
+    assert!(stderr.contains("still on this laptop"), "{stderr}");
+    assert_eq!(volunteer.unpushed(), before);
+    let connection = rusqlite::Connection::open(server.database()).unwrap();
+    let stored: i64 = connection
+        .query_row("SELECT COUNT(*) FROM feed", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(stored, 0);
+
+    // A forged token: login refuses it, and keeps no settings.
+    let stranger = laptop("ไม่รู้จัก");
+    let forged = format!("fbn_{}", "ab".repeat(32));
+    let (code, stderr) = stranger.fails(&[
+        "--lang",
+        "en",
+        "login",
+        "--server",
+        &server.url(),
+        "--token",
+        &forged,
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(code, 8);
+    assert!(stderr.contains("bad_token"), "{stderr}");
+    let (code, _) = stranger.fails(&["sync"]);
+    assert_eq!(code, 3, "no server set");
+
+    // A revoked account: sync refuses, and the laptop keeps its outbox.
+    let team = laptop("ทีม");
+    team.login(&server, &server.account("ทีม", "team", "4001"));
+    team.add_household();
+    server.revoke("ทีม");
+    let (code, stderr) = team.fails(&["--lang", "en", "sync", "--retries", "0"]);
+    assert_eq!(code, 8);
+    assert!(stderr.contains("revoked"), "{stderr}");
+    assert!(team.unpushed() > 0);
+}
+
+#[test]
+fn a_dead_server_is_reported_and_the_outbox_kept() {
+    let mut server = ServerProcess::start();
+    let volunteer = laptop("อสม.");
+    volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
+    volunteer.add_household();
+    server.kill();
+    let before = volunteer.unpushed();
+    let (code, stderr) = volunteer.fails(&["--lang", "en", "sync", "--retries", "1"]);
+    assert_eq!(code, 7);
+    assert!(stderr.contains("could not be reached"), "{stderr}");
+    assert!(stderr.contains("tried 2 times"), "{stderr}");
+    assert_eq!(volunteer.unpushed(), before);
+}
+
+#[test]
+fn a_bundle_carries_an_offline_laptops_work_to_the_server_and_the_answer_back() {
+    let server = ServerProcess::start();
+    let offline = laptop("อสม. บนดอย");
+    let online = laptop("ทีมตำบล");
+    let province = laptop("จังหวัด");
+    online.login(&server, &server.account("ทีมตำบล", "team", "400101"));
+    province.login(&server, &server.account("จังหวัด", "province", ""));
+    // The province has something for the village already.
+    province.ok(&[
+        "household",
+        "add",
+        "--house-code",
+        "4001-000123-4",
+        "--village",
+        VILLAGE,
+        "--address",
+        "5 หมู่ 1",
+    ]);
+    province.sync();
+
+    offline.add_household();
+    edit(&offline, "--notes", "บันทึกบนดอย");
+    let pending = offline.unpushed();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("to-office.bundle");
+    let back = dir.path().join("to-village.bundle");
+    offline.ok(&["bundle", "export", out.to_str().unwrap()]);
+    let imported = online.json(&["bundle", "import", out.to_str().unwrap()]);
+    assert_eq!(imported["to_pass_on"].as_u64(), Some(pending), "{imported}");
+    let synced = online.sync();
+    assert_eq!(synced["relayed"].as_u64(), Some(pending), "{synced}");
+    online.ok(&["bundle", "export", back.to_str().unwrap()]);
+    offline.ok(&["bundle", "import", back.to_str().unwrap()]);
+
+    assert_eq!(
+        offline.unpushed(),
+        0,
+        "the server's acknowledgement came back"
+    );
+    province.sync();
+    let expected = province.ok(&["export"]);
+    assert!(expected.contains("บันทึกบนดอย") && expected.contains("40010001234"));
+    assert!(offline.ok(&["export"]) == expected);
+    assert!(online.ok(&["export"]) == expected);
+
+    // A damaged bundle is refused whole.
+    let bytes = std::fs::read(&out).unwrap();
+    let cut = dir.path().join("cut.bundle");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, stderr) = online.fails(&["--lang", "en", "bundle", "import", cut.to_str().unwrap()]);
+    assert_eq!(code, 3);
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+}
