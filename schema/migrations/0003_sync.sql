@@ -39,14 +39,16 @@ CREATE TABLE devices (
     first_seen_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- The stamp each (device, sequence) arrived with: a re-sent change is
--- recognized, and a different change under a used sequence is refused.
+-- The runs of each device's outbox the server holds, one row per push, with
+-- the stamp each sequence arrived with (12 bytes each: wall_ms and counter,
+-- little-endian): a re-sent change is recognized, and a different change
+-- under a held sequence is refused.
 CREATE TABLE arrivals (
-    device   TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    wall_ms  INTEGER NOT NULL,
-    counter  INTEGER NOT NULL,
-    PRIMARY KEY (device, sequence)
+    device         TEXT NOT NULL,
+    first_sequence INTEGER NOT NULL,
+    last_sequence  INTEGER NOT NULL,
+    stamps         BLOB NOT NULL,
+    PRIMARY KEY (device, first_sequence)
 ) WITHOUT ROWID;
 
 -- Server sequence numbers: pulls page through this. A household that enters

@@ -3,8 +3,9 @@
 //! embedded SQLite one without touching the protocol.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use faenban_core::sync::Scope;
 use faenban_core::DeviceId;
@@ -48,7 +49,28 @@ pub struct SqliteBackend {
     readers: Vec<Mutex<Store>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    _checkpointer: Checkpointer,
 }
+
+/// Copies the write-ahead log into the database in the background, so that
+/// no push pays for it.
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// How often the background checkpoint runs.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// The database file inside the server's data folder.
 pub const DATABASE_FILE: &str = "faenban-server.db";
@@ -62,18 +84,46 @@ impl SqliteBackend {
         std::fs::create_dir_all(data_dir)
             .map_err(|error| faenban_store::Error::Corrupt(format!("data folder: {error}")))?;
         let path = data_dir.join(DATABASE_FILE);
-        let mut writer = Store::open(&path)?;
+        let mut writer = Store::open(&path)?.without_search_index();
         if writer.device()?.is_none() {
             writer.init("server", DeviceId(Uuid::now_v7()))?;
         }
+        // The writer keeps the pages it merges into hot; checkpoints happen
+        // on their own thread.
+        writer.pragma("cache_size", -65_536)?;
+        writer.pragma("wal_autocheckpoint", 0)?;
         let readers = (0..READERS)
-            .map(|_| Store::open(&path).map(Mutex::new))
+            .map(|_| {
+                let reader = Store::open(&path)?;
+                reader.pragma("cache_size", -8_192)?;
+                Ok(Mutex::new(reader))
+            })
             .collect::<Result<_>>()?;
+        let checkpoints = Store::open(&path)?;
+        checkpoints.pragma("cache_size", -1_024)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(error) = checkpoints.checkpoint() {
+                        tracing::warn!(%error, "checkpoint failed; will retry");
+                    }
+                }
+                let _ = checkpoints.checkpoint();
+            })
+            .map_err(|error| faenban_store::Error::Corrupt(format!("checkpoint thread: {error}")))?;
         Ok(SqliteBackend {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
             path,
+            _checkpointer: Checkpointer {
+                stop,
+                thread: Some(thread),
+            },
         })
     }
 

@@ -42,7 +42,14 @@ pub const MAX_PAGE: usize = 5_000;
 #[derive(Clone)]
 pub struct AppState {
     backend: Arc<dyn Backend>,
+    /// Bounds the store calls running at once: hundreds of devices syncing
+    /// together queue here instead of each holding a thread.
+    store_calls: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many store calls may run at once (one writer and a few readers
+/// serve them; more would only wait on their locks).
+const STORE_CALLS: usize = 8;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +68,10 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .layer(middleware::from_fn(log_request))
         .layer(CompressionLayer::new())
         .layer(RequestDecompressionLayer::new())
-        .with_state(AppState { backend })
+        .with_state(AppState {
+            backend,
+            store_calls: Arc::new(tokio::sync::Semaphore::new(STORE_CALLS)),
+        })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the
@@ -178,10 +188,18 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// Runs blocking store work off the async runtime.
+/// Runs blocking store work off the async runtime, a few at a time.
 async fn blocking<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _permit = state.store_calls.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; try again shortly",
+        )
+    })?;
     tokio::task::spawn_blocking(work).await.map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -215,7 +233,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, 
     }
     let hash = token::hash(token);
     let backend = state.backend.clone();
-    let account = blocking(move || Ok(backend.account_by_token(&hash)?)).await?;
+    let account = blocking(state, move || Ok(backend.account_by_token(&hash)?)).await?;
     match account {
         None => Err(unauthorized(
             "bad_token",
@@ -298,7 +316,7 @@ async fn hello(
     check_protocol(request.protocol)?;
     let backend = state.backend.clone();
     let schema = backend.schema_version();
-    let response = blocking(move || {
+    let response = blocking(&state, move || {
         let held = backend.hello(&account, request.device, &request.name, now_ms())?;
         Ok(HelloResponse {
             protocol: PROTOCOL_VERSION,
@@ -361,7 +379,7 @@ async fn push(
         first_sequence: request.first_sequence,
         changes,
     };
-    let outcome = blocking(move || Ok(backend.push(&account, input, now_ms())?)).await;
+    let outcome = blocking(&state, move || Ok(backend.push(&account, input, now_ms())?)).await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -417,7 +435,7 @@ async fn pull(
     let limit = query.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
     let backend = state.backend.clone();
     let since = query.since;
-    let page = blocking(move || Ok(backend.pull(&account.scope, since, limit)?)).await?;
+    let page = blocking(&state, move || Ok(backend.pull(&account.scope, since, limit)?)).await?;
     Ok(Json(PullPage {
         protocol: PROTOCOL_VERSION,
         changes: page.changes,

@@ -272,10 +272,11 @@ impl Store {
                 ..PushOutcome::default()
             };
             let mut fresh = Vec::with_capacity(changes.len());
+            let mut held_runs = HeldRuns::default();
             for (offset, change) in changes.into_iter().enumerate() {
                 let sequence = first_sequence + offset as u64;
                 if sequence <= held {
-                    check_same_arrival(&session.tx, device, sequence, &change)?;
+                    held_runs.check(&session.tx, device, sequence, &change)?;
                     outcome.duplicates += 1;
                 } else {
                     fresh.push((sequence, change));
@@ -286,8 +287,11 @@ impl Store {
             }
             let households = check_scope(&session.tx, &account.scope, &fresh)?;
             let mut moved: HashSet<RecordId> = HashSet::new();
+            let first_fresh = fresh[0].0;
+            let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
             for (sequence, change) in fresh {
-                let pushed_stamp = change.stamp;
+                stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
+                stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
                 let household = households.get(&change.record).copied().flatten();
                 if change.record.kind == RecordKind::Household && change.field == "village"
                     || change.record.kind == RecordKind::Visit
@@ -315,20 +319,20 @@ impl Store {
                 } else {
                     outcome.duplicates += 1;
                 }
-                session
-                    .tx
-                    .prepare_cached(
-                        "INSERT INTO arrivals (device, sequence, wall_ms, counter) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                    )?
-                    .execute(params![
-                        device.to_string(),
-                        sequence as i64,
-                        pushed_stamp.hlc.wall_ms as i64,
-                        pushed_stamp.hlc.counter
-                    ])?;
                 outcome.held_through = sequence;
             }
+            session
+                .tx
+                .prepare_cached(
+                    "INSERT INTO arrivals (device, first_sequence, last_sequence, stamps) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    device.to_string(),
+                    first_fresh as i64,
+                    outcome.held_through as i64,
+                    stamps
+                ])?;
             session.flush()?;
             for household in moved {
                 update_place(session, household)?;
@@ -470,37 +474,64 @@ fn check_device(
 
 fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u64> {
     let held: Option<i64> = connection
-        .prepare_cached("SELECT MAX(sequence) FROM arrivals WHERE device = ?1")?
+        .prepare_cached("SELECT MAX(last_sequence) FROM arrivals WHERE device = ?1")?
         .query_row([device.to_string()], |row| row.get(0))?;
     Ok(held.unwrap_or(0) as u64)
 }
 
-fn check_same_arrival(
-    tx: &Transaction<'_>,
-    device: DeviceId,
-    sequence: u64,
-    change: &Change,
-) -> Result<()> {
-    let held: Option<(i64, u32)> = tx
-        .prepare_cached(
-            "SELECT wall_ms, counter FROM arrivals WHERE device = ?1 AND sequence = ?2",
-        )?
-        .query_row(params![device.to_string(), sequence as i64], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    let same = held.is_some_and(|(wall_ms, counter)| {
-        wall_ms as u64 == change.stamp.hlc.wall_ms && counter == change.stamp.hlc.counter
-    });
-    if same {
-        Ok(())
-    } else {
-        Err(refused(
-            "sequence_reused",
-            format!(
-                "the server already holds a different change as sequence {sequence} of device {device}; nothing of this batch was applied"
-            ),
-        ))
+/// Bytes per stamp in `arrivals.stamps`: wall_ms (8) and counter (4).
+const STAMP_BYTES: usize = 12;
+
+/// The held runs of one device's outbox, read once per push: a re-sent
+/// batch is checked against them without a lookup per change.
+#[derive(Default)]
+struct HeldRuns {
+    run: Option<(u64, u64, Vec<u8>)>,
+}
+
+impl HeldRuns {
+    /// Refuses a change that is not the one held under its sequence.
+    fn check(
+        &mut self,
+        tx: &Transaction<'_>,
+        device: DeviceId,
+        sequence: u64,
+        change: &Change,
+    ) -> Result<()> {
+        let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
+        if !self.run.as_ref().is_some_and(covers) {
+            self.run = tx
+                .prepare_cached(
+                    "SELECT first_sequence, last_sequence, stamps FROM arrivals \
+                     WHERE device = ?1 AND first_sequence <= ?2 \
+                     ORDER BY first_sequence DESC LIMIT 1",
+                )?
+                .query_row(params![device.to_string(), sequence as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, i64>(1)? as u64,
+                        row.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
+                .optional()?;
+        }
+        let held = self.run.as_ref().filter(|run| covers(run)).and_then(|(first, _, stamps)| {
+            let at = (sequence - first) as usize * STAMP_BYTES;
+            let bytes = stamps.get(at..at + STAMP_BYTES)?;
+            let wall_ms = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+            let counter = u32::from_le_bytes(bytes[8..].try_into().ok()?);
+            Some((wall_ms, counter))
+        });
+        if held == Some((change.stamp.hlc.wall_ms, change.stamp.hlc.counter)) {
+            Ok(())
+        } else {
+            Err(refused(
+                "sequence_reused",
+                format!(
+                    "the server already holds a different change as sequence {sequence} of device {device}; nothing of this batch was applied"
+                ),
+            ))
+        }
     }
 }
 

@@ -1,0 +1,481 @@
+//! Benchmark: the sync server at provincial scale.
+//!
+//! 1. Merge: a generated province (100,000 households by default) pushed in
+//!    batches of 1,000 changes, with concurrent edits from two other devices
+//!    so that conflicts are kept; beside it, raw SQLite inserts of the same
+//!    change rows in transactions of the same size.
+//! 2. Re-push of every batch already held.
+//! 3. Pull from scratch over HTTP on loopback (gzip, as a client gets it):
+//!    one village of about 200 households, and the whole province.
+//! 4. 500 simulated devices syncing at once against a `faenban-server`
+//!    process: throughput, latency percentiles, the server's peak memory.
+//!
+//! Run with `cargo bench -p faenban-server --bench sync` (add `--
+//! --households N` for another size, `--merge-only` to profile the merge). It prints Markdown for
+//! docs/PERFORMANCE.md.
+
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faenban_core::sync::{ChangeSet, PullPage, Role, Scope, PROTOCOL_VERSION};
+use faenban_core::{Change, DeviceId, RecordKey, RecordKind, Replica, Stamp};
+use faenban_fixtures::{populate, Detail, Spec};
+use faenban_server::backend::{Backend, SqliteBackend};
+use faenban_server::token;
+use faenban_store::server::{Account, PushInput};
+use faenban_store::Store;
+use rusqlite::{params, Connection};
+use serde_json::json;
+use uuid::Uuid;
+
+const BATCH: usize = 1_000;
+const DEVICES: usize = 500;
+
+fn main() -> anyhow::Result<()> {
+    let mut households = 100_000;
+    let mut merge_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--households" => households = args.next().unwrap_or_default().parse()?,
+            "--merge-only" => merge_only = true,
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    let scratch = tempfile::tempdir()?;
+
+    // The province, as one laptop made it.
+    let mut laptop = Store::open_in_memory()?;
+    let spec = Spec {
+        detail: Detail::Minimal,
+        ..Spec::khon_kaen(2568, households)
+    };
+    let started = Instant::now();
+    populate(&mut laptop, &spec)?;
+    let generator = laptop.device()?.expect("populate makes a device").id;
+    let outbox = laptop.outbox()?;
+    let homes = laptop.records(&RecordKind::Household)?;
+    println!(
+        "generated {} households, {} changes in {:.1?}",
+        homes.len(),
+        outbox.len(),
+        started.elapsed()
+    );
+    // Two more devices edit 5% of the addresses concurrently, each having
+    // seen only the first value: every such household ends in conflict.
+    let conflicting: Vec<(DeviceId, Vec<Change>)> = [0xB_u128, 0xC]
+        .into_iter()
+        .map(|device| {
+            let device = DeviceId::from_u128(device);
+            let changes = homes
+                .iter()
+                .step_by(20)
+                .enumerate()
+                .map(|(n, (key, state))| Change {
+                    stamp: Stamp::new(
+                        faenban_core::Hlc::at(1_900_000_000_000 + n as u64),
+                        device,
+                    ),
+                    record: key.clone(),
+                    field: "address".into(),
+                    value: json!(format!("{n} หมู่ 2 ({device})")),
+                    supersedes: state.live_stamps("address").into_iter().collect(),
+                    observed: Vec::new(),
+                    previous_stamps: Vec::new(),
+                })
+                .collect();
+            (device, changes)
+        })
+        .collect();
+
+    // 1. Merge.
+    let data = scratch.path().join("server");
+    let backend = SqliteBackend::open(&data)?;
+    let province = account(&backend, "province", Role::Province, &[])?;
+    let account_of = |backend: &SqliteBackend, token: &str| -> anyhow::Result<Account> {
+        Ok(backend
+            .account_by_token(&token::hash(token))?
+            .expect("account just made"))
+    };
+    let province_account = account_of(&backend, &province)?;
+    let mut runs: Vec<PushInput> = outbox
+        .chunks(BATCH)
+        .map(|chunk| PushInput {
+            device: generator,
+            relay: false,
+            first_sequence: chunk[0].0,
+            changes: chunk.iter().map(|(_, change)| change.clone()).collect(),
+        })
+        .collect();
+    for (device, changes) in &conflicting {
+        runs.extend(changes.chunks(BATCH).enumerate().map(|(n, chunk)| PushInput {
+            device: *device,
+            relay: false,
+            first_sequence: (n * BATCH) as u64 + 1,
+            changes: chunk.to_vec(),
+        }));
+    }
+    for device in [generator, conflicting[0].0, conflicting[1].0] {
+        backend.hello(&province_account, device, "bench", 1_800_000_000_000)?;
+    }
+    let total_changes: usize = runs.iter().map(|run| run.changes.len()).sum();
+    let started = Instant::now();
+    for run in runs.clone() {
+        backend.push(&province_account, run, 1_800_000_000_000)?;
+    }
+    let merge = started.elapsed();
+    if merge_only {
+        println!("merge: {total_changes} changes in {merge:.2?}");
+        return Ok(());
+    }
+    let conflicts = Store::open(&backend.path().to_owned())?.status()?.conflicts;
+    let raw = raw_inserts(&scratch.path().join("raw.db"), &runs)?;
+
+    // 2. Re-push.
+    let started = Instant::now();
+    for run in runs.clone() {
+        let outcome = backend.push(&province_account, run, 1_800_000_000_000)?;
+        assert_eq!(outcome.applied, 0);
+    }
+    let repush = started.elapsed();
+    let server_file = file_size(backend.path());
+
+    // 3. Pull over HTTP.
+    let village = homes[0].1.shown("village").unwrap().as_str().unwrap().to_owned();
+    let volunteer = account(&backend, "village", Role::Volunteer, &[&village])?;
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(faenban_server::run(listener, backend.clone(), async {
+        let _ = stopped.await;
+    }));
+    let base = format!("http://{address}");
+    let village_pull = pull_everything(&base, &volunteer)?;
+    let province_pull = pull_everything(&base, &province)?;
+    let _ = stop.send(());
+    runtime.block_on(server)??;
+    drop(backend);
+
+    // 4. Many devices at once, against the real binary.
+    let load = load_test(scratch.path())?;
+
+    let per_s = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    println!();
+    println!("| measure | result |");
+    println!("|---|---|");
+    println!(
+        "| merge: {total_changes} changes pushed in batches of {BATCH} ({conflicts} records left in conflict) | {:.2} s, **{:.0} changes/s** |",
+        merge.as_secs_f64(),
+        per_s(total_changes, merge)
+    );
+    println!(
+        "| raw SQLite inserts of the same change rows, same transactions | {:.2} s, {:.0} rows/s |",
+        raw.as_secs_f64(),
+        per_s(total_changes, raw)
+    );
+    println!(
+        "| merge rate / raw insert rate | **{:.0}%** |",
+        100.0 * raw.as_secs_f64() / merge.as_secs_f64()
+    );
+    println!(
+        "| re-push of every batch already held | {:.2} s, **{:.0} changes/s** |",
+        repush.as_secs_f64(),
+        per_s(total_changes, repush)
+    );
+    println!("| server database after the merge | {:.0} MB |", server_file as f64 / 1e6);
+    for (name, pull) in [("one village", &village_pull), ("whole province", &province_pull)] {
+        println!(
+            "| pull from scratch, {name}: {} changes, {} households, {} pages | {:.2} s, {:.1} MB on the wire, **{:.1} bytes/change** ({:.0} bytes/change uncompressed) |",
+            pull.changes,
+            pull.households,
+            pull.pages,
+            pull.time.as_secs_f64(),
+            pull.wire_bytes as f64 / 1e6,
+            pull.wire_bytes as f64 / pull.changes.max(1) as f64,
+            pull.json_bytes as f64 / pull.changes.max(1) as f64,
+        );
+    }
+    println!(
+        "| {DEVICES} devices syncing at once ({} changes pushed, each device then pulls its village) | {:.2} s, {:.0} syncs/s, {:.0} changes/s |",
+        load.changes,
+        load.time.as_secs_f64(),
+        per_s(DEVICES, load.time),
+        per_s(load.changes, load.time)
+    );
+    println!(
+        "| request latency under that load: push p50 / p99, pull p50 / p99 | {:.0} / {:.0} ms, {:.0} / {:.0} ms |",
+        ms(load.push[load.push.len() / 2]),
+        ms(load.push[load.push.len() * 99 / 100]),
+        ms(load.pull[load.pull.len() / 2]),
+        ms(load.pull[load.pull.len() * 99 / 100]),
+    );
+    println!(
+        "| server peak memory (VmHWM) during the load | **{:.0} MB** |",
+        load.peak_kb as f64 / 1024.0
+    );
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn account(backend: &SqliteBackend, name: &str, role: Role, areas: &[&str]) -> anyhow::Result<String> {
+    let token = token::generate()?;
+    let scope = Scope {
+        role,
+        areas: areas.iter().map(|a| a.to_string()).collect(),
+        dimension: None,
+    };
+    backend.add_account(name, &scope, &token::hash(&token), 1_800_000_000_000)?;
+    Ok(token)
+}
+
+fn file_size(path: &Path) -> u64 {
+    ["", "-wal"]
+        .iter()
+        .map(|suffix| {
+            std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
+        })
+        .sum()
+}
+
+/// The same change rows the server logs, inserted into a table of the same
+/// shape, in transactions of one batch each.
+fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
+    let connection = Connection::open(path)?;
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.execute_batch(
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
+         counter INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, \
+         record TEXT NOT NULL, field TEXT NOT NULL, body TEXT NOT NULL, \
+         UNIQUE (wall_ms, counter, device))",
+    )?;
+    let mut connection = connection;
+    let started = Instant::now();
+    for run in runs {
+        let tx = connection.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO changes (wall_ms, counter, device, kind, record, field, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for change in &run.changes {
+                insert.execute(params![
+                    change.stamp.hlc.wall_ms as i64,
+                    change.stamp.hlc.counter,
+                    change.stamp.device.to_string(),
+                    change.record.kind.as_str(),
+                    change.record.id.to_string(),
+                    change.field.as_str(),
+                    serde_json::to_string(change)?,
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(started.elapsed())
+}
+
+struct Pulled {
+    changes: usize,
+    households: usize,
+    pages: usize,
+    wire_bytes: usize,
+    json_bytes: usize,
+    time: Duration,
+}
+
+/// Pulls every page as a client does, counting the gzip bytes on the wire.
+fn pull_everything(base: &str, token: &str) -> anyhow::Result<Pulled> {
+    // Decompress here, to count what crossed the wire.
+    let client = reqwest::blocking::Client::builder().no_gzip().build()?;
+    let mut pulled = Pulled {
+        changes: 0,
+        households: 0,
+        pages: 0,
+        wire_bytes: 0,
+        json_bytes: 0,
+        time: Duration::ZERO,
+    };
+    let mut households = std::collections::HashSet::new();
+    let mut since = 0;
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(format!("{base}/v1/changes?since={since}&limit=5000"))
+            .bearer_auth(token)
+            .header("accept-encoding", "gzip")
+            .send()?
+            .error_for_status()?;
+        let gzipped = response.bytes()?;
+        let mut json = Vec::new();
+        flate2::read::GzDecoder::new(&gzipped[..]).read_to_end(&mut json)?;
+        let page: PullPage = serde_json::from_slice(&json)?;
+        let changes = page.changes.decode()?;
+        pulled.wire_bytes += gzipped.len();
+        pulled.json_bytes += json.len();
+        pulled.changes += changes.len();
+        pulled.pages += 1;
+        households.extend(
+            changes
+                .iter()
+                .filter(|c| c.record.kind == RecordKind::Household)
+                .map(|c| c.record.id),
+        );
+        since = page.next;
+        if !page.more {
+            break;
+        }
+    }
+    pulled.time = started.elapsed();
+    pulled.households = households.len();
+    Ok(pulled)
+}
+
+struct Load {
+    changes: usize,
+    time: Duration,
+    push: Vec<Duration>,
+    pull: Vec<Duration>,
+    peak_kb: u64,
+}
+
+/// 500 volunteers, each with a village of their own and ten households of
+/// ten fields, sync at once: hello, push, pull.
+fn load_test(scratch: &Path) -> anyhow::Result<Load> {
+    let data = scratch.join("load");
+    let backend = SqliteBackend::open(&data)?;
+    let mut devices = Vec::new();
+    for n in 0..DEVICES {
+        let village = format!("4001{:02}{:02}", 1 + n / 50, 1 + n % 50);
+        let token = account(&backend, &format!("volunteer {n}"), Role::Volunteer, &[&village])?;
+        let device = DeviceId::from_u128(0x1000 + n as u128);
+        let mut replica = Replica::new(device);
+        let mut changes = Vec::new();
+        for h in 0..10 {
+            let key = RecordKey::new(RecordKind::Household, Uuid::from_u128((n as u128) << 32 | h));
+            changes.push(replica.set(1_800_000_000_000, &key, "village", json!(village)));
+            for field in 0..9 {
+                changes.push(replica.set(
+                    1_800_000_000_000,
+                    &key,
+                    &format!("field_{field}"),
+                    json!(format!("value {h} {field}")),
+                ));
+            }
+        }
+        devices.push((token, device, changes));
+    }
+    drop(backend);
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_faenban-server"))
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().expect("piped")),
+        &mut line,
+    )?;
+    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    let pid = server.id();
+    let changes: usize = devices.iter().map(|(_, _, c)| c.len()).sum();
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let (time, push, pull) = runtime.block_on(async {
+        let client = reqwest::Client::builder().build()?;
+        let started = Instant::now();
+        let tasks: Vec<_> = devices
+            .into_iter()
+            .map(|(token, device, changes)| {
+                let client = client.clone();
+                let base = base.clone();
+                tokio::spawn(async move { one_device(&client, &base, &token, device, &changes).await })
+            })
+            .collect();
+        let mut push = Vec::new();
+        let mut pull = Vec::new();
+        for task in tasks {
+            let (p, q) = task.await??;
+            push.push(p);
+            pull.push(q);
+        }
+        push.sort();
+        pull.sort();
+        anyhow::Ok((started.elapsed(), push, pull))
+    })?;
+    let peak_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0);
+    let _ = server.kill();
+    let _ = server.wait();
+    Ok(Load {
+        changes,
+        time,
+        push,
+        pull,
+        peak_kb,
+    })
+}
+
+async fn one_device(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    device: DeviceId,
+    changes: &[Change],
+) -> anyhow::Result<(Duration, Duration)> {
+    let hello = json!({"protocol": PROTOCOL_VERSION, "device": device, "name": "load"});
+    client
+        .post(format!("{base}/v1/hello"))
+        .bearer_auth(token)
+        .body(hello.to_string())
+        .send()
+        .await?
+        .error_for_status()?;
+    let push = json!({
+        "protocol": PROTOCOL_VERSION,
+        "schema": faenban_store::SCHEMA_VERSION,
+        "device": device,
+        "first_sequence": 1,
+        "changes": ChangeSet::encode(changes),
+    });
+    let started = Instant::now();
+    client
+        .post(format!("{base}/v1/push"))
+        .bearer_auth(token)
+        .body(push.to_string())
+        .send()
+        .await?
+        .error_for_status()?;
+    let pushed = started.elapsed();
+    let started = Instant::now();
+    let page: PullPage = serde_json::from_slice(
+        &client
+            .get(format!("{base}/v1/changes?since=0&limit=1000"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?,
+    )?;
+    anyhow::ensure!(page.changes.len() == changes.len(), "a device pulled {} of its {} changes", page.changes.len(), changes.len());
+    Ok((pushed, started.elapsed()))
+}
