@@ -30,6 +30,7 @@ pub struct WireStamp(pub u64, pub u32, pub u32);
 /// One change on the wire. Keys are one letter: a page of a thousand changes
 /// repeats them a thousand times, and compression does the rest.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WireChange {
     /// Index into the record table.
     pub r: u32,
@@ -53,6 +54,7 @@ pub struct WireChange {
 /// Changes in their compact wire form: devices and records are written once
 /// in tables, and each change refers to them by index.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ChangeSet {
     /// Every device named by a stamp, once.
     pub devices: Vec<DeviceId>,
@@ -337,8 +339,9 @@ pub struct ErrorBody {
 pub enum Role {
     /// A village volunteer: the households of their villages.
     Volunteer,
-    /// A district or subdistrict team: the households of their areas, and
-    /// the officials paired with them.
+    /// A district or subdistrict team: the households of their areas; it
+    /// also keeps the officials (who, like every record of no household,
+    /// every account sees).
     Team,
     /// A per-dimension working group: the households of their areas that are
     /// deprived in their dimension; it records assistance for them.

@@ -74,10 +74,7 @@ fn main() -> anyhow::Result<()> {
                 .step_by(20)
                 .enumerate()
                 .map(|(n, (key, state))| Change {
-                    stamp: Stamp::new(
-                        faenban_core::Hlc::at(1_900_000_000_000 + n as u64),
-                        device,
-                    ),
+                    stamp: Stamp::new(faenban_core::Hlc::at(1_900_000_000_000 + n as u64), device),
                     record: key.clone(),
                     field: "address".into(),
                     value: json!(format!("{n} หมู่ 2 ({device})")),
@@ -110,12 +107,17 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
     for (device, changes) in &conflicting {
-        runs.extend(changes.chunks(BATCH).enumerate().map(|(n, chunk)| PushInput {
-            device: *device,
-            relay: false,
-            first_sequence: (n * BATCH) as u64 + 1,
-            changes: chunk.to_vec(),
-        }));
+        runs.extend(
+            changes
+                .chunks(BATCH)
+                .enumerate()
+                .map(|(n, chunk)| PushInput {
+                    device: *device,
+                    relay: false,
+                    first_sequence: (n * BATCH) as u64 + 1,
+                    changes: chunk.to_vec(),
+                }),
+        );
     }
     for device in [generator, conflicting[0].0, conflicting[1].0] {
         backend.hello(&province_account, device, "bench", 1_800_000_000_000)?;
@@ -143,7 +145,13 @@ fn main() -> anyhow::Result<()> {
     let server_file = file_size(backend.path());
 
     // 3. Pull over HTTP.
-    let village = homes[0].1.shown("village").unwrap().as_str().unwrap().to_owned();
+    let village = homes[0]
+        .1
+        .shown("village")
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
     let volunteer = account(&backend, "village", Role::Volunteer, &[&village])?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let runtime = tokio::runtime::Runtime::new()?;
@@ -186,8 +194,14 @@ fn main() -> anyhow::Result<()> {
         repush.as_secs_f64(),
         per_s(total_changes, repush)
     );
-    println!("| server database after the merge | {:.0} MB |", server_file as f64 / 1e6);
-    for (name, pull) in [("one village", &village_pull), ("whole province", &province_pull)] {
+    println!(
+        "| server database after the merge | {:.0} MB |",
+        server_file as f64 / 1e6
+    );
+    for (name, pull) in [
+        ("one village", &village_pull),
+        ("whole province", &province_pull),
+    ] {
         println!(
             "| pull from scratch, {name}: {} changes, {} households, {} pages | {:.2} s, {:.1} MB on the wire, **{:.1} bytes/change** ({:.0} bytes/change uncompressed) |",
             pull.changes,
@@ -224,7 +238,12 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-fn account(backend: &SqliteBackend, name: &str, role: Role, areas: &[&str]) -> anyhow::Result<String> {
+fn account(
+    backend: &SqliteBackend,
+    name: &str,
+    role: Role,
+    areas: &[&str],
+) -> anyhow::Result<String> {
     let token = token::generate()?;
     let scope = Scope {
         role,
@@ -354,12 +373,20 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
     let mut devices = Vec::new();
     for n in 0..DEVICES {
         let village = format!("4001{:02}{:02}", 1 + n / 50, 1 + n % 50);
-        let token = account(&backend, &format!("volunteer {n}"), Role::Volunteer, &[&village])?;
+        let token = account(
+            &backend,
+            &format!("volunteer {n}"),
+            Role::Volunteer,
+            &[&village],
+        )?;
         let device = DeviceId::from_u128(0x1000 + n as u128);
         let mut replica = Replica::new(device);
         let mut changes = Vec::new();
         for h in 0..10 {
-            let key = RecordKey::new(RecordKind::Household, Uuid::from_u128((n as u128) << 32 | h));
+            let key = RecordKey::new(
+                RecordKind::Household,
+                Uuid::from_u128((n as u128) << 32 | h),
+            );
             changes.push(replica.set(1_800_000_000_000, &key, "village", json!(village)));
             for field in 0..9 {
                 changes.push(replica.set(
@@ -386,7 +413,12 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
         &mut std::io::BufReader::new(server.stdout.take().expect("piped")),
         &mut line,
     )?;
-    let base = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    let base = line
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let pid = server.id();
     let changes: usize = devices.iter().map(|(_, _, c)| c.len()).sum();
 
@@ -399,7 +431,9 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
             .map(|(token, device, changes)| {
                 let client = client.clone();
                 let base = base.clone();
-                tokio::spawn(async move { one_device(&client, &base, &token, device, &changes).await })
+                tokio::spawn(
+                    async move { one_device(&client, &base, &token, device, &changes).await },
+                )
             })
             .collect();
         let mut push = Vec::new();
@@ -476,6 +510,11 @@ async fn one_device(
             .bytes()
             .await?,
     )?;
-    anyhow::ensure!(page.changes.len() == changes.len(), "a device pulled {} of its {} changes", page.changes.len(), changes.len());
+    anyhow::ensure!(
+        page.changes.len() == changes.len(),
+        "a device pulled {} of its {} changes",
+        page.changes.len(),
+        changes.len()
+    );
     Ok((pushed, started.elapsed()))
 }

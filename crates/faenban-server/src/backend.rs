@@ -114,7 +114,9 @@ impl SqliteBackend {
                 }
                 let _ = checkpoints.checkpoint();
             })
-            .map_err(|error| faenban_store::Error::Corrupt(format!("checkpoint thread: {error}")))?;
+            .map_err(|error| {
+                faenban_store::Error::Corrupt(format!("checkpoint thread: {error}"))
+            })?;
         Ok(SqliteBackend {
             writer: Mutex::new(writer),
             readers,

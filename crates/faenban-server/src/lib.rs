@@ -219,11 +219,13 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, 
             "no token: send `Authorization: Bearer <token>` (run `faenban login`)",
         ));
     };
+    // The scheme name is case-insensitive (RFC 9110).
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or_default();
     if !token::looks_valid(token) {
         return Err(unauthorized(
@@ -379,7 +381,10 @@ async fn push(
         first_sequence: request.first_sequence,
         changes,
     };
-    let outcome = blocking(&state, move || Ok(backend.push(&account, input, now_ms())?)).await;
+    let outcome = blocking(&state, move || {
+        Ok(backend.push(&account, input, now_ms())?)
+    })
+    .await;
     let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -435,7 +440,10 @@ async fn pull(
     let limit = query.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
     let backend = state.backend.clone();
     let since = query.since;
-    let page = blocking(&state, move || Ok(backend.pull(&account.scope, since, limit)?)).await?;
+    let page = blocking(&state, move || {
+        Ok(backend.pull(&account.scope, since, limit)?)
+    })
+    .await?;
     Ok(Json(PullPage {
         protocol: PROTOCOL_VERSION,
         changes: page.changes,

@@ -23,9 +23,9 @@ pub fn generate() -> std::io::Result<String> {
 
 /// True when `token` has the shape of one this server issues.
 pub fn looks_valid(token: &str) -> bool {
-    token
-        .strip_prefix(PREFIX)
-        .is_some_and(|hex| hex.len() == HEX_LEN && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    token.strip_prefix(PREFIX).is_some_and(|hex| {
+        hex.len() == HEX_LEN && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// What is stored instead of the token.

@@ -243,6 +243,17 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
     let official = replica.set(NOW, &official, "name", json!("ปลัดอำเภอ"));
     let (status, _) = server.push(&token, device, 5, &[official]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // A household made outside and moved inside within one batch, too.
+    let wanderer = RecordKey::new(RecordKind::Household, Uuid::from_u128(77));
+    let through = [
+        replica.set(NOW, &wanderer, "village", json!("40020101")),
+        replica.set(NOW, &wanderer, "village", json!("40010203")),
+    ];
+    let (status, body) = server.push(&token, device, 5, &through).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope"))
+    );
     // Moving a household out of the account's villages is refused as well.
     let moved = replica.set(
         NOW,
@@ -272,6 +283,12 @@ async fn missing_forged_and_revoked_tokens_are_refused() {
 
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     assert_eq!(server.hello(&token, device).await.0, StatusCode::OK);
+    // The scheme name is case-insensitive.
+    let request = Request::get("/v1/changes")
+        .header(header::AUTHORIZATION, format!("bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(server.send(request).await.0, StatusCode::OK);
     server.backend.revoke_account("มาลี", NOW).unwrap();
     let (_, changes) = households(1, "40010203", 1, NOW);
     let (status, body) = server.push(&token, device, 1, &changes).await;

@@ -515,13 +515,17 @@ impl HeldRuns {
                 })
                 .optional()?;
         }
-        let held = self.run.as_ref().filter(|run| covers(run)).and_then(|(first, _, stamps)| {
-            let at = (sequence - first) as usize * STAMP_BYTES;
-            let bytes = stamps.get(at..at + STAMP_BYTES)?;
-            let wall_ms = u64::from_le_bytes(bytes[..8].try_into().ok()?);
-            let counter = u32::from_le_bytes(bytes[8..].try_into().ok()?);
-            Some((wall_ms, counter))
-        });
+        let held = self
+            .run
+            .as_ref()
+            .filter(|run| covers(run))
+            .and_then(|(first, _, stamps)| {
+                let at = (sequence - first) as usize * STAMP_BYTES;
+                let bytes = stamps.get(at..at + STAMP_BYTES)?;
+                let wall_ms = u64::from_le_bytes(bytes[..8].try_into().ok()?);
+                let counter = u32::from_le_bytes(bytes[8..].try_into().ok()?);
+                Some((wall_ms, counter))
+            });
         if held == Some((change.stamp.hlc.wall_ms, change.stamp.hlc.counter)) {
             Ok(())
         } else {
@@ -546,9 +550,21 @@ fn check_scope(
     // household its village, in the same batch.
     let mut batch_household: HashMap<&RecordKey, RecordId> = HashMap::new();
     let mut batch_village: HashMap<RecordId, &str> = HashMap::new();
-    for (_, change) in fresh {
+    for (position, (_, change)) in fresh.iter().enumerate() {
         match (&change.record.kind, change.field.as_str(), &change.value) {
             (RecordKind::Household, "village", Value::String(village)) => {
+                // Every village a household passes through in the batch,
+                // not only the last, must be the account's.
+                if !scope.covers_village(village) {
+                    return Err(refused(
+                        "out_of_scope",
+                        format!(
+                            "change {position} (household {}, field village) is outside this account's scope: {}; nothing of this batch was applied",
+                            change.record.id,
+                            Refusal::OutsideAreas.describe()
+                        ),
+                    ));
+                }
                 batch_village.insert(change.record.id, village);
             }
             (kind, "household", Value::String(id)) if *kind != RecordKind::Household => {

@@ -160,6 +160,32 @@ impl Store {
         Ok(())
     }
 
+    /// Moves this device's outbox to sequences after `held_through`, in the
+    /// same order, and the next sequence after them. For a laptop restored
+    /// from a backup (or a copied file): the server already holds other
+    /// changes under the sequences it reuses, and refuses them. Changes
+    /// the server did hold come back as duplicates of their stamps and are
+    /// not applied twice. Returns how many changes were renumbered.
+    pub fn renumber_outbox_after(&mut self, held_through: u64) -> Result<u64> {
+        let tx = self.connection.transaction()?;
+        let (first, count): (Option<i64>, i64) =
+            tx.query_row("SELECT MIN(sequence), COUNT(*) FROM outbox", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        let Some(first) = first.filter(|first| *first as u64 <= held_through) else {
+            return Ok(0);
+        };
+        let shift = held_through as i64 + 1 - first;
+        // Through negative numbers, so that no two rows ever share a key.
+        tx.execute("UPDATE outbox SET sequence = -sequence", [])?;
+        tx.execute("UPDATE outbox SET sequence = -sequence + ?1", [shift])?;
+        let next: i64 =
+            tx.query_row("SELECT MAX(sequence) + 1 FROM outbox", [], |row| row.get(0))?;
+        write_meta(&tx, "next_outbox_sequence", &next.to_string())?;
+        tx.commit()?;
+        Ok(count as u64)
+    }
+
     /// The server holds `device`'s outbox through `held_through`: drops
     /// what it holds (from this device's outbox, or from the relay queue)
     /// and remembers it, to carry back to that device in a bundle.

@@ -192,16 +192,50 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         .correct_clock(hello.server_time_ms, local_midpoint)?;
     summary.clock_moved_ms = correction.moved_ms;
     summary.restamped_here = correction.restamped;
-    context.store.acknowledge(device.id, hello.held_through)?;
 
+    // A refused push does not stop the sync: what others recorded is still
+    // pulled, and the refusal is reported at the end.
+    let mut refusal: Option<Failure> = None;
     let unpushed = context.store.status()?.unpushed;
     let bar = progress(unpushed, context.lang.pick("ส่ง", "push"));
-    // Our own outbox.
+    let mut renumbered = false;
+    // Our own outbox. The server recognizes what it already holds (an
+    // answer lost last time), so the outbox is sent from its start.
     while let Some(run) = context.store.outbox_run(MAX_BATCH_CHANGES)? {
         let run = fit_to_batch(run);
         let last = run.first_sequence + run.changes.len() as u64 - 1;
         context.store.mark_shared(last)?;
-        let response = push_run(context, &client, &run, false)?;
+        let response = match push_run(&client, &run, false) {
+            Ok(response) => response,
+            Err(ClientError::Refused { code, .. }) if code == "sequence_reused" && !renumbered => {
+                // This file reuses sequence numbers the server holds for
+                // other changes: it was restored from a backup or copied.
+                // Number the outbox after what the server holds and go on.
+                renumbered = true;
+                let held = client
+                    .hello(&HelloRequest {
+                        protocol: PROTOCOL_VERSION,
+                        device: device.id,
+                        name: device.name.clone(),
+                    })
+                    .map_err(|error| network_failure(context, error))?
+                    .held_through;
+                let moved = context.store.renumber_outbox_after(held)?;
+                eprintln!(
+                    "{} {moved}",
+                    context.lang.pick(
+                        "ไฟล์นี้ใช้เลขลำดับที่เซิร์ฟเวอร์มีอยู่แล้ว (อาจกู้คืนจากสำเนา) จัดเลขใหม่ให้การแก้ไขที่รอส่ง:",
+                        "this file reuses sequence numbers the server already holds (restored from a backup?); renumbered waiting changes:",
+                    )
+                );
+                continue;
+            }
+            Err(error @ ClientError::Refused { .. }) => {
+                refusal = Some(network_failure(context, error));
+                break;
+            }
+            Err(error) => return Err(network_failure(context, error).into()),
+        };
         summary.pushed += u64::from(response.applied);
         summary.already_on_server += u64::from(response.duplicates);
         summary.restamped_by_server += u64::from(response.restamped);
@@ -217,15 +251,30 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
-    // Outboxes of other laptops that came here in bundles.
+    // Outboxes of other laptops that came here in bundles. A refused one
+    // stays queued; the others go on.
+    let mut refused_devices = std::collections::HashSet::new();
     loop {
-        let runs = context.store.relay_runs(MAX_BATCH_CHANGES)?;
+        let runs: Vec<OutboxRun> = context
+            .store
+            .relay_runs(MAX_BATCH_CHANGES)?
+            .into_iter()
+            .filter(|run| !refused_devices.contains(&run.device))
+            .collect();
         if runs.is_empty() {
             break;
         }
         for run in runs {
             let run = fit_to_batch(run);
-            let response = push_run(context, &client, &run, true)?;
+            let response = match push_run(&client, &run, true) {
+                Ok(response) => response,
+                Err(error @ ClientError::Refused { .. }) => {
+                    refused_devices.insert(run.device);
+                    refusal.get_or_insert(network_failure(context, error));
+                    continue;
+                }
+                Err(error) => return Err(network_failure(context, error).into()),
+            };
             summary.relayed += u64::from(response.applied);
             summary.restamped_by_server += u64::from(response.restamped);
             context
@@ -267,25 +316,25 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     summary.new_conflicts = status.conflicts.saturating_sub(conflicts_before);
     summary.unpushed = status.unpushed;
     print_summary(context, &summary);
-    Ok(())
+    match refusal {
+        Some(refusal) => Err(refusal.into()),
+        None => Ok(()),
+    }
 }
 
 fn push_run(
-    context: &Context,
     client: &Client,
     run: &OutboxRun,
     relay: bool,
-) -> anyhow::Result<faenban_core::sync::PushResponse> {
-    client
-        .push(&PushRequest {
-            protocol: PROTOCOL_VERSION,
-            schema: SCHEMA_VERSION,
-            device: run.device,
-            relay,
-            first_sequence: run.first_sequence,
-            changes: ChangeSet::encode(&run.changes),
-        })
-        .map_err(|error| network_failure(context, error).into())
+) -> Result<faenban_core::sync::PushResponse, ClientError> {
+    client.push(&PushRequest {
+        protocol: PROTOCOL_VERSION,
+        schema: SCHEMA_VERSION,
+        device: run.device,
+        relay,
+        first_sequence: run.first_sequence,
+        changes: ChangeSet::encode(&run.changes),
+    })
 }
 
 /// Cuts a run so that its encoded changes stay under the batch byte limit
