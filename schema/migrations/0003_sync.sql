@@ -59,6 +59,10 @@ CREATE TABLE feed (
     household  TEXT,                    -- NULL for records of no household
     announce   INTEGER NOT NULL DEFAULT 0 -- 0 arrival, 1 again: moved village, 2 again: deprivation changed
 );
+-- A narrow scope (a village's volunteer) reads its households' entries by
+-- index instead of filtering the whole feed.
+CREATE INDEX feed_by_household ON feed (household) WHERE household IS NOT NULL;
+CREATE INDEX feed_of_no_household ON feed (seq) WHERE household IS NULL;
 
 -- Where each household is and where it is deprived, as last merged.
 CREATE TABLE places (
@@ -66,3 +70,4 @@ CREATE TABLE places (
     village   TEXT NOT NULL,
     deprived  INTEGER NOT NULL          -- bit i: deprived in TPMAP dimension i
 ) WITHOUT ROWID;
+CREATE INDEX places_by_village ON places (village);

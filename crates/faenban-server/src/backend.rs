@@ -69,6 +69,10 @@ impl Drop for Checkpointer {
     }
 }
 
+/// How long the write-ahead log may grow (in 4 KiB pages, 256 MiB) before
+/// the background checkpoint waits for a pause between pushes to empty it.
+const MAX_LOG_PAGES: i64 = 65_536;
+
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
@@ -108,11 +112,11 @@ impl SqliteBackend {
             .spawn(move || {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(error) = checkpoints.checkpoint() {
+                    if let Err(error) = checkpoints.checkpoint(MAX_LOG_PAGES) {
                         tracing::warn!(%error, "checkpoint failed; will retry");
                     }
                 }
-                let _ = checkpoints.checkpoint();
+                let _ = checkpoints.checkpoint(MAX_LOG_PAGES);
             })
             .map_err(|error| {
                 faenban_store::Error::Corrupt(format!("checkpoint thread: {error}"))

@@ -142,10 +142,17 @@ impl Store {
 
     /// Copies the write-ahead log into the database file as far as readers
     /// allow, without waiting for them (a server runs this in the
-    /// background instead of at the end of some unlucky push).
-    pub fn checkpoint(&self) -> Result<()> {
-        self.connection
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    /// background instead of at the end of some unlucky push). When the log
+    /// has grown past `max_log_pages` under a steady stream of writes, it
+    /// waits for a gap between them to copy everything and truncate the log.
+    pub fn checkpoint(&self, max_log_pages: i64) -> Result<()> {
+        let log_pages: i64 =
+            self.connection
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?;
+        if log_pages > max_log_pages {
+            self.connection
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        }
         Ok(())
     }
 

@@ -341,62 +341,20 @@ impl Store {
         })
     }
 
-    /// One page of the changes in `scope` after `since`, at most `limit`.
+    /// One page of the changes in `scope` after `since`, at most `limit`,
+    /// read from one snapshot of the database.
     pub fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT f.seq, f.household, p.village, p.deprived, c.body, f.announce FROM feed f \
-             JOIN changes c ON c.seq = f.change_seq \
-             LEFT JOIN places p ON p.household = f.household \
-             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
-        )?;
-        let scan = if scope.is_everything() {
-            limit
-        } else {
-            SCAN_PER_PAGE.max(limit)
-        };
-        let mut rows = statement.query(params![since as i64, scan as i64])?;
-        let mut builder = ChangeSetBuilder::new();
-        let mut next = since;
-        while let Some(row) = rows.next()? {
-            next = row.get::<_, i64>(0)? as u64;
-            // A change announced again matters only to the scopes its
-            // household may just have entered.
-            let needed = match row.get::<_, i64>(5)? {
-                ANNOUNCE_ARRIVAL => true,
-                ANNOUNCE_MOVED => !scope.is_everything(),
-                _ => scope.role == Role::Dimension,
-            };
-            let in_scope = needed
-                && (scope.is_everything() || {
-                    let household: Option<String> = row.get(1)?;
-                    let place = household.map(|_| HouseholdPlace {
-                        village: row
-                            .get::<_, Option<String>>(2)
-                            .ok()
-                            .flatten()
-                            .unwrap_or_default(),
-                        deprived: row.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0) as u8,
-                    });
-                    scope.may_read(place.as_ref())
-                });
-            if in_scope {
-                let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
-                let change: Change = serde_json::from_str(body)?;
-                builder.push(&change);
-                if builder.len() >= limit {
-                    break;
-                }
-            }
-        }
-        let last: Option<i64> = self
-            .connection
+        let snapshot = self.connection.unchecked_transaction()?;
+        let last: Option<i64> = snapshot
             .prepare_cached("SELECT MAX(seq) FROM feed")?
             .query_row([], |row| row.get(0))?;
-        Ok(PulledPage {
-            changes: builder.finish(),
-            next,
-            more: last.is_some_and(|last| last as u64 > next),
-        })
+        let last = last.unwrap_or(0) as u64;
+        if !scope.is_everything() {
+            if let Some(households) = households_in_scope(&snapshot, scope)? {
+                return pull_households(&snapshot, scope, &households, since, limit, last);
+            }
+        }
+        pull_by_scanning(&snapshot, scope, since, limit, last)
     }
 
     /// The latest server sequence number.
@@ -730,4 +688,152 @@ fn update_place(session: &mut Session<'_>, household: RecordId) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Above this many households in scope, a pull reads the feed in order and
+/// filters it; below, it reads each household's feed entries by index.
+const INDEXED_PULL_HOUSEHOLDS: usize = 5_000;
+
+/// True when a change in the feed for this reason is for this scope: a
+/// change announced again matters only to the scopes its household may just
+/// have entered.
+fn announced_for(scope: &Scope, announce: i64) -> bool {
+    match announce {
+        ANNOUNCE_ARRIVAL => true,
+        ANNOUNCE_MOVED => !scope.is_everything(),
+        _ => scope.role == Role::Dimension,
+    }
+}
+
+/// The households an area-scoped account may read, if there are few
+/// enough of them to read by index.
+fn households_in_scope(
+    connection: &rusqlite::Connection,
+    scope: &Scope,
+) -> Result<Option<Vec<String>>> {
+    let mut households = Vec::new();
+    let mut statement = connection.prepare_cached(
+        "SELECT household, village, deprived FROM places \
+         WHERE village >= ?1 AND village < ?1 || x'f48fbfbf'",
+    )?;
+    for area in &scope.areas {
+        let mut rows = statement.query([area])?;
+        while let Some(row) = rows.next()? {
+            let place = HouseholdPlace {
+                village: row.get(1)?,
+                deprived: row.get::<_, i64>(2)? as u8,
+            };
+            if scope.may_read(Some(&place)) {
+                households.push(row.get(0)?);
+                if households.len() > INDEXED_PULL_HOUSEHOLDS {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    households.sort_unstable();
+    households.dedup();
+    Ok(Some(households))
+}
+
+/// A pull for a narrow scope: each household's feed entries by index, and
+/// the records of no household, merged in server order.
+fn pull_households(
+    connection: &rusqlite::Connection,
+    scope: &Scope,
+    households: &[String],
+    since: u64,
+    limit: usize,
+    last: u64,
+) -> Result<PulledPage> {
+    let mut entries: Vec<(i64, i64)> = Vec::new();
+    let mut collect = |rows: &mut rusqlite::Rows<'_>| -> Result<()> {
+        while let Some(row) = rows.next()? {
+            if announced_for(scope, row.get(2)?) {
+                entries.push((row.get(0)?, row.get(1)?));
+            }
+        }
+        Ok(())
+    };
+    let mut by_household = connection.prepare_cached(
+        "SELECT seq, change_seq, announce FROM feed WHERE household = ?1 AND seq > ?2",
+    )?;
+    for household in households {
+        collect(&mut by_household.query(params![household, since as i64])?)?;
+    }
+    let mut of_no_household = connection.prepare_cached(
+        "SELECT seq, change_seq, announce FROM feed WHERE household IS NULL AND seq > ?1",
+    )?;
+    collect(&mut of_no_household.query([since as i64])?)?;
+    entries.sort_unstable();
+    let more = entries.len() > limit;
+    entries.truncate(limit);
+    let mut body = connection.prepare_cached("SELECT body FROM changes WHERE seq = ?1")?;
+    let mut builder = ChangeSetBuilder::new();
+    for (_, change_seq) in &entries {
+        let json: String = body.query_row([change_seq], |row| row.get(0))?;
+        builder.push(&serde_json::from_str::<Change>(&json)?);
+    }
+    let next = match entries.last() {
+        Some((seq, _)) if more => *seq as u64,
+        // Everything in scope up to the end of the feed in this snapshot.
+        _ => last.max(since),
+    };
+    Ok(PulledPage {
+        changes: builder.finish(),
+        next,
+        more,
+    })
+}
+
+/// A pull for a wide scope: the feed in server order, filtered by scope,
+/// reading at most [`SCAN_PER_PAGE`] entries past the cursor.
+fn pull_by_scanning(
+    connection: &rusqlite::Connection,
+    scope: &Scope,
+    since: u64,
+    limit: usize,
+    last: u64,
+) -> Result<PulledPage> {
+    let mut statement = connection.prepare_cached(
+        "SELECT f.seq, f.household, p.village, p.deprived, c.body, f.announce FROM feed f \
+         JOIN changes c ON c.seq = f.change_seq \
+         LEFT JOIN places p ON p.household = f.household \
+         WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
+    )?;
+    let scan = if scope.is_everything() {
+        limit
+    } else {
+        SCAN_PER_PAGE.max(limit)
+    };
+    let mut rows = statement.query(params![since as i64, scan as i64])?;
+    let mut builder = ChangeSetBuilder::new();
+    let mut next = since;
+    while let Some(row) = rows.next()? {
+        next = row.get::<_, i64>(0)? as u64;
+        let in_scope = announced_for(scope, row.get(5)?)
+            && (scope.is_everything() || {
+                let household: Option<String> = row.get(1)?;
+                let village: Option<String> = row.get(2)?;
+                let deprived: Option<i64> = row.get(3)?;
+                let place = household.map(|_| HouseholdPlace {
+                    village: village.unwrap_or_default(),
+                    deprived: deprived.unwrap_or(0) as u8,
+                });
+                scope.may_read(place.as_ref())
+            });
+        if in_scope {
+            let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
+            let change: Change = serde_json::from_str(body)?;
+            builder.push(&change);
+            if builder.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(PulledPage {
+        changes: builder.finish(),
+        next,
+        more: last > next,
+    })
 }
