@@ -11,7 +11,7 @@
 //!    process: throughput, latency percentiles, the server's peak memory.
 //!
 //! Run with `cargo bench -p faenban-server --bench sync` (add `--
-//! --households N` for another size, `--merge-only` to profile the merge). It prints Markdown for
+//! --households N` for another size, `--merge-only` to profile the merge, `--no-load` to stop after the pulls). It prints Markdown for
 //! docs/PERFORMANCE.md.
 
 use std::io::Read as _;
@@ -36,11 +36,13 @@ const DEVICES: usize = 500;
 fn main() -> anyhow::Result<()> {
     let mut households = 100_000;
     let mut merge_only = false;
+    let mut no_load = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--households" => households = args.next().unwrap_or_default().parse()?,
             "--merge-only" => merge_only = true,
+            "--no-load" => no_load = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -149,9 +151,14 @@ fn main() -> anyhow::Result<()> {
     // count is nearest 200.
     let mut per_area: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (_, state) in &homes {
-        let village = state.shown("village").and_then(|v| v.as_str()).unwrap_or_default();
+        let village = state
+            .shown("village")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         for prefix in [6, 8] {
-            *per_area.entry(village[..prefix.min(village.len())].to_owned()).or_default() += 1;
+            *per_area
+                .entry(village[..prefix.min(village.len())].to_owned())
+                .or_default() += 1;
         }
     }
     let (village, _) = per_area
@@ -174,6 +181,17 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(server)??;
     drop(backend);
 
+    if no_load {
+        for pull in [&village_pull, &province_pull] {
+            println!(
+                "pull: {} changes in {:.2?}, {:.1} bytes/change on the wire",
+                pull.changes,
+                pull.time,
+                pull.wire_bytes as f64 / pull.changes.max(1) as f64
+            );
+        }
+        return Ok(());
+    }
     // 4. Many devices at once, against the real binary.
     let load = load_test(scratch.path())?;
 
