@@ -531,7 +531,7 @@ mod tests {
 
     #[test]
     fn a_change_set_round_trips_and_lists_each_device_and_record_once() {
-        let changes: Vec<Change> = (0..6).map(|n| change(n, n as u128 % 2, n % 3)).collect();
+        let changes: Vec<Change> = (0..6).map(|n| change(n, n % 2, n % 3)).collect();
         let set = ChangeSet::encode(&changes);
         assert_eq!(set.records.len(), 3);
         assert_eq!(set.devices.len(), 3);

@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         println!("merge: {total_changes} changes in {merge:.2?}");
         return Ok(());
     }
-    let conflicts = Store::open(&backend.path().to_owned())?.status()?.conflicts;
+    let conflicts = Store::open(backend.path())?.status()?.conflicts;
     let raw = raw_inserts(&scratch.path().join("raw.db"), &runs)?;
 
     // 2. Re-push.

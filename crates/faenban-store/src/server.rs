@@ -549,8 +549,8 @@ fn check_scope(
         }
         let household = households[key];
         if let Some(id) = household {
-            if !places.contains_key(&id) {
-                places.insert(id, stored_place(tx, id)?);
+            if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(id) {
+                entry.insert(stored_place(tx, id)?);
             }
         }
         if scope.is_everything() {
