@@ -193,7 +193,9 @@ fn a_sync_killed_at_any_point_resumes() {
     let server = ServerProcess::start();
     let laptop = busy_laptop(300);
     let total = laptop.unpushed();
-    laptop.login(&server, &server.account("จังหวัด", "province", ""));
+    // A district team's account, scoped: every batch must place each new
+    // record it carries, so batches end between records.
+    laptop.login(&server, &server.account("ทีมจังหวัด", "team", "40"));
     for delay_ms in [30, 120, 400] {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban"))
             .arg("--db")

@@ -147,25 +147,28 @@ fn main() -> anyhow::Result<()> {
     let server_file = file_size(backend.path());
 
     // 3. Pull over HTTP.
-    // A village-sized scope: the village or subdistrict whose household
-    // count is nearest 200.
-    let mut per_area: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    // A volunteer's scope of about 200 households: neighbouring villages,
+    // in code order, until they hold 200.
+    let mut per_village: std::collections::BTreeMap<String, usize> = Default::default();
     for (_, state) in &homes {
         let village = state
             .shown("village")
             .and_then(|v| v.as_str())
             .unwrap_or_default();
-        for prefix in [6, 8] {
-            *per_area
-                .entry(village[..prefix.min(village.len())].to_owned())
-                .or_default() += 1;
-        }
+        *per_village.entry(village.to_owned()).or_default() += 1;
     }
-    let (village, _) = per_area
-        .into_iter()
-        .min_by_key(|(area, count)| (count.abs_diff(200), area.clone()))
-        .expect("households exist");
-    let volunteer = account(&backend, "village", Role::Team, &[&village])?;
+    let mut villages = Vec::new();
+    let mut in_scope = 0;
+    for (village, count) in per_village {
+        if in_scope >= 200 {
+            break;
+        }
+        in_scope += count;
+        villages.push(village);
+    }
+    let village = format!("{} villages", villages.len());
+    let areas: Vec<&str> = villages.iter().map(String::as_str).collect();
+    let volunteer = account(&backend, "village", Role::Volunteer, &areas)?;
     let backend: Arc<dyn Backend> = Arc::new(backend);
     let runtime = tokio::runtime::Runtime::new()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
@@ -223,7 +226,7 @@ fn main() -> anyhow::Result<()> {
         server_file as f64 / 1e6
     );
     for (name, pull) in [
-        (format!("area {village}"), &village_pull),
+        (village.clone(), &village_pull),
         ("whole province".to_owned(), &province_pull),
     ] {
         println!(

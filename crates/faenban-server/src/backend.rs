@@ -49,7 +49,27 @@ pub struct SqliteBackend {
     readers: Vec<Mutex<Store>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    pushes: AtomicUsize,
     _checkpointer: Checkpointer,
+}
+
+/// A push on the writer, and now and then, while no other push can start,
+/// the end of a write-ahead log that grew long under a stream of pushes.
+fn writer_push(
+    mut writer: std::sync::MutexGuard<'_, Store>,
+    account: &Account,
+    input: PushInput,
+    now_ms: u64,
+    pushes: &AtomicUsize,
+) -> Result<PushOutcome> {
+    let outcome = writer.push(account, input, now_ms)?;
+    if pushes.fetch_add(1, Ordering::Relaxed) % PUSHES_PER_LOG_CHECK == 0 {
+        if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
+            // A reader in the way: the next check tries again.
+            tracing::debug!(%error, "log not truncated this time");
+        }
+    }
+    Ok(outcome)
 }
 
 /// Copies the write-ahead log into the database in the background, so that
@@ -70,8 +90,13 @@ impl Drop for Checkpointer {
 }
 
 /// How long the write-ahead log may grow (in 4 KiB pages, 256 MiB) before
-/// the background checkpoint waits for a pause between pushes to empty it.
+/// the writer, between two pushes, copies the rest of it into the database
+/// and truncates it. The background checkpoint has copied most of it by
+/// then, so the pause is short.
 const MAX_LOG_PAGES: i64 = 65_536;
+
+/// The writer looks at the log's length after this many pushes.
+const PUSHES_PER_LOG_CHECK: usize = 32;
 
 /// How often the background checkpoint runs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -96,6 +121,9 @@ impl SqliteBackend {
         // on their own thread.
         writer.pragma("cache_size", -65_536)?;
         writer.pragma("wal_autocheckpoint", 0)?;
+        // A push the server acknowledged must survive a power cut: the
+        // laptop drops its copy on the acknowledgement.
+        writer.pragma("synchronous", 2)?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = Store::open(&path)?;
@@ -112,11 +140,11 @@ impl SqliteBackend {
             .spawn(move || {
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::sleep(CHECKPOINT_EVERY);
-                    if let Err(error) = checkpoints.checkpoint(MAX_LOG_PAGES) {
+                    if let Err(error) = checkpoints.checkpoint(i64::MAX) {
                         tracing::warn!(%error, "checkpoint failed; will retry");
                     }
                 }
-                let _ = checkpoints.checkpoint(MAX_LOG_PAGES);
+                let _ = checkpoints.checkpoint(i64::MAX);
             })
             .map_err(|error| {
                 faenban_store::Error::Corrupt(format!("checkpoint thread: {error}"))
@@ -126,6 +154,7 @@ impl SqliteBackend {
             readers,
             next_reader: AtomicUsize::new(0),
             path,
+            pushes: AtomicUsize::new(0),
             _checkpointer: Checkpointer {
                 stop,
                 thread: Some(thread),
@@ -171,7 +200,7 @@ impl Backend for SqliteBackend {
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        self.writer().push(account, input, now_ms)
+        writer_push(self.writer(), account, input, now_ms, &self.pushes)
     }
 
     fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {

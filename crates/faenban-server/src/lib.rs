@@ -195,14 +195,26 @@ async fn blocking<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let _permit = state.store_calls.acquire().await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down; try again shortly",
-        )
-    })?;
-    tokio::task::spawn_blocking(work).await.map_err(|_| {
+    // The permit moves into the blocking work: a client that hangs up does
+    // not free it while the work still runs.
+    let permit = state
+        .store_calls
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; try again shortly",
+            )
+        })?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -280,16 +292,19 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
         })?;
     serde_json::from_slice(&bytes).map_err(|error| {
         use serde_json::error::Category;
+        // serde_json's own text can quote the offending value (a name, an
+        // ID), so the answer names only where the problem is.
+        let at = format!("line {} column {}", error.line(), error.column());
         match error.classify() {
             Category::Data => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "wrong_types",
-                format!("the request is JSON of the wrong shape: {error}"),
+                format!("the request is JSON of the wrong shape (a missing, unknown or mistyped key) at {at}"),
             ),
             _ => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "malformed",
-                format!("the request is not complete JSON: {error}"),
+                format!("the request is not complete JSON ({at})"),
             ),
         }
     })

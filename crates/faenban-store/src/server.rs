@@ -293,6 +293,7 @@ impl Store {
                 stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
                 stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
                 let household = households.get(&change.record).copied().flatten();
+                let change_kind = change.record.kind.clone();
                 if change.record.kind == RecordKind::Household && change.field == "village"
                     || change.record.kind == RecordKind::Visit
                     || change.record.kind == RecordKind::Household
@@ -312,7 +313,7 @@ impl Store {
                     session
                         .tx
                         .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
-                        .execute(params![log_seq, household.map(|h| h.to_string())])?;
+                        .execute(params![log_seq, feed_household(&change_kind, household)])?;
                 }
                 if result != Outcome::Duplicate {
                     outcome.applied += 1;
@@ -437,6 +438,19 @@ fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u
     Ok(held.unwrap_or(0) as u64)
 }
 
+/// The household a feed entry is filed under. Officials belong to no
+/// household and every account reads them. A record that should belong to a
+/// household the server does not know yet (possible only for province and
+/// admin pushes) is filed under the empty name, which no scope reads but
+/// the province's, rather than shown to everyone.
+fn feed_household(kind: &RecordKind, household: Option<RecordId>) -> Option<String> {
+    match (kind, household) {
+        (_, Some(household)) => Some(household.to_string()),
+        (RecordKind::Official, None) => None,
+        (_, None) => Some(String::new()),
+    }
+}
+
 /// Bytes per stamp in `arrivals.stamps`: wall_ms (8) and counter (4).
 const STAMP_BYTES: usize = 12;
 
@@ -525,6 +539,15 @@ fn check_scope(
                 }
                 batch_village.insert(change.record.id, village);
             }
+            (RecordKind::Household, "village", _) if !scope.is_everything() => {
+                return Err(refused(
+                    "out_of_scope",
+                    format!(
+                        "change {position} (household {}, field village) does not give a village code; nothing of this batch was applied",
+                        change.record.id
+                    ),
+                ));
+            }
             (kind, "household", Value::String(id)) if *kind != RecordKind::Household => {
                 if let Ok(id) = id.parse() {
                     batch_household.insert(&change.record, RecordId(id));
@@ -534,23 +557,34 @@ fn check_scope(
         }
     }
     let mut households: HashMap<RecordKey, Option<RecordId>> = HashMap::new();
+    // The household a record belongs to on the server now, when the batch
+    // moves it to another: both must be the account's.
+    let mut leaving: HashMap<RecordKey, RecordId> = HashMap::new();
     let mut places: HashMap<RecordId, Option<HouseholdPlace>> = HashMap::new();
     for (position, (_, change)) in fresh.iter().enumerate() {
         let key = &change.record;
         if !households.contains_key(key) {
+            let stored = if key.kind == RecordKind::Household {
+                None
+            } else {
+                stored_household(tx, key)?
+            };
             let household = if key.kind == RecordKind::Household {
                 Some(key.id)
             } else if let Some(id) = batch_household.get(key) {
+                if let Some(stored) = stored.filter(|stored| stored != id) {
+                    leaving.insert(key.clone(), stored);
+                }
                 Some(*id)
             } else {
-                stored_household(tx, key)?
+                stored
             };
             households.insert(key.clone(), household);
         }
         let household = households[key];
-        if let Some(id) = household {
-            if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(id) {
-                entry.insert(stored_place(tx, id)?);
+        for id in household.iter().chain(leaving.get(key)) {
+            if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(*id) {
+                entry.insert(stored_place(tx, *id)?);
             }
         }
         if scope.is_everything() {
@@ -583,9 +617,16 @@ fn check_scope(
         scope
             .may_write(&key.kind, place.as_ref())
             .map_err(refusal)?;
-        // Moving a household needs both its old and its new village in scope.
+        // Moving a household needs both its old and its new village in
+        // scope; moving a member (or visit…) both its old and new household.
         if let Some(stored) = &stored {
             scope.may_write(&key.kind, Some(stored)).map_err(refusal)?;
+        }
+        if let Some(old) = leaving.get(key) {
+            let old_place = places[old].clone().unwrap_or_default();
+            scope
+                .may_write(&key.kind, Some(&old_place))
+                .map_err(refusal)?;
         }
     }
     Ok(households)
@@ -756,15 +797,27 @@ fn pull_households(
         Ok(())
     };
     let mut by_household = connection.prepare_cached(
-        "SELECT seq, change_seq, announce FROM feed WHERE household = ?1 AND seq > ?2",
+        "SELECT seq, change_seq, announce FROM feed WHERE household = ?1 AND seq > ?2 \
+         AND announce <= ?4 ORDER BY seq LIMIT ?3",
     )?;
+    // Filtered here, not after the limit, so that no entry for this scope is
+    // left behind a limit filled with entries that are not.
+    let announces = if scope.role == Role::Dimension {
+        ANNOUNCE_DEPRIVATION
+    } else {
+        ANNOUNCE_MOVED
+    };
+    // Each source's first `limit + 1` entries hold the page's: a later page
+    // starts after the last one returned.
+    let take = limit as i64 + 1;
     for household in households {
-        collect(&mut by_household.query(params![household, since as i64])?)?;
+        collect(&mut by_household.query(params![household, since as i64, take, announces])?)?;
     }
     let mut of_no_household = connection.prepare_cached(
-        "SELECT seq, change_seq, announce FROM feed WHERE household IS NULL AND seq > ?1",
+        "SELECT seq, change_seq, announce FROM feed WHERE household IS NULL AND seq > ?1 \
+         AND announce = 0 ORDER BY seq LIMIT ?2",
     )?;
-    collect(&mut of_no_household.query([since as i64])?)?;
+    collect(&mut of_no_household.query(params![since as i64, take])?)?;
     entries.sort_unstable();
     let more = entries.len() > limit;
     entries.truncate(limit);

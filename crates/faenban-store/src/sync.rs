@@ -44,6 +44,28 @@ pub struct OutboxRun {
     pub changes: Vec<Change>,
 }
 
+impl OutboxRun {
+    /// The run cut to at most `max_changes`, ending where one record's
+    /// changes end: a new record's fields (made in one command) travel in one
+    /// batch, so the server sees the household or village that places it
+    /// together with the rest. A record with more changes in a row than fit
+    /// is cut where it must be.
+    pub fn cut(mut self, max_changes: usize) -> OutboxRun {
+        let max_changes = max_changes.max(1);
+        if self.changes.len() <= max_changes {
+            return self;
+        }
+        let boundary_record = self.changes[max_changes].record.clone();
+        let mut end = max_changes;
+        while end > 0 && self.changes[end - 1].record == boundary_record {
+            end -= 1;
+        }
+        self.changes
+            .truncate(if end == 0 { max_changes } else { end });
+        self
+    }
+}
+
 /// What applying a pulled page (or a bundle) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Received {
@@ -120,10 +142,10 @@ impl Store {
             "SELECT outbox.sequence, changes.body FROM outbox \
              JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence LIMIT ?1",
         )?;
-        let rows = statement.query_map([max_changes as i64], |row| {
+        let rows = statement.query_map([one_more(max_changes)], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
         })?;
-        collect_run(device.id, rows)
+        Ok(collect_run(device.id, rows)?.map(|run| run.cut(max_changes)))
     }
 
     /// The oldest run of each other device's outbox carried here in bundles.
@@ -141,10 +163,10 @@ impl Store {
                  JOIN changes ON changes.seq = relay.change_seq \
                  WHERE relay.device = ?1 ORDER BY relay.sequence LIMIT ?2",
             )?;
-            let rows = statement.query_map(params![device, max_changes as i64], |row| {
+            let rows = statement.query_map(params![device, one_more(max_changes)], |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
             })?;
-            runs.extend(collect_run(id, rows)?);
+            runs.extend(collect_run(id, rows)?.map(|run| run.cut(max_changes)));
         }
         Ok(runs)
     }
@@ -373,6 +395,14 @@ impl Store {
     }
 }
 
+/// One row more than a run may hold: the row after tells whether the run
+/// would end inside a record.
+fn one_more(max_changes: usize) -> i64 {
+    i64::try_from(max_changes)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1)
+}
+
 fn collect_run(
     device: DeviceId,
     rows: impl Iterator<Item = rusqlite::Result<(i64, String)>>,
@@ -422,4 +452,40 @@ fn parse_device(text: &str) -> Result<DeviceId> {
     Uuid::parse_str(text)
         .map(DeviceId)
         .map_err(|error| Error::Corrupt(format!("device id {text}: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faenban_core::{Hlc, RecordKey, RecordKind};
+
+    fn run(records: &[u128]) -> OutboxRun {
+        let device = DeviceId::from_u128(1);
+        OutboxRun {
+            device,
+            first_sequence: 1,
+            changes: records
+                .iter()
+                .enumerate()
+                .map(|(n, record)| Change {
+                    stamp: Stamp::new(Hlc::at(n as u64 + 1), device),
+                    record: RecordKey::new(RecordKind::Household, Uuid::from_u128(*record)),
+                    field: "address".into(),
+                    value: serde_json::Value::Null,
+                    supersedes: Default::default(),
+                    observed: Vec::new(),
+                    previous_stamps: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_run_is_cut_between_records() {
+        assert_eq!(run(&[1, 1, 2, 2, 2, 3]).cut(4).changes.len(), 2);
+        assert_eq!(run(&[1, 1, 2, 2, 3]).cut(4).changes.len(), 4);
+        assert_eq!(run(&[1, 2]).cut(4).changes.len(), 2);
+        // One record longer than a batch is cut where it must be.
+        assert_eq!(run(&[1, 1, 1, 1, 1]).cut(3).changes.len(), 3);
+    }
 }

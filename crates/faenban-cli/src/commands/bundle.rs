@@ -208,11 +208,13 @@ fn read_bundle(context: &Context, file: &Path) -> anyhow::Result<Bundle> {
             )
         })?;
     let bundle: Bundle = serde_json::from_slice(&bytes).map_err(|error| {
+        // Only where: serde_json's own text can quote a value (a name, an ID).
+        let at = format!("line {} column {}", error.line(), error.column());
         Failure::new(
             Kind::BadInput,
             context.lang,
-            format!("อ่านไฟล์ชุดข้อมูลไม่ได้ ({error}) ไม่ได้นำเข้าอะไรเลย"),
-            format!("the bundle cannot be read ({error}); nothing was imported"),
+            format!("อ่านไฟล์ชุดข้อมูลไม่ได้ (ตำแหน่ง {at}) ไม่ได้นำเข้าอะไรเลย"),
+            format!("the bundle cannot be read (at {at}); nothing was imported"),
         )
     })?;
     if bundle.format != FORMAT || bundle.protocol != PROTOCOL_VERSION {

@@ -240,9 +240,12 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         summary.already_on_server += u64::from(response.duplicates);
         summary.restamped_by_server += u64::from(response.restamped);
         bar.inc(run.changes.len() as u64);
+        // Only what this batch covered: the server's highest held sequence
+        // may be above it (a file restored from a backup), and changes
+        // beyond this batch have not been compared with what it holds.
         context
             .store
-            .acknowledge(device.id, response.held_through)?;
+            .acknowledge(device.id, response.held_through.min(last))?;
         if response.held_through < last {
             return Err(anyhow::anyhow!(
                 "the server kept this laptop's outbox only through {}, not {last}",
@@ -277,9 +280,10 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
             };
             summary.relayed += u64::from(response.applied);
             summary.restamped_by_server += u64::from(response.restamped);
+            let last = run.first_sequence + run.changes.len() as u64 - 1;
             context
                 .store
-                .acknowledge(run.device, response.held_through)?;
+                .acknowledge(run.device, response.held_through.min(last))?;
             if response.held_through < run.first_sequence {
                 return Err(anyhow::anyhow!(
                     "the server did not take the outbox of device {}",
@@ -346,7 +350,7 @@ fn fit_to_batch(mut run: OutboxRun) -> OutboxRun {
             break;
         }
         let keep = run.changes.len() / 2;
-        run.changes.truncate(keep);
+        run = run.cut(keep);
     }
     run
 }
