@@ -63,7 +63,10 @@ fn writer_push(
     pushes: &AtomicUsize,
 ) -> Result<PushOutcome> {
     let outcome = writer.push(account, input, now_ms)?;
-    if pushes.fetch_add(1, Ordering::Relaxed) % PUSHES_PER_LOG_CHECK == 0 {
+    if pushes
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(PUSHES_PER_LOG_CHECK)
+    {
         if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
             // A reader in the way: the next check tries again.
             tracing::debug!(%error, "log not truncated this time");
