@@ -525,3 +525,124 @@ fn a_laptop_restored_from_a_backup_renumbers_its_outbox_and_loses_nothing() {
     volunteer.sync();
     assert!(volunteer.ok(&["export"]) == merged);
 }
+
+/// A TLS server whose certificate no public authority signed: `openssl
+/// s_server` with a fresh self-signed certificate for 127.0.0.1.
+struct SelfSignedServer {
+    child: std::process::Child,
+    port: u16,
+    certificate: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SelfSignedServer {
+    fn start() -> SelfSignedServer {
+        let dir = tempfile::tempdir().unwrap();
+        let certificate = dir.path().join("office-ca.pem");
+        let key = dir.path().join("key.pem");
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate)
+            .output()
+            .expect("openssl is needed for the TLS test (Debian package openssl)");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("openssl")
+            // With nothing on its input, s_server completes each handshake
+            // and hangs up: enough to tell a refused certificate from an
+            // accepted one.
+            .args(["s_server", "-quiet", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&certificate)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        SelfSignedServer {
+            child,
+            port,
+            certificate,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for SelfSignedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_and_an_office_ca_can_be_trusted() {
+    let tls = SelfSignedServer::start();
+    let volunteer = laptop("อสม.");
+    let url = format!("https://127.0.0.1:{}", tls.port);
+    let token = format!("fbn_{}", "ab".repeat(32));
+    let (code, stderr) = volunteer.fails(&[
+        "--lang",
+        "en",
+        "login",
+        "--server",
+        &url,
+        "--token",
+        &token,
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(code, 7);
+    assert!(stderr.contains("certificate is not trusted"), "{stderr}");
+    assert!(stderr.contains("--ca"), "{stderr}");
+    // Trusting the office's certificate gets past TLS; the server behind it
+    // hangs up, and that is what is reported now.
+    let (code, stderr) = volunteer.fails(&[
+        "--lang",
+        "en",
+        "login",
+        "--server",
+        &url,
+        "--token",
+        &token,
+        "--retries",
+        "0",
+        "--ca",
+        tls.certificate.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 7);
+    assert!(!stderr.contains("certificate"), "{stderr}");
+    assert!(stderr.contains("could not be reached"), "{stderr}");
+    let (code, _) = volunteer.fails(&["sync"]);
+    assert_eq!(code, 3, "a failed login keeps no server");
+}
