@@ -646,3 +646,51 @@ fn an_untrusted_certificate_is_refused_and_an_office_ca_can_be_trusted() {
     let (code, _) = volunteer.fails(&["sync"]);
     assert_eq!(code, 3, "a failed login keeps no server");
 }
+
+#[test]
+fn a_server_restored_from_a_backup_is_pulled_again_from_the_start() {
+    let mut server = ServerProcess::start();
+    let province = laptop("จังหวัด");
+    province.login(&server, &server.account("จังหวัด", "province", ""));
+    province.sync();
+    let backup = tempfile::tempdir().unwrap();
+    let copy = backup.path().join("server.db");
+    rusqlite::Connection::open(server.database())
+        .unwrap()
+        .execute("VACUUM INTO ?1", [copy.to_str().unwrap()])
+        .unwrap();
+    let volunteer = laptop("อสม.");
+    volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
+    volunteer.add_household();
+    for note in ["หนึ่ง", "สอง", "สาม", "สี่", "ห้า", "หก", "เจ็ด"]
+    {
+        edit(&volunteer, "--notes", note);
+    }
+    volunteer.sync();
+    province.sync();
+    // The server's disk is replaced by the backup, from before all that.
+    server.kill();
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", server.database().display()));
+    }
+    std::fs::copy(&copy, server.database()).unwrap();
+    server.restart();
+    // The province's cursor is beyond the restored feed. New work arrives
+    // under the numbers it has already passed...
+    let fresh = laptop("ทีม");
+    fresh.login(&server, &server.account("ทีม", "team", "4001"));
+    fresh.ok(&[
+        "household",
+        "add",
+        "--house-code",
+        "4001-000123-4",
+        "--village",
+        VILLAGE,
+        "--address",
+        "5 หมู่ 1",
+    ]);
+    fresh.sync();
+    // ...and still reaches the province, which pulls again from the start.
+    province.sync();
+    assert!(province.ok(&["export"]).contains("40010001234"));
+}

@@ -129,7 +129,9 @@ impl From<faenban_store::Error> for ApiError {
                     "out_of_scope" | "wrong_device" | "wrong_author" | "revoked" => {
                         StatusCode::FORBIDDEN
                     }
-                    "sequence_gap" | "sequence_reused" | "unknown_device" => StatusCode::CONFLICT,
+                    "sequence_gap" | "sequence_reused" | "unknown_device" | "cursor_ahead" => {
+                        StatusCode::CONFLICT
+                    }
                     _ => StatusCode::BAD_REQUEST,
                 };
                 ApiError::new(status, code, message)

@@ -188,6 +188,16 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     let store = Store::open(server.backend.path()).unwrap();
     assert_eq!(store.feed_end().unwrap(), feed + 2);
     assert_eq!(server.pull_all(&token).await.len(), 8);
+    // A cursor beyond the feed (a server restored from a backup) is refused.
+    let request = Request::get("/v1/changes?since=999")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = server.send(request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("cursor_ahead"))
+    );
 }
 
 #[tokio::test]

@@ -350,6 +350,17 @@ impl Store {
             .prepare_cached("SELECT MAX(seq) FROM feed")?
             .query_row([], |row| row.get(0))?;
         let last = last.unwrap_or(0) as u64;
+        if since > last {
+            // The server's feed is shorter than the laptop remembers: it was
+            // restored from a backup, or this is another server at the same
+            // address. Pulling on from there would skip what is numbered again.
+            return Err(refused(
+                "cursor_ahead",
+                format!(
+                    "this server's changes end at {last}, before the laptop's cursor {since}; pull again from 0"
+                ),
+            ));
+        }
         if !scope.is_everything() {
             if let Some(households) = households_in_scope(&snapshot, scope)? {
                 return pull_households(&snapshot, scope, &households, since, limit, last);

@@ -297,9 +297,16 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     let spinner = progress(0, context.lang.pick("รับ", "pull"));
     let mut cursor = context.store.pull_cursor()?;
     loop {
-        let page = client
-            .pull(cursor, 1000)
-            .map_err(|error| network_failure(context, error))?;
+        let page = match client.pull(cursor, 1000) {
+            Ok(page) => page,
+            Err(ClientError::Refused { code, .. }) if code == "cursor_ahead" && cursor > 0 => {
+                // The server was restored from a backup: pull everything
+                // again; what is already here counts as duplicates.
+                cursor = 0;
+                continue;
+            }
+            Err(error) => return Err(network_failure(context, error).into()),
+        };
         let changes = page
             .changes
             .decode()

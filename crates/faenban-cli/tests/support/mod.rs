@@ -121,8 +121,10 @@ pub struct ServerProcess {
     pub port: u16,
 }
 
-/// The server binary, built if this test run did not build it already
-/// (`cargo test -p faenban-cli` alone builds only this package).
+/// The server binary, built if this test run did not build it already.
+/// `cargo test --workspace` builds it; `cargo test -p faenban-cli` alone
+/// does not, and uses the last one built (run `cargo build -p
+/// faenban-server` first after changing the server).
 fn server_binary() -> PathBuf {
     let path = assert_cmd::cargo::cargo_bin("faenban-server");
     if !path.exists() {
