@@ -615,3 +615,38 @@ async fn a_record_moved_between_households_needs_both_in_scope_and_an_unplaced_o
         changes.len() + own.len()
     );
 }
+
+#[tokio::test]
+async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
+    let server = Server::new();
+    let province = server.account("จังหวัด", Role::Province, &[], None);
+    let there = server.account("อสม. ปลายทาง", Role::Volunteer, &["40020101"], None);
+    let office = DeviceId::from_u128(1);
+    server.hello(&province, office).await;
+    let (mut replica, mut changes) = households(1, "40010203", 1, NOW);
+    let from = changes[0].record.id;
+    let to = RecordKey::new(RecordKind::Household, Uuid::from_u128(900));
+    changes.push(replica.set(NOW, &to, "village", json!("40020101")));
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(901));
+    changes.push(replica.set(NOW, &member, "household", json!(from.to_string())));
+    changes.push(replica.set(NOW, &member, "first_name", json!("บุญมี")));
+    server.push(&province, office, 1, &changes).await;
+    let before = server.pull_all(&there).await;
+    assert!(before.iter().all(|c| c.record != member));
+
+    let moved = replica.set(NOW + 1, &member, "household", json!(to.id.to_string()));
+    let (status, body) = server
+        .push(&province, office, changes.len() as u64 + 1, &[moved])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let after = server.pull_all(&there).await;
+    let fields: Vec<&str> = after
+        .iter()
+        .filter(|c| c.record == member)
+        .map(|c| c.field.as_str())
+        .collect();
+    assert!(
+        fields.contains(&"first_name"),
+        "the member's earlier changes arrive: {fields:?}"
+    );
+}

@@ -285,7 +285,10 @@ impl Store {
             if fresh.is_empty() {
                 return Ok(outcome);
             }
-            let households = check_scope(&session.tx, &account.scope, &fresh)?;
+            let ScopeCheck {
+                households,
+                leaving,
+            } = check_scope(&session.tx, &account.scope, &fresh)?;
             let mut moved: HashSet<RecordId> = HashSet::new();
             let first_fresh = fresh[0].0;
             let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
@@ -337,6 +340,9 @@ impl Store {
             session.flush()?;
             for household in moved {
                 update_place(session, household)?;
+            }
+            for (record, left) in leaving {
+                announce_moved_record(&session.tx, &record, left)?;
             }
             Ok(outcome)
         })
@@ -524,11 +530,7 @@ impl HeldRuns {
 
 /// Checks every change against the account's scope before anything is
 /// applied. Returns the household each changed record belongs to.
-fn check_scope(
-    tx: &Transaction<'_>,
-    scope: &Scope,
-    fresh: &[(u64, Change)],
-) -> Result<HashMap<RecordKey, Option<RecordId>>> {
+fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> Result<ScopeCheck> {
     // What the batch itself says: a new member names its household, a new
     // household its village, in the same batch.
     let mut batch_household: HashMap<&RecordKey, RecordId> = HashMap::new();
@@ -640,7 +642,18 @@ fn check_scope(
                 .map_err(refusal)?;
         }
     }
-    Ok(households)
+    Ok(ScopeCheck {
+        households,
+        leaving,
+    })
+}
+
+/// What the scope check learned about a batch.
+struct ScopeCheck {
+    /// The household each changed record belongs to.
+    households: HashMap<RecordKey, Option<RecordId>>,
+    /// Records the batch moves to another household, with the one they leave.
+    leaving: HashMap<RecordKey, RecordId>,
 }
 
 fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<RecordId>> {
@@ -666,6 +679,30 @@ fn stored_place(tx: &Transaction<'_>, household: RecordId) -> Result<Option<Hous
             })
         })
         .optional()?)
+}
+
+/// A record that now belongs to another household than `left` has its
+/// changes announced again under the new one, so that the accounts of the
+/// new household's village receive its whole history.
+fn announce_moved_record(tx: &Transaction<'_>, record: &RecordKey, left: RecordId) -> Result<()> {
+    let Some(now) = stored_household(tx, record)? else {
+        return Ok(());
+    };
+    if now == left {
+        // A concurrent change kept it where it was.
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "INSERT INTO feed (change_seq, household, announce) \
+         SELECT seq, ?1, ?2 FROM changes WHERE kind = ?3 AND record = ?4 ORDER BY seq",
+    )?
+    .execute(params![
+        now.to_string(),
+        ANNOUNCE_MOVED,
+        record.kind.as_str(),
+        record.id.to_string()
+    ])?;
+    Ok(())
 }
 
 /// Recomputes where a household is and where it is deprived. If that
