@@ -23,20 +23,30 @@ use faenban_store::{Session, Store};
 use serde_json::json;
 use uuid::Uuid;
 
-/// A small deterministic random generator (SplitMix64).
+/// A small deterministic random generator (SplitMix64), with a simulated
+/// clock for the record ids it makes.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng {
+    state: u64,
+    clock_ms: u64,
+}
+
+/// 2025-01-01T00:00:00Z: where the simulated clock of record ids starts.
+const FIRST_RECORD_MS: u64 = 1_735_689_600_000;
 
 impl Rng {
     /// A generator for this seed.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed)
+        Rng {
+            state: seed,
+            clock_ms: FIRST_RECORD_MS,
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
@@ -61,6 +71,18 @@ impl Rng {
     pub fn uuid(&mut self) -> Uuid {
         let bytes = (u128::from(self.next_u64()) << 64 | u128::from(self.next_u64())).to_be_bytes();
         uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// A record id as a laptop makes one: a UUIDv7, whose first bits are
+    /// the time it was made (here a simulated clock that moves on by up to a
+    /// second each time), so that ids made one after another sort together,
+    /// as they do in the field.
+    pub fn record_id(&mut self) -> Uuid {
+        self.clock_ms += 1 + self.below(1_000);
+        let random =
+            (u128::from(self.next_u64()) << 64 | u128::from(self.next_u64())).to_be_bytes();
+        let tail: [u8; 10] = random[..10].try_into().expect("ten bytes");
+        uuid::Builder::from_unix_timestamp_millis(self.clock_ms, &tail).into_uuid()
     }
 
     /// A valid national ID that no real person can hold (office `9999`).
@@ -332,11 +354,11 @@ pub fn populate(store: &mut Store, spec: &Spec) -> Result<Summary> {
                     position: (*rng.pick(POSITIONS)).into(),
                     agency: (*rng.pick(AGENCIES)).into(),
                 };
-                let official_key = s.create(rng.uuid(), &official)?;
+                let official_key = s.create(rng.record_id(), &official)?;
                 summary.officials += 1;
                 for household in pair {
                     s.create(
-                        rng.uuid(),
+                        rng.record_id(),
                         &Pairing {
                             official: official_key.id,
                             household: *household,
@@ -394,7 +416,7 @@ fn add_household(
         welfare_card: rng.chance(70),
         notes: String::new(),
     };
-    let key = s.create(rng.uuid(), &household)?;
+    let key = s.create(rng.record_id(), &household)?;
     summary.households += 1;
     let visit_day = day(rng.below(300));
     let family = *rng.pick(FAMILY_NAMES);
@@ -413,7 +435,7 @@ fn add_household(
         head.education = None;
         head.occupation = String::new();
         head.income_per_year = None;
-        s.create(rng.uuid(), &head)?;
+        s.create(rng.record_id(), &head)?;
         summary.members += 1;
         return Ok(key.id);
     }
@@ -444,7 +466,7 @@ fn add_household(
         ));
     }
     for member in &members {
-        s.create(rng.uuid(), member)?;
+        s.create(rng.record_id(), member)?;
     }
     summary.members += members.len();
 
@@ -471,7 +493,7 @@ fn add_household(
         members: Some(members.len() as u32),
         in_progress: false,
     };
-    let visit_key = s.create(rng.uuid(), &visit)?;
+    let visit_key = s.create(rng.record_id(), &visit)?;
     summary.visits += 1;
     let mut failed: Vec<Dimension> = Vec::new();
     for indicator in &catalogue.indicators {
@@ -512,7 +534,7 @@ fn add_household(
             },
             outcome: String::new(),
         };
-        s.create(rng.uuid(), &help)?;
+        s.create(rng.record_id(), &help)?;
         summary.assistance += 1;
     }
     Ok(key.id)

@@ -192,6 +192,7 @@ impl Store {
             Some(json) => serde_json::from_str(&json)?,
             None => Clock::new(),
         };
+        let clock_before = clock;
         let mut session = Session {
             tx,
             device,
@@ -209,7 +210,11 @@ impl Store {
             next_outbox,
             ..
         } = session;
-        write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
+        // A command that changed nothing (a re-sent push) writes nothing,
+        // and its commit costs no disk write.
+        if clock != clock_before {
+            write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
+        }
         if let Some(next) = next_outbox {
             write_meta(&tx, "next_outbox_sequence", &next.to_string())?;
         }
