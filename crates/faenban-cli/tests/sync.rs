@@ -188,15 +188,9 @@ fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice(
     assert!(province.ok(&["export"]) == laptop.ok(&["export"]));
 }
 
-#[test]
-fn a_sync_killed_at_any_point_resumes() {
-    let server = ServerProcess::start();
-    let laptop = busy_laptop(300);
-    let total = laptop.unpushed();
-    // A district team's account, scoped: every batch must place each new
-    // record it carries, so batches end between records.
-    laptop.login(&server, &server.account("ทีมจังหวัด", "team", "40"));
-    for delay_ms in [30, 120, 400] {
+/// Starts `faenban sync` and SIGKILLs it after each delay in turn.
+fn kill_syncs(laptop: &Laptop, delays_ms: &[u64]) {
+    for delay_ms in delays_ms {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban"))
             .arg("--db")
             .arg(&laptop.db)
@@ -205,10 +199,21 @@ fn a_sync_killed_at_any_point_resumes() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        std::thread::sleep(Duration::from_millis(*delay_ms));
         let _ = child.kill();
         child.wait().unwrap();
     }
+}
+
+#[test]
+fn a_sync_killed_at_any_point_resumes() {
+    let server = ServerProcess::start();
+    let laptop = busy_laptop(300);
+    let total = laptop.unpushed();
+    // A district team's account, scoped: every batch must place each new
+    // record it carries, so batches end between records.
+    laptop.login(&server, &server.account("ทีมจังหวัด", "team", "40"));
+    kill_syncs(&laptop, &[30, 120, 400]);
     laptop.sync();
     assert_eq!(laptop.unpushed(), 0);
     let (arrived, _, twice) = server_counts(&server);
@@ -216,19 +221,7 @@ fn a_sync_killed_at_any_point_resumes() {
     // A second laptop that pulled while being killed also ends complete.
     let other = self::laptop("ทีม");
     other.login(&server, &server.account("ทีม", "province", ""));
-    for delay_ms in [50, 200] {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban"))
-            .arg("--db")
-            .arg(&other.db)
-            .args(["sync", "--retries", "0"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
-    }
+    kill_syncs(&other, &[50, 200]);
     other.sync();
     assert!(other.ok(&["export"]) == laptop.ok(&["export"]));
 }

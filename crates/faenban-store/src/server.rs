@@ -450,8 +450,14 @@ fn check_device(
 
 fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u64> {
     let held: Option<i64> = connection
-        .prepare_cached("SELECT MAX(last_sequence) FROM arrivals WHERE device = ?1")?
-        .query_row([device.to_string()], |row| row.get(0))?;
+        // Runs follow one another, so the newest run ends highest; reading
+        // it alone keeps this one index step however many runs there are.
+        .prepare_cached(
+            "SELECT last_sequence FROM arrivals WHERE device = ?1 \
+             ORDER BY first_sequence DESC LIMIT 1",
+        )?
+        .query_row([device.to_string()], |row| row.get(0))
+        .optional()?;
     Ok(held.unwrap_or(0) as u64)
 }
 

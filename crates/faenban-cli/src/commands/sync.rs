@@ -48,13 +48,7 @@ pub fn login(
         .transpose()?;
     let client = Client::new(server, token.trim(), ca_pem.as_deref(), retry(retries))
         .map_err(|error| network_failure(context, error))?;
-    let hello = client
-        .hello(&HelloRequest {
-            protocol: PROTOCOL_VERSION,
-            device: device.id,
-            name: device.name.clone(),
-        })
-        .map_err(|error| network_failure(context, error))?;
+    let hello = say_hello(&client, &device).map_err(|error| network_failure(context, error))?;
     context.store.set_sync_settings(&SyncSettings {
         server: server.trim_end_matches('/').to_owned(),
         token: token.trim().to_owned(),
@@ -178,13 +172,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     // Hello: the server's time (to correct our clock) and how much of our
     // outbox it already holds (an answer lost last time).
     let asked_at = now_ms();
-    let hello = client
-        .hello(&HelloRequest {
-            protocol: PROTOCOL_VERSION,
-            device: device.id,
-            name: device.name.clone(),
-        })
-        .map_err(|error| network_failure(context, error))?;
+    let hello = say_hello(&client, &device).map_err(|error| network_failure(context, error))?;
     let answered_at = now_ms();
     let local_midpoint = asked_at + answered_at.saturating_sub(asked_at) / 2;
     let correction = context
@@ -212,12 +200,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
                 // other changes: it was restored from a backup or copied.
                 // Number the outbox after what the server holds and go on.
                 renumbered = true;
-                let held = client
-                    .hello(&HelloRequest {
-                        protocol: PROTOCOL_VERSION,
-                        device: device.id,
-                        name: device.name.clone(),
-                    })
+                let held = say_hello(&client, &device)
                     .map_err(|error| network_failure(context, error))?
                     .held_through;
                 let moved = context.store.renumber_outbox_after(held)?;
@@ -331,6 +314,18 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         Some(refusal) => Err(refusal.into()),
         None => Ok(()),
     }
+}
+
+/// Introduces this laptop to the server.
+fn say_hello(
+    client: &Client,
+    device: &faenban_store::DeviceInfo,
+) -> Result<faenban_core::sync::HelloResponse, ClientError> {
+    client.hello(&HelloRequest {
+        protocol: PROTOCOL_VERSION,
+        device: device.id,
+        name: device.name.clone(),
+    })
 }
 
 fn push_run(
