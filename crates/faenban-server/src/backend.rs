@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use faenban_core::sync::Scope;
@@ -49,30 +49,82 @@ pub struct SqliteBackend {
     readers: Vec<Mutex<Store>>,
     next_reader: AtomicUsize,
     path: PathBuf,
+    /// Groups committed, for the log-length check.
     pushes: AtomicUsize,
+    /// Pushes waiting for the writer.
+    waiting: Mutex<Vec<WaitingPush>>,
     _checkpointer: Checkpointer,
 }
 
-/// A push on the writer, and now and then, while no other push can start,
-/// the end of a write-ahead log that grew long under a stream of pushes.
-fn writer_push(
-    mut writer: std::sync::MutexGuard<'_, Store>,
+/// A push waiting for the writer, with where its answer goes.
+#[derive(Debug)]
+struct WaitingPush {
+    account: Account,
+    input: PushInput,
+    answer: mpsc::Sender<Result<PushOutcome>>,
+}
+
+/// Group commit: a push joins the queue, then waits for the writer. Whoever
+/// gets the writer applies every push queued by then in one transaction,
+/// each all or nothing, and answers them all after one commit (one `fsync`
+/// for the group). A push that finds its answer already sent was applied
+/// by an earlier holder of the writer.
+fn push_in_group(
+    backend: &SqliteBackend,
     account: &Account,
     input: PushInput,
     now_ms: u64,
-    pushes: &AtomicUsize,
 ) -> Result<PushOutcome> {
-    let outcome = writer.push(account, input, now_ms)?;
-    if pushes
-        .fetch_add(1, Ordering::Relaxed)
-        .is_multiple_of(PUSHES_PER_LOG_CHECK)
-    {
-        if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
-            // A reader in the way: the next check tries again.
-            tracing::debug!(%error, "log not truncated this time");
+    let (answer, answered) = mpsc::channel();
+    backend.queue().push(WaitingPush {
+        account: account.clone(),
+        input,
+        answer,
+    });
+    let mut writer = backend.writer();
+    let group = std::mem::take(&mut *backend.queue());
+    if !group.is_empty() {
+        let (pushes, answers): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|waiting| ((waiting.account, waiting.input), waiting.answer))
+            .unzip();
+        match writer.push_group(pushes, now_ms) {
+            Ok(results) => {
+                for (result, answer) in results.into_iter().zip(answers) {
+                    let _ = answer.send(result);
+                }
+            }
+            Err(error) => {
+                for answer in answers {
+                    let _ = answer.send(Err(same_error(&error)));
+                }
+            }
+        }
+        let before = backend.pushes.fetch_add(1, Ordering::Relaxed);
+        if before.is_multiple_of(PUSHES_PER_LOG_CHECK) {
+            if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
+                // A reader in the way: the next check tries again.
+                tracing::debug!(%error, "log not truncated this time");
+            }
         }
     }
-    Ok(outcome)
+    drop(writer);
+    answered.recv().unwrap_or_else(|_| {
+        Err(faenban_store::Error::Corrupt(
+            "a push was dropped without an answer".into(),
+        ))
+    })
+}
+
+/// The same failure, for every push of a group that failed as a whole.
+fn same_error(error: &faenban_store::Error) -> faenban_store::Error {
+    use faenban_store::Error as E;
+    match error {
+        E::Locked => E::Locked,
+        E::DiskFull => E::DiskFull,
+        E::ReadOnly => E::ReadOnly,
+        other => E::Corrupt(other.to_string()),
+    }
 }
 
 /// Copies the write-ahead log into the database in the background, so that
@@ -98,7 +150,7 @@ impl Drop for Checkpointer {
 /// then, so the pause is short.
 const MAX_LOG_PAGES: i64 = 65_536;
 
-/// The writer looks at the log's length after this many pushes.
+/// The writer looks at the log's length after this many commits.
 const PUSHES_PER_LOG_CHECK: usize = 32;
 
 /// How often the background checkpoint runs.
@@ -158,6 +210,7 @@ impl SqliteBackend {
             next_reader: AtomicUsize::new(0),
             path,
             pushes: AtomicUsize::new(0),
+            waiting: Mutex::new(Vec::new()),
             _checkpointer: Checkpointer {
                 stop,
                 thread: Some(thread),
@@ -174,6 +227,12 @@ impl SqliteBackend {
         // A panic while holding the lock left no transaction open (rusqlite
         // rolls back on drop), so the store is still sound.
         self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<WaitingPush>> {
+        self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -203,7 +262,7 @@ impl Backend for SqliteBackend {
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        writer_push(self.writer(), account, input, now_ms, &self.pushes)
+        push_in_group(self, account, input, now_ms)
     }
 
     fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {

@@ -650,3 +650,45 @@ async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
         "the member's earlier changes arrive: {fields:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_at_the_same_time_are_each_all_or_nothing() {
+    let server = Arc::new(Server::new());
+    let mut tasks = Vec::new();
+    for n in 0..24u128 {
+        let token = server.account(&format!("อสม. {n}"), Role::Volunteer, &["40010203"], None);
+        let device = DeviceId::from_u128(100 + n);
+        server.hello(&token, device).await;
+        // Every sixth device recorded one household outside its village.
+        let village = if n % 6 == 5 { "40020101" } else { "40010203" };
+        let (_, changes) = households(100 + n, village, 5, NOW);
+        let server = server.clone();
+        tasks.push(tokio::spawn(async move {
+            let (status, body) = server.push(&token, device, 1, &changes).await;
+            (n, status, body)
+        }));
+    }
+    let mut applied = 0;
+    for task in tasks {
+        let (n, status, body) = task.await.unwrap();
+        if n % 6 == 5 {
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::FORBIDDEN, Some("out_of_scope"))
+            );
+            assert_eq!(
+                Store::open(server.backend.path())
+                    .unwrap()
+                    .held_through(DeviceId::from_u128(100 + n))
+                    .unwrap(),
+                0
+            );
+        } else {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["applied"], 10);
+            applied += 10;
+        }
+    }
+    let store = Store::open(server.backend.path()).unwrap();
+    assert_eq!(store.feed_end().unwrap(), applied);
+}

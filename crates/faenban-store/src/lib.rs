@@ -222,6 +222,66 @@ impl Store {
         Ok(result)
     }
 
+    /// Runs `work` once per item, all in one transaction committed once;
+    /// each item's writes are all or nothing on their own (a savepoint
+    /// each). An item whose work fails leaves nothing behind and the others
+    /// go on; its error is in its place among the results. Fails as a whole
+    /// only if the transaction itself cannot begin or commit.
+    pub fn write_group<I, T>(
+        &mut self,
+        local_wall_ms: u64,
+        items: Vec<I>,
+        mut work: impl FnMut(&mut Session<'_>, I) -> Result<T>,
+    ) -> Result<Vec<Result<T>>> {
+        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let clock: Clock = match read_meta(&tx, "clock")? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Clock::new(),
+        };
+        let clock_before = clock;
+        let mut session = Session {
+            tx,
+            device,
+            clock,
+            local_wall_ms,
+            touched: HashMap::new(),
+            next_outbox: None,
+            search_index: self.search_index,
+        };
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let item_clock = session.clock;
+            session.tx.execute_batch("SAVEPOINT item")?;
+            let result = work(&mut session, item).and_then(|value| {
+                session.flush()?;
+                Ok(value)
+            });
+            match result {
+                Ok(value) => {
+                    session.tx.execute_batch("RELEASE item")?;
+                    results.push(Ok(value));
+                }
+                Err(error) => {
+                    // Nothing of this item stays: not its rows, not the
+                    // states it had in memory, not its clock readings.
+                    session.touched.clear();
+                    session.clock = item_clock;
+                    session.tx.execute_batch("ROLLBACK TO item; RELEASE item")?;
+                    results.push(Err(error));
+                }
+            }
+        }
+        let Session { tx, clock, .. } = session;
+        if clock != clock_before {
+            write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
+        }
+        tx.commit()?;
+        Ok(results)
+    }
+
     /// One record's merged state.
     pub fn record(&self, key: &RecordKey) -> Result<Option<RecordState>> {
         load_state(&self.connection, key)

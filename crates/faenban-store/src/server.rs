@@ -232,119 +232,22 @@ impl Store {
         input: PushInput,
         server_wall_ms: u64,
     ) -> Result<PushOutcome> {
-        let PushInput {
-            device,
-            relay,
-            first_sequence,
-            changes,
-        } = input;
-        if first_sequence == 0 {
-            return Err(refused(
-                "bad_sequence",
-                "outbox sequences start at 1; first_sequence was 0",
-            ));
-        }
         self.write(server_wall_ms, |session| {
-            check_device(&session.tx, account, device, relay)?;
-            for (position, change) in changes.iter().enumerate() {
-                if change.author() != device {
-                    return Err(refused(
-                        "wrong_author",
-                        format!(
-                            "change {position} was made by device {}, not by device {device} whose outbox this is; nothing of this batch was applied",
-                            change.author()
-                        ),
-                    ));
-                }
-            }
-            let held = held_through(&session.tx, device)?;
-            if first_sequence > held + 1 {
-                return Err(refused(
-                    "sequence_gap",
-                    format!(
-                        "the server holds device {device}'s outbox through sequence {held}; this batch starts at {first_sequence}; send from {}",
-                        held + 1
-                    ),
-                ));
-            }
-            let mut outcome = PushOutcome {
-                held_through: held,
-                ..PushOutcome::default()
-            };
-            let mut fresh = Vec::with_capacity(changes.len());
-            let mut held_runs = HeldRuns::default();
-            for (offset, change) in changes.into_iter().enumerate() {
-                let sequence = first_sequence + offset as u64;
-                if sequence <= held {
-                    held_runs.check(&session.tx, device, sequence, &change)?;
-                    outcome.duplicates += 1;
-                } else {
-                    fresh.push((sequence, change));
-                }
-            }
-            if fresh.is_empty() {
-                return Ok(outcome);
-            }
-            let ScopeCheck {
-                households,
-                leaving,
-            } = check_scope(&session.tx, &account.scope, &fresh)?;
-            let mut moved: HashSet<RecordId> = HashSet::new();
-            let first_fresh = fresh[0].0;
-            let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
-            for (sequence, change) in fresh {
-                stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
-                stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
-                let household = households.get(&change.record).copied().flatten();
-                let change_kind = change.record.kind.clone();
-                if change.record.kind == RecordKind::Household && change.field == "village"
-                    || change.record.kind == RecordKind::Visit
-                    || change.record.kind == RecordKind::Household
-                        && change.field == "welfare_card"
-                {
-                    moved.extend(household);
-                }
-                let arrival = normalize_arrival(
-                    change,
-                    &mut session.clock,
-                    session.device,
-                    server_wall_ms,
-                );
-                outcome.restamped += u32::from(arrival.restamped);
-                let (result, log_seq) = session.apply_logged(arrival.change, false)?;
-                if let Some(log_seq) = log_seq {
-                    session
-                        .tx
-                        .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
-                        .execute(params![log_seq, feed_household(&change_kind, household)])?;
-                }
-                if result != Outcome::Duplicate {
-                    outcome.applied += 1;
-                } else {
-                    outcome.duplicates += 1;
-                }
-                outcome.held_through = sequence;
-            }
-            session
-                .tx
-                .prepare_cached(
-                    "INSERT INTO arrivals (device, first_sequence, last_sequence, stamps) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![
-                    device.to_string(),
-                    first_fresh as i64,
-                    outcome.held_through as i64,
-                    stamps
-                ])?;
-            session.flush()?;
-            for household in moved {
-                update_place(session, household)?;
-            }
-            for (record, left) in leaving {
-                announce_moved_record(&session.tx, &record, left)?;
-            }
-            Ok(outcome)
+            push_in(session, account, input, server_wall_ms)
+        })
+    }
+
+    /// Several pushes (from different devices, say) in one transaction and
+    /// one commit, each still all or nothing: a refused push is rolled back
+    /// to where it began and the others go on. One commit, and one `fsync`,
+    /// serve them all. The results are in the order of `pushes`.
+    pub fn push_group(
+        &mut self,
+        pushes: Vec<(Account, PushInput)>,
+        server_wall_ms: u64,
+    ) -> Result<Vec<Result<PushOutcome>>> {
+        self.write_group(server_wall_ms, pushes, |session, (account, input)| {
+            push_in(session, &account, input, server_wall_ms)
         })
     }
 
@@ -382,6 +285,121 @@ impl Store {
                 .query_row("SELECT MAX(seq) FROM feed", [], |row| row.get(0))?;
         Ok(last.unwrap_or(0) as u64)
     }
+}
+
+/// One push inside a write (see [`Store::push`]).
+fn push_in(
+    session: &mut Session<'_>,
+    account: &Account,
+    input: PushInput,
+    server_wall_ms: u64,
+) -> Result<PushOutcome> {
+    let PushInput {
+        device,
+        relay,
+        first_sequence,
+        changes,
+    } = input;
+    if first_sequence == 0 {
+        return Err(refused(
+            "bad_sequence",
+            "outbox sequences start at 1; first_sequence was 0",
+        ));
+    }
+    check_device(&session.tx, account, device, relay)?;
+    for (position, change) in changes.iter().enumerate() {
+        if change.author() != device {
+            return Err(refused(
+                "wrong_author",
+                format!(
+                    "change {position} was made by device {}, not by device {device} whose outbox this is; nothing of this batch was applied",
+                    change.author()
+                ),
+            ));
+        }
+    }
+    let held = held_through(&session.tx, device)?;
+    if first_sequence > held + 1 {
+        return Err(refused(
+            "sequence_gap",
+            format!(
+                "the server holds device {device}'s outbox through sequence {held}; this batch starts at {first_sequence}; send from {}",
+                held + 1
+            ),
+        ));
+    }
+    let mut outcome = PushOutcome {
+        held_through: held,
+        ..PushOutcome::default()
+    };
+    let mut fresh = Vec::with_capacity(changes.len());
+    let mut held_runs = HeldRuns::default();
+    for (offset, change) in changes.into_iter().enumerate() {
+        let sequence = first_sequence + offset as u64;
+        if sequence <= held {
+            held_runs.check(&session.tx, device, sequence, &change)?;
+            outcome.duplicates += 1;
+        } else {
+            fresh.push((sequence, change));
+        }
+    }
+    if fresh.is_empty() {
+        return Ok(outcome);
+    }
+    let ScopeCheck {
+        households,
+        leaving,
+    } = check_scope(&session.tx, &account.scope, &fresh)?;
+    let mut moved: HashSet<RecordId> = HashSet::new();
+    let first_fresh = fresh[0].0;
+    let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
+    for (sequence, change) in fresh {
+        stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
+        stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
+        let household = households.get(&change.record).copied().flatten();
+        let change_kind = change.record.kind.clone();
+        if change.record.kind == RecordKind::Household && change.field == "village"
+            || change.record.kind == RecordKind::Visit
+            || change.record.kind == RecordKind::Household && change.field == "welfare_card"
+        {
+            moved.extend(household);
+        }
+        let arrival = normalize_arrival(change, &mut session.clock, session.device, server_wall_ms);
+        outcome.restamped += u32::from(arrival.restamped);
+        let (result, log_seq) = session.apply_logged(arrival.change, false)?;
+        if let Some(log_seq) = log_seq {
+            session
+                .tx
+                .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
+                .execute(params![log_seq, feed_household(&change_kind, household)])?;
+        }
+        if result != Outcome::Duplicate {
+            outcome.applied += 1;
+        } else {
+            outcome.duplicates += 1;
+        }
+        outcome.held_through = sequence;
+    }
+    session
+        .tx
+        .prepare_cached(
+            "INSERT INTO arrivals (device, first_sequence, last_sequence, stamps) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            device.to_string(),
+            first_fresh as i64,
+            outcome.held_through as i64,
+            stamps
+        ])?;
+    session.flush()?;
+    for household in moved {
+        update_place(session, household)?;
+    }
+    for (record, left) in leaving {
+        announce_moved_record(&session.tx, &record, left)?;
+    }
+    Ok(outcome)
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, role, areas, dimension, created_ms, revoked_ms";
