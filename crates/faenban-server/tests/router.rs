@@ -692,3 +692,39 @@ async fn pushes_at_the_same_time_are_each_all_or_nothing() {
     let store = Store::open(server.backend.path()).unwrap();
     assert_eq!(store.feed_end().unwrap(), applied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = DeviceId::from_u128(1);
+    server.hello(&token, device).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let backend: Arc<dyn Backend> = server.backend.clone();
+    let serving = tokio::spawn(faenban_server::run(listener, backend, async {
+        let _ = stopped.await;
+    }));
+    let (_, changes) = households(1, "40010203", 500, NOW);
+    let body = push_body(device, 1, &changes, false).to_string();
+    let push = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(format!("http://{address}/v1/push"))
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+    let held = Store::open(server.backend.path())
+        .unwrap()
+        .held_through(device)
+        .unwrap();
+    match push.await.unwrap() {
+        Ok(response) if response.status().is_success() => assert_eq!(held, 1000),
+        _ => assert_eq!(held, 0, "a push cut off by the shutdown left nothing"),
+    }
+}
