@@ -81,39 +81,59 @@ fn push_in_group(
         input,
         answer,
     });
-    let mut writer = backend.writer();
-    let group = std::mem::take(&mut *backend.queue());
-    if !group.is_empty() {
-        let (pushes, answers): (Vec<_>, Vec<_>) = group
-            .into_iter()
-            .map(|waiting| ((waiting.account, waiting.input), waiting.answer))
-            .unzip();
-        match writer.push_group(pushes, now_ms) {
-            Ok(results) => {
-                for (result, answer) in results.into_iter().zip(answers) {
-                    let _ = answer.send(result);
-                }
-            }
-            Err(error) => {
-                for answer in answers {
-                    let _ = answer.send(Err(same_error(&error)));
-                }
-            }
+    loop {
+        // Whoever gets the writer applies the queue; the others wait for
+        // their answer, not for the writer (which may go on to checkpoint).
+        let writer = match backend.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if let Some(writer) = writer {
+            apply_queue(backend, writer, now_ms);
         }
-        let before = backend.pushes.fetch_add(1, Ordering::Relaxed);
-        if before.is_multiple_of(PUSHES_PER_LOG_CHECK) {
-            if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
-                // A reader in the way: the next check tries again.
-                tracing::debug!(%error, "log not truncated this time");
+        match answered.recv_timeout(Duration::from_millis(2)) {
+            Ok(result) => return result,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(faenban_store::Error::Corrupt(
+                    "a push was dropped without an answer".into(),
+                ))
             }
         }
     }
-    drop(writer);
-    answered.recv().unwrap_or_else(|_| {
-        Err(faenban_store::Error::Corrupt(
-            "a push was dropped without an answer".into(),
-        ))
-    })
+}
+
+/// Applies every push queued so far as one group, answers each, and now
+/// and then truncates a long write-ahead log.
+fn apply_queue(backend: &SqliteBackend, mut writer: std::sync::MutexGuard<'_, Store>, now_ms: u64) {
+    let group = std::mem::take(&mut *backend.queue());
+    if group.is_empty() {
+        return;
+    }
+    let (pushes, answers): (Vec<_>, Vec<_>) = group
+        .into_iter()
+        .map(|waiting| ((waiting.account, waiting.input), waiting.answer))
+        .unzip();
+    match writer.push_group(pushes, now_ms) {
+        Ok(results) => {
+            for (result, answer) in results.into_iter().zip(answers) {
+                let _ = answer.send(result);
+            }
+        }
+        Err(error) => {
+            for answer in answers {
+                let _ = answer.send(Err(same_error(&error)));
+            }
+        }
+    }
+    let before = backend.pushes.fetch_add(1, Ordering::Relaxed);
+    if before.is_multiple_of(PUSHES_PER_LOG_CHECK) {
+        if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
+            // A reader in the way: the next check tries again.
+            tracing::debug!(%error, "log not truncated this time");
+        }
+    }
 }
 
 /// The same failure, for every push of a group that failed as a whole.

@@ -728,3 +728,102 @@ async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it() {
         _ => assert_eq!(held, 0, "a push cut off by the shutdown left nothing"),
     }
 }
+
+/// Every change a pull from `since` returns, and the cursor after it.
+async fn pull_from(server: &Server, token: &str, since: u64) -> (Vec<Change>, u64) {
+    let mut since = since;
+    let mut changes = Vec::new();
+    loop {
+        let request = Request::get(format!("/v1/changes?since={since}"))
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let (status, body) = server.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let page: PullPage = serde_json::from_value(body).unwrap();
+        changes.extend(page.changes.decode().unwrap());
+        since = page.next;
+        if !page.more {
+            return (changes, since);
+        }
+    }
+}
+
+#[tokio::test]
+async fn records_that_arrive_before_their_household_reach_its_village_once_it_is_placed() {
+    let server = Server::new();
+    let province = server.account("จังหวัด", Role::Province, &[], None);
+    let volunteer = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let office = DeviceId::from_u128(1);
+    server.hello(&province, office).await;
+    let mut replica = Replica::new(office);
+    let home = RecordKey::new(RecordKind::Household, Uuid::from_u128(10));
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(11));
+    let early = [
+        replica.set(NOW, &member, "household", json!(home.id.to_string())),
+        replica.set(NOW, &member, "first_name", json!("มาก่อน")),
+    ];
+    server.push(&province, office, 1, &early).await;
+    let (seen, cursor) = pull_from(&server, &volunteer, 0).await;
+    assert!(seen.is_empty(), "nothing is placed yet: {seen:?}");
+    let placed = [replica.set(NOW, &home, "village", json!("40010203"))];
+    server.push(&province, office, 3, &placed).await;
+    let (after, _) = pull_from(&server, &volunteer, cursor).await;
+    assert!(
+        after
+            .iter()
+            .any(|c| c.record == member && c.field == "first_name"),
+        "the member's earlier change arrives once its household is placed: {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn changes_are_filed_under_the_household_the_merge_kept() {
+    let server = Server::new();
+    let province = server.account("จังหวัด", Role::Province, &[], None);
+    let team = server.account("ทีม", Role::Team, &["400102"], None);
+    let here = server.account("อสม. 3", Role::Volunteer, &["40010203"], None);
+    let there = server.account("อสม. 4", Role::Volunteer, &["40010204"], None);
+    let office = DeviceId::from_u128(1);
+    let laptop = DeviceId::from_u128(2);
+    server.hello(&province, office).await;
+    server.hello(&team, laptop).await;
+    let mut replica = Replica::new(office);
+    let first = RecordKey::new(RecordKind::Household, Uuid::from_u128(20));
+    let second = RecordKey::new(RecordKind::Household, Uuid::from_u128(21));
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(22));
+    let setup = [
+        replica.set(NOW, &first, "village", json!("40010203")),
+        replica.set(NOW, &second, "village", json!("40010204")),
+        // The member's household, set later than the team's move below.
+        replica.set(
+            NOW + 60_000,
+            &member,
+            "household",
+            json!(first.id.to_string()),
+        ),
+    ];
+    server.push(&province, office, 1, &setup).await;
+    // The team, with an older clock and without having seen that, moves the
+    // member and names it: the move loses, the name stands.
+    let mut team_replica = Replica::new(laptop);
+    let edits = [
+        team_replica.set(NOW, &member, "household", json!(second.id.to_string())),
+        team_replica.set(NOW, &member, "first_name", json!("ชื่อใหม่")),
+    ];
+    let (status, body) = server.push(&team, laptop, 1, &edits).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let named = |changes: &[Change]| {
+        changes
+            .iter()
+            .any(|c| c.record == member && c.field == "first_name")
+    };
+    assert!(
+        named(&server.pull_all(&here).await),
+        "the member's own village gets the name"
+    );
+    assert!(
+        !named(&server.pull_all(&there).await),
+        "the other village does not"
+    );
+}

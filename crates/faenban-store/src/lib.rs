@@ -255,10 +255,14 @@ impl Store {
         for item in items {
             let item_clock = session.clock;
             session.tx.execute_batch("SAVEPOINT item")?;
-            let result = work(&mut session, item).and_then(|value| {
-                session.flush()?;
-                Ok(value)
-            });
+            // A panic in one item (a bug) fails that item alone.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                work(&mut session, item).and_then(|value| {
+                    session.flush()?;
+                    Ok(value)
+                })
+            }))
+            .unwrap_or_else(|_| Err(Error::Corrupt("the server failed on this batch".into())));
             match result {
                 Ok(value) => {
                     session.tx.execute_batch("RELEASE item")?;

@@ -351,13 +351,14 @@ fn push_in(
         leaving,
     } = check_scope(&session.tx, &account.scope, &fresh)?;
     let mut moved: HashSet<RecordId> = HashSet::new();
+    let mut logged: Vec<(i64, RecordKey)> = Vec::with_capacity(fresh.len());
     let first_fresh = fresh[0].0;
     let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
     for (sequence, change) in fresh {
         stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
         stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
         let household = households.get(&change.record).copied().flatten();
-        let change_kind = change.record.kind.clone();
+        let record = change.record.clone();
         if change.record.kind == RecordKind::Household && change.field == "village"
             || change.record.kind == RecordKind::Visit
             || change.record.kind == RecordKind::Household && change.field == "welfare_card"
@@ -367,12 +368,7 @@ fn push_in(
         let arrival = normalize_arrival(change, &mut session.clock, session.device, server_wall_ms);
         outcome.restamped += u32::from(arrival.restamped);
         let (result, log_seq) = session.apply_logged(arrival.change, false)?;
-        if let Some(log_seq) = log_seq {
-            session
-                .tx
-                .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
-                .execute(params![log_seq, feed_household(&change_kind, household)])?;
-        }
+        logged.extend(log_seq.map(|log_seq| (log_seq, record)));
         if result != Outcome::Duplicate {
             outcome.applied += 1;
         } else {
@@ -393,8 +389,37 @@ fn push_in(
             stamps
         ])?;
     session.flush()?;
+    // Filed under the household each record belongs to once merged, not
+    // the one the batch claims: a losing `household` change must not carry
+    // the record's other changes to the wrong village.
+    let mut merged_household: HashMap<RecordKey, Option<RecordId>> = HashMap::new();
+    for (log_seq, record) in &logged {
+        let household = match merged_household.get(record) {
+            Some(household) => *household,
+            None => {
+                let household = if record.kind == RecordKind::Household {
+                    Some(record.id)
+                } else {
+                    stored_household(&session.tx, record)?
+                };
+                merged_household.insert(record.clone(), household);
+                household
+            }
+        };
+        session
+            .tx
+            .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
+            .execute(params![log_seq, feed_household(&record.kind, household)])?;
+    }
+    for (record, left) in &leaving {
+        // A visit that leaves a household may have been its latest.
+        if record.kind == RecordKind::Visit {
+            moved.insert(*left);
+        }
+    }
+    let first_logged = logged.first().map(|(log_seq, _)| *log_seq);
     for household in moved {
-        update_place(session, household)?;
+        update_place(session, household, first_logged)?;
     }
     for (record, left) in leaving {
         announce_moved_record(&session.tx, &record, left)?;
@@ -733,7 +758,11 @@ fn announce_moved_record(tx: &Transaction<'_>, record: &RecordKey, left: RecordI
 /// changed for a household already placed, its changes are announced again
 /// in the feed, so that accounts whose scope it has just entered receive its
 /// whole history.
-fn update_place(session: &mut Session<'_>, household: RecordId) -> Result<()> {
+fn update_place(
+    session: &mut Session<'_>,
+    household: RecordId,
+    first_logged: Option<i64>,
+) -> Result<()> {
     let key = RecordKey {
         kind: RecordKind::Household,
         id: household,
@@ -782,7 +811,25 @@ fn update_place(session: &mut Session<'_>, household: RecordId) -> Result<()> {
             place.village,
             place.deprived
         ])?;
-    if let Some(before) = before {
+    let Some(before) = before else {
+        // Placed for the first time: changes to its records that reached the
+        // server before its village did (filed under it, but unreadable for
+        // want of a place) are announced again for the scopes that now
+        // cover it.
+        if let Some(first_logged) = first_logged {
+            session.tx.execute(
+                "INSERT INTO feed (change_seq, household, announce) \
+                 SELECT c.seq, ?1, ?2 FROM changes c \
+                 WHERE c.kind = 'household' AND c.record = ?1 AND c.seq < ?3 \
+                 UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
+                 JOIN changes c ON c.kind = r.kind AND c.record = r.id \
+                 WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
+                params![household.to_string(), ANNOUNCE_MOVED, first_logged],
+            )?;
+        }
+        return Ok(());
+    };
+    {
         let announce = if before.village != place.village {
             ANNOUNCE_MOVED
         } else if place.deprived & !before.deprived != 0 {
