@@ -184,41 +184,9 @@ impl Store {
         local_wall_ms: u64,
         work: impl FnOnce(&mut Session<'_>) -> Result<T>,
     ) -> Result<T> {
-        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
-        let tx = self
-            .connection
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let clock: Clock = match read_meta(&tx, "clock")? {
-            Some(json) => serde_json::from_str(&json)?,
-            None => Clock::new(),
-        };
-        let clock_before = clock;
-        let mut session = Session {
-            tx,
-            device,
-            clock,
-            local_wall_ms,
-            touched: HashMap::new(),
-            next_outbox: None,
-            search_index: self.search_index,
-        };
+        let mut session = self.begin(local_wall_ms)?;
         let result = work(&mut session)?;
-        session.flush()?;
-        let Session {
-            tx,
-            clock,
-            next_outbox,
-            ..
-        } = session;
-        // A command that changed nothing (a re-sent push) writes nothing,
-        // and its commit costs no disk write.
-        if clock != clock_before {
-            write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
-        }
-        if let Some(next) = next_outbox {
-            write_meta(&tx, "next_outbox_sequence", &next.to_string())?;
-        }
-        tx.commit()?;
+        session.commit()?;
         Ok(result)
     }
 
@@ -226,31 +194,15 @@ impl Store {
     /// each item's writes are all or nothing on their own (a savepoint
     /// each). An item whose work fails leaves nothing behind and the others
     /// go on; its error is in its place among the results. Fails as a whole
-    /// only if the transaction itself cannot begin or commit.
+    /// only if the transaction itself cannot begin or commit. (For the
+    /// server's pushes: an item must not make changes of its own device.)
     pub fn write_group<I, T>(
         &mut self,
         local_wall_ms: u64,
         items: Vec<I>,
         mut work: impl FnMut(&mut Session<'_>, I) -> Result<T>,
     ) -> Result<Vec<Result<T>>> {
-        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
-        let tx = self
-            .connection
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let clock: Clock = match read_meta(&tx, "clock")? {
-            Some(json) => serde_json::from_str(&json)?,
-            None => Clock::new(),
-        };
-        let clock_before = clock;
-        let mut session = Session {
-            tx,
-            device,
-            clock,
-            local_wall_ms,
-            touched: HashMap::new(),
-            next_outbox: None,
-            search_index: self.search_index,
-        };
+        let mut session = self.begin(local_wall_ms)?;
         let mut results = Vec::with_capacity(items.len());
         for item in items {
             let item_clock = session.clock;
@@ -278,12 +230,30 @@ impl Store {
                 }
             }
         }
-        let Session { tx, clock, .. } = session;
-        if clock != clock_before {
-            write_meta(&tx, "clock", &serde_json::to_string(&clock)?)?;
-        }
-        tx.commit()?;
+        session.commit()?;
         Ok(results)
+    }
+
+    /// Opens the one transaction of a write, with the clock as stored.
+    fn begin(&mut self, local_wall_ms: u64) -> Result<Session<'_>> {
+        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
+        let tx = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let clock: Clock = match read_meta(&tx, "clock")? {
+            Some(json) => serde_json::from_str(&json)?,
+            None => Clock::new(),
+        };
+        Ok(Session {
+            tx,
+            device,
+            clock,
+            clock_before: clock,
+            local_wall_ms,
+            touched: HashMap::new(),
+            next_outbox: None,
+            search_index: self.search_index,
+        })
     }
 
     /// One record's merged state.
@@ -501,6 +471,8 @@ pub struct Session<'a> {
     touched: HashMap<RecordKey, Touched>,
     next_outbox: Option<i64>,
     search_index: bool,
+    /// The clock as the transaction found it.
+    clock_before: Clock,
 }
 
 /// A record's state as this command has left it, not yet written.
@@ -543,6 +515,21 @@ impl Session<'_> {
         }
         let search = false;
         self.touched.insert(key.clone(), Touched { state, search });
+        Ok(())
+    }
+
+    /// Writes what is still in memory and commits.
+    fn commit(mut self) -> Result<()> {
+        self.flush()?;
+        // A write that changed nothing (a re-sent push) writes nothing, and
+        // its commit costs no disk write.
+        if self.clock != self.clock_before {
+            write_meta(&self.tx, "clock", &serde_json::to_string(&self.clock)?)?;
+        }
+        if let Some(next) = self.next_outbox {
+            write_meta(&self.tx, "next_outbox_sequence", &next.to_string())?;
+        }
+        self.tx.commit()?;
         Ok(())
     }
 
