@@ -119,11 +119,22 @@ impl Client {
     }
 
     /// One page of changes after `since`.
-    pub fn pull(&self, since: u64, limit: usize) -> Result<PullPage, ClientError> {
-        let url = format!(
+    pub fn pull(
+        &self,
+        since: u64,
+        check: Option<&str>,
+        limit: usize,
+    ) -> Result<PullPage, ClientError> {
+        let mut url = format!(
             "{}/v1/changes?since={since}&limit={limit}&protocol={PROTOCOL_VERSION}",
             self.base
         );
+        // A stamp: digits, dots, hex digits and dashes, safe in a URL as is.
+        let safe = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+        if let Some(check) = check.filter(|check| check.chars().all(safe)) {
+            url.push_str("&check=");
+            url.push_str(check);
+        }
         self.send(|| self.http.get(&url).bearer_auth(&self.token))
     }
 

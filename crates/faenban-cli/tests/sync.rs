@@ -686,4 +686,23 @@ fn a_server_restored_from_a_backup_is_pulled_again_from_the_start() {
     // ...and still reaches the province, which pulls again from the start.
     province.sync();
     assert!(province.ok(&["export"]).contains("40010001234"));
+    // The volunteer's household was acknowledged, then lost with the
+    // restore (the account too, made after the backup: it is made again).
+    // Its next sync sends everything again, and it arrives.
+    volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
+    edit(&volunteer, "--notes", "หลังกู้คืนเซิร์ฟเวอร์");
+    let output = volunteer.cmd(&["--lang", "en", "sync"]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("sending all of this laptop's changes again"));
+    assert_eq!(volunteer.unpushed(), 0);
+    province.sync();
+    let merged = province.ok(&["export"]);
+    assert!(merged.contains("40010123456") && merged.contains("หลังกู้คืนเซิร์ฟเวอร์"));
+    volunteer.sync();
+    assert!(volunteer.ok(&["export"]) == merged);
 }

@@ -319,6 +319,10 @@ pub struct PullPage {
     pub next: u64,
     /// True when more pages follow.
     pub more: bool,
+    /// What identifies the entry at `next`: send it back as `check` with
+    /// `since=next`, so that a server restored from a backup is noticed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
     /// The server's clock, ms since the epoch.
     pub server_time_ms: u64,
 }

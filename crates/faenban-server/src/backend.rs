@@ -24,7 +24,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Applies a run of a device's outbox atomically and idempotently.
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome>;
     /// One page of the changes in scope after the cursor.
-    fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage>;
+    fn pull(
+        &self,
+        scope: &Scope,
+        since: u64,
+        check: Option<&str>,
+        limit: usize,
+    ) -> Result<PulledPage>;
     /// Adds an account.
     fn add_account(
         &self,
@@ -285,8 +291,14 @@ impl Backend for SqliteBackend {
         push_in_group(self, account, input, now_ms)
     }
 
-    fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {
-        self.reader().pull(scope, since, limit)
+    fn pull(
+        &self,
+        scope: &Scope,
+        since: u64,
+        check: Option<&str>,
+        limit: usize,
+    ) -> Result<PulledPage> {
+        self.reader().pull(scope, since, check, limit)
     }
 
     fn add_account(

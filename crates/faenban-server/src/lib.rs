@@ -440,6 +440,8 @@ struct PullQuery {
     limit: Option<usize>,
     #[serde(default)]
     protocol: Option<u32>,
+    #[serde(default)]
+    check: Option<String>,
 }
 
 async fn pull(
@@ -459,8 +461,9 @@ async fn pull(
     let limit = query.limit.unwrap_or(1000).clamp(1, MAX_PAGE);
     let backend = state.backend.clone();
     let since = query.since;
+    let check = query.check;
     let page = blocking(&state, move || {
-        Ok(backend.pull(&account.scope, since, limit)?)
+        Ok(backend.pull(&account.scope, since, check.as_deref(), limit)?)
     })
     .await?;
     Ok(Json(PullPage {
@@ -468,6 +471,7 @@ async fn pull(
         changes: page.changes,
         next: page.next,
         more: page.more,
+        check: page.check,
         server_time_ms: now_ms(),
     }))
 }

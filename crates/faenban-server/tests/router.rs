@@ -198,6 +198,32 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
         (status, body["error"].as_str()),
         (StatusCode::CONFLICT, Some("cursor_ahead"))
     );
+    // A cursor inside the feed whose entry is not the one it was.
+    let request =
+        Request::get("/v1/changes?since=3&check=1.0.00000000-0000-0000-0000-000000000009")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+    let (status, body) = server.send(request).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("cursor_ahead"))
+    );
+    // The check a page gives is accepted back with its cursor.
+    let request = Request::get("/v1/changes?since=0&limit=3")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let (_, page) = server.send(request).await;
+    let request = Request::get(format!(
+        "/v1/changes?since={}&check={}",
+        page["next"],
+        page["check"].as_str().unwrap()
+    ))
+    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+    .body(Body::empty())
+    .unwrap();
+    assert_eq!(server.send(request).await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -71,6 +71,8 @@ pub struct PulledPage {
     pub next: u64,
     /// True when the feed goes on past `next`.
     pub more: bool,
+    /// What identifies the entry at `next`, to send back with it.
+    pub check: Option<String>,
 }
 
 /// How many feed rows one pull page may read past, in scope or not, so that
@@ -253,7 +255,18 @@ impl Store {
 
     /// One page of the changes in `scope` after `since`, at most `limit`,
     /// read from one snapshot of the database.
-    pub fn pull(&self, scope: &Scope, since: u64, limit: usize) -> Result<PulledPage> {
+    ///
+    /// `check` is what the previous page said of its cursor: if the entry
+    /// at `since` is not the one it was (the server was restored from a
+    /// backup and numbered other changes since), the pull is refused as
+    /// `cursor_ahead` rather than skipping what was numbered again.
+    pub fn pull(
+        &self,
+        scope: &Scope,
+        since: u64,
+        check: Option<&str>,
+        limit: usize,
+    ) -> Result<PulledPage> {
         let snapshot = self.connection.unchecked_transaction()?;
         let last: Option<i64> = snapshot
             .prepare_cached("SELECT MAX(seq) FROM feed")?
@@ -270,12 +283,24 @@ impl Store {
                 ),
             ));
         }
-        if !scope.is_everything() {
-            if let Some(households) = households_in_scope(&snapshot, scope)? {
-                return pull_households(&snapshot, scope, &households, since, limit, last);
+        if let Some(check) = check.filter(|_| since > 0) {
+            if fingerprint(&snapshot, since)?.as_deref() != Some(check) {
+                return Err(refused(
+                    "cursor_ahead",
+                    format!(
+                        "entry {since} of this server's changes is not the one the laptop pulled last; pull again from 0"
+                    ),
+                ));
             }
         }
-        pull_by_scanning(&snapshot, scope, since, limit, last)
+        let mut page = match households_in_scope(&snapshot, scope)? {
+            Some(households) if !scope.is_everything() => {
+                pull_households(&snapshot, scope, &households, since, limit, last)?
+            }
+            _ => pull_by_scanning(&snapshot, scope, since, limit, last)?,
+        };
+        page.check = fingerprint(&snapshot, page.next)?;
+        Ok(page)
     }
 
     /// The latest server sequence number.
@@ -850,6 +875,27 @@ fn update_place(
     Ok(())
 }
 
+/// What identifies the feed entry at `seq`: the stamp of its change.
+fn fingerprint(connection: &rusqlite::Connection, seq: u64) -> Result<Option<String>> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    Ok(connection
+        .prepare_cached(
+            "SELECT c.wall_ms, c.counter, c.device FROM feed f \
+             JOIN changes c ON c.seq = f.change_seq WHERE f.seq = ?1",
+        )?
+        .query_row([seq as i64], |row| {
+            Ok(format!(
+                "{}.{}.{}",
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?
+            ))
+        })
+        .optional()?)
+}
+
 /// Above this many households in scope, a pull reads the feed in order and
 /// filters it; below, it reads each household's feed entries by index.
 const INDEXED_PULL_HOUSEHOLDS: usize = 5_000;
@@ -955,6 +1001,7 @@ fn pull_households(
         changes: builder.finish(),
         next,
         more,
+        check: None,
     })
 }
 
@@ -1007,5 +1054,6 @@ fn pull_by_scanning(
         changes: builder.finish(),
         next,
         more: last > next,
+        check: None,
     })
 }

@@ -101,7 +101,10 @@ impl Store {
         let tx = self.connection.transaction()?;
         let previous = read_meta(&tx, "server_url")?;
         if previous.as_deref() != Some(settings.server.as_str()) {
-            tx.execute("DELETE FROM meta WHERE key = 'pull_cursor'", [])?;
+            tx.execute(
+                "DELETE FROM meta WHERE key IN ('pull_cursor', 'pull_check')",
+                [],
+            )?;
         }
         write_meta(&tx, "server_url", &settings.server)?;
         write_meta(&tx, "server_token", &settings.token)?;
@@ -124,6 +127,11 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// What the server said identifies the entry at the cursor.
+    pub fn pull_check(&self) -> Result<Option<String>> {
+        read_meta(&self.connection, "pull_check")
     }
 
     /// Where the next pull starts.
@@ -208,6 +216,30 @@ impl Store {
         Ok(count as u64)
     }
 
+    /// Puts every change this device ever made back in its outbox, in the
+    /// order they were logged, numbered after `held_through`. For a server
+    /// restored from a backup, which lost changes it had acknowledged: the
+    /// server recognizes by stamp those it still holds, so sending all of
+    /// them again applies each once. Returns how many were queued.
+    pub fn requeue_own_changes_after(&mut self, held_through: u64) -> Result<u64> {
+        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
+        let tx = self.connection.transaction()?;
+        tx.execute("DELETE FROM outbox", [])?;
+        let queued = tx.execute(
+            "INSERT INTO outbox (sequence, change_seq, shared) \
+             SELECT ?1 + ROW_NUMBER() OVER (ORDER BY seq), seq, 1 FROM changes WHERE device = ?2",
+            params![held_through as i64, device.to_string()],
+        )?;
+        let next: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(sequence), ?1) + 1 FROM outbox",
+            [held_through as i64],
+            |row| row.get(0),
+        )?;
+        write_meta(&tx, "next_outbox_sequence", &next.to_string())?;
+        tx.commit()?;
+        Ok(queued as u64)
+    }
+
     /// The server holds `device`'s outbox through `held_through`: drops
     /// what it holds (from this device's outbox, or from the relay queue)
     /// and remembers it, to carry back to that device in a bundle.
@@ -257,6 +289,7 @@ impl Store {
         local_wall_ms: u64,
         changes: Vec<Change>,
         next: u64,
+        check: Option<&str>,
     ) -> Result<Received> {
         self.write(local_wall_ms, |session| {
             let mut received = Received::default();
@@ -267,6 +300,14 @@ impl Store {
                 }
             }
             write_meta(&session.tx, "pull_cursor", &next.to_string())?;
+            match check {
+                Some(check) => write_meta(&session.tx, "pull_check", check)?,
+                None => {
+                    session
+                        .tx
+                        .execute("DELETE FROM meta WHERE key = 'pull_check'", [])?;
+                }
+            }
             Ok(received)
         })
     }

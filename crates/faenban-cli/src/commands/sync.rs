@@ -187,6 +187,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     let unpushed = context.store.status()?.unpushed;
     let bar = progress(unpushed, context.lang.pick("ส่ง", "push"));
     let mut renumbered = false;
+    let mut requeued = false;
     // Our own outbox. The server recognizes what it already holds (an
     // answer lost last time), so the outbox is sent from its start.
     while let Some(run) = context.store.outbox_run(MAX_BATCH_CHANGES)? {
@@ -209,6 +210,24 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
                     context.lang.pick(
                         "ไฟล์นี้ใช้เลขลำดับที่เซิร์ฟเวอร์มีอยู่แล้ว (อาจกู้คืนจากสำเนา) จัดเลขใหม่ให้การแก้ไขที่รอส่ง:",
                         "this file reuses sequence numbers the server already holds (restored from a backup?); renumbered waiting changes:",
+                    )
+                );
+                continue;
+            }
+            Err(ClientError::Refused { code, .. }) if code == "sequence_gap" && !requeued => {
+                // The server lost changes it had acknowledged (restored from
+                // a backup): send everything this laptop ever recorded again;
+                // the server applies once what it still lacks.
+                requeued = true;
+                let held = say_hello(&client, &device)
+                    .map_err(|error| network_failure(context, error))?
+                    .held_through;
+                let queued = context.store.requeue_own_changes_after(held)?;
+                eprintln!(
+                    "{} {queued}",
+                    context.lang.pick(
+                        "เซิร์ฟเวอร์ขาดข้อมูลที่เคยรับไปแล้ว (อาจกู้คืนจากสำเนา) ส่งการแก้ไขทั้งหมดของเครื่องนี้ใหม่:",
+                        "the server lacks changes it had acknowledged (restored from a backup?); sending all of this laptop's changes again:",
                     )
                 );
                 continue;
@@ -279,13 +298,15 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     // Pull: each page is applied with its cursor in one transaction.
     let spinner = progress(0, context.lang.pick("รับ", "pull"));
     let mut cursor = context.store.pull_cursor()?;
+    let mut check = context.store.pull_check()?;
     loop {
-        let page = match client.pull(cursor, 1000) {
+        let page = match client.pull(cursor, check.as_deref(), 1000) {
             Ok(page) => page,
             Err(ClientError::Refused { code, .. }) if code == "cursor_ahead" && cursor > 0 => {
                 // The server was restored from a backup: pull everything
                 // again; what is already here counts as duplicates.
                 cursor = 0;
+                check = None;
                 continue;
             }
             Err(error) => return Err(network_failure(context, error).into()),
@@ -295,11 +316,15 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
             .decode()
             .map_err(|error| network_failure(context, ClientError::BadAnswer(error.to_string())))?;
         let count = changes.len() as u64;
-        let received = context.store.apply_pulled(now_ms(), changes, page.next)?;
+        let received =
+            context
+                .store
+                .apply_pulled(now_ms(), changes, page.next, page.check.as_deref())?;
         summary.pulled += received.new;
         summary.pulled_already_held += received.duplicates;
         spinner.inc(count);
         cursor = page.next;
+        check = page.check;
         if !page.more {
             break;
         }
