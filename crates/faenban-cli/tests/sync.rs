@@ -39,18 +39,7 @@ fn three_laptops_and_the_province_converge_whatever_the_order() {
     province.login(&server, &server.account("จังหวัด", "province", ""));
 
     volunteer.add_household();
-    volunteer.ok(&[
-        "member",
-        "add",
-        "--household",
-        "4001-012345-6",
-        "--first-name",
-        "มาลี",
-        "--sex",
-        "female",
-        "--relation",
-        "head",
-    ]);
+    volunteer.add_member("มาลี", "female", "head");
     let pushed = volunteer.sync();
     assert!(pushed["pushed"].as_u64().unwrap() > 5, "{pushed}");
     assert_eq!(volunteer.unpushed(), 0);
@@ -63,18 +52,7 @@ fn three_laptops_and_the_province_converge_whatever_the_order() {
     edit(&team, "--address", "12 หมู่ 1 (ริมถนน)");
     edit(&volunteer, "--notes", "ไม่มีน้ำประปา");
     edit(&neighbour, "--welfare-card", "no");
-    team.ok(&[
-        "member",
-        "add",
-        "--household",
-        "4001-012345-6",
-        "--first-name",
-        "สมชาย",
-        "--sex",
-        "male",
-        "--relation",
-        "spouse",
-    ]);
+    team.add_member("สมชาย", "male", "spouse");
 
     // In different orders, and more than once.
     for laptop in [

@@ -91,21 +91,34 @@ impl Server {
         self.post("/v1/push", token, body.to_string()).await
     }
 
+    /// An authorized GET.
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let request = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
     async fn pull_all(&self, token: &str) -> Vec<Change> {
-        let mut since = 0;
+        self.pull_from(token, 0).await.0
+    }
+
+    /// Every change a pull from `since` returns (in pages of 700), and the
+    /// cursor after it.
+    async fn pull_from(&self, token: &str, since: u64) -> (Vec<Change>, u64) {
+        let mut since = since;
         let mut changes = Vec::new();
         loop {
-            let request = Request::get(format!("/v1/changes?since={since}&limit=700"))
-                .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                .body(Body::empty())
-                .unwrap();
-            let (status, body) = self.send(request).await;
+            let (status, body) = self
+                .get(&format!("/v1/changes?since={since}&limit=700"), token)
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             let page: PullPage = serde_json::from_value(body).unwrap();
             changes.extend(page.changes.decode().unwrap());
             since = page.next;
             if !page.more {
-                return changes;
+                return (changes, since);
             }
         }
     }
@@ -189,41 +202,30 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     assert_eq!(store.feed_end().unwrap(), feed + 2);
     assert_eq!(server.pull_all(&token).await.len(), 8);
     // A cursor beyond the feed (a server restored from a backup) is refused.
-    let request = Request::get("/v1/changes?since=999")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    let (status, body) = server.send(request).await;
+    let (status, body) = server.get("/v1/changes?since=999", &token).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::CONFLICT, Some("cursor_ahead"))
     );
     // A cursor inside the feed whose entry is not the one it was.
-    let request =
-        Request::get("/v1/changes?since=3&check=1.0.00000000-0000-0000-0000-000000000009")
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-    let (status, body) = server.send(request).await;
+    let (status, body) = server
+        .get(
+            "/v1/changes?since=3&check=1.0.00000000-0000-0000-0000-000000000009",
+            &token,
+        )
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::CONFLICT, Some("cursor_ahead"))
     );
     // The check a page gives is accepted back with its cursor.
-    let request = Request::get("/v1/changes?since=0&limit=3")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap();
-    let (_, page) = server.send(request).await;
-    let request = Request::get(format!(
+    let (_, page) = server.get("/v1/changes?since=0&limit=3", &token).await;
+    let again = format!(
         "/v1/changes?since={}&check={}",
         page["next"],
         page["check"].as_str().unwrap()
-    ))
-    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-    .body(Body::empty())
-    .unwrap();
-    assert_eq!(server.send(request).await.0, StatusCode::OK);
+    );
+    assert_eq!(server.get(&again, &token).await.0, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -755,26 +757,6 @@ async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it() {
     }
 }
 
-/// Every change a pull from `since` returns, and the cursor after it.
-async fn pull_from(server: &Server, token: &str, since: u64) -> (Vec<Change>, u64) {
-    let mut since = since;
-    let mut changes = Vec::new();
-    loop {
-        let request = Request::get(format!("/v1/changes?since={since}"))
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
-        let (status, body) = server.send(request).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let page: PullPage = serde_json::from_value(body).unwrap();
-        changes.extend(page.changes.decode().unwrap());
-        since = page.next;
-        if !page.more {
-            return (changes, since);
-        }
-    }
-}
-
 #[tokio::test]
 async fn records_that_arrive_before_their_household_reach_its_village_once_it_is_placed() {
     let server = Server::new();
@@ -790,11 +772,11 @@ async fn records_that_arrive_before_their_household_reach_its_village_once_it_is
         replica.set(NOW, &member, "first_name", json!("มาก่อน")),
     ];
     server.push(&province, office, 1, &early).await;
-    let (seen, cursor) = pull_from(&server, &volunteer, 0).await;
+    let (seen, cursor) = server.pull_from(&volunteer, 0).await;
     assert!(seen.is_empty(), "nothing is placed yet: {seen:?}");
     let placed = [replica.set(NOW, &home, "village", json!("40010203"))];
     server.push(&province, office, 3, &placed).await;
-    let (after, _) = pull_from(&server, &volunteer, cursor).await;
+    let (after, _) = server.pull_from(&volunteer, cursor).await;
     assert!(
         after
             .iter()

@@ -224,25 +224,13 @@ impl Store {
         held_through(&self.connection, device)
     }
 
-    /// Takes a run of a device's outbox, all or nothing: every change is
-    /// checked (device, author, sequence, scope) before any is applied, and
-    /// the whole run is applied in one transaction. Changes the server
-    /// already holds are recognized by (device, sequence) and skipped.
-    pub fn push(
-        &mut self,
-        account: &Account,
-        input: PushInput,
-        server_wall_ms: u64,
-    ) -> Result<PushOutcome> {
-        self.write(server_wall_ms, |session| {
-            push_in(session, account, input, server_wall_ms)
-        })
-    }
-
-    /// Several pushes (from different devices, say) in one transaction and
-    /// one commit, each still all or nothing: a refused push is rolled back
-    /// to where it began and the others go on. One commit, and one `fsync`,
-    /// serve them all. The results are in the order of `pushes`.
+    /// Takes runs of devices' outboxes (one push each), each all or nothing:
+    /// every change of a push is checked (device, author, sequence, scope)
+    /// before any is applied, and a refused push is rolled back to where it
+    /// began while the others go on. Changes the server already holds are
+    /// recognized by (device, sequence) and skipped. All go in one
+    /// transaction: one commit, and one `fsync`, serve them all. The results
+    /// are in the order of `pushes`.
     pub fn push_group(
         &mut self,
         pushes: Vec<(Account, PushInput)>,
@@ -293,11 +281,14 @@ impl Store {
                 ));
             }
         }
-        let mut page = match households_in_scope(&snapshot, scope)? {
-            Some(households) if !scope.is_everything() => {
-                pull_households(&snapshot, scope, &households, since, limit, last)?
-            }
-            _ => pull_by_scanning(&snapshot, scope, since, limit, last)?,
+        let narrow = if scope.is_everything() {
+            None
+        } else {
+            households_in_scope(&snapshot, scope)?
+        };
+        let mut page = match narrow {
+            Some(households) => pull_households(&snapshot, scope, &households, since, limit, last)?,
+            None => pull_by_scanning(&snapshot, scope, since, limit, last)?,
         };
         page.check = fingerprint(&snapshot, page.next)?;
         Ok(page)
@@ -312,7 +303,7 @@ impl Store {
     }
 }
 
-/// One push inside a write (see [`Store::push`]).
+/// One push inside a group (see [`Store::push_group`]).
 fn push_in(
     session: &mut Session<'_>,
     account: &Account,
@@ -668,14 +659,14 @@ fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> 
             };
             households.insert(key.clone(), household);
         }
+        if scope.is_everything() {
+            continue;
+        }
         let household = households[key];
         for id in household.iter().chain(leaving.get(key)) {
             if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(*id) {
                 entry.insert(stored_place(tx, *id)?);
             }
-        }
-        if scope.is_everything() {
-            continue;
         }
         let refusal = |reason: Refusal| {
             refused(

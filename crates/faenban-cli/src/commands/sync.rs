@@ -186,8 +186,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     let mut refusal: Option<Failure> = None;
     let unpushed = context.store.status()?.unpushed;
     let bar = progress(unpushed, context.lang.pick("ส่ง", "push"));
-    let mut renumbered = false;
-    let mut requeued = false;
+    let mut realigned = std::collections::HashSet::new();
     // Our own outbox. The server recognizes what it already holds (an
     // answer lost last time), so the outbox is sent from its start.
     while let Some(run) = context.store.outbox_run(MAX_BATCH_CHANGES)? {
@@ -196,40 +195,35 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         context.store.mark_shared(last)?;
         let response = match push_run(&client, &run, false) {
             Ok(response) => response,
-            Err(ClientError::Refused { code, .. }) if code == "sequence_reused" && !renumbered => {
-                // This file reuses sequence numbers the server holds for
-                // other changes: it was restored from a backup or copied.
-                // Number the outbox after what the server holds and go on.
-                renumbered = true;
+            Err(ClientError::Refused { code, .. })
+                if matches!(code.as_str(), "sequence_reused" | "sequence_gap")
+                    && realigned.insert(code.clone()) =>
+            {
+                // The outbox's numbering disagrees with the server's, each
+                // way at most once per sync. `sequence_reused`: this file
+                // reuses numbers the server holds for other changes (it was
+                // restored from a backup, or copied), so the outbox moves
+                // after them. `sequence_gap`: the server lost changes it had
+                // acknowledged (it was restored from a backup), so everything
+                // this laptop ever recorded goes again; the server applies
+                // once what it lacks.
                 let held = say_hello(&client, &device)
                     .map_err(|error| network_failure(context, error))?
                     .held_through;
-                let moved = context.store.renumber_outbox_after(held)?;
-                eprintln!(
-                    "{} {moved}",
-                    context.lang.pick(
+                let (count, th, en) = if code == "sequence_reused" {
+                    (
+                        context.store.renumber_outbox_after(held)?,
                         "ไฟล์นี้ใช้เลขลำดับที่เซิร์ฟเวอร์มีอยู่แล้ว (อาจกู้คืนจากสำเนา) จัดเลขใหม่ให้การแก้ไขที่รอส่ง:",
                         "this file reuses sequence numbers the server already holds (restored from a backup?); renumbered waiting changes:",
                     )
-                );
-                continue;
-            }
-            Err(ClientError::Refused { code, .. }) if code == "sequence_gap" && !requeued => {
-                // The server lost changes it had acknowledged (restored from
-                // a backup): send everything this laptop ever recorded again;
-                // the server applies once what it still lacks.
-                requeued = true;
-                let held = say_hello(&client, &device)
-                    .map_err(|error| network_failure(context, error))?
-                    .held_through;
-                let queued = context.store.requeue_own_changes_after(held)?;
-                eprintln!(
-                    "{} {queued}",
-                    context.lang.pick(
+                } else {
+                    (
+                        context.store.requeue_own_changes_after(held)?,
                         "เซิร์ฟเวอร์ขาดข้อมูลที่เคยรับไปแล้ว (อาจกู้คืนจากสำเนา) ส่งการแก้ไขทั้งหมดของเครื่องนี้ใหม่:",
                         "the server lacks changes it had acknowledged (restored from a backup?); sending all of this laptop's changes again:",
                     )
-                );
+                };
+                eprintln!("{} {count}", context.lang.pick(th, en));
                 continue;
             }
             Err(error @ ClientError::Refused { .. }) => {

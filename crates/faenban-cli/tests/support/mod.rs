@@ -83,6 +83,22 @@ impl Laptop {
         ]);
         added["id"].as_str().unwrap().to_owned()
     }
+
+    /// A member of the household `add_household` made.
+    pub fn add_member(&self, first_name: &str, sex: &str, relation: &str) {
+        self.ok(&[
+            "member",
+            "add",
+            "--household",
+            "4001-012345-6",
+            "--first-name",
+            first_name,
+            "--sex",
+            sex,
+            "--relation",
+            relation,
+        ]);
+    }
 }
 
 /// The whole file, to check that a refused command left it untouched.
