@@ -23,6 +23,7 @@ pub mod codes;
 pub mod csv;
 pub mod dates;
 pub mod error;
+pub mod limits;
 pub mod merge;
 pub mod model;
 pub mod money;

@@ -426,6 +426,10 @@ pub enum Refusal {
     KindNotAllowed,
     /// The record names no household the server knows, so its place is unknown.
     UnknownHousehold,
+    /// The household has no village yet: only the provincial office places it.
+    UnplacedHousehold,
+    /// A working group records assistance only in its own dimension.
+    OtherDimension,
 }
 
 impl Refusal {
@@ -439,6 +443,12 @@ impl Refusal {
             Refusal::KindNotAllowed => "this role may not change records of this kind",
             Refusal::UnknownHousehold => {
                 "the record belongs to no household the server knows, so its area is unknown"
+            }
+            Refusal::UnplacedHousehold => {
+                "the household has no village yet; only the provincial office may place it"
+            }
+            Refusal::OtherDimension => {
+                "a working group records assistance only in its own dimension"
             }
         }
     }

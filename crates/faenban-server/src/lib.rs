@@ -129,9 +129,9 @@ impl From<faenban_store::Error> for ApiError {
                     "out_of_scope" | "wrong_device" | "wrong_author" | "revoked" => {
                         StatusCode::FORBIDDEN
                     }
-                    "sequence_gap" | "sequence_reused" | "unknown_device" | "cursor_ahead" => {
-                        StatusCode::CONFLICT
-                    }
+                    "sequence_gap" | "sequence_reused" | "stamp_reused" | "unknown_device"
+                    | "cursor_ahead" => StatusCode::CONFLICT,
+                    "bad_value" | "limit_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
                     _ => StatusCode::BAD_REQUEST,
                 };
                 ApiError::new(status, code, message)
@@ -141,6 +141,16 @@ impl From<faenban_store::Error> for ApiError {
                 "busy",
                 "the server is busy; try again shortly",
             ),
+            E::ReadOnly => {
+                tracing::error!(
+                    "the server's database cannot be written (read-only file or folder)"
+                );
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "read_only",
+                    "the server's store cannot be written at the moment; nothing of this request was stored; try again later",
+                )
+            }
             E::DiskFull => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "disk_full",
@@ -335,6 +345,16 @@ async fn hello(
     let account = authenticate(&state, &headers).await?;
     let request: HelloRequest = read_json(body).await?;
     check_protocol(request.protocol)?;
+    if !faenban_core::limits::is_device_name(&request.name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_value",
+            format!(
+                "a device name is 1 to {} characters with no control characters",
+                faenban_core::limits::MAX_DEVICE_NAME_CHARS
+            ),
+        ));
+    }
     let backend = state.backend.clone();
     let schema = backend.schema_version();
     let response = blocking(&state, move || {
@@ -362,15 +382,22 @@ async fn push(
     let account = authenticate(&state, &headers).await?;
     let request: PushRequest = read_json(body).await?;
     check_protocol(request.protocol)?;
-    if request.schema > state.backend.schema_version() {
+    if request.schema < 1 || request.schema > state.backend.schema_version() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "schema_version",
-            format!(
-                "the laptop's store is schema {}, newer than this server's {}; update the server",
-                request.schema,
-                state.backend.schema_version()
-            ),
+            if request.schema < 1 {
+                format!(
+                    "a store schema starts at 1; this push says {}",
+                    request.schema
+                )
+            } else {
+                format!(
+                    "the laptop's store is schema {}, newer than this server's {}; update the server",
+                    request.schema,
+                    state.backend.schema_version()
+                )
+            },
         ));
     }
     if request.changes.len() > faenban_core::sync::MAX_BATCH_CHANGES {

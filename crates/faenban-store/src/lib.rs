@@ -253,6 +253,7 @@ impl Store {
             touched: HashMap::new(),
             next_outbox: None,
             search_index: self.search_index,
+            refuse_reused_stamps: false,
         })
     }
 
@@ -473,6 +474,10 @@ pub struct Session<'a> {
     search_index: bool,
     /// The clock as the transaction found it.
     clock_before: Clock,
+    /// A change whose stamp the log holds with other content is refused
+    /// rather than taken as a duplicate (the server's pushes: a stamp is a
+    /// change's identity, and a second content under it would be lost).
+    pub(crate) refuse_reused_stamps: bool,
 }
 
 /// A record's state as this command has left it, not yet written.
@@ -497,6 +502,18 @@ impl Session<'_> {
         match self.touched.get(key) {
             Some(touched) => Ok(Some(touched.state.clone())),
             None => load_state(&self.tx, key),
+        }
+    }
+
+    /// One record's merged state as this command has left it, borrowed
+    /// when the command holds it in memory.
+    pub(crate) fn current(
+        &self,
+        key: &RecordKey,
+    ) -> Result<Option<std::borrow::Cow<'_, RecordState>>> {
+        match self.touched.get(key) {
+            Some(touched) => Ok(Some(std::borrow::Cow::Borrowed(&touched.state))),
+            None => Ok(load_state(&self.tx, key)?.map(std::borrow::Cow::Owned)),
         }
     }
 
@@ -631,6 +648,17 @@ impl Session<'_> {
     /// (`None` for a change the log already held).
     fn apply_logged(&mut self, change: Change, local: bool) -> Result<(Outcome, Option<i64>)> {
         let Some(change_seq) = log_change(&self.tx, &change)? else {
+            if self.refuse_reused_stamps
+                && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
+            {
+                return Err(error::refused(
+                    "stamp_reused",
+                    format!(
+                        "the server already holds a different change under the stamp of a change to {} {} (field {}); nothing of this batch was applied",
+                        change.record.kind, change.record.id, change.field
+                    ),
+                ));
+            }
             return Ok((Outcome::Duplicate, None));
         };
         if local {
@@ -668,6 +696,25 @@ fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
             body,
         ])?;
     Ok((inserted > 0).then(|| tx.last_insert_rowid()))
+}
+
+/// The change the log holds under this change's stamp.
+fn logged_body(tx: &Transaction<'_>, change: &Change) -> Result<Option<Change>> {
+    let body: Option<String> = tx
+        .prepare_cached(
+            "SELECT body FROM changes WHERE wall_ms = ?1 AND counter = ?2 AND device = ?3",
+        )?
+        .query_row(
+            params![
+                change.stamp.hlc.wall_ms as i64,
+                change.stamp.hlc.counter,
+                change.stamp.device.to_string()
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    body.map(|body| Ok(serde_json::from_str(&body)?))
+        .transpose()
 }
 
 fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
+use faenban_core::limits;
 use faenban_core::model::{assess_visit, latest_visits};
 use faenban_core::sync::{ChangeSetBuilder, HouseholdPlace, Refusal, Role, Scope};
 use faenban_core::{
@@ -322,27 +323,54 @@ fn push_in(
             "outbox sequences start at 1; first_sequence was 0",
         ));
     }
+    if device == session.device {
+        return Err(refused(
+            "wrong_device",
+            "no outbox may claim the server's own device; nothing of this batch was applied",
+        ));
+    }
     check_device(&session.tx, account, device, relay)?;
     for (position, change) in changes.iter().enumerate() {
-        if change.author() != device {
+        // Every stamp a change carries is its own device's: a stamp names
+        // the change, and a stamp of another device would take that
+        // device's change's place.
+        let foreign = std::iter::once(&change.stamp)
+            .chain(&change.previous_stamps)
+            .find(|stamp| stamp.device != device);
+        if let Some(stamp) = foreign {
             return Err(refused(
                 "wrong_author",
                 format!(
-                    "change {position} was made by device {}, not by device {device} whose outbox this is; nothing of this batch was applied",
-                    change.author()
+                    "change {position} carries a stamp of device {}, not of device {device} whose outbox this is; nothing of this batch was applied",
+                    stamp.device
                 ),
             ));
         }
+        limits::check_change(change).map_err(|exceeded| {
+            refused(
+                "limit_exceeded",
+                format!(
+                    "change {position} ({} {}): {}; nothing of this batch was applied",
+                    change.record.kind,
+                    change.record.id,
+                    exceeded.describe()
+                ),
+            )
+        })?;
     }
     let held = held_through(&session.tx, device)?;
     if first_sequence > held + 1 {
-        return Err(refused(
-            "sequence_gap",
+        // A relaying account learns nothing of how far another device's
+        // outbox is held.
+        let message = if relay {
+            "this relayed outbox does not follow on from what the server holds of it; nothing of this batch was applied".to_owned()
+        } else {
             format!(
                 "the server holds device {device}'s outbox through sequence {held}; this batch starts at {first_sequence}; send from {}",
                 held + 1
-            ),
-        ));
+            )
+        };
+        return Err(refused("sequence_gap", message));
     }
     let mut outcome = PushOutcome {
         held_through: held,
@@ -370,16 +398,25 @@ fn push_in(
     let mut logged: Vec<(i64, RecordKey)> = Vec::with_capacity(fresh.len());
     let first_fresh = fresh[0].0;
     let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
+    let mut records: Vec<RecordKey> = fresh.iter().map(|(_, c)| c.record.clone()).collect();
+    records.sort_unstable();
+    records.dedup();
+    session.refuse_reused_stamps = true;
     for (sequence, change) in fresh {
         stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
         stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
-        let household = households.get(&change.record).copied().flatten();
         let record = change.record.clone();
         if change.record.kind == RecordKind::Household && change.field == "village"
             || change.record.kind == RecordKind::Visit
             || change.record.kind == RecordKind::Household && change.field == "welfare_card"
         {
-            moved.extend(household);
+            moved.extend(
+                households
+                    .get(&change.record)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            );
         }
         let arrival = normalize_arrival(change, &mut session.clock, session.device, server_wall_ms);
         outcome.restamped += u32::from(arrival.restamped);
@@ -404,6 +441,7 @@ fn push_in(
             outcome.held_through as i64,
             stamps
         ])?;
+    check_merged(session, &account.scope, device, &records)?;
     session.flush()?;
     // Filed under the household each record belongs to once merged, not
     // the one the batch claims: a losing `household` change must not carry
@@ -594,118 +632,125 @@ impl HeldRuns {
 }
 
 /// Checks every change against the account's scope before anything is
-/// applied. Returns the household each changed record belongs to.
+/// applied, and that the values scope is decided by are well formed.
+///
+/// Every household a record is placed in by the batch (every `household`
+/// value, not only the last: the merge keeps the highest stamp, not the
+/// last in the batch), every village the batch gives a household, and the
+/// place the server already has for each, must be the account's. The
+/// merged result is checked again after the merge (`check_merged`).
 fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> Result<ScopeCheck> {
-    // What the batch itself says: a new member names its household, a new
-    // household its village, in the same batch.
-    let mut batch_household: HashMap<&RecordKey, RecordId> = HashMap::new();
-    let mut batch_village: HashMap<RecordId, &str> = HashMap::new();
+    let mut batch_households: HashMap<&RecordKey, Vec<RecordId>> = HashMap::new();
+    let mut batch_villages: HashMap<RecordId, Vec<&str>> = HashMap::new();
     for (position, (_, change)) in fresh.iter().enumerate() {
-        match (&change.record.kind, change.field.as_str(), &change.value) {
-            (RecordKind::Household, "village", Value::String(village)) => {
+        let key = &change.record;
+        match (&key.kind, change.field.as_str()) {
+            (RecordKind::Household, "village") => {
+                let village = village_value(&change.value).ok_or_else(|| {
+                    bad_value(
+                        position,
+                        change,
+                        "does not give a real 8-digit village code",
+                    )
+                })?;
                 // Every village a household passes through in the batch,
                 // not only the last, must be the account's.
                 if !scope.covers_village(village) {
-                    return Err(refused(
-                        "out_of_scope",
-                        format!(
-                            "change {position} (household {}, field village) is outside this account's scope: {}; nothing of this batch was applied",
-                            change.record.id,
-                            Refusal::OutsideAreas.describe()
-                        ),
-                    ));
+                    return Err(out_of_scope(position, change, Refusal::OutsideAreas));
                 }
-                batch_village.insert(change.record.id, village);
+                batch_villages.entry(key.id).or_default().push(village);
             }
-            (RecordKind::Household, "village", _) if !scope.is_everything() => {
-                return Err(refused(
-                    "out_of_scope",
-                    format!(
-                        "change {position} (household {}, field village) does not give a village code; nothing of this batch was applied",
-                        change.record.id
-                    ),
-                ));
+            (kind, "household") if *kind != RecordKind::Household => {
+                let household = household_value(&change.value).ok_or_else(|| {
+                    bad_value(position, change, "does not name a household by its id")
+                })?;
+                batch_households.entry(key).or_default().push(household);
             }
-            (kind, "household", Value::String(id)) if *kind != RecordKind::Household => {
-                if let Ok(id) = id.parse() {
-                    batch_household.insert(&change.record, RecordId(id));
+            (RecordKind::Assistance, "dimension") if scope.role == Role::Dimension => {
+                let own = scope.dimension.map(Dimension::key);
+                if change.value.as_str() != own {
+                    return Err(out_of_scope(position, change, Refusal::OtherDimension));
                 }
             }
             _ => {}
         }
     }
-    let mut households: HashMap<RecordKey, Option<RecordId>> = HashMap::new();
+    let mut households: HashMap<RecordKey, Vec<RecordId>> = HashMap::new();
     // The household a record belongs to on the server now, when the batch
-    // moves it to another: both must be the account's.
+    // moves it to another.
     let mut leaving: HashMap<RecordKey, RecordId> = HashMap::new();
     let mut places: HashMap<RecordId, Option<HouseholdPlace>> = HashMap::new();
+    let mut known: HashMap<RecordId, bool> = HashMap::new();
     for (position, (_, change)) in fresh.iter().enumerate() {
         let key = &change.record;
-        if !households.contains_key(key) {
-            let stored = if key.kind == RecordKind::Household {
-                None
-            } else {
-                stored_household(tx, key)?
-            };
-            let household = if key.kind == RecordKind::Household {
-                Some(key.id)
-            } else if let Some(id) = batch_household.get(key) {
-                if let Some(stored) = stored.filter(|stored| stored != id) {
-                    leaving.insert(key.clone(), stored);
-                }
-                Some(*id)
-            } else {
-                stored
-            };
-            households.insert(key.clone(), household);
-        }
-        if scope.is_everything() {
+        if households.contains_key(key) {
             continue;
         }
-        let household = households[key];
-        for id in household.iter().chain(leaving.get(key)) {
-            if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(*id) {
-                entry.insert(stored_place(tx, *id)?);
+        let mut candidates: Vec<RecordId> = Vec::new();
+        if key.kind == RecordKind::Household {
+            candidates.push(key.id);
+        } else {
+            let stored = stored_household(tx, key)?;
+            if let Some(named) = batch_households.get(key) {
+                if let Some(stored) = stored.filter(|stored| named.iter().any(|n| n != stored)) {
+                    leaving.insert(key.clone(), stored);
+                }
+                candidates.extend(named.iter().copied());
+            }
+            candidates.extend(stored);
+            candidates.sort_unstable();
+            candidates.dedup();
+        }
+        if !scope.is_everything() {
+            if candidates.is_empty() {
+                scope
+                    .may_write(&key.kind, None)
+                    .map_err(|reason| out_of_scope(position, change, reason))?;
+            }
+            for household in &candidates {
+                if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(*household) {
+                    entry.insert(stored_place(tx, *household)?);
+                }
+                let stored = places[household]
+                    .clone()
+                    .filter(|place| !place.village.is_empty());
+                let batch = batch_villages.get(household);
+                match (&stored, batch) {
+                    (Some(stored), _) => scope
+                        .may_write(&key.kind, Some(stored))
+                        .map_err(|reason| out_of_scope(position, change, reason))?,
+                    (None, None) => {
+                        return Err(out_of_scope(position, change, Refusal::UnknownHousehold))
+                    }
+                    (None, Some(_)) => {
+                        // A household the server holds but never placed is
+                        // the province's to place, not the first
+                        // volunteer's who learns its id.
+                        let is_known = match known.get(household) {
+                            Some(is_known) => *is_known,
+                            None => {
+                                let is_known = household_exists(tx, *household)?;
+                                known.insert(*household, is_known);
+                                is_known
+                            }
+                        };
+                        if is_known {
+                            return Err(out_of_scope(position, change, Refusal::UnplacedHousehold));
+                        }
+                    }
+                }
+                for village in batch.into_iter().flatten() {
+                    let place = HouseholdPlace {
+                        village: (*village).to_owned(),
+                        deprived: stored.as_ref().map_or(0, |p| p.deprived),
+                    };
+                    scope
+                        .may_write(&key.kind, Some(&place))
+                        .map_err(|reason| out_of_scope(position, change, reason))?;
+                }
             }
         }
-        let refusal = |reason: Refusal| {
-            refused(
-                "out_of_scope",
-                format!(
-                    "change {position} ({} {}, field {}) is outside this account's scope: {}; nothing of this batch was applied",
-                    key.kind,
-                    key.id,
-                    change.field,
-                    reason.describe()
-                ),
-            )
-        };
-        let stored = household.and_then(|id| places[&id].clone());
-        let place = household.map(|id| HouseholdPlace {
-            village: batch_village
-                .get(&id)
-                .map(|v| (*v).to_owned())
-                .or_else(|| stored.as_ref().map(|p| p.village.clone()))
-                .unwrap_or_default(),
-            deprived: stored.as_ref().map_or(0, |p| p.deprived),
-        });
-        if household.is_some() && place.as_ref().is_some_and(|p| p.village.is_empty()) {
-            return Err(refusal(Refusal::UnknownHousehold));
-        }
-        scope
-            .may_write(&key.kind, place.as_ref())
-            .map_err(refusal)?;
-        // Moving a household needs both its old and its new village in
-        // scope; moving a member (or visit…) both its old and new household.
-        if let Some(stored) = &stored {
-            scope.may_write(&key.kind, Some(stored)).map_err(refusal)?;
-        }
-        if let Some(old) = leaving.get(key) {
-            let old_place = places[old].clone().unwrap_or_default();
-            scope
-                .may_write(&key.kind, Some(&old_place))
-                .map_err(refusal)?;
-        }
+        households.insert(key.clone(), candidates);
     }
     Ok(ScopeCheck {
         households,
@@ -713,10 +758,152 @@ fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> 
     })
 }
 
+/// Checks each record a push changed as the merge left it: no field holds
+/// more values than the limits allow, and, for an account with a scope,
+/// the record still belongs to a household the account may change (its
+/// merged `household`, that household's merged `village`) and a working
+/// group's assistance is in its own dimension.
+fn check_merged(
+    session: &Session<'_>,
+    scope: &Scope,
+    device: DeviceId,
+    records: &[RecordKey],
+) -> Result<()> {
+    for key in records {
+        let Some(state) = session.current(key)? else {
+            continue;
+        };
+        limits::check_record(&state, device).map_err(|exceeded| {
+            refused(
+                "limit_exceeded",
+                format!(
+                    "{} {}: {}; nothing of this batch was applied",
+                    key.kind,
+                    key.id,
+                    exceeded.describe()
+                ),
+            )
+        })?;
+        if scope.is_everything() {
+            continue;
+        }
+        let refusal = |reason: Refusal| {
+            refused(
+                "out_of_scope",
+                format!(
+                    "{} {} as merged is outside this account's scope: {}; nothing of this batch was applied",
+                    key.kind,
+                    key.id,
+                    reason.describe()
+                ),
+            )
+        };
+        let household = if key.kind == RecordKind::Household {
+            Some(key.id)
+        } else {
+            match state.shown("household") {
+                None => None,
+                Some(value) => {
+                    Some(household_value(value).ok_or_else(|| refusal(Refusal::UnknownHousehold))?)
+                }
+            }
+        };
+        let place = match household {
+            None => None,
+            Some(household) => {
+                let stored = stored_place(&session.tx, household)?;
+                let household_key = RecordKey {
+                    kind: RecordKind::Household,
+                    id: household,
+                };
+                let village = match session.current(&household_key)? {
+                    Some(household_state) => household_state
+                        .shown("village")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    None => stored.as_ref().map(|place| place.village.clone()),
+                };
+                let village = village
+                    .filter(|village| !village.is_empty())
+                    .ok_or_else(|| refusal(Refusal::UnknownHousehold))?;
+                Some(HouseholdPlace {
+                    village,
+                    deprived: stored.map_or(0, |place| place.deprived),
+                })
+            }
+        };
+        scope
+            .may_write(&key.kind, place.as_ref())
+            .map_err(refusal)?;
+        if scope.role == Role::Dimension && key.kind == RecordKind::Assistance {
+            let own = scope.dimension.map(Dimension::key);
+            if state.shown("dimension").and_then(Value::as_str) != own {
+                return Err(refusal(Refusal::OtherDimension));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `village` value that is a real village code, as written.
+fn village_value(value: &Value) -> Option<&str> {
+    let text = value.as_str()?;
+    let code = faenban_core::codes::AreaCode::parse(text).ok()?;
+    (code.as_str() == text
+        && code.level() == faenban_core::codes::AreaLevel::Village
+        && areas().check(&code).is_ok())
+    .then_some(text)
+}
+
+/// A `household` value that names a household id in its canonical form
+/// (the form every store files records under).
+fn household_value(value: &Value) -> Option<RecordId> {
+    let text = value.as_str()?;
+    let id = uuid::Uuid::parse_str(text).ok()?;
+    (id.hyphenated().to_string() == text).then_some(RecordId(id))
+}
+
+fn areas() -> &'static faenban_core::areas::Areas {
+    static AREAS: OnceLock<faenban_core::areas::Areas> = OnceLock::new();
+    AREAS.get_or_init(faenban_core::areas::Areas::builtin)
+}
+
+fn out_of_scope(position: usize, change: &Change, reason: Refusal) -> Error {
+    refused(
+        "out_of_scope",
+        format!(
+            "change {position} ({} {}, field {}) is outside this account's scope: {}; nothing of this batch was applied",
+            change.record.kind,
+            change.record.id,
+            change.field,
+            reason.describe()
+        ),
+    )
+}
+
+fn bad_value(position: usize, change: &Change, what: &str) -> Error {
+    refused(
+        "bad_value",
+        format!(
+            "change {position} ({} {}, field {}) {what}; nothing of this batch was applied",
+            change.record.kind, change.record.id, change.field
+        ),
+    )
+}
+
+fn household_exists(tx: &Transaction<'_>, household: RecordId) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM records WHERE kind = 'household' AND id = ?1)",
+        )?
+        .query_row([household.to_string()], |row| row.get(0))?)
+}
+
 /// What the scope check learned about a batch.
 struct ScopeCheck {
-    /// The household each changed record belongs to.
-    households: HashMap<RecordKey, Option<RecordId>>,
+    /// The households each changed record may belong to: the ones the batch
+    /// names and the one the server has.
+    households: HashMap<RecordKey, Vec<RecordId>>,
     /// Records the batch moves to another household, with the one they leave.
     leaving: HashMap<RecordKey, RecordId>,
 }
