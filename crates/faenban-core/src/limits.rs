@@ -189,13 +189,13 @@ fn depth(value: &Value) -> usize {
         match value {
             Value::Array(items) => {
                 deepest = deepest.max(level + 1);
-                if level + 1 <= MAX_VALUE_DEPTH {
+                if level < MAX_VALUE_DEPTH {
                     stack.extend(items.iter().map(|item| (item, level + 1)));
                 }
             }
             Value::Object(map) => {
                 deepest = deepest.max(level + 1);
-                if level + 1 <= MAX_VALUE_DEPTH {
+                if level < MAX_VALUE_DEPTH {
                     stack.extend(map.values().map(|item| (item, level + 1)));
                 }
             }
