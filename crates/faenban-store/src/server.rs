@@ -201,6 +201,12 @@ impl Store {
         name: &str,
         now_ms: u64,
     ) -> Result<u64> {
+        if self.device()?.is_some_and(|own| own.id == device) {
+            return Err(refused(
+                "wrong_device",
+                "no laptop may claim the server's own device id",
+            ));
+        }
         let tx = self.connection.transaction()?;
         match device_owner(&tx, device)? {
             Some((owner, _)) if owner != account.id => {

@@ -1,0 +1,491 @@
+//! A hostile but legitimate account against the server's push: each test
+//! reproduces one way a valid token was once able to destroy, hide or reach
+//! another account's data, and shows it refused with a reason, nothing of
+//! the batch applied, and the victim's work intact.
+
+mod support;
+
+use axum::http::StatusCode;
+use faenban_core::model::Visit;
+use faenban_core::sync::Role;
+use faenban_core::{Baht, Change, DeviceId, Dimension, Hlc, RecordKey, RecordKind, Replica, Stamp};
+use faenban_store::Store;
+use serde_json::{json, Value};
+use support::*;
+use uuid::Uuid;
+
+const MINE: &str = "40010101";
+const THEIRS: &str = "40010102";
+
+/// A change with a stamp chosen by the caller.
+fn forged(stamp: Stamp, record: &RecordKey, field: &str, value: Value) -> Change {
+    Change {
+        stamp,
+        record: record.clone(),
+        field: field.into(),
+        value,
+        supersedes: Default::default(),
+        observed: Vec::new(),
+        previous_stamps: Vec::new(),
+    }
+}
+
+fn household(n: u128) -> RecordKey {
+    RecordKey::new(RecordKind::Household, Uuid::from_u128(n))
+}
+
+/// A server with a volunteer in each of two villages, each with a
+/// household pushed; returns the tokens and the replicas.
+async fn two_villages() -> (Server, String, String, Replica, Replica) {
+    let server = Server::new();
+    let victim = server.account("victim", Role::Volunteer, &[THEIRS], None);
+    let attacker = server.account("attacker", Role::Volunteer, &[MINE], None);
+    let (victim_replica, changes) = households(1, THEIRS, 1, NOW);
+    assert_eq!(
+        server.hello(&victim, victim_replica.device).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = server
+        .push(&victim, victim_replica.device, 1, &changes)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (attacker_replica, changes) = households(2, MINE, 1, NOW);
+    assert_eq!(
+        server.hello(&attacker, attacker_replica.device).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = server
+        .push(&attacker, attacker_replica.device, 1, &changes)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (server, victim, attacker, victim_replica, attacker_replica)
+}
+
+#[tokio::test]
+async fn filler_changes_under_another_devices_stamps_are_refused_and_its_work_still_lands() {
+    let (server, victim, attacker, mut victim_replica, attacker_replica) = two_villages().await;
+    // The victim records a note offline; the attacker learned its stamp.
+    let victims_home = household(1 << 64);
+    let note = victim_replica.set(NOW + 10, &victims_home, "notes", json!("ไม่มีน้ำประปา"));
+    // Filler in the attacker's own village, stamped as the victim's note,
+    // with an earlier stamp of the attacker's first so that the old author
+    // check (the first earlier stamp only) took it for the attacker's own.
+    let mut filler = forged(note.stamp, &household(2 << 64), "notes", json!("x"));
+    filler.previous_stamps = vec![Stamp::new(Hlc::at(NOW), attacker_replica.device)];
+    let (status, body) = server
+        .push(&attacker, attacker_replica.device, 3, &[filler])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_author"))
+    );
+    // Plainly stamped as the victim's device, too.
+    let filler = forged(note.stamp, &household(2 << 64), "notes", json!("x"));
+    let (status, body) = server
+        .push(&attacker, attacker_replica.device, 3, &[filler])
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_author"))
+    );
+    // The victim's note is new to the server, not "already held".
+    let (status, body) = server
+        .push(&victim, victim_replica.device, 3, &[note])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["applied"].as_u64(), body["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let (pulled, _) = server.pull_from(&victim, 0).await;
+    assert!(pulled.iter().any(|c| c.value == json!("ไม่มีน้ำประปา")));
+}
+
+#[tokio::test]
+async fn no_outbox_may_claim_the_servers_own_device() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    let own = Store::open(server.backend.path())
+        .unwrap()
+        .device()
+        .unwrap()
+        .unwrap()
+        .id;
+    let (status, body) = server.hello(&province, own).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_device"))
+    );
+    let (_, changes) = households(9, MINE, 1, NOW);
+    let claimed: Vec<Change> = changes
+        .into_iter()
+        .map(|mut c| {
+            c.stamp.device = own;
+            c
+        })
+        .collect();
+    let body = push_body(own, 1, &claimed, true);
+    let (status, body) = server.post("/v1/push", &province, body.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_device"))
+    );
+    server.assert_nothing_stored(own);
+}
+
+#[tokio::test]
+async fn a_different_change_under_a_held_stamp_is_refused_not_counted_as_held() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let (replica, changes) = households(1, MINE, 1, NOW);
+    server.hello(&token, replica.device).await;
+    server.push(&token, replica.device, 1, &changes).await;
+    // The same stamp as the address, another value, a new sequence.
+    let mut other = changes[1].clone();
+    other.value = json!("ที่อยู่อื่น");
+    let (status, body) = server.push(&token, replica.device, 3, &[other]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("stamp_reused"))
+    );
+    // The very same change again under a new number is a duplicate.
+    let (status, body) = server.push(&token, replica.device, 3, &changes[1..]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicates"], 1);
+}
+
+#[tokio::test]
+async fn a_household_set_twice_in_a_batch_cannot_move_a_member_into_another_village() {
+    let (server, _victim, attacker, _, mut attacker_replica) = two_villages().await;
+    let device = attacker_replica.device;
+    let own_home = household(2 << 64);
+    let victims_home = household(1 << 64);
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(2 << 64 | 50));
+    let name = attacker_replica.set(NOW + 1, &member, "first_name", json!("สมชาย"));
+    let into_theirs = forged(
+        Stamp::new(Hlc::at(NOW + 100), device),
+        &member,
+        "household",
+        json!(victims_home.id.to_string()),
+    );
+    let into_mine = forged(
+        Stamp::new(Hlc::at(NOW + 2), device),
+        &member,
+        "household",
+        json!(own_home.id.to_string()),
+    );
+    // The merge keeps the highest stamp (the other village's household);
+    // the old check looked only at the last one in the batch.
+    let (status, body) = server
+        .push(
+            &attacker,
+            device,
+            3,
+            &[name.clone(), into_theirs, into_mine.clone()],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope"))
+    );
+    // A visit with a crippling income, injected the same way: refused too.
+    let visit = RecordKey::new(RecordKind::Visit, Uuid::from_u128(2 << 64 | 51));
+    let injected = [
+        forged(
+            Stamp::new(Hlc::at(NOW + 3), device),
+            &visit,
+            "income_per_year",
+            json!("1000.00"),
+        ),
+        forged(
+            Stamp::new(Hlc::at(NOW + 200), device),
+            &visit,
+            "household",
+            json!(victims_home.id.to_string()),
+        ),
+        forged(
+            Stamp::new(Hlc::at(NOW + 4), device),
+            &visit,
+            "household",
+            json!(own_home.id.to_string()),
+        ),
+    ];
+    let (status, _) = server.push(&attacker, device, 3, &injected).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Nothing of either reached the other village.
+    let (pulled, _) = server.pull_from(&_victim, 0).await;
+    assert!(pulled
+        .iter()
+        .all(|c| c.record != member && c.record != visit));
+    // The attacker's honest member in its own village still goes through.
+    let (status, body) = server.push(&attacker, device, 3, &[name, into_mine]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_household_that_is_not_an_id_is_refused_for_every_role() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    let mut replica = Replica::new(DeviceId::from_u128(7));
+    server.hello(&province, replica.device).await;
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(70));
+    for bad in [
+        json!("not-a-uuid"),
+        json!(5),
+        json!(null),
+        json!("{00000000-0000-0000-0000-000000000046}"),
+    ] {
+        let change = replica.set(NOW, &member, "household", bad.clone());
+        let (status, body) = server.push(&province, replica.device, 1, &[change]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_value")),
+            "{bad}"
+        );
+    }
+    server.assert_nothing_stored(replica.device);
+}
+
+#[tokio::test]
+async fn a_village_that_is_not_a_village_code_is_refused() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    let mut replica = Replica::new(DeviceId::from_u128(7));
+    server.hello(&province, replica.device).await;
+    for bad in ["40010101zz", "4001", "99010101", "40990101", ""] {
+        let change = replica.set(NOW, &household(70), "village", json!(bad));
+        let (status, body) = server.push(&province, replica.device, 1, &[change]).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_value")),
+            "{bad}"
+        );
+    }
+    server.assert_nothing_stored(replica.device);
+}
+
+#[tokio::test]
+async fn a_deeply_nested_value_is_refused_and_the_household_stays_readable() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let (mut replica, changes) = households(1, MINE, 1, NOW);
+    server.hello(&token, replica.device).await;
+    server.push(&token, replica.device, 1, &changes).await;
+    let home = changes[0].record.clone();
+    let mut poison = json!(1);
+    for _ in 0..123 {
+        poison = Value::Array(vec![poison]);
+    }
+    let change = replica.set(NOW + 1, &home, "notes", poison);
+    let (status, body) = server.push(&token, replica.device, 3, &[change]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit_exceeded"))
+    );
+    // Later pushes to the household go through, and it pulls and decodes.
+    let mut replica = Replica::new(replica.device);
+    for change in &changes {
+        replica.receive(change.clone(), NOW);
+    }
+    let note = replica.set(NOW + 2, &home, "notes", json!("ปกติ"));
+    let (status, body) = server.push(&token, replica.device, 3, &[note]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (pulled, _) = server.pull_from(&token, 0).await;
+    assert_eq!(pulled.len(), 3);
+    let store = Store::open(server.backend.path()).unwrap();
+    assert!(store.record(&home).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_field_flooded_with_values_that_supersede_nothing_is_refused() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let (replica, changes) = households(1, MINE, 1, NOW);
+    server.hello(&token, replica.device).await;
+    server.push(&token, replica.device, 1, &changes).await;
+    let home = changes[0].record.clone();
+    let flood: Vec<Change> = (0..1000)
+        .map(|n| {
+            forged(
+                Stamp::new(
+                    Hlc {
+                        wall_ms: NOW + 5,
+                        counter: n,
+                    },
+                    replica.device,
+                ),
+                &home,
+                "notes",
+                json!(n),
+            )
+        })
+        .collect();
+    let (status, body) = server.push(&token, replica.device, 3, &flood).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit_exceeded")),
+        "{body}"
+    );
+    // So are a thousand new fields, and a 1 MB field name.
+    let fields: Vec<Change> = (0..300)
+        .map(|n| {
+            forged(
+                Stamp::new(
+                    Hlc {
+                        wall_ms: NOW + 6,
+                        counter: n,
+                    },
+                    replica.device,
+                ),
+                &home,
+                &format!("extra_{n}"),
+                json!(n),
+            )
+        })
+        .collect();
+    let (status, _) = server.push(&token, replica.device, 3, &fields).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let long = forged(
+        Stamp::new(Hlc::at(NOW + 7), replica.device),
+        &home,
+        &"f".repeat(1 << 20),
+        json!(1),
+    );
+    let (status, body) = server.push(&token, replica.device, 3, &[long]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit_exceeded"))
+    );
+    // A laptop restored from a backup leaves one more value of its own: fine.
+    let restored = forged(
+        Stamp::new(Hlc::at(NOW + 8), replica.device),
+        &home,
+        "address",
+        json!("กู้คืน"),
+    );
+    let (status, body) = server.push(&token, replica.device, 3, &[restored]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_huge_device_name_and_a_negative_schema_are_refused() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let device = DeviceId::from_u128(3);
+    let body = json!({"protocol": faenban_core::sync::PROTOCOL_VERSION, "device": device, "name": "ก".repeat(600_000)});
+    let (status, body) = server.post("/v1/hello", &token, body.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_value"))
+    );
+    server.hello(&token, device).await;
+    let (_, changes) = households(3, MINE, 1, NOW);
+    let mut body = push_body(device, 1, &changes, false);
+    body["schema"] = json!(-5);
+    let (status, body) = server.post("/v1/push", &token, body.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("schema_version"))
+    );
+    server.assert_nothing_stored(device);
+}
+
+#[tokio::test]
+async fn a_household_with_no_village_cannot_be_claimed_by_a_volunteer() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    let volunteer = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let mut office = Replica::new(DeviceId::from_u128(1));
+    server.hello(&province, office.device).await;
+    let unplaced = household(500);
+    let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(501));
+    let changes = [
+        office.set(NOW, &unplaced, "address", json!("ไม่ทราบหมู่บ้าน")),
+        office.set(NOW, &member, "household", json!(unplaced.id.to_string())),
+        office.set(NOW, &member, "national_id", json!("1999900000007")),
+    ];
+    let (status, body) = server.push(&province, office.device, 1, &changes).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut laptop = Replica::new(DeviceId::from_u128(2));
+    server.hello(&volunteer, laptop.device).await;
+    let claim = laptop.set(NOW + 1, &unplaced, "village", json!(MINE));
+    let (status, body) = server.push(&volunteer, laptop.device, 1, &[claim]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope"))
+    );
+    let (pulled, _) = server.pull_from(&volunteer, 0).await;
+    assert!(pulled.is_empty(), "{pulled:?}");
+}
+
+#[tokio::test]
+async fn a_working_group_records_assistance_only_in_its_own_dimension() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    let group = server.account(
+        "income",
+        Role::Dimension,
+        &["4001"],
+        Some(Dimension::Income),
+    );
+    let mut office = Replica::new(DeviceId::from_u128(1));
+    server.hello(&province, office.device).await;
+    let home = household(600);
+    let mut changes = vec![office.set(NOW, &home, "village", json!(MINE))];
+    let visit = Visit {
+        household: home.id,
+        date: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+        surveyor: "อสม.".into(),
+        edition: "bmn-2560-2564".into(),
+        income_per_year: Some(Baht::parse("1000").unwrap()),
+        members: Some(1),
+        in_progress: false,
+    };
+    changes.extend(office.create(NOW, Uuid::from_u128(601), &visit).unwrap().1);
+    let (status, body) = server.push(&province, office.device, 1, &changes).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut laptop = Replica::new(DeviceId::from_u128(2));
+    server.hello(&group, laptop.device).await;
+    let assistance = RecordKey::new(RecordKind::Assistance, Uuid::from_u128(602));
+    let help = |laptop: &mut Replica, dimension: &str| {
+        vec![
+            laptop.set(
+                NOW + 1,
+                &assistance,
+                "household",
+                json!(home.id.to_string()),
+            ),
+            laptop.set(NOW + 1, &assistance, "dimension", json!(dimension)),
+            laptop.set(NOW + 1, &assistance, "item", json!("job_training")),
+        ]
+    };
+    let (status, body) = server
+        .push(&group, laptop.device, 1, &help(&mut laptop, "health"))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope"))
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("own dimension"),
+        "{body}"
+    );
+    let (status, body) = server
+        .push(&group, laptop.device, 1, &help(&mut laptop, "income"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn a_relays_sequence_gap_tells_nothing_of_how_far_the_device_is_held() {
+    let (server, _, attacker, victim_replica, _) = two_villages().await;
+    let (_, changes) = households(1, MINE, 1, NOW + 50);
+    let body = push_body(victim_replica.device, 40, &changes, true);
+    let (status, body) = server.post("/v1/push", &attacker, body.to_string()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        !message.contains('2') && !message.contains('3'),
+        "{message}"
+    );
+}
