@@ -14,7 +14,41 @@ use crate::clock::{DeviceId, Hlc, Stamp};
 
 /// The protocol version this build speaks. A request with another version is
 /// refused with a reason, never half-understood.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// What a device signs to vouch for a run of its outbox: a domain tag, the
+/// device, the first sequence, and each change as JSON (its own form, not
+/// the wire form, so that a run re-encoded on the way still verifies).
+pub fn run_signing_message(device: DeviceId, first_sequence: u64, changes: &[Change]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(64 + changes.len() * 256);
+    message.extend_from_slice(b"faenban outbox run v2\0");
+    message.extend_from_slice(device.0.as_bytes());
+    message.extend_from_slice(&first_sequence.to_be_bytes());
+    message.extend_from_slice(&(changes.len() as u64).to_be_bytes());
+    for change in changes {
+        // Plain data with string keys always serializes.
+        let json = serde_json::to_vec(change).expect("a change serializes to JSON");
+        message.extend_from_slice(&(json.len() as u64).to_be_bytes());
+        message.extend_from_slice(&json);
+    }
+    message
+}
+
+/// What a device signs at hello to prove it holds its key: a domain tag,
+/// the device, its public key and the digest of the token it says hello
+/// with, so that the proof cannot be replayed with another account.
+pub fn hello_signing_message(
+    device: DeviceId,
+    public_key: &[u8; 32],
+    token_digest: &[u8],
+) -> Vec<u8> {
+    let mut message = Vec::with_capacity(96);
+    message.extend_from_slice(b"faenban hello v2\0");
+    message.extend_from_slice(device.0.as_bytes());
+    message.extend_from_slice(public_key);
+    message.extend_from_slice(token_digest);
+    message
+}
 
 /// At most this many changes travel in one push.
 pub const MAX_BATCH_CHANGES: usize = 1000;
@@ -242,6 +276,11 @@ pub struct HelloRequest {
     pub device: DeviceId,
     /// The name the volunteer gave the device.
     pub name: String,
+    /// The device's public key (64 hex digits), bound at its first hello.
+    pub public_key: String,
+    /// The device's signature (128 hex digits) over
+    /// [`hello_signing_message`]: proof that it holds the key.
+    pub proof: String,
 }
 
 /// The answer to a hello.
@@ -285,6 +324,13 @@ pub struct PushRequest {
     pub first_sequence: u64,
     /// The changes.
     pub changes: ChangeSet,
+    /// The device's signature (128 hex digits) over
+    /// [`run_signing_message`] of exactly these changes.
+    pub signature: String,
+    /// The device's public key, for a relayed outbox of a device that has
+    /// never said hello (its id must be the one the key makes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
 }
 
 /// The answer to a push.

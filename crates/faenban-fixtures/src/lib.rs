@@ -18,7 +18,7 @@ use faenban_core::model::{
     Household, HouseholdStatus, Livelihood, Member, Official, Pairing, ProgrammeEntry, Relation,
     Sector, Sex, Stage, Visit,
 };
-use faenban_core::{Answer, Baht, Catalogues, DeviceId, Dimension, RecordId};
+use faenban_core::{Answer, Baht, Catalogues, Dimension, RecordId};
 use faenban_store::{Session, Store};
 use serde_json::json;
 use uuid::Uuid;
@@ -312,9 +312,12 @@ fn person(
 pub fn populate(store: &mut Store, spec: &Spec) -> Result<Summary> {
     let mut rng = Rng::new(spec.seed);
     if store.device()?.is_none() {
+        let mut seed = [0u8; 32];
+        seed[..16].copy_from_slice(rng.uuid().as_bytes());
+        seed[16..].copy_from_slice(rng.uuid().as_bytes());
         store.init(
             &format!("fixtures seed {}", spec.seed),
-            DeviceId(rng.uuid()),
+            &faenban_keys::DeviceKey::from_seed(seed),
         )?;
     }
     let areas = Areas::builtin();

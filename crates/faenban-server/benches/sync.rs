@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use faenban_core::sync::{ChangeSet, PullPage, Role, Scope, PROTOCOL_VERSION};
 use faenban_core::{Change, DeviceId, RecordKey, RecordKind, Replica, Stamp};
 use faenban_fixtures::{populate, Detail, Spec};
+use faenban_keys::DeviceKey;
 use faenban_server::backend::{Backend, SqliteBackend};
 use faenban_server::token;
 use faenban_store::server::{Account, PushInput};
@@ -56,7 +57,8 @@ fn main() -> anyhow::Result<()> {
     };
     let started = Instant::now();
     populate(&mut laptop, &spec)?;
-    let generator = laptop.device()?.expect("populate makes a device").id;
+    let mut keys = Keys::default();
+    let generator = keys.remember(laptop.device_key()?.expect("populate makes a device"));
     let outbox = laptop.outbox()?;
     let homes = laptop.records(&RecordKind::Household)?;
     println!(
@@ -69,8 +71,8 @@ fn main() -> anyhow::Result<()> {
     // seen only the first value: every such household ends in conflict.
     let conflicting: Vec<(DeviceId, Vec<Change>)> = [0xB_u128, 0xC]
         .into_iter()
-        .map(|device| {
-            let device = DeviceId::from_u128(device);
+        .map(|seed| {
+            let device = keys.remember(DeviceKey::from_seed([seed as u8; 32]));
             let changes = homes
                 .iter()
                 .step_by(20)
@@ -101,11 +103,9 @@ fn main() -> anyhow::Result<()> {
     let province_account = account_of(&backend, &province)?;
     let mut runs: Vec<PushInput> = outbox
         .chunks(BATCH)
-        .map(|chunk| PushInput {
-            device: generator,
-            relay: false,
-            first_sequence: chunk[0].0,
-            changes: chunk.iter().map(|(_, change)| change.clone()).collect(),
+        .map(|chunk| {
+            let changes: Vec<Change> = chunk.iter().map(|(_, change)| change.clone()).collect();
+            keys.signed(generator, chunk[0].0, changes)
         })
         .collect();
     for (device, changes) in &conflicting {
@@ -113,16 +113,17 @@ fn main() -> anyhow::Result<()> {
             changes
                 .chunks(BATCH)
                 .enumerate()
-                .map(|(n, chunk)| PushInput {
-                    device: *device,
-                    relay: false,
-                    first_sequence: (n * BATCH) as u64 + 1,
-                    changes: chunk.to_vec(),
-                }),
+                .map(|(n, chunk)| keys.signed(*device, (n * BATCH) as u64 + 1, chunk.to_vec())),
         );
     }
     for device in [generator, conflicting[0].0, conflicting[1].0] {
-        backend.hello(&province_account, device, "bench", 1_800_000_000_000)?;
+        backend.hello(
+            &province_account,
+            device,
+            "bench",
+            &keys.key(device).public(),
+            1_800_000_000_000,
+        )?;
     }
     let total_changes: usize = runs.iter().map(|run| run.changes.len()).sum();
     let started = Instant::now();
@@ -409,15 +410,29 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
     let data = scratch.join("load");
     let backend = SqliteBackend::open(&data)?;
     let mut devices = Vec::new();
+    let areas = faenban_core::areas::Areas::builtin();
+    let khon_kaen = faenban_core::codes::AreaCode::parse("40")?;
+    let subdistricts = areas.subdistricts_of(&khon_kaen);
     for n in 0..DEVICES {
-        let village = format!("4001{:02}{:02}", 1 + n / 50, 1 + n % 50);
+        let village = format!(
+            "{}{:02}",
+            subdistricts[n % subdistricts.len()].as_str(),
+            1 + n / subdistricts.len()
+        );
         let token = account(
             &backend,
             &format!("volunteer {n}"),
             Role::Volunteer,
             &[&village],
         )?;
-        let device = DeviceId::from_u128(0x1000 + n as u128);
+        let key = DeviceKey::from_seed(
+            ((0x1000 + n) as u128 * 7919)
+                .to_le_bytes()
+                .repeat(2)
+                .try_into()
+                .expect("32 bytes"),
+        );
+        let device = key.device_id();
         let mut replica = Replica::new(device);
         let mut changes = Vec::new();
         for h in 0..10 {
@@ -435,7 +450,7 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
                 ));
             }
         }
-        devices.push((token, device, changes));
+        devices.push((token, key, changes));
     }
     drop(backend);
     let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_faenban-server"))
@@ -510,10 +525,17 @@ async fn one_device(
     client: &reqwest::Client,
     base: &str,
     token: &str,
-    device: DeviceId,
+    key: DeviceKey,
     changes: &[Change],
 ) -> anyhow::Result<(Duration, Duration)> {
-    let hello = json!({"protocol": PROTOCOL_VERSION, "device": device, "name": "load"});
+    let device = key.device_id();
+    let hello = json!({
+        "protocol": PROTOCOL_VERSION,
+        "device": device,
+        "name": "load",
+        "public_key": key.public().to_string(),
+        "proof": key.sign_hello(device, token).to_string(),
+    });
     client
         .post(format!("{base}/v1/hello"))
         .bearer_auth(token)
@@ -527,6 +549,7 @@ async fn one_device(
         "device": device,
         "first_sequence": 1,
         "changes": ChangeSet::encode(changes),
+        "signature": key.sign_run(device, 1, changes).to_string(),
     });
     let started = Instant::now();
     client
@@ -555,4 +578,33 @@ async fn one_device(
         changes.len()
     );
     Ok((pushed, started.elapsed()))
+}
+
+/// The keys of the bench's devices, to sign their pushes with.
+#[derive(Default)]
+struct Keys(std::collections::HashMap<DeviceId, String>);
+
+impl Keys {
+    fn remember(&mut self, key: DeviceKey) -> DeviceId {
+        let device = key.device_id();
+        self.0.insert(device, key.seed_hex());
+        device
+    }
+
+    fn key(&self, device: DeviceId) -> DeviceKey {
+        DeviceKey::from_seed_hex(&self.0[&device]).expect("a remembered key")
+    }
+
+    /// A push of `device`'s outbox, signed with its key.
+    fn signed(&self, device: DeviceId, first_sequence: u64, changes: Vec<Change>) -> PushInput {
+        let signature = self.key(device).sign_run(device, first_sequence, &changes);
+        PushInput {
+            device,
+            relay: false,
+            first_sequence,
+            changes,
+            signature,
+            public_key: None,
+        }
+    }
 }

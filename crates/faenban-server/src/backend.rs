@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use faenban_core::sync::Scope;
 use faenban_core::DeviceId;
-use faenban_store::server::{Account, PulledPage, PushInput, PushOutcome};
+use faenban_keys::{DeviceKey, PublicKey};
+use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOutcome};
 use faenban_store::{Result, Store, SCHEMA_VERSION};
-use uuid::Uuid;
 
 /// What the sync server needs from its store. Every method is blocking; the
 /// HTTP layer calls them off the async runtime.
@@ -20,7 +20,14 @@ pub trait Backend: Send + Sync + 'static {
     fn account_by_token(&self, token_hash: &[u8]) -> Result<Option<Account>>;
     /// Binds a device to an account at its first hello; how much of its
     /// outbox the server holds.
-    fn hello(&self, account: &Account, device: DeviceId, name: &str, now_ms: u64) -> Result<u64>;
+    fn hello(
+        &self,
+        account: &Account,
+        device: DeviceId,
+        name: &str,
+        key: &PublicKey,
+        now_ms: u64,
+    ) -> Result<u64>;
     /// Applies a run of a device's outbox atomically and idempotently.
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome>;
     /// One page of the changes in scope after the cursor.
@@ -43,6 +50,11 @@ pub trait Backend: Send + Sync + 'static {
     fn accounts(&self) -> Result<Vec<Account>>;
     /// Revokes an account.
     fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account>;
+    /// Binds a device to an account by the administrator's choice,
+    /// releasing its key.
+    fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()>;
+    /// Every device bound to an account.
+    fn devices(&self) -> Result<Vec<BoundDevice>>;
     /// The store's schema version.
     fn schema_version(&self) -> i64;
 }
@@ -196,7 +208,10 @@ impl SqliteBackend {
         let path = data_dir.join(DATABASE_FILE);
         let mut writer = Store::open(&path)?.without_search_index();
         if writer.device()?.is_none() {
-            writer.init("server", DeviceId(Uuid::now_v7()))?;
+            let key = DeviceKey::generate().map_err(|error| {
+                faenban_store::Error::Corrupt(format!("making the server's key: {error}"))
+            })?;
+            writer.init("server", &key)?;
         }
         // The writer keeps the pages it merges into hot; checkpoints happen
         // on their own thread.
@@ -283,8 +298,15 @@ impl Backend for SqliteBackend {
         self.reader().account_by_token(token_hash)
     }
 
-    fn hello(&self, account: &Account, device: DeviceId, name: &str, now_ms: u64) -> Result<u64> {
-        self.writer().hello(account, device, name, now_ms)
+    fn hello(
+        &self,
+        account: &Account,
+        device: DeviceId,
+        name: &str,
+        key: &PublicKey,
+        now_ms: u64,
+    ) -> Result<u64> {
+        self.writer().hello(account, device, name, key, now_ms)
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
@@ -317,6 +339,14 @@ impl Backend for SqliteBackend {
 
     fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account> {
         self.writer().revoke_account(name, now_ms)
+    }
+
+    fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()> {
+        self.writer().enroll_device(device, account)
+    }
+
+    fn devices(&self) -> Result<Vec<BoundDevice>> {
+        self.reader().devices()
     }
 
     fn schema_version(&self) -> i64 {

@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use faenban_core::sync::{
     ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, PROTOCOL_VERSION,
 };
+use faenban_keys::{PublicKey, Signature};
 use faenban_store::server::{Account, PushInput};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -126,9 +127,8 @@ impl From<faenban_store::Error> for ApiError {
         match error {
             E::Refused { code, message } => {
                 let status = match code {
-                    "out_of_scope" | "wrong_device" | "wrong_author" | "revoked" => {
-                        StatusCode::FORBIDDEN
-                    }
+                    "out_of_scope" | "wrong_device" | "wrong_author" | "wrong_key"
+                    | "bad_signature" | "revoked" => StatusCode::FORBIDDEN,
                     "sequence_gap" | "sequence_reused" | "stamp_reused" | "unknown_device"
                     | "cursor_ahead" => StatusCode::CONFLICT,
                     "bad_value" | "limit_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
@@ -237,6 +237,15 @@ async fn blocking<T: Send + 'static>(
 
 /// The account of the request's bearer token.
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, ApiError> {
+    Ok(authenticate_with_digest(state, headers).await?.0)
+}
+
+/// The account of the request's bearer token, and the token's SHA-256 (what
+/// a hello's proof is tied to).
+async fn authenticate_with_digest(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Account, Vec<u8>), ApiError> {
     let unauthorized =
         |code: &str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
     let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -261,7 +270,8 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, 
     }
     let hash = token::hash(token);
     let backend = state.backend.clone();
-    let account = blocking(state, move || Ok(backend.account_by_token(&hash)?)).await?;
+    let lookup = hash.clone();
+    let account = blocking(state, move || Ok(backend.account_by_token(&lookup)?)).await?;
     match account {
         None => Err(unauthorized(
             "bad_token",
@@ -271,7 +281,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, 
             "revoked",
             "this account's token was revoked; ask the administrator for a new one",
         )),
-        Some(account) => Ok(account),
+        Some(account) => Ok((account, hash)),
     }
 }
 
@@ -342,9 +352,25 @@ async fn hello(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<HelloResponse>, ApiError> {
-    let account = authenticate(&state, &headers).await?;
+    let (account, token_digest) = authenticate_with_digest(&state, &headers).await?;
     let request: HelloRequest = read_json(body).await?;
     check_protocol(request.protocol)?;
+    let key = PublicKey::from_hex(&request.public_key).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_value",
+            "`public_key` is not an Ed25519 public key in 64 lowercase hex digits",
+        )
+    })?;
+    let proven = Signature::from_hex(&request.proof)
+        .is_some_and(|proof| key.verifies_hello(request.device, &token_digest, &proof));
+    if !proven {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "bad_signature",
+            "the hello's proof is not this key's signature for this device and token",
+        ));
+    }
     if !faenban_core::limits::is_device_name(&request.name) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -358,7 +384,7 @@ async fn hello(
     let backend = state.backend.clone();
     let schema = backend.schema_version();
     let response = blocking(&state, move || {
-        let held = backend.hello(&account, request.device, &request.name, now_ms())?;
+        let held = backend.hello(&account, request.device, &request.name, &key, now_ms())?;
         Ok(HelloResponse {
             protocol: PROTOCOL_VERSION,
             schema,
@@ -418,6 +444,23 @@ async fn push(
             error.to_string(),
         )
     })?;
+    let signature = Signature::from_hex(&request.signature).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_value",
+            "`signature` is not an Ed25519 signature in 128 lowercase hex digits",
+        )
+    })?;
+    let public_key = match request.public_key.as_deref() {
+        None => None,
+        Some(text) => Some(PublicKey::from_hex(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_value",
+                "`public_key` is not an Ed25519 public key in 64 lowercase hex digits",
+            )
+        })?),
+    };
     let device = request.device;
     let account_id = account.id;
     let backend = state.backend.clone();
@@ -426,6 +469,8 @@ async fn push(
         relay: request.relay,
         first_sequence: request.first_sequence,
         changes,
+        signature,
+        public_key,
     };
     let outcome = blocking(&state, move || {
         Ok(backend.push(&account, input, now_ms())?)

@@ -34,6 +34,33 @@ enum Command {
     /// Adds, lists and revokes accounts.
     #[command(subcommand)]
     Account(AccountCommand),
+    /// Lists devices and enrolls a device under an account.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeviceCommand {
+    /// Lists the devices bound to accounts.
+    List {
+        /// The folder that holds the server's database.
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Binds a device to an account (a laptop handed to another person, or
+    /// one of a revoked account); its next hello under that account binds
+    /// the key it proves.
+    Enroll {
+        /// The folder that holds the server's database.
+        #[arg(long)]
+        data: PathBuf,
+        /// The device id (as `faenban status` shows it).
+        #[arg(long)]
+        device: uuid::Uuid,
+        /// The account's name.
+        #[arg(long)]
+        account: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +121,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { data, listen } => serve(data, listen),
         Command::Account(command) => account(command),
+        Command::Device(command) => device(command),
+    }
+}
+
+fn device(command: DeviceCommand) -> anyhow::Result<()> {
+    match command {
+        DeviceCommand::List { data } => {
+            let backend = SqliteBackend::open(&data)?;
+            println!("{:<38} {:<24} {:<8} name", "device", "account", "key");
+            for device in backend.devices()? {
+                println!(
+                    "{:<38} {:<24} {:<8} {}",
+                    device.device.to_string(),
+                    device.account,
+                    if device.has_key { "bound" } else { "pending" },
+                    device.name
+                );
+            }
+            Ok(())
+        }
+        DeviceCommand::Enroll {
+            data,
+            device,
+            account,
+        } => {
+            let backend = SqliteBackend::open(&data)?;
+            backend.enroll_device(faenban_core::DeviceId(device), &account)?;
+            println!(
+                "device {device} enrolled under `{account}`; its next sync under that account binds its key"
+            );
+            Ok(())
+        }
     }
 }
 

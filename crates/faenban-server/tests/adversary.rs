@@ -8,7 +8,7 @@ mod support;
 use axum::http::StatusCode;
 use faenban_core::model::Visit;
 use faenban_core::sync::Role;
-use faenban_core::{Baht, Change, DeviceId, Dimension, Hlc, RecordKey, RecordKind, Replica, Stamp};
+use faenban_core::{Baht, Change, Dimension, Hlc, RecordKey, RecordKind, Replica, Stamp};
 use faenban_store::Store;
 use serde_json::{json, Value};
 use support::*;
@@ -226,7 +226,7 @@ async fn a_household_set_twice_in_a_batch_cannot_move_a_member_into_another_vill
 async fn a_household_that_is_not_an_id_is_refused_for_every_role() {
     let server = Server::new();
     let province = server.account("province", Role::Province, &[], None);
-    let mut replica = Replica::new(DeviceId::from_u128(7));
+    let mut replica = Replica::new(device(7));
     server.hello(&province, replica.device).await;
     let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(70));
     for bad in [
@@ -250,7 +250,7 @@ async fn a_household_that_is_not_an_id_is_refused_for_every_role() {
 async fn a_village_that_is_not_a_village_code_is_refused() {
     let server = Server::new();
     let province = server.account("province", Role::Province, &[], None);
-    let mut replica = Replica::new(DeviceId::from_u128(7));
+    let mut replica = Replica::new(device(7));
     server.hello(&province, replica.device).await;
     for bad in ["40010101zz", "4001", "99010101", "40990101", ""] {
         let change = replica.set(NOW, &household(70), "village", json!(bad));
@@ -371,8 +371,15 @@ async fn a_field_flooded_with_values_that_supersede_nothing_is_refused() {
 async fn a_huge_device_name_and_a_negative_schema_are_refused() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
-    let device = DeviceId::from_u128(3);
-    let body = json!({"protocol": faenban_core::sync::PROTOCOL_VERSION, "device": device, "name": "ก".repeat(600_000)});
+    let device = device(3);
+    let key = key_of(device);
+    let body = json!({
+        "protocol": faenban_core::sync::PROTOCOL_VERSION,
+        "device": device,
+        "name": "ก".repeat(600_000),
+        "public_key": key.public().to_string(),
+        "proof": key.sign_hello(device, &token).to_string(),
+    });
     let (status, body) = server.post("/v1/hello", &token, body.to_string()).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -395,7 +402,7 @@ async fn a_household_with_no_village_cannot_be_claimed_by_a_volunteer() {
     let server = Server::new();
     let province = server.account("province", Role::Province, &[], None);
     let volunteer = server.account("มาลี", Role::Volunteer, &[MINE], None);
-    let mut office = Replica::new(DeviceId::from_u128(1));
+    let mut office = Replica::new(device(1));
     server.hello(&province, office.device).await;
     let unplaced = household(500);
     let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(501));
@@ -406,7 +413,7 @@ async fn a_household_with_no_village_cannot_be_claimed_by_a_volunteer() {
     ];
     let (status, body) = server.push(&province, office.device, 1, &changes).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut laptop = Replica::new(DeviceId::from_u128(2));
+    let mut laptop = Replica::new(device(2));
     server.hello(&volunteer, laptop.device).await;
     let claim = laptop.set(NOW + 1, &unplaced, "village", json!(MINE));
     let (status, body) = server.push(&volunteer, laptop.device, 1, &[claim]).await;
@@ -428,7 +435,7 @@ async fn a_working_group_records_assistance_only_in_its_own_dimension() {
         &["4001"],
         Some(Dimension::Income),
     );
-    let mut office = Replica::new(DeviceId::from_u128(1));
+    let mut office = Replica::new(device(1));
     server.hello(&province, office.device).await;
     let home = household(600);
     let mut changes = vec![office.set(NOW, &home, "village", json!(MINE))];
@@ -444,7 +451,7 @@ async fn a_working_group_records_assistance_only_in_its_own_dimension() {
     changes.extend(office.create(NOW, Uuid::from_u128(601), &visit).unwrap().1);
     let (status, body) = server.push(&province, office.device, 1, &changes).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut laptop = Replica::new(DeviceId::from_u128(2));
+    let mut laptop = Replica::new(device(2));
     server.hello(&group, laptop.device).await;
     let assistance = RecordKey::new(RecordKind::Assistance, Uuid::from_u128(602));
     let help = |laptop: &mut Replica, dimension: &str| {

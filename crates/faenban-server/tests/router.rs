@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use faenban_core::model::{assess_visit, latest_visits};
 use faenban_core::sync::{Role, PROTOCOL_VERSION};
-use faenban_core::{Catalogues, Change, DeviceId, Dimension, RecordKey, RecordKind, Replica};
+use faenban_core::{Catalogues, Change, Dimension, RecordKey, RecordKind, Replica};
 use faenban_server::backend::Backend;
 use faenban_server::token;
 use faenban_store::{Store, SCHEMA_VERSION};
@@ -33,7 +33,7 @@ async fn health_names_the_protocol_and_schema() {
 async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     assert_eq!(server.hello(&token, device).await.0, StatusCode::OK);
     let (_, changes) = households(1, "40010203", 3, NOW);
     let (status, first) = server.push(&token, device, 1, &changes).await;
@@ -93,7 +93,7 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
 async fn a_different_change_under_a_held_sequence_is_refused() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     server.hello(&token, device).await;
     let (_, changes) = households(1, "40010203", 1, NOW);
     server.push(&token, device, 1, &changes).await;
@@ -111,7 +111,7 @@ async fn a_different_change_under_a_held_sequence_is_refused() {
 async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     server.hello(&token, device).await;
     let (mut replica, mut changes) = households(1, "40010203", 2, NOW);
     let outside = RecordKey::new(RecordKind::Household, Uuid::from_u128(99));
@@ -167,7 +167,7 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
 #[tokio::test]
 async fn missing_forged_and_revoked_tokens_are_refused() {
     let server = Server::new();
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     let request = Request::post("/v1/hello").body(Body::from("{}")).unwrap();
     let (status, body) = server.send(request).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -201,7 +201,7 @@ async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
     let server = Server::new();
     let malee = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let somchai = server.account("สมชาย", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     server.hello(&malee, device).await;
     let (status, body) = server.hello(&somchai, device).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -216,9 +216,7 @@ async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"], "wrong_author");
     // A device that never said hello.
-    let (status, body) = server
-        .push(&malee, DeviceId::from_u128(3), 1, &changes)
-        .await;
+    let (status, body) = server.push(&malee, support::device(3), 1, &changes).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"], "unknown_device");
     server.assert_nothing_stored(device);
@@ -228,7 +226,7 @@ async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
 async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_reason() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     server.hello(&token, device).await;
     let (_, changes) = households(1, "40010203", 2, NOW);
     let good = push_body(device, 1, &changes, false);
@@ -318,7 +316,7 @@ async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_rea
 async fn a_stamp_from_the_future_is_restamped_once_by_the_server() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     server.hello(&token, device).await;
     let year_2035 = 2_051_222_400_000;
     let (_, changes) = households(1, "40010203", 1, year_2035);
@@ -346,7 +344,9 @@ async fn each_account_pulls_exactly_its_scope() {
     let server = Server::new();
     let province = server.account("สำนักงานจังหวัด", Role::Province, &[], None);
     let mut laptop = Store::open_in_memory().unwrap();
-    laptop.init("generator", DeviceId(Uuid::now_v7())).unwrap();
+    laptop
+        .init("generator", &faenban_keys::DeviceKey::generate().unwrap())
+        .unwrap();
     faenban_fixtures::populate(&mut laptop, &faenban_fixtures::Spec::khon_kaen(7, 120)).unwrap();
     push_store(&server, &province, &laptop).await;
 
@@ -418,13 +418,13 @@ async fn a_relayed_outbox_is_checked_against_the_relaying_account() {
     let server = Server::new();
     let team = server.account("ทีมอำเภอ", Role::Team, &["4001"], None);
     let (_, changes) = households(5, "40010203", 2, NOW);
-    let offline = DeviceId::from_u128(5);
+    let offline = device(5);
     let body = push_body(offline, 1, &changes, true);
     let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["held_through"], 4);
     let (_, outside) = households(6, "40020101", 1, NOW);
-    let body = push_body(DeviceId::from_u128(6), 1, &outside, true);
+    let body = push_body(device(6), 1, &outside, true);
     let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -438,8 +438,8 @@ async fn a_record_moved_between_households_needs_both_in_scope_and_an_unplaced_o
     let server = Server::new();
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let volunteer = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let office = DeviceId::from_u128(1);
-    let laptop = DeviceId::from_u128(2);
+    let office = device(1);
+    let laptop = device(2);
     server.hello(&province, office).await;
     server.hello(&volunteer, laptop).await;
     // The province records a household elsewhere with a member, and a
@@ -491,7 +491,7 @@ async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
     let server = Server::new();
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let there = server.account("อสม. ปลายทาง", Role::Volunteer, &["40020101"], None);
-    let office = DeviceId::from_u128(1);
+    let office = device(1);
     server.hello(&province, office).await;
     let (mut replica, mut changes) = households(1, "40010203", 1, NOW);
     let from = changes[0].record.id;
@@ -527,7 +527,7 @@ async fn pushes_at_the_same_time_are_each_all_or_nothing() {
     let mut tasks = Vec::new();
     for n in 0..24u128 {
         let token = server.account(&format!("อสม. {n}"), Role::Volunteer, &["40010203"], None);
-        let device = DeviceId::from_u128(100 + n);
+        let device = device(100 + n);
         server.hello(&token, device).await;
         // Every sixth device recorded one household outside its village.
         let village = if n % 6 == 5 { "40020101" } else { "40010203" };
@@ -549,7 +549,7 @@ async fn pushes_at_the_same_time_are_each_all_or_nothing() {
             assert_eq!(
                 Store::open(server.backend.path())
                     .unwrap()
-                    .held_through(DeviceId::from_u128(100 + n))
+                    .held_through(device(100 + n))
                     .unwrap(),
                 0
             );
@@ -567,7 +567,7 @@ async fn pushes_at_the_same_time_are_each_all_or_nothing() {
 async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let device = DeviceId::from_u128(1);
+    let device = device(1);
     server.hello(&token, device).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -604,7 +604,7 @@ async fn records_that_arrive_before_their_household_reach_its_village_once_it_is
     let server = Server::new();
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let volunteer = server.account("มาลี", Role::Volunteer, &["40010203"], None);
-    let office = DeviceId::from_u128(1);
+    let office = device(1);
     server.hello(&province, office).await;
     let mut replica = Replica::new(office);
     let home = RecordKey::new(RecordKind::Household, Uuid::from_u128(10));
@@ -634,8 +634,8 @@ async fn changes_are_filed_under_the_household_the_merge_kept() {
     let team = server.account("ทีม", Role::Team, &["400102"], None);
     let here = server.account("อสม. 3", Role::Volunteer, &["40010203"], None);
     let there = server.account("อสม. 4", Role::Volunteer, &["40010204"], None);
-    let office = DeviceId::from_u128(1);
-    let laptop = DeviceId::from_u128(2);
+    let office = device(1);
+    let laptop = device(2);
     server.hello(&province, office).await;
     server.hello(&team, laptop).await;
     let mut replica = Replica::new(office);

@@ -21,12 +21,16 @@ use faenban_core::replica::{archive, restore, set_field};
 use faenban_core::{
     Change, Clock, DeviceId, Outcome, RecordId, RecordKey, RecordKind, RecordState, Stamp,
 };
+use faenban_keys::DeviceKey;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
 
 pub use error::{Error, Result};
 pub use schema::SCHEMA_VERSION;
+
+/// Where the device's signing key is kept in `meta`.
+const DEVICE_KEY: &str = "device_key";
 
 /// How long a command waits for another faenban process before giving up.
 const BUSY_TIMEOUT_MS: u64 = 2_000;
@@ -124,6 +128,9 @@ impl Store {
             search_index: true,
         };
         schema::migrate(&mut store.connection, version)?;
+        if !store.connection.is_readonly(rusqlite::MAIN_DB)? {
+            store.ensure_device_key()?;
+        }
         Ok(store)
     }
 
@@ -156,20 +163,44 @@ impl Store {
         Ok(())
     }
 
-    /// Makes this database a device: its id is made here, once.
-    pub fn init(&mut self, name: &str, device: DeviceId) -> Result<DeviceInfo> {
+    /// Makes this database a device, once: its id is the one `key` makes,
+    /// and the key signs everything it sends.
+    pub fn init(&mut self, name: &str, key: &DeviceKey) -> Result<DeviceInfo> {
+        let device = key.device_id();
         let tx = self.connection.transaction()?;
         if let Some(existing) = read_meta(&tx, "device_name")? {
             return Err(Error::AlreadyInitialized(existing));
         }
         write_meta(&tx, "device_id", &device.to_string())?;
         write_meta(&tx, "device_name", name)?;
+        write_meta(&tx, DEVICE_KEY, &key.seed_hex())?;
         write_meta(&tx, "clock", &serde_json::to_string(&Clock::new())?)?;
         tx.commit()?;
         Ok(DeviceInfo {
             id: device,
             name: name.to_owned(),
         })
+    }
+
+    /// The key this device signs with, if initialized.
+    pub fn device_key(&self) -> Result<Option<DeviceKey>> {
+        read_meta(&self.connection, DEVICE_KEY)?
+            .map(|hex| {
+                DeviceKey::from_seed_hex(&hex)
+                    .ok_or_else(|| Error::Corrupt("the device key is not 64 hex digits".into()))
+            })
+            .transpose()
+    }
+
+    /// Gives a device made before keys existed its key (its id stays as it
+    /// was; the key is bound to it at its next hello).
+    fn ensure_device_key(&mut self) -> Result<()> {
+        if self.device()?.is_none() || read_meta(&self.connection, DEVICE_KEY)?.is_some() {
+            return Ok(());
+        }
+        let key = DeviceKey::generate()
+            .map_err(|error| Error::Corrupt(format!("making the device key: {error}")))?;
+        write_meta(&self.connection, DEVICE_KEY, &key.seed_hex())
     }
 
     /// The device this database belongs to, if initialized.

@@ -10,6 +10,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/0001_initial.sql"),
     include_str!("../../../schema/migrations/0002_records_rowid.sql"),
     include_str!("../../../schema/migrations/0003_sync.sql"),
+    include_str!("../../../schema/migrations/0004_device_keys.sql"),
 ];
 
 /// The schema version this build writes.

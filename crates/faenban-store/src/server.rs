@@ -16,6 +16,7 @@ use faenban_core::{
     normalize_arrival, Catalogues, Change, DeviceId, Dimension, Outcome, RecordId, RecordKey,
     RecordKind,
 };
+use faenban_keys::{device_id_of, PublicKey, Signature};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::Value;
 
@@ -48,6 +49,26 @@ pub struct PushInput {
     pub first_sequence: u64,
     /// The changes, sequences `first_sequence`, `first_sequence + 1`, ….
     pub changes: Vec<Change>,
+    /// The device's signature over exactly these changes.
+    pub signature: Signature,
+    /// The device's public key, sent with a relayed outbox of a device the
+    /// server does not know.
+    pub public_key: Option<PublicKey>,
+}
+
+/// A device bound to an account, as `device list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundDevice {
+    /// The device.
+    pub device: DeviceId,
+    /// The account's name.
+    pub account: String,
+    /// The name given at its first hello.
+    pub name: String,
+    /// Whether its key is bound yet.
+    pub has_key: bool,
+    /// When it first said hello.
+    pub first_seen_ms: u64,
 }
 
 /// What a push did.
@@ -192,13 +213,19 @@ impl Store {
         Ok(account)
     }
 
-    /// A device introduces itself: it is bound to the account at its first
-    /// hello. Returns the highest sequence of its outbox the server holds.
+    /// A device introduces itself with the public key whose possession
+    /// the caller has verified (the hello's proof). It is bound to the
+    /// account at its first hello, with its key; from then on it is
+    /// claimed only with that key and that account. A device bound before
+    /// keys existed binds its key at its next hello, under the account it
+    /// is bound to. Returns the highest sequence of its outbox the server
+    /// holds.
     pub fn hello(
         &mut self,
         account: &Account,
         device: DeviceId,
         name: &str,
+        key: &PublicKey,
         now_ms: u64,
     ) -> Result<u64> {
         if self.device()?.is_some_and(|own| own.id == device) {
@@ -209,21 +236,106 @@ impl Store {
         }
         let tx = self.connection.transaction()?;
         match device_owner(&tx, device)? {
-            Some((owner, _)) if owner != account.id => {
+            Some(owner) if owner.account != account.id => {
                 return Err(wrong_device(device));
             }
-            Some(_) => {}
+            Some(DeviceOwner {
+                key: Some(bound), ..
+            }) if bound != *key => {
+                return Err(wrong_key(device));
+            }
+            Some(DeviceOwner { key: Some(_), .. }) => {}
+            Some(DeviceOwner { key: None, .. }) => {
+                tx.prepare_cached("UPDATE devices SET public_key = ?2 WHERE device = ?1")?
+                    .execute(params![device.to_string(), key.0.as_slice()])?;
+            }
             None => {
+                // A device made with its key has the id the key makes; one
+                // made before keys existed may bind by its first hello only
+                // while the server has never seen its id (in a relay, say),
+                // so that an id read from a bundle cannot be claimed.
+                if device_id_of(key) != device && device_seen(&tx, device)? {
+                    return Err(refused(
+                        "wrong_device",
+                        format!(
+                            "device {device} was made by an older faenban and has already reached the server through another laptop; the administrator can enroll it: faenban-server device enroll --device {device} --account NAME"
+                        ),
+                    ));
+                }
                 tx.execute(
-                    "INSERT INTO devices (device, account, name, first_seen_ms) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![device.to_string(), account.id, name, now_ms as i64],
+                    "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        device.to_string(),
+                        account.id,
+                        name,
+                        now_ms as i64,
+                        key.0.as_slice()
+                    ],
                 )?;
             }
         }
         let held = held_through(&tx, device)?;
         tx.commit()?;
         Ok(held)
+    }
+
+    /// Binds a device to an account, by the administrator's deliberate
+    /// choice (a laptop whose account was revoked and that goes to another
+    /// person, say). Its key is released: the device's next hello under
+    /// that account binds the key it proves.
+    pub fn enroll_device(&mut self, device: DeviceId, account_name: &str) -> Result<()> {
+        let tx = self.connection.transaction()?;
+        let account: Option<i64> = tx
+            .prepare_cached("SELECT id FROM accounts WHERE name = ?1 AND revoked_ms IS NULL")?
+            .query_row([account_name], |row| row.get(0))
+            .optional()?;
+        let Some(account) = account else {
+            return Err(Error::NotFound {
+                kind: "active account".into(),
+                id: account_name.into(),
+            });
+        };
+        let changed = tx.execute(
+            "UPDATE devices SET account = ?2, public_key = NULL WHERE device = ?1",
+            params![device.to_string(), account],
+        )?;
+        if changed == 0 {
+            tx.execute(
+                "INSERT INTO devices (device, account, name, first_seen_ms) VALUES (?1, ?2, '', 0)",
+                params![device.to_string(), account],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every device bound to an account.
+    pub fn devices(&self) -> Result<Vec<BoundDevice>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT d.device, a.name, d.name, d.public_key IS NOT NULL, d.first_seen_ms \
+             FROM devices d JOIN accounts a ON a.id = d.account ORDER BY a.name, d.first_seen_ms",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, bool>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (device, account, name, has_key, first_seen_ms) = row?;
+            Ok(BoundDevice {
+                device: parse_device_id(&device)?,
+                account,
+                name,
+                has_key,
+                first_seen_ms: first_seen_ms as u64,
+            })
+        })
+        .collect()
     }
 
     /// How much of a device's outbox the server holds.
@@ -317,12 +429,7 @@ fn push_in(
     input: PushInput,
     server_wall_ms: u64,
 ) -> Result<PushOutcome> {
-    let PushInput {
-        device,
-        relay,
-        first_sequence,
-        changes,
-    } = input;
+    let (device, relay, first_sequence) = (input.device, input.relay, input.first_sequence);
     if first_sequence == 0 {
         return Err(refused(
             "bad_sequence",
@@ -335,7 +442,8 @@ fn push_in(
             "no outbox may claim the server's own device; nothing of this batch was applied",
         ));
     }
-    check_device(&session.tx, account, device, relay)?;
+    let scope = check_device(&session.tx, account, &input)?;
+    let changes = input.changes;
     for (position, change) in changes.iter().enumerate() {
         // Every stamp a change carries is its own device's: a stamp names
         // the change, and a stamp of another device would take that
@@ -399,7 +507,7 @@ fn push_in(
     let ScopeCheck {
         households,
         leaving,
-    } = check_scope(&session.tx, &account.scope, &fresh)?;
+    } = check_scope(&session.tx, &scope, &fresh)?;
     let mut moved: HashSet<RecordId> = HashSet::new();
     let mut logged: Vec<(i64, RecordKey)> = Vec::with_capacity(fresh.len());
     let first_fresh = fresh[0].0;
@@ -447,7 +555,7 @@ fn push_in(
             outcome.held_through as i64,
             stamps
         ])?;
-    check_merged(session, &account.scope, device, &records)?;
+    check_merged(session, &scope, device, &records)?;
     session.flush()?;
     // Filed under the household each record belongs to once merged, not
     // the one the batch claims: a losing `household` change must not carry
@@ -519,36 +627,139 @@ fn wrong_device(device: DeviceId) -> Error {
     )
 }
 
-/// The account a device is bound to, and whether that account is revoked.
-fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<(i64, bool)>> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT d.account, a.revoked_ms IS NOT NULL FROM devices d \
-             JOIN accounts a ON a.id = d.account WHERE d.device = ?1",
-        )?
-        .query_row([device.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?)
+fn wrong_key(device: DeviceId) -> Error {
+    refused(
+        "wrong_key",
+        format!(
+            "device {device} is bound to another key; a device id is claimed only with the key it was first bound with"
+        ),
+    )
 }
 
-fn check_device(
-    tx: &Transaction<'_>,
-    account: &Account,
-    device: DeviceId,
-    relay: bool,
-) -> Result<()> {
-    match (device_owner(tx, device)?, relay) {
-        (Some((owner, _)), false) if owner == account.id => Ok(()),
-        (Some(_), false) => Err(wrong_device(device)),
-        (None, false) => Err(refused(
-            "unknown_device",
-            format!("device {device} has not said hello to this server; sync again from the start"),
-        )),
-        (Some((_, true)), true) => Err(refused(
-            "revoked",
-            format!("device {device} belongs to a revoked account; its changes are not accepted"),
-        )),
-        (_, true) => Ok(()),
+/// A device's binding: its account, whether that account is revoked, and
+/// its key once bound.
+struct DeviceOwner {
+    account: i64,
+    revoked: bool,
+    key: Option<PublicKey>,
+}
+
+fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<DeviceOwner>> {
+    let row: Option<(i64, bool, Option<Vec<u8>>)> = tx
+        .prepare_cached(
+            "SELECT d.account, a.revoked_ms IS NOT NULL, d.public_key FROM devices d \
+             JOIN accounts a ON a.id = d.account WHERE d.device = ?1",
+        )?
+        .query_row([device.to_string()], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .optional()?;
+    row.map(|(account, revoked, key)| {
+        let key = key
+            .map(|bytes| {
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map(PublicKey)
+                    .map_err(|_| Error::Corrupt(format!("the key of device {device}")))
+            })
+            .transpose()?;
+        Ok(DeviceOwner {
+            account,
+            revoked,
+            key,
+        })
+    })
+    .transpose()
+}
+
+/// True when any change of the device has reached the server.
+fn device_seen(tx: &rusqlite::Connection, device: DeviceId) -> Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM arrivals WHERE device = ?1)")?
+        .query_row([device.to_string()], |row| row.get(0))?)
+}
+
+fn parse_device_id(text: &str) -> Result<DeviceId> {
+    uuid::Uuid::parse_str(text)
+        .map(DeviceId)
+        .map_err(|error| Error::Corrupt(format!("device id {text}: {error}")))
+}
+
+/// Checks who may push this outbox and that the run is the device's own,
+/// signed by its key. Returns the scope the run is checked against: the
+/// device's own account's (a relay of a bound device is that device's
+/// work, whoever carries it), or, for a relay of a device that never said
+/// hello, the relaying account's.
+fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> Result<Scope> {
+    let device = input.device;
+    let owner = device_owner(tx, device)?;
+    let (key, scope) = match (owner, input.relay) {
+        (Some(owner), false) if owner.account == account.id => match owner.key {
+            Some(key) => (key, account.scope.clone()),
+            None => {
+                return Err(refused(
+                    "unknown_device",
+                    format!("device {device} has not bound its key yet; sync again from the start"),
+                ))
+            }
+        },
+        (Some(_), false) => return Err(wrong_device(device)),
+        (None, false) => {
+            return Err(refused(
+                "unknown_device",
+                format!("device {device} has not said hello to this server; sync again from the start"),
+            ))
+        }
+        (Some(owner), true) if owner.revoked => {
+            return Err(refused(
+                "revoked",
+                format!("device {device} belongs to a revoked account; its changes are not accepted"),
+            ))
+        }
+        (Some(owner), true) => match owner.key {
+            Some(key) => (key, account_scope(tx, owner.account)?),
+            None => {
+                return Err(refused(
+                    "unknown_device",
+                    format!(
+                        "device {device} has not said hello since it got its key; its outbox can be relayed once it has"
+                    ),
+                ))
+            }
+        },
+        (None, true) => match input.public_key {
+            Some(key) if device_id_of(&key) == device => (key, account.scope.clone()),
+            _ => {
+                return Err(refused(
+                    "unknown_device",
+                    format!(
+                        "device {device} is not known to this server, and the relay does not carry the key its id is made from"
+                    ),
+                ))
+            }
+        },
+    };
+    if !key.verifies_run(
+        device,
+        input.first_sequence,
+        &input.changes,
+        &input.signature,
+    ) {
+        return Err(refused(
+            "bad_signature",
+            format!(
+                "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
+            ),
+        ));
     }
+    Ok(scope)
+}
+
+fn account_scope(tx: &Transaction<'_>, account: i64) -> Result<Scope> {
+    tx.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+    ))?
+    .query_row([account], account_row)?
+    .map(|account| account.scope)
 }
 
 fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u64> {

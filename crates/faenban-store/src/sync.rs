@@ -42,6 +42,20 @@ pub struct OutboxRun {
     pub first_sequence: u64,
     /// The changes, in sequence order.
     pub changes: Vec<Change>,
+    /// Its device's signature, for a run that came from another device
+    /// (this device signs its own runs when it sends them). A signed run
+    /// travels whole, exactly as signed.
+    pub signed: Option<RunSignature>,
+}
+
+/// A device's signature over a run of its outbox, as it travels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSignature {
+    /// 128 hex digits.
+    pub signature: String,
+    /// The device's public key, for a device that never said hello to the
+    /// server (its id is the one the key makes).
+    pub public_key: Option<String>,
 }
 
 impl OutboxRun {
@@ -52,7 +66,7 @@ impl OutboxRun {
     /// is cut where it must be.
     pub fn cut(mut self, max_changes: usize) -> OutboxRun {
         let max_changes = max_changes.max(1);
-        if self.changes.len() <= max_changes {
+        if self.changes.len() <= max_changes || self.signed.is_some() {
             return self;
         }
         let boundary_record = self.changes[max_changes].record.clone();
@@ -63,6 +77,45 @@ impl OutboxRun {
         self.changes
             .truncate(if end == 0 { max_changes } else { end });
         self
+    }
+
+    /// The run cut further, the same way, until its changes as JSON stay
+    /// within `max_bytes` together (a long note or many answers make
+    /// changes large). One change is never cut.
+    pub fn fit(mut self, max_changes: usize, max_bytes: usize) -> OutboxRun {
+        self = self.cut(max_changes);
+        while self.changes.len() > 1 && self.signed.is_none() {
+            let size: usize = self
+                .changes
+                .iter()
+                .map(|change| serde_json::to_vec(change).map_or(0, |bytes| bytes.len()))
+                .sum();
+            if size <= max_bytes {
+                break;
+            }
+            let keep = self.changes.len() / 2;
+            self = self.cut(keep);
+        }
+        self
+    }
+
+    /// The run in pieces that each fit one push, as [`OutboxRun::fit`]
+    /// cuts them, in order.
+    pub fn split(mut self, max_changes: usize, max_bytes: usize) -> Vec<OutboxRun> {
+        let mut pieces = Vec::new();
+        while !self.changes.is_empty() {
+            let piece = self.clone().fit(max_changes, max_bytes);
+            let taken = piece.changes.len().max(1);
+            self.changes.drain(..taken);
+            self.first_sequence += taken as u64;
+            pieces.push(piece);
+        }
+        pieces
+    }
+
+    /// The sequence of the last change.
+    pub fn last_sequence(&self) -> u64 {
+        self.first_sequence + self.changes.len().saturating_sub(1) as u64
     }
 }
 
@@ -156,25 +209,50 @@ impl Store {
         Ok(collect_run(device.id, rows)?.map(|run| run.cut(max_changes)))
     }
 
-    /// The oldest run of each other device's outbox carried here in bundles.
-    pub fn relay_runs(&self, max_changes: usize) -> Result<Vec<OutboxRun>> {
-        let devices: Vec<String> = self
-            .connection
-            .prepare_cached("SELECT DISTINCT device FROM relay ORDER BY device")?
-            .query_map([], |row| row.get(0))?
+    /// The oldest signed run of each other device's outbox carried here in
+    /// bundles, whole, as its device signed it.
+    pub fn relay_runs(&self) -> Result<Vec<OutboxRun>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT r.device, r.first_sequence, r.last_sequence, r.signature, r.public_key \
+             FROM relay_runs r WHERE r.first_sequence = (SELECT MIN(first_sequence) \
+             FROM relay_runs o WHERE o.device = r.device) ORDER BY r.device",
+        )?;
+        let heads: Vec<(String, i64, i64, String, Option<String>)> = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                ))
+            })?
             .collect::<Result<_, _>>()?;
         let mut runs = Vec::new();
-        for device in devices {
+        for (device, first, last, signature, public_key) in heads {
             let id = parse_device(&device)?;
             let mut statement = self.connection.prepare_cached(
                 "SELECT relay.sequence, changes.body FROM relay \
                  JOIN changes ON changes.seq = relay.change_seq \
-                 WHERE relay.device = ?1 ORDER BY relay.sequence LIMIT ?2",
+                 WHERE relay.device = ?1 AND relay.sequence BETWEEN ?2 AND ?3 \
+                 ORDER BY relay.sequence",
             )?;
-            let rows = statement.query_map(params![device, one_more(max_changes)], |row| {
+            let rows = statement.query_map(params![device, first, last], |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
             })?;
-            runs.extend(collect_run(id, rows)?.map(|run| run.cut(max_changes)));
+            let Some(mut run) = collect_run(id, rows)? else {
+                continue;
+            };
+            if run.first_sequence != first as u64 || run.last_sequence() != last as u64 {
+                return Err(Error::Corrupt(format!(
+                    "a relayed run of device {id} is missing changes"
+                )));
+            }
+            run.signed = Some(RunSignature {
+                signature,
+                public_key,
+            });
+            runs.push(run);
         }
         Ok(runs)
     }
@@ -252,8 +330,15 @@ impl Store {
                 [held_through as i64],
             )?;
         } else {
+            // Runs the server holds whole go; the changes go once no run
+            // left needs them (runs of different bundles may overlap).
             tx.execute(
-                "DELETE FROM relay WHERE device = ?1 AND sequence <= ?2",
+                "DELETE FROM relay_runs WHERE device = ?1 AND last_sequence <= ?2",
+                params![device.to_string(), held_through as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM relay WHERE device = ?1 AND sequence <= ?2 AND sequence < \
+                 COALESCE((SELECT MIN(first_sequence) FROM relay_runs WHERE device = ?1), ?2 + 1)",
                 params![device.to_string(), held_through as i64],
             )?;
         }
@@ -411,11 +496,33 @@ impl Store {
                     .filter(|(device, _)| *device == run.device)
                     .map(|(_, held)| *held)
                     .fold(held, u64::max);
+                let Some(signed) = run.signed.clone() else {
+                    // An unsigned run could never be passed on.
+                    continue;
+                };
+                let last = run.last_sequence();
+                if last <= held || run.changes.is_empty() {
+                    continue;
+                }
+                // Kept whole: the signature covers the whole run. A longer
+                // run from the same start (a later bundle) replaces it.
+                session
+                    .tx
+                    .prepare_cached(
+                        "INSERT INTO relay_runs (device, first_sequence, last_sequence, signature, public_key) \
+                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (device, first_sequence) DO UPDATE SET \
+                         last_sequence = excluded.last_sequence, signature = excluded.signature, \
+                         public_key = excluded.public_key WHERE excluded.last_sequence > last_sequence",
+                    )?
+                    .execute(params![
+                        run.device.to_string(),
+                        run.first_sequence as i64,
+                        last as i64,
+                        signed.signature,
+                        signed.public_key
+                    ])?;
                 for (offset, change) in run.changes.into_iter().enumerate() {
                     let sequence = run.first_sequence + offset as u64;
-                    if sequence <= held {
-                        continue;
-                    }
                     session.receive(change.clone())?;
                     let log_seq = change_seq_of(&session.tx, &change.stamp)?;
                     session
@@ -458,6 +565,7 @@ fn collect_run(
                     device,
                     first_sequence: sequence as u64,
                     changes: vec![change],
+                    signed: None,
                 })
             }
             Some(run) => {
@@ -518,6 +626,7 @@ mod tests {
                     previous_stamps: Vec::new(),
                 })
                 .collect(),
+            signed: None,
         }
     }
 

@@ -4,7 +4,8 @@
 use faenban_core::codes::AreaCode;
 use faenban_core::merge::Conflict;
 use faenban_core::model::{decode, Household, HouseholdStatus, ProgrammeEntry};
-use faenban_core::{DeviceId, RecordKey, RecordKind};
+use faenban_core::{RecordKey, RecordKind};
+use faenban_keys::DeviceKey;
 use faenban_store::{Error, Store, SCHEMA_VERSION};
 use serde_json::json;
 use uuid::Uuid;
@@ -29,7 +30,7 @@ fn household(code: &str) -> Household {
 
 fn device(store: &mut Store, n: u128) {
     store
-        .init(&format!("laptop {n}"), DeviceId::from_u128(n))
+        .init(&format!("laptop {n}"), &DeviceKey::from_seed([n as u8; 32]))
         .unwrap();
 }
 
@@ -116,7 +117,7 @@ fn writing_before_init_is_refused() {
     assert!(matches!(error, Error::NotInitialized), "{error}");
     device(&mut store, 1);
     assert!(matches!(
-        store.init("again", DeviceId::from_u128(2)),
+        store.init("again", &DeviceKey::from_seed([2; 32])),
         Err(Error::AlreadyInitialized(name)) if name == "laptop 1"
     ));
 }

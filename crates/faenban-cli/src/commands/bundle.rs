@@ -8,9 +8,11 @@ use std::io::{BufReader, Read};
 use std::path::Path;
 
 use anyhow::Context as _;
-use faenban_core::sync::{ChangeSet, ChangeSetBuilder, PROTOCOL_VERSION};
+use faenban_core::sync::{
+    ChangeSet, ChangeSetBuilder, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
+};
 use faenban_core::DeviceId;
-use faenban_store::sync::OutboxRun;
+use faenban_store::sync::{OutboxRun, RunSignature};
 use serde::{Deserialize, Serialize};
 
 use super::{now_ms, write_atomically, Context};
@@ -38,11 +40,19 @@ struct Bundle {
     changes: ChangeSet,
 }
 
+/// One run of a device's outbox, as that device signed it; it travels
+/// whole and is pushed exactly as it is.
 #[derive(Debug, Serialize, Deserialize)]
 struct BundleOutbox {
     device: DeviceId,
     first_sequence: u64,
     changes: ChangeSet,
+    /// The device's signature over the run (128 hex digits).
+    signature: String,
+    /// The device's public key (64 hex digits), for a server it has never
+    /// said hello to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,15 +67,28 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         .store
         .device()?
         .ok_or(faenban_store::Error::NotInitialized)?;
+    let key = context
+        .store
+        .device_key()?
+        .ok_or(faenban_store::Error::NotInitialized)?;
     let mut outboxes = Vec::new();
     if let Some(run) = context.store.outbox_run(usize::MAX >> 1)? {
         // Once in a file, these changes may reach the server by another
         // laptop: they keep their stamps from now on.
-        let last = run.first_sequence + run.changes.len() as u64 - 1;
-        context.store.mark_shared(last)?;
-        outboxes.push(run);
+        context.store.mark_shared(run.last_sequence())?;
+        // Signed in pieces that each fit one push: whoever passes them on
+        // cannot cut a signed run.
+        for mut piece in run.split(MAX_BATCH_CHANGES, MAX_BATCH_BYTES) {
+            piece.signed = Some(RunSignature {
+                signature: key
+                    .sign_run(piece.device, piece.first_sequence, &piece.changes)
+                    .to_string(),
+                public_key: Some(key.public().to_string()),
+            });
+            outboxes.push(piece);
+        }
     }
-    outboxes.extend(context.store.relay_runs(usize::MAX >> 1)?);
+    outboxes.extend(context.store.relay_runs()?);
     let mut builder = ChangeSetBuilder::new();
     context.store.for_each_change(|change| {
         builder.push(&change);
@@ -78,10 +101,15 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         created_ms: now_ms(),
         outboxes: outboxes
             .iter()
-            .map(|run| BundleOutbox {
-                device: run.device,
-                first_sequence: run.first_sequence,
-                changes: ChangeSet::encode(&run.changes),
+            .filter_map(|run| {
+                let signed = run.signed.as_ref()?;
+                Some(BundleOutbox {
+                    device: run.device,
+                    first_sequence: run.first_sequence,
+                    changes: ChangeSet::encode(&run.changes),
+                    signature: signed.signature.clone(),
+                    public_key: signed.public_key.clone(),
+                })
             })
             .collect(),
         acks: context
@@ -145,6 +173,10 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             device: outbox.device,
             first_sequence: outbox.first_sequence,
             changes: outbox.changes.decode().map_err(|e| bad(e.to_string()))?,
+            signed: Some(RunSignature {
+                signature: outbox.signature.clone(),
+                public_key: outbox.public_key.clone(),
+            }),
         });
     }
     let acks: Vec<(DeviceId, u64)> = bundle

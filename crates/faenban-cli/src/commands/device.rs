@@ -3,14 +3,14 @@
 use anyhow::Result;
 use faenban_core::dates::format_buddhist_short;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::{print_json, Context, THAI_OFFSET_MS};
 
 /// `faenban init`.
 pub fn init(context: &mut Context, name: &str) -> Result<()> {
-    let device = faenban_core::DeviceId(Uuid::now_v7());
-    let info = context.store.init(name, device)?;
+    let key = faenban_keys::DeviceKey::generate()
+        .map_err(|error| anyhow::anyhow!("making this laptop's key: {error}"))?;
+    let info = context.store.init(name, &key)?;
     if context.json {
         return print_json(&json!({ "device_id": info.id, "name": info.name }));
     }

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use faenban_core::sync::{
     ChangeSet, HelloRequest, PushRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
 };
-use faenban_core::Change;
+use faenban_keys::DeviceKey;
 use faenban_store::sync::{OutboxRun, SyncSettings};
 use faenban_store::SCHEMA_VERSION;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -48,7 +48,9 @@ pub fn login(
         .transpose()?;
     let client = Client::new(server, token.trim(), ca_pem.as_deref(), retry(retries))
         .map_err(|error| network_failure(context, error))?;
-    let hello = say_hello(&client, &device).map_err(|error| network_failure(context, error))?;
+    let key = device_key(context)?;
+    let hello = say_hello(&client, &device, &key, token.trim())
+        .map_err(|error| network_failure(context, error))?;
     context.store.set_sync_settings(&SyncSettings {
         server: server.trim_end_matches('/').to_owned(),
         token: token.trim().to_owned(),
@@ -171,8 +173,10 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
 
     // Hello: the server's time (to correct our clock) and how much of our
     // outbox it already holds (an answer lost last time).
+    let key = device_key(context)?;
     let asked_at = now_ms();
-    let hello = say_hello(&client, &device).map_err(|error| network_failure(context, error))?;
+    let hello = say_hello(&client, &device, &key, &settings.token)
+        .map_err(|error| network_failure(context, error))?;
     let answered_at = now_ms();
     let local_midpoint = asked_at + answered_at.saturating_sub(asked_at) / 2;
     let correction = context
@@ -190,10 +194,10 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     // Our own outbox. The server recognizes what it already holds (an
     // answer lost last time), so the outbox is sent from its start.
     while let Some(run) = context.store.outbox_run(MAX_BATCH_CHANGES)? {
-        let run = fit_to_batch(run);
-        let last = run.first_sequence + run.changes.len() as u64 - 1;
+        let run = run.fit(MAX_BATCH_CHANGES, MAX_BATCH_BYTES);
+        let last = run.last_sequence();
         context.store.mark_shared(last)?;
-        let response = match push_run(&client, &run, false) {
+        let response = match push_run(&client, &run, Some(&key)) {
             Ok(response) => response,
             Err(ClientError::Refused { code, .. })
                 if matches!(code.as_str(), "sequence_reused" | "sequence_gap")
@@ -207,7 +211,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
                 // acknowledged (it was restored from a backup), so everything
                 // this laptop ever recorded goes again; the server applies
                 // once what it lacks.
-                let held = say_hello(&client, &device)
+                let held = say_hello(&client, &device, &key, &settings.token)
                     .map_err(|error| network_failure(context, error))?
                     .held_through;
                 let (count, th, en) = if code == "sequence_reused" {
@@ -256,7 +260,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     loop {
         let runs: Vec<OutboxRun> = context
             .store
-            .relay_runs(MAX_BATCH_CHANGES)?
+            .relay_runs()?
             .into_iter()
             .filter(|run| !refused_devices.contains(&run.device))
             .collect();
@@ -264,8 +268,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
             break;
         }
         for run in runs {
-            let run = fit_to_batch(run);
-            let response = match push_run(&client, &run, true) {
+            let response = match push_run(&client, &run, None) {
                 Ok(response) => response,
                 Err(error @ ClientError::Refused { .. }) => {
                     refused_devices.insert(run.device);
@@ -276,11 +279,11 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
             };
             summary.relayed += u64::from(response.applied);
             summary.restamped_by_server += u64::from(response.restamped);
-            let last = run.first_sequence + run.changes.len() as u64 - 1;
+            let last = run.last_sequence();
             context
                 .store
                 .acknowledge(run.device, response.held_through.min(last))?;
-            if response.held_through < run.first_sequence {
+            if response.held_through < last {
                 return Err(anyhow::anyhow!(
                     "the server did not take the outbox of device {}",
                     run.device
@@ -335,49 +338,61 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     }
 }
 
-/// Introduces this laptop to the server.
+/// This laptop's signing key.
+fn device_key(context: &Context) -> anyhow::Result<DeviceKey> {
+    Ok(context
+        .store
+        .device_key()?
+        .ok_or(faenban_store::Error::NotInitialized)?)
+}
+
+/// Introduces this laptop to the server, proving that it holds its key.
 fn say_hello(
     client: &Client,
     device: &faenban_store::DeviceInfo,
+    key: &DeviceKey,
+    token: &str,
 ) -> Result<faenban_core::sync::HelloResponse, ClientError> {
     client.hello(&HelloRequest {
         protocol: PROTOCOL_VERSION,
         device: device.id,
         name: device.name.clone(),
+        public_key: key.public().to_string(),
+        proof: key.sign_hello(device.id, token).to_string(),
     })
 }
 
+/// Pushes a run: this laptop's own, signed here with `key`, or another
+/// device's, as that device signed it.
 fn push_run(
     client: &Client,
     run: &OutboxRun,
-    relay: bool,
+    key: Option<&DeviceKey>,
 ) -> Result<faenban_core::sync::PushResponse, ClientError> {
+    let (signature, public_key) = match (key, &run.signed) {
+        (Some(key), _) => (
+            key.sign_run(run.device, run.first_sequence, &run.changes)
+                .to_string(),
+            None,
+        ),
+        (None, Some(signed)) => (signed.signature.clone(), signed.public_key.clone()),
+        (None, None) => {
+            return Err(ClientError::Setup(format!(
+                "the relayed outbox of device {} carries no signature",
+                run.device
+            )))
+        }
+    };
     client.push(&PushRequest {
         protocol: PROTOCOL_VERSION,
         schema: SCHEMA_VERSION,
         device: run.device,
-        relay,
+        relay: key.is_none(),
         first_sequence: run.first_sequence,
         changes: ChangeSet::encode(&run.changes),
+        signature,
+        public_key,
     })
-}
-
-/// Cuts a run so that its encoded changes stay under the batch byte limit
-/// (a long free-text note or many answers can make changes large).
-fn fit_to_batch(mut run: OutboxRun) -> OutboxRun {
-    while run.changes.len() > 1 {
-        let size: usize = run.changes.iter().map(encoded_size).sum();
-        if size <= MAX_BATCH_BYTES {
-            break;
-        }
-        let keep = run.changes.len() / 2;
-        run = run.cut(keep);
-    }
-    run
-}
-
-fn encoded_size(change: &Change) -> usize {
-    serde_json::to_vec(change).map_or(0, |bytes| bytes.len())
 }
 
 fn progress(length: u64, label: &str) -> ProgressBar {

@@ -2,13 +2,15 @@
 //! scratch folder, accounts, requests, and devices that make changes.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use faenban_core::sync::{ChangeSet, PullPage, Role, Scope, PROTOCOL_VERSION};
 use faenban_core::{Change, DeviceId, Dimension, RecordKey, RecordKind, Replica};
+use faenban_keys::DeviceKey;
 use faenban_server::backend::{Backend, SqliteBackend};
 use faenban_server::token;
 use faenban_store::{Store, SCHEMA_VERSION};
@@ -79,8 +81,16 @@ impl Server {
         self.send(request).await
     }
 
+    /// A hello of `device`, proven with its key.
     pub async fn hello(&self, token: &str, device: DeviceId) -> (StatusCode, Value) {
-        let body = json!({"protocol": PROTOCOL_VERSION, "device": device, "name": "laptop"});
+        let key = key_of(device);
+        let body = json!({
+            "protocol": PROTOCOL_VERSION,
+            "device": device,
+            "name": "laptop",
+            "public_key": key.public().to_string(),
+            "proof": key.sign_hello(device, token).to_string(),
+        });
         self.post("/v1/hello", token, body.to_string()).await
     }
 
@@ -135,15 +145,50 @@ impl Server {
     }
 }
 
+/// A push of `device`'s outbox, signed with its key; a relay carries the
+/// public key too.
 pub fn push_body(device: DeviceId, first_sequence: u64, changes: &[Change], relay: bool) -> Value {
-    json!({
+    let key = key_of(device);
+    let mut body = json!({
         "protocol": PROTOCOL_VERSION,
         "schema": SCHEMA_VERSION,
         "device": device,
         "relay": relay,
         "first_sequence": first_sequence,
         "changes": ChangeSet::encode(changes),
-    })
+        "signature": key.sign_run(device, first_sequence, changes).to_string(),
+    });
+    if relay {
+        body["public_key"] = json!(key.public().to_string());
+    }
+    body
+}
+
+/// The keys of the devices tests made, by device id.
+static KEYS: Mutex<BTreeMap<DeviceId, String>> = Mutex::new(BTreeMap::new());
+
+/// Test device `n`: its key (made from `n`) is remembered, and its id is
+/// the one the key makes.
+pub fn device(n: u128) -> DeviceId {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&n.to_le_bytes());
+    seed[16] = 0xfa;
+    remember(DeviceKey::from_seed(seed))
+}
+
+/// Remembers a key; returns its device id.
+pub fn remember(key: DeviceKey) -> DeviceId {
+    let device = key.device_id();
+    KEYS.lock().unwrap().insert(device, key.seed_hex());
+    device
+}
+
+/// The key of a device made by [`device`] or [`remember`]ed; for any other
+/// device (one a test forges), a key that is not its.
+pub fn key_of(device: DeviceId) -> DeviceKey {
+    let seed = KEYS.lock().unwrap().get(&device).cloned();
+    seed.and_then(|seed| DeviceKey::from_seed_hex(&seed))
+        .unwrap_or_else(|| DeviceKey::from_seed([0xee; 32]))
 }
 
 /// A device that made `households` households in `village`.
@@ -153,7 +198,7 @@ pub fn households(
     count: usize,
     wall_ms: u64,
 ) -> (Replica, Vec<Change>) {
-    let mut replica = Replica::new(DeviceId::from_u128(device));
+    let mut replica = Replica::new(self::device(device));
     let mut changes = Vec::new();
     for n in 0..count {
         let key = RecordKey::new(
@@ -167,7 +212,7 @@ pub fn households(
 }
 
 pub async fn push_store(server: &Server, token: &str, store: &Store) {
-    let device = store.device().unwrap().unwrap().id;
+    let device = remember(store.device_key().unwrap().unwrap());
     assert_eq!(server.hello(token, device).await.0, StatusCode::OK);
     let outbox = store.outbox().unwrap();
     for chunk in outbox.chunks(1000) {
