@@ -46,7 +46,13 @@ pub struct AppState {
     /// Bounds the store calls running at once: hundreds of devices syncing
     /// together queue here instead of each holding a thread.
     store_calls: Arc<tokio::sync::Semaphore>,
+    /// Bounds the request bodies read at once (each up to
+    /// [`MAX_BODY_BYTES`]), so that a flood of pushes holds bounded memory.
+    bodies: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many request bodies may be read at once.
+const BODIES: usize = 16;
 
 /// How many store calls may run at once (one writer and a few readers
 /// serve them; more would only wait on their locks).
@@ -74,6 +80,7 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .with_state(AppState {
             backend,
             store_calls: Arc::new(tokio::sync::Semaphore::new(STORE_CALLS)),
+            bodies: Arc::new(tokio::sync::Semaphore::new(BODIES)),
         })
 }
 
@@ -285,11 +292,38 @@ async fn authenticate_with_digest(
     }
 }
 
+/// How long a client may take to send a request body.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads a JSON body, telling apart a body that is cut off or not JSON (400)
-/// from JSON of the wrong shape (422), and too big (413).
-async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
+/// from JSON of the wrong shape (422), too big (413) and too slow (408).
+/// The protocol version is read first, so that a client of another version
+/// is told so plainly instead of that its request has the wrong shape.
+async fn read_json<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<T, ApiError> {
+    // Bodies being read at once are bounded, and so is the memory they hold.
+    let _permit = state.bodies.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; try again shortly",
+        )
+    })?;
+    let read = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s; nothing of it was stored",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        )
+    })?;
+    let bytes: Bytes = read
         .map_err(|error| {
             let too_big = std::error::Error::source(&error)
                 .is_some_and(|source| source.is::<http_body_util::LengthLimitError>())
@@ -312,6 +346,13 @@ async fn read_json<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
                 )
             }
         })?;
+    #[derive(Deserialize)]
+    struct Versioned {
+        protocol: u32,
+    }
+    if let Ok(Versioned { protocol }) = serde_json::from_slice::<Versioned>(&bytes) {
+        check_protocol(protocol)?;
+    }
     serde_json::from_slice(&bytes).map_err(|error| {
         use serde_json::error::Category;
         // serde_json's own text can quote the offending value (a name, an
@@ -353,7 +394,7 @@ async fn hello(
     body: Body,
 ) -> Result<Json<HelloResponse>, ApiError> {
     let (account, token_digest) = authenticate_with_digest(&state, &headers).await?;
-    let request: HelloRequest = read_json(body).await?;
+    let request: HelloRequest = read_json(&state, body).await?;
     check_protocol(request.protocol)?;
     let key = PublicKey::from_hex(&request.public_key).ok_or_else(|| {
         ApiError::new(
@@ -406,7 +447,7 @@ async fn push(
     body: Body,
 ) -> Result<Json<PushResponse>, ApiError> {
     let account = authenticate(&state, &headers).await?;
-    let request: PushRequest = read_json(body).await?;
+    let request: PushRequest = read_json(&state, body).await?;
     check_protocol(request.protocol)?;
     if request.schema < 1 || request.schema > state.backend.schema_version() {
         return Err(ApiError::new(

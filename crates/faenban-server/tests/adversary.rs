@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use faenban_core::model::Visit;
 use faenban_core::sync::Role;
 use faenban_core::{Baht, Change, Dimension, Hlc, RecordKey, RecordKind, Replica, Stamp};
+use faenban_server::backend::Backend as _;
 use faenban_store::Store;
 use serde_json::{json, Value};
 use support::*;
@@ -495,4 +496,159 @@ async fn a_relays_sequence_gap_tells_nothing_of_how_far_the_device_is_held() {
         !message.contains('2') && !message.contains('3'),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_relay_in_another_devices_name_without_its_key_is_refused_and_its_work_still_lands() {
+    let (server, victim, attacker, mut victim_replica, _) = two_villages().await;
+    let victims_home = household(1 << 64);
+    let note = victim_replica.set(NOW + 10, &victims_home, "notes", json!("บันทึกจริง"));
+    // Filler under the victim's next stamp and sequence, signed with a key
+    // that is not the victim's, offered as a relay from a bundle.
+    let filler = forged(note.stamp, &household(1 << 64), "notes", json!("x"));
+    let impostor = faenban_keys::DeviceKey::from_seed([0x66; 32]);
+    let mut body = push_body(victim_replica.device, 3, &[filler], true);
+    body["signature"] = json!(impostor
+        .sign_run(
+            victim_replica.device,
+            3,
+            &[forged(note.stamp, &household(1 << 64), "notes", json!("x"))]
+        )
+        .to_string());
+    body["public_key"] = json!(impostor.public().to_string());
+    let (status, body) = server.post("/v1/push", &attacker, body.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("bad_signature"))
+    );
+    // A run the victim did sign, changed on the way, is refused too.
+    let mut tampered = push_body(victim_replica.device, 3, std::slice::from_ref(&note), true);
+    tampered["changes"]["changes"][0]["v"] = json!("x");
+    let (status, _) = server
+        .post("/v1/push", &attacker, tampered.to_string())
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = server
+        .push(&victim, victim_replica.device, 3, &[note])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["applied"].as_u64(), body["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn a_device_id_read_from_a_bundle_cannot_be_claimed_by_another_account() {
+    let server = Server::new();
+    let owner = server.account("owner", Role::Volunteer, &[MINE], None);
+    let stranger = server.account("stranger", Role::Volunteer, &[THEIRS], None);
+    let laptop = device(40);
+    // The stranger knows the id (and even the public key) but not the key.
+    let impostor = faenban_keys::DeviceKey::from_seed([0x67; 32]);
+    let claim = |key: &faenban_keys::DeviceKey| {
+        json!({
+            "protocol": faenban_core::sync::PROTOCOL_VERSION,
+            "device": laptop,
+            "name": "laptop",
+            "public_key": key.public().to_string(),
+            "proof": key.sign_hello(laptop, &stranger).to_string(),
+        })
+    };
+    let (status, body) = server
+        .post("/v1/hello", &stranger, claim(&impostor).to_string())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_key"))
+    );
+    let mut replayed = claim(&impostor);
+    replayed["public_key"] = json!(key_of(laptop).public().to_string());
+    let (status, body) = server
+        .post("/v1/hello", &stranger, replayed.to_string())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("bad_signature"))
+    );
+    // The real laptop is not locked out.
+    assert_eq!(server.hello(&owner, laptop).await.0, StatusCode::OK);
+    // And once bound, its own key is needed, under its own account only.
+    assert_eq!(
+        server.hello(&stranger, laptop).await.1["error"],
+        "wrong_device"
+    );
+}
+
+#[tokio::test]
+async fn a_device_bound_before_keys_binds_its_key_under_its_own_account_only() {
+    let server = Server::new();
+    let owner = server.account("owner", Role::Volunteer, &[MINE], None);
+    let stranger = server.account("stranger", Role::Volunteer, &[MINE], None);
+    // A laptop made before keys: an id of version 7, bound without a key.
+    let legacy = faenban_core::DeviceId(Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001));
+    server.backend.enroll_device(legacy, "owner").unwrap();
+    let key = faenban_keys::DeviceKey::from_seed([0x68; 32]);
+    let hello = |token: &str, key: &faenban_keys::DeviceKey| {
+        json!({
+            "protocol": faenban_core::sync::PROTOCOL_VERSION,
+            "device": legacy,
+            "name": "old laptop",
+            "public_key": key.public().to_string(),
+            "proof": key.sign_hello(legacy, token).to_string(),
+        })
+        .to_string()
+    };
+    let (status, body) = server
+        .post("/v1/hello", &stranger, hello(&stranger, &key))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_device"))
+    );
+    let (status, body) = server.post("/v1/hello", &owner, hello(&owner, &key)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let other = faenban_keys::DeviceKey::from_seed([0x69; 32]);
+    let (status, body) = server
+        .post("/v1/hello", &owner, hello(&owner, &other))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("wrong_key"))
+    );
+}
+
+#[tokio::test]
+async fn a_laptop_on_the_old_protocol_is_told_to_upgrade_and_served_nothing() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let old = json!({"protocol": 1, "device": device(41), "name": "laptop"});
+    let (status, body) = server.post("/v1/hello", &token, old.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("protocol_version"))
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("update faenban on the laptop"));
+    let (_, changes) = households(41, MINE, 1, NOW);
+    let mut push = push_body(device(41), 1, &changes, false);
+    push["protocol"] = json!(1);
+    push.as_object_mut().unwrap().remove("signature");
+    let (status, body) = server.post("/v1/push", &token, push.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("protocol_version"))
+    );
+    server.assert_nothing_stored(device(41));
+    let (status, body) = server.get("/v1/changes?since=0&protocol=1", &token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("protocol_version"))
+    );
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("update faenban on the laptop"));
 }

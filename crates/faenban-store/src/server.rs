@@ -254,6 +254,11 @@ impl Store {
                 // made before keys existed may bind by its first hello only
                 // while the server has never seen its id (in a relay, say),
                 // so that an id read from a bundle cannot be claimed.
+                // Ids of version 8 are made from keys, so only that key
+                // claims one.
+                if device.0.get_version_num() == 8 && device_id_of(key) != device {
+                    return Err(wrong_key(device));
+                }
                 if device_id_of(key) != device && device_seen(&tx, device)? {
                     return Err(refused(
                         "wrong_device",
