@@ -84,6 +84,33 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         })
 }
 
+/// How many connections the server keeps open at once. Past it, a new
+/// connection is closed at once: a flood of connections cannot exhaust the
+/// process's files and lock out everyone else.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// How long a client may take to send a request's headers (on a new
+/// connection, and between requests on a kept-alive one).
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the listener allows; [`Limits::default`] is what `serve` uses.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
+    /// [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the
 /// requests in flight.
 pub async fn run(
@@ -91,9 +118,58 @@ pub async fn run(
     backend: Arc<dyn Backend>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(backend))
-        .with_graceful_shutdown(shutdown)
-        .await
+    run_with(listener, backend, shutdown, Limits::default()).await
+}
+
+/// [`run`] with other limits (tests use small ones).
+pub async fn run_with(
+    listener: TcpListener,
+    backend: Arc<dyn Backend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: Limits,
+) -> std::io::Result<()> {
+    let app = app(backend);
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of files, say: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = limits.max_connections,
+                "too many connections; one closed"
+            );
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let connection =
+            graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A client that hangs up or times out ends its connection;
+            // nothing to report.
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The server's wall clock, ms since the epoch.
@@ -561,7 +637,7 @@ async fn pull(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<PullQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<PullPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let account = authenticate(&state, &headers).await?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::new(
@@ -575,16 +651,31 @@ async fn pull(
     let backend = state.backend.clone();
     let since = query.since;
     let check = query.check;
-    let page = blocking(&state, move || {
-        Ok(backend.pull(&account.scope, since, check.as_deref(), limit)?)
+    // The page is read and written out as JSON off the async threads: a
+    // large page must not stall every other request.
+    let json = blocking(&state, move || {
+        let page = backend.pull(&account.scope, since, check.as_deref(), limit)?;
+        let page = PullPage {
+            protocol: PROTOCOL_VERSION,
+            changes: page.changes,
+            next: page.next,
+            more: page.more,
+            check: page.check,
+            server_time_ms: now_ms(),
+        };
+        serde_json::to_vec(&page).map_err(|error| {
+            tracing::error!(%error, "a pull page could not be written out");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request failed inside the server",
+            )
+        })
     })
     .await?;
-    Ok(Json(PullPage {
-        protocol: PROTOCOL_VERSION,
-        changes: page.changes,
-        next: page.next,
-        more: page.more,
-        check: page.check,
-        server_time_ms: now_ms(),
-    }))
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(json),
+    )
+        .into_response())
 }

@@ -652,3 +652,102 @@ async fn a_laptop_on_the_old_protocol_is_told_to_upgrade_and_served_nothing() {
         .unwrap()
         .contains("update faenban on the laptop"));
 }
+
+#[tokio::test]
+async fn connections_that_never_finish_their_headers_do_not_lock_out_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = std::sync::Arc::new(faenban_server::SqliteBackend::open(dir.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = faenban_server::Limits {
+        max_connections: 40,
+        header_read_timeout: std::time::Duration::from_millis(300),
+    };
+    let server = tokio::spawn(faenban_server::run_with(
+        listener,
+        backend,
+        async {
+            let _ = stopped.await;
+        },
+        limits,
+    ));
+    // Twice as many connections as the cap, each sending half a header.
+    let mut slow = Vec::new();
+    for _ in 0..80 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /health HTTP/1.1\r\nHost: x")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // Health answers again once the slow ones are cut off; it is tried a
+    // bounded number of times.
+    let client = reqwest::Client::new();
+    let mut answered = false;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(format!("http://{address}/health")).send().await {
+            if response.status() == StatusCode::OK {
+                answered = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(answered, "/health never answered");
+    // The slow connections were closed by the server.
+    for mut stream in slow {
+        let mut buffer = [0u8; 256];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut stream, &mut buffer),
+        )
+        .await
+        .expect("the server closes a connection that never finishes its headers");
+        // Closed outright, or answered with an error: never kept open.
+        assert!(read.map_or(true, |n| n == 0 || buffer.starts_with(b"HTTP/1.1 4")));
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_pull_page_of_large_values_is_bounded_by_bytes_and_loses_nothing() {
+    let server = Server::new();
+    let token = server.account("มาลี", Role::Volunteer, &[MINE], None);
+    let (mut replica, mut changes) = households(1, MINE, 8, NOW);
+    let homes: Vec<RecordKey> = changes
+        .iter()
+        .step_by(2)
+        .map(|c| c.record.clone())
+        .collect();
+    let note = "ก".repeat(20_000);
+    for (h, home) in homes.iter().enumerate() {
+        for n in 0..10u64 {
+            changes.push(replica.set(NOW + n, home, &format!("note_{h}_{n}"), json!(note)));
+        }
+    }
+    server.hello(&token, replica.device).await;
+    for (start, chunk) in changes.chunks(20).enumerate() {
+        let (status, body) = server
+            .push(&token, replica.device, 1 + 20 * start as u64, chunk)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, page) = server.get("/v1/changes?since=0&limit=5000", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let first: faenban_core::sync::PullPage = serde_json::from_value(page).unwrap();
+    let held = first.changes.len();
+    assert!(
+        first.more && held < changes.len(),
+        "{held} of {}",
+        changes.len()
+    );
+    let bytes = serde_json::to_vec(&first.changes).unwrap().len();
+    assert!(
+        bytes < faenban_store::server::MAX_PAGE_BYTES + 100_000,
+        "{bytes}"
+    );
+    let (all, _) = server.pull_from(&token, 0).await;
+    assert_eq!(all.len(), changes.len());
+}

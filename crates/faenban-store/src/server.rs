@@ -97,6 +97,11 @@ pub struct PulledPage {
     pub check: Option<String>,
 }
 
+/// A pull page stops once its changes pass this many bytes (as stored
+/// JSON): a page of a thousand large notes must not hold the server's
+/// memory, whatever `limit` a client asks for.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
 /// How many feed rows one pull page may read past, in scope or not, so that
 /// a narrow scope on a large feed still answers promptly.
 const SCAN_PER_PAGE: usize = 50_000;
@@ -1384,14 +1389,23 @@ fn pull_households(
     )?;
     collect(&mut of_no_household.query(params![since as i64, take])?)?;
     entries.sort_unstable();
-    let more = entries.len() > limit;
+    let mut more = entries.len() > limit;
     entries.truncate(limit);
     let mut body = connection.prepare_cached("SELECT body FROM changes WHERE seq = ?1")?;
     let mut builder = ChangeSetBuilder::new();
+    let mut bytes = 0;
+    let mut taken = 0;
     for (_, change_seq) in &entries {
+        if bytes >= MAX_PAGE_BYTES {
+            more = true;
+            break;
+        }
         let json: String = body.query_row([change_seq], |row| row.get(0))?;
+        bytes += json.len();
         builder.push(&serde_json::from_str::<Change>(&json)?);
+        taken += 1;
     }
+    entries.truncate(taken);
     let next = match entries.last() {
         Some((seq, _)) if more => *seq as u64,
         // Everything in scope up to the end of the feed in this snapshot.
@@ -1428,6 +1442,7 @@ fn pull_by_scanning(
     let mut rows = statement.query(params![since as i64, scan as i64])?;
     let mut builder = ChangeSetBuilder::new();
     let mut next = since;
+    let mut bytes = 0;
     while let Some(row) = rows.next()? {
         next = row.get::<_, i64>(0)? as u64;
         let in_scope = announced_for(scope, row.get(5)?)
@@ -1443,9 +1458,10 @@ fn pull_by_scanning(
             });
         if in_scope {
             let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
+            bytes += body.len();
             let change: Change = serde_json::from_str(body)?;
             builder.push(&change);
-            if builder.len() >= limit {
+            if builder.len() >= limit || bytes >= MAX_PAGE_BYTES {
                 break;
             }
         }
