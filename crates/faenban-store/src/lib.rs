@@ -7,6 +7,7 @@
 //! command. The merge itself is the core's; this crate only loads a record's
 //! state, hands the change to `faenban_core`, and saves the result.
 
+pub mod bundle;
 mod error;
 mod schema;
 pub mod server;

@@ -4,62 +4,19 @@
 //! a bundle back that carries the server's acknowledgement and everything
 //! it pulled.
 
-use std::io::{BufReader, Read};
 use std::path::Path;
 
 use anyhow::Context as _;
 use faenban_core::sync::{
     ChangeSet, ChangeSetBuilder, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
 };
-use faenban_core::DeviceId;
-use faenban_store::sync::{OutboxRun, RunSignature};
-use serde::{Deserialize, Serialize};
+use faenban_store::bundle::{
+    self, Bundle, BundleAck, BundleError, BundleOutbox, DecodedBundle, FORMAT,
+};
+use faenban_store::sync::RunSignature;
 
 use super::{now_ms, write_atomically, Context};
 use crate::failure::{Failure, Kind};
-
-/// The first field of every bundle.
-const FORMAT: &str = "faenban-bundle";
-
-/// The bundle file: gzip-compressed JSON.
-#[derive(Debug, Serialize, Deserialize)]
-struct Bundle {
-    /// Always "faenban-bundle".
-    format: String,
-    /// The sync protocol version of the wire forms inside.
-    protocol: u32,
-    /// The laptop that wrote it.
-    from_device: DeviceId,
-    /// When (that laptop's clock, ms since the epoch).
-    created_ms: u64,
-    /// Outboxes to push: the writer's own and those it carries for others.
-    outboxes: Vec<BundleOutbox>,
-    /// How much of each device's outbox the server holds, as last heard.
-    acks: Vec<BundleAck>,
-    /// Every change the writer knows.
-    changes: ChangeSet,
-}
-
-/// One run of a device's outbox, as that device signed it; it travels
-/// whole and is pushed exactly as it is.
-#[derive(Debug, Serialize, Deserialize)]
-struct BundleOutbox {
-    device: DeviceId,
-    first_sequence: u64,
-    changes: ChangeSet,
-    /// The device's signature over the run (128 hex digits).
-    signature: String,
-    /// The device's public key (64 hex digits), for a server it has never
-    /// said hello to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    public_key: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct BundleAck {
-    device: DeviceId,
-    held_through: u64,
-}
 
 /// `faenban bundle export FILE`.
 pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
@@ -156,34 +113,34 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
 
 /// `faenban bundle import FILE`.
 pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
-    let bundle = read_bundle(context, file)?;
-    let bad = |reason: String| -> anyhow::Error {
-        Failure::new(
-            Kind::BadInput,
-            context.lang,
-            format!("ไฟล์ชุดข้อมูลเสียหาย: {reason} (ไม่ได้นำเข้าอะไรเลย)"),
-            format!("the bundle is damaged: {reason} (nothing was imported)"),
-        )
-        .into()
-    };
-    let changes = bundle.changes.decode().map_err(|e| bad(e.to_string()))?;
-    let mut outboxes = Vec::new();
-    for outbox in &bundle.outboxes {
-        outboxes.push(OutboxRun {
-            device: outbox.device,
-            first_sequence: outbox.first_sequence,
-            changes: outbox.changes.decode().map_err(|e| bad(e.to_string()))?,
-            signed: Some(RunSignature {
-                signature: outbox.signature.clone(),
-                public_key: outbox.public_key.clone(),
-            }),
-        });
-    }
-    let acks: Vec<(DeviceId, u64)> = bundle
-        .acks
-        .iter()
-        .map(|ack| (ack.device, ack.held_through))
-        .collect();
+    let bytes =
+        std::fs::read(file).with_context(|| format!("opening the bundle {}", file.display()))?;
+    let lang = context.lang;
+    let DecodedBundle {
+        changes,
+        outboxes,
+        acks,
+    } = bundle::decode(&bytes).map_err(|error| -> anyhow::Error {
+        let (th, en) = match error {
+            BundleError::NotABundle(reason) => (
+                format!("{} ไม่ใช่ไฟล์ชุดข้อมูลของ faenban หรือไฟล์ไม่ครบ ({reason}) ไม่ได้นำเข้าอะไรเลย", file.display()),
+                format!("{} is not a faenban bundle, or it is cut off ({reason}); nothing was imported", file.display()),
+            ),
+            BundleError::Unreadable { line, column } => (
+                format!("อ่านไฟล์ชุดข้อมูลไม่ได้ (ตำแหน่ง line {line} column {column}) ไม่ได้นำเข้าอะไรเลย"),
+                format!("the bundle cannot be read (at line {line} column {column}); nothing was imported"),
+            ),
+            BundleError::Version { format, protocol } => (
+                format!("ไฟล์ชุดข้อมูลเป็นรุ่น {protocol} ส่วนโปรแกรมนี้อ่านรุ่น {PROTOCOL_VERSION} ไม่ได้นำเข้าอะไรเลย"),
+                format!("the bundle is {format} version {protocol}; this faenban reads {} version {PROTOCOL_VERSION}; nothing was imported", bundle::FORMAT),
+            ),
+            BundleError::Damaged(reason) => (
+                format!("ไฟล์ชุดข้อมูลเสียหาย: {reason} (ไม่ได้นำเข้าอะไรเลย)"),
+                format!("the bundle is damaged: {reason} (nothing was imported)"),
+            ),
+        };
+        Failure::new(Kind::BadInput, lang, th, en).into()
+    })?;
     let own = context.store.device()?.map(|d| d.id);
     let carried: usize = outboxes
         .iter()
@@ -217,52 +174,4 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn read_bundle(context: &Context, file: &Path) -> anyhow::Result<Bundle> {
-    let opened = std::fs::File::open(file)
-        .with_context(|| format!("opening the bundle {}", file.display()))?;
-    let mut bytes = Vec::new();
-    flate2::read::GzDecoder::new(BufReader::new(opened))
-        .read_to_end(&mut bytes)
-        .map_err(|error| {
-            Failure::new(
-                Kind::BadInput,
-                context.lang,
-                format!(
-                    "{} ไม่ใช่ไฟล์ชุดข้อมูลของ faenban หรือไฟล์ไม่ครบ ({error})",
-                    file.display()
-                ),
-                format!(
-                    "{} is not a faenban bundle, or it is cut off ({error}); nothing was imported",
-                    file.display()
-                ),
-            )
-        })?;
-    let bundle: Bundle = serde_json::from_slice(&bytes).map_err(|error| {
-        // Only where: serde_json's own text can quote a value (a name, an ID).
-        let at = format!("line {} column {}", error.line(), error.column());
-        Failure::new(
-            Kind::BadInput,
-            context.lang,
-            format!("อ่านไฟล์ชุดข้อมูลไม่ได้ (ตำแหน่ง {at}) ไม่ได้นำเข้าอะไรเลย"),
-            format!("the bundle cannot be read (at {at}); nothing was imported"),
-        )
-    })?;
-    if bundle.format != FORMAT || bundle.protocol != PROTOCOL_VERSION {
-        return Err(Failure::new(
-            Kind::BadInput,
-            context.lang,
-            format!(
-                "ไฟล์ชุดข้อมูลเป็นรุ่น {} ส่วนโปรแกรมนี้อ่านรุ่น {PROTOCOL_VERSION}",
-                bundle.protocol
-            ),
-            format!(
-                "the bundle is {} version {}; this faenban reads {FORMAT} version {PROTOCOL_VERSION}",
-                bundle.format, bundle.protocol
-            ),
-        )
-        .into());
-    }
-    Ok(bundle)
 }
