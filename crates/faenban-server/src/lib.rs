@@ -84,9 +84,9 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         })
 }
 
-/// How many connections the server keeps open at once. Past it, a new
-/// connection is closed at once: a flood of connections cannot exhaust the
-/// process's files and lock out everyone else.
+/// How many connections the server keeps open at once. Past it, new
+/// connections wait in the listen queue: a flood of connections cannot
+/// exhaust the process's files and lock out everyone else.
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// How long a client may take to send a request's headers (on a new
@@ -133,6 +133,16 @@ pub async fn run_with(
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // At the cap, the next connection waits in the listen queue until
+        // one closes (a slow client is closed after the header timeout), so
+        // a burst of laptops is served in turn instead of refused.
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -144,14 +154,6 @@ pub async fn run_with(
                 }
             },
             () = &mut shutdown => break,
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(
-                limit = limits.max_connections,
-                "too many connections; one closed"
-            );
-            drop(stream);
-            continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let mut builder = hyper::server::conn::http1::Builder::new();

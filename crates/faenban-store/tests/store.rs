@@ -286,3 +286,39 @@ fn a_command_touching_more_records_than_it_keeps_in_memory_saves_them_all() {
     );
     assert!(store.households_in_area("400102").unwrap().is_empty());
 }
+
+#[test]
+fn a_laptop_made_before_keys_gets_a_key_and_keeps_its_id_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A version 3 file with a device, as faenban wrote it before keys.
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        let migrations = [
+            include_str!("../../../schema/migrations/0001_initial.sql"),
+            include_str!("../../../schema/migrations/0002_records_rowid.sql"),
+            include_str!("../../../schema/migrations/0003_sync.sql"),
+        ];
+        for sql in migrations {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection
+            .execute_batch(
+                "PRAGMA user_version = 3; \
+                 INSERT INTO meta VALUES ('device_id', '01900000-0000-7000-8000-000000000001'); \
+                 INSERT INTO meta VALUES ('device_name', 'old laptop');",
+            )
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let device = store.device().unwrap().unwrap();
+    assert_eq!(
+        device.id.to_string(),
+        "01900000-0000-7000-8000-000000000001"
+    );
+    let key = store.device_key().unwrap().expect("a key was made");
+    drop(store);
+    // The same key every time after.
+    let again = Store::open(&path).unwrap().device_key().unwrap().unwrap();
+    assert_eq!(again.public(), key.public());
+}
