@@ -23,3 +23,8 @@ CREATE TABLE relay_runs (
     public_key     TEXT,                -- for a device that never said hello
     PRIMARY KEY (device, first_sequence)
 ) WITHOUT ROWID;
+
+-- What the server was last heard to hold of each device's outbox comes
+-- with the server's signature, so that a bundle carrying it back is
+-- believed only when it verifies.
+ALTER TABLE acks ADD COLUMN signature TEXT;

@@ -403,6 +403,9 @@ fn a_bundle_carries_an_offline_laptops_work_to_the_server_and_the_answer_back() 
     let province = laptop("จังหวัด");
     online.login(&server, &server.account("ทีมตำบล", "team", "400101"));
     province.login(&server, &server.account("จังหวัด", "province", ""));
+    // Set up at the office once (its key bound, the server's key learned),
+    // then offline for good.
+    offline.login(&server, &server.account("อสม. บนดอย", "volunteer", VILLAGE));
     // The province has something for the village already.
     province.ok(&[
         "household",

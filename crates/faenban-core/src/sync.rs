@@ -50,6 +50,20 @@ pub fn hello_signing_message(
     message
 }
 
+/// What the server signs to acknowledge that it holds `device`'s outbox
+/// through `held_through`, the change at that sequence being the one
+/// stamped `stamp`: a device can check it against its own outbox.
+pub fn ack_signing_message(device: DeviceId, held_through: u64, stamp: &Stamp) -> Vec<u8> {
+    let mut message = Vec::with_capacity(80);
+    message.extend_from_slice(b"faenban ack v2\0");
+    message.extend_from_slice(device.0.as_bytes());
+    message.extend_from_slice(&held_through.to_be_bytes());
+    message.extend_from_slice(&stamp.hlc.wall_ms.to_be_bytes());
+    message.extend_from_slice(&stamp.hlc.counter.to_be_bytes());
+    message.extend_from_slice(stamp.device.0.as_bytes());
+    message
+}
+
 /// At most this many changes travel in one push.
 pub const MAX_BATCH_CHANGES: usize = 1000;
 
@@ -303,6 +317,8 @@ pub struct HelloResponse {
     pub held_through: u64,
     /// The server's clock, ms since the epoch.
     pub server_time_ms: u64,
+    /// The server's public key (64 hex digits), which signs acknowledgements.
+    pub server_key: String,
 }
 
 /// `POST /v1/push`: a run of one device's outbox, sequences
@@ -351,6 +367,12 @@ pub struct PushResponse {
     pub restamped: u32,
     /// The server's clock, ms since the epoch.
     pub server_time_ms: u64,
+    /// The server's signature (128 hex digits) over [`ack_signing_message`]
+    /// for `held_through` and the stamp the batch gave that sequence, when
+    /// the batch holds it: a bundle carries it back to the device, which
+    /// drops its outbox only on an acknowledgement that verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
 }
 
 /// `GET /v1/changes?since=…&limit=…`: one page of the changes in the

@@ -11,8 +11,8 @@
 use std::fmt;
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use faenban_core::sync::{hello_signing_message, run_signing_message};
-use faenban_core::{Change, DeviceId};
+use faenban_core::sync::{ack_signing_message, hello_signing_message, run_signing_message};
+use faenban_core::{Change, DeviceId, Stamp};
 use sha2::{Digest, Sha256};
 
 /// A device's secret signing key. Its `Debug` shows only the public half.
@@ -72,6 +72,12 @@ impl DeviceKey {
         ))
     }
 
+    /// Signs an acknowledgement (the server's key): `device`'s outbox is
+    /// held through `held_through`, whose change is stamped `stamp`.
+    pub fn sign_ack(&self, device: DeviceId, held_through: u64, stamp: &Stamp) -> Signature {
+        self.sign(&ack_signing_message(device, held_through, stamp))
+    }
+
     fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.0.sign(message).to_bytes())
     }
@@ -128,6 +134,18 @@ impl PublicKey {
             &hello_signing_message(device, &self.0, token_digest),
             signature,
         )
+    }
+
+    /// True when `signature` is this (server) key's acknowledgement that
+    /// `device`'s outbox is held through `held_through`, stamped `stamp`.
+    pub fn verifies_ack(
+        &self,
+        device: DeviceId,
+        held_through: u64,
+        stamp: &Stamp,
+        signature: &Signature,
+    ) -> bool {
+        self.verifies(&ack_signing_message(device, held_through, stamp), signature)
     }
 
     fn verifies(&self, message: &[u8], signature: &Signature) -> bool {

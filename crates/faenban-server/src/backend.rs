@@ -57,6 +57,8 @@ pub trait Backend: Send + Sync + 'static {
     fn devices(&self) -> Result<Vec<BoundDevice>>;
     /// The store's schema version.
     fn schema_version(&self) -> i64;
+    /// The server's own key, which signs acknowledgements.
+    fn server_key(&self) -> &DeviceKey;
 }
 
 /// The embedded store: one SQLite file, one writer and a few readers (WAL
@@ -71,6 +73,7 @@ pub struct SqliteBackend {
     pushes: AtomicUsize,
     /// Pushes waiting for the writer.
     waiting: Mutex<Vec<WaitingPush>>,
+    key: DeviceKey,
     _checkpointer: Checkpointer,
 }
 
@@ -213,6 +216,9 @@ impl SqliteBackend {
             })?;
             writer.init("server", &key)?;
         }
+        let key = writer
+            .device_key()?
+            .ok_or_else(|| faenban_store::Error::Corrupt("the server has no key".into()))?;
         // The writer keeps the pages it merges into hot; checkpoints happen
         // on their own thread.
         writer.pragma("cache_size", -65_536)?;
@@ -252,6 +258,7 @@ impl SqliteBackend {
             path,
             pushes: AtomicUsize::new(0),
             waiting: Mutex::new(Vec::new()),
+            key,
             _checkpointer: Checkpointer {
                 stop,
                 thread: Some(thread),
@@ -351,5 +358,9 @@ impl Backend for SqliteBackend {
 
     fn schema_version(&self) -> i64 {
         SCHEMA_VERSION
+    }
+
+    fn server_key(&self) -> &DeviceKey {
+        &self.key
     }
 }

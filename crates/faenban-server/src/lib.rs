@@ -513,6 +513,7 @@ async fn hello(
             dimension: account.scope.dimension,
             held_through: held,
             server_time_ms: now_ms(),
+            server_key: backend.server_key().public().to_string(),
         })
     })
     .await?;
@@ -583,6 +584,8 @@ async fn push(
     let device = request.device;
     let account_id = account.id;
     let backend = state.backend.clone();
+    let first_sequence = request.first_sequence;
+    let stamps: Vec<faenban_core::Stamp> = changes.iter().map(|change| change.stamp).collect();
     let input = PushInput {
         device,
         relay: request.relay,
@@ -619,6 +622,17 @@ async fn push(
         duplicates: outcome.duplicates,
         restamped: outcome.restamped,
         server_time_ms: now_ms(),
+        ack: outcome
+            .held_through
+            .checked_sub(first_sequence)
+            .and_then(|offset| stamps.get(offset as usize))
+            .map(|stamp| {
+                state
+                    .backend
+                    .server_key()
+                    .sign_ack(device, outcome.held_through, stamp)
+                    .to_string()
+            }),
     }))
 }
 

@@ -10,7 +10,7 @@ use faenban_core::sync::{ChangeSet, PROTOCOL_VERSION};
 use faenban_core::{limits, Change, DeviceId};
 use serde::{Deserialize, Serialize};
 
-use crate::sync::{OutboxRun, RunSignature};
+use crate::sync::{Ack, OutboxRun, RunSignature};
 
 /// The first field of every bundle.
 pub const FORMAT: &str = "faenban-bundle";
@@ -53,6 +53,10 @@ pub struct BundleOutbox {
 pub struct BundleAck {
     pub device: DeviceId,
     pub held_through: u64,
+    /// The server's signature over the acknowledgement; a laptop drops its
+    /// own outbox only on one that verifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// The most bytes a bundle may take once decompressed (a small file that
@@ -67,7 +71,7 @@ pub struct DecodedBundle {
     /// Outbox runs to push, each as its device signed it.
     pub outboxes: Vec<OutboxRun>,
     /// What the server was last heard to hold of each device's outbox.
-    pub acks: Vec<(DeviceId, u64)>,
+    pub acks: Vec<Ack>,
 }
 
 /// Why a file is not a bundle this faenban can take.
@@ -144,7 +148,11 @@ pub fn decode(bytes: &[u8]) -> Result<DecodedBundle, BundleError> {
     let acks = bundle
         .acks
         .iter()
-        .map(|ack| (ack.device, ack.held_through))
+        .map(|ack| Ack {
+            device: ack.device,
+            held_through: ack.held_through,
+            signature: ack.signature.clone(),
+        })
         .collect();
     Ok(DecodedBundle {
         changes,

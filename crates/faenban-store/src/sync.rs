@@ -9,6 +9,7 @@
 
 use faenban_core::clock::is_from_the_future;
 use faenban_core::{Change, DeviceId, Outcome, Stamp};
+use faenban_keys::{PublicKey, Signature};
 use rusqlite::{params, OptionalExtension};
 use uuid::Uuid;
 
@@ -118,6 +119,20 @@ impl OutboxRun {
         self.first_sequence + self.changes.len().saturating_sub(1) as u64
     }
 }
+
+/// What the server was heard to hold of one device's outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The device.
+    pub device: DeviceId,
+    /// The highest sequence of its outbox the server holds.
+    pub held_through: u64,
+    /// The server's signature over it (128 hex digits), when it came with one.
+    pub signature: Option<String>,
+}
+
+/// Where the server's public key is kept in `meta`.
+const SERVER_KEY: &str = "server_key";
 
 /// What applying a pulled page (or a bundle) did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -320,8 +335,14 @@ impl Store {
 
     /// The server holds `device`'s outbox through `held_through`: drops
     /// what it holds (from this device's outbox, or from the relay queue)
-    /// and remembers it, to carry back to that device in a bundle.
-    pub fn acknowledge(&mut self, device: DeviceId, held_through: u64) -> Result<()> {
+    /// and remembers it, with the server's signature when there is one, to
+    /// carry back to that device in a bundle.
+    pub fn acknowledge(
+        &mut self,
+        device: DeviceId,
+        held_through: u64,
+        signature: Option<&str>,
+    ) -> Result<()> {
         let own = self.device()?.is_some_and(|info| info.id == device);
         let tx = self.connection.transaction()?;
         if own {
@@ -343,28 +364,73 @@ impl Store {
             )?;
         }
         tx.execute(
-            "INSERT INTO acks (device, held_through) VALUES (?1, ?2) \
-             ON CONFLICT (device) DO UPDATE SET held_through = \
-             max(held_through, excluded.held_through)",
-            params![device.to_string(), held_through as i64],
+            "INSERT INTO acks (device, held_through, signature) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (device) DO UPDATE SET held_through = excluded.held_through, \
+             signature = excluded.signature WHERE excluded.held_through > held_through \
+             OR (excluded.held_through = held_through AND signature IS NULL)",
+            params![device.to_string(), held_through as i64, signature],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    /// What the server was last known to hold of each device's outbox.
-    pub fn acks(&self) -> Result<Vec<(DeviceId, u64)>> {
+    /// What the server was last known to hold of each device's outbox,
+    /// with the server's signature when there is one.
+    pub fn acks(&self) -> Result<Vec<Ack>> {
         let mut statement = self
             .connection
-            .prepare_cached("SELECT device, held_through FROM acks ORDER BY device")?;
+            .prepare_cached("SELECT device, held_through, signature FROM acks ORDER BY device")?;
         let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
         })?;
         rows.map(|row| {
-            let (device, held) = row?;
-            Ok((parse_device(&device)?, held as u64))
+            let (device, held, signature) = row?;
+            Ok(Ack {
+                device: parse_device(&device)?,
+                held_through: held as u64,
+                signature,
+            })
         })
         .collect()
+    }
+
+    /// True when `ack` is the server's signed acknowledgement of this
+    /// device's own outbox, for the very change the outbox holds at that
+    /// sequence. A bundle's acknowledgement is believed only then: a forged
+    /// number must not drop a change the server never took.
+    fn verifies_own_ack(&self, ack: &Ack) -> Result<bool> {
+        let (Some(signature), Some(server_key)) = (
+            ack.signature.as_deref().and_then(Signature::from_hex),
+            read_meta(&self.connection, SERVER_KEY)?
+                .as_deref()
+                .and_then(PublicKey::from_hex),
+        ) else {
+            return Ok(false);
+        };
+        let body: Option<String> = self
+            .connection
+            .prepare_cached(
+                "SELECT changes.body FROM outbox JOIN changes ON changes.seq = outbox.change_seq \
+                 WHERE outbox.sequence = ?1",
+            )?
+            .query_row([ack.held_through as i64], |row| row.get(0))
+            .optional()?;
+        let Some(body) = body else {
+            // Nothing there to drop up to (already acknowledged, or never made).
+            return Ok(false);
+        };
+        let change: Change = serde_json::from_str(&body)?;
+        Ok(server_key.verifies_ack(ack.device, ack.held_through, &change.stamp, &signature))
+    }
+
+    /// Remembers the server's public key (from a hello over TLS), which
+    /// signs acknowledgements.
+    pub fn set_server_key(&mut self, key: &str) -> Result<()> {
+        write_meta(&self.connection, SERVER_KEY, key)
     }
 
     /// Applies a pulled page and moves the cursor to `next`, in one
@@ -476,11 +542,14 @@ impl Store {
         local_wall_ms: u64,
         changes: Vec<Change>,
         outboxes: Vec<OutboxRun>,
-        acks: &[(DeviceId, u64)],
+        acks: &[Ack],
     ) -> Result<Received> {
         let own = self.device()?.ok_or(Error::NotInitialized)?.id;
-        let known_acks: std::collections::HashMap<DeviceId, u64> =
-            self.acks()?.into_iter().collect();
+        let known_acks: std::collections::HashMap<DeviceId, u64> = self
+            .acks()?
+            .into_iter()
+            .map(|ack| (ack.device, ack.held_through))
+            .collect();
         let received = self.write(local_wall_ms, |session| {
             let mut received = Received::default();
             for change in changes {
@@ -493,8 +562,8 @@ impl Store {
                 let held = known_acks.get(&run.device).copied().unwrap_or(0);
                 let held = acks
                     .iter()
-                    .filter(|(device, _)| *device == run.device)
-                    .map(|(_, held)| *held)
+                    .filter(|ack| ack.device == run.device)
+                    .map(|ack| ack.held_through)
                     .fold(held, u64::max);
                 let Some(signed) = run.signed.clone() else {
                     // An unsigned run could never be passed on.
@@ -536,8 +605,13 @@ impl Store {
             }
             Ok(received)
         })?;
-        for (device, held) in acks {
-            self.acknowledge(*device, *held)?;
+        for ack in acks {
+            // Another device's acknowledgement only drops copies carried
+            // here; this device's own drops its outbox, so it must verify.
+            if ack.device == own && !self.verifies_own_ack(ack)? {
+                continue;
+            }
+            self.acknowledge(ack.device, ack.held_through, ack.signature.as_deref())?;
         }
         Ok(received)
     }

@@ -45,6 +45,7 @@ fn valid_bundle_json() -> Vec<u8> {
         acks: vec![BundleAck {
             device,
             held_through: 0,
+            signature: None,
         }],
         changes: ChangeSet::encode(&changes),
     };

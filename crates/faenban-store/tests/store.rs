@@ -322,3 +322,68 @@ fn a_laptop_made_before_keys_gets_a_key_and_keeps_its_id_when_opened() {
     let again = Store::open(&path).unwrap().device_key().unwrap().unwrap();
     assert_eq!(again.public(), key.public());
 }
+
+#[test]
+fn a_forged_acknowledgement_in_a_bundle_drops_nothing() {
+    use faenban_store::sync::Ack;
+    let mut laptop = Store::open_in_memory().unwrap();
+    laptop
+        .init("laptop", &DeviceKey::from_seed([7; 32]))
+        .unwrap();
+    let own = laptop.device().unwrap().unwrap().id;
+    laptop
+        .write(1_795_000_000_000, |session| {
+            session.create(uuid::Uuid::from_u128(1), &household("4001-012345-6"))?;
+            Ok(())
+        })
+        .unwrap();
+    let waiting = laptop.status().unwrap().unpushed;
+    assert!(waiting > 0);
+    let server = DeviceKey::from_seed([8; 32]);
+    laptop.set_server_key(&server.public().to_string()).unwrap();
+    let outbox = laptop.outbox().unwrap();
+    let (last, change) = outbox.last().unwrap().clone();
+    let forged = [
+        Ack {
+            device: own,
+            held_through: last,
+            signature: None,
+        },
+        Ack {
+            device: own,
+            held_through: last,
+            signature: Some("00".repeat(64)),
+        },
+        // Signed by another key than the server's.
+        Ack {
+            device: own,
+            held_through: last,
+            signature: Some(
+                DeviceKey::from_seed([9; 32])
+                    .sign_ack(own, last, &change.stamp)
+                    .to_string(),
+            ),
+        },
+        // The server's signature, but for another change at that number.
+        Ack {
+            device: own,
+            held_through: last,
+            signature: Some(server.sign_ack(own, last, &outbox[0].1.stamp).to_string()),
+        },
+    ];
+    for ack in forged {
+        laptop
+            .import_bundle(1_795_000_000_001, Vec::new(), Vec::new(), &[ack])
+            .unwrap();
+        assert_eq!(laptop.status().unwrap().unpushed, waiting);
+    }
+    let genuine = Ack {
+        device: own,
+        held_through: last,
+        signature: Some(server.sign_ack(own, last, &change.stamp).to_string()),
+    };
+    laptop
+        .import_bundle(1_795_000_000_002, Vec::new(), Vec::new(), &[genuine])
+        .unwrap();
+    assert_eq!(laptop.status().unwrap().unpushed, 0);
+}

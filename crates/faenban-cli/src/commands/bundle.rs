@@ -73,9 +73,10 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             .store
             .acks()?
             .into_iter()
-            .map(|(device, held_through)| BundleAck {
-                device,
-                held_through,
+            .map(|ack| BundleAck {
+                device: ack.device,
+                held_through: ack.held_through,
+                signature: ack.signature,
             })
             .collect(),
         changes: builder.finish(),

@@ -51,6 +51,7 @@ pub fn login(
     let key = device_key(context)?;
     let hello = say_hello(&client, &device, &key, token.trim())
         .map_err(|error| network_failure(context, error))?;
+    context.store.set_server_key(&hello.server_key)?;
     context.store.set_sync_settings(&SyncSettings {
         server: server.trim_end_matches('/').to_owned(),
         token: token.trim().to_owned(),
@@ -179,6 +180,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         .map_err(|error| network_failure(context, error))?;
     let answered_at = now_ms();
     let local_midpoint = asked_at + answered_at.saturating_sub(asked_at) / 2;
+    context.store.set_server_key(&hello.server_key)?;
     let correction = context
         .store
         .correct_clock(hello.server_time_ms, local_midpoint)?;
@@ -245,7 +247,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         // beyond this batch have not been compared with what it holds.
         context
             .store
-            .acknowledge(device.id, response.held_through.min(last))?;
+            .acknowledge(device.id, response.held_through.min(last), None)?;
         if response.held_through < last {
             return Err(anyhow::anyhow!(
                 "the server kept this laptop's outbox only through {}, not {last}",
@@ -280,9 +282,14 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
             summary.relayed += u64::from(response.applied);
             summary.restamped_by_server += u64::from(response.restamped);
             let last = run.last_sequence();
+            // Kept with the server's signature, to carry back to that
+            // laptop in a bundle.
+            let signature = (response.held_through <= last)
+                .then_some(response.ack.as_deref())
+                .flatten();
             context
                 .store
-                .acknowledge(run.device, response.held_through.min(last))?;
+                .acknowledge(run.device, response.held_through.min(last), signature)?;
             if response.held_through < last {
                 return Err(anyhow::anyhow!(
                     "the server did not take the outbox of device {}",
