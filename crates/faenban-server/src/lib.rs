@@ -159,7 +159,11 @@ pub async fn run_with(
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout);
+            .header_read_timeout(limits.header_read_timeout)
+            // Near the cap, a connection serves one request and closes, so
+            // that idle kept-alive connections do not keep the next laptops
+            // waiting until their timeout.
+            .keep_alive(connections.available_permits() >= limits.max_connections / 4);
         let connection =
             graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
         tokio::spawn(async move {
