@@ -269,6 +269,11 @@ fn main() -> anyhow::Result<()> {
         "| server peak memory (VmHWM) during the load | **{:.0} MB** |",
         load.peak_kb as f64 / 1024.0
     );
+    println!(
+        "| server resident memory before the load / 2 s after it | {:.0} MB / {:.0} MB |",
+        load.rss_before_kb as f64 / 1024.0,
+        load.rss_after_kb as f64 / 1024.0
+    );
     Ok(())
 }
 
@@ -402,6 +407,22 @@ struct Load {
     push: Vec<Duration>,
     pull: Vec<Duration>,
     peak_kb: u64,
+    rss_before_kb: u64,
+    rss_after_kb: u64,
+}
+
+/// A memory figure of a process from `/proc/PID/status`, in KiB.
+fn process_kb(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with(key))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// 500 volunteers, each with a village of their own and ten households of
@@ -475,6 +496,7 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
     let pid = server.id();
     let changes: usize = devices.iter().map(|(_, _, c)| c.len()).sum();
 
+    let rss_before_kb = process_kb(pid, "VmRSS:");
     let runtime = tokio::runtime::Runtime::new()?;
     let (time, push, pull) = runtime.block_on(async {
         let client = reqwest::Client::builder().build()?;
@@ -500,16 +522,10 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
         pull.sort();
         anyhow::Ok((started.elapsed(), push, pull))
     })?;
-    let peak_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse().ok())
-        })
-        .unwrap_or(0);
+    let peak_kb = process_kb(pid, "VmHWM:");
+    // What the flood left held, once it is over.
+    std::thread::sleep(Duration::from_secs(2));
+    let rss_after_kb = process_kb(pid, "VmRSS:");
     let _ = server.kill();
     let _ = server.wait();
     Ok(Load {
@@ -518,6 +534,8 @@ fn load_test(scratch: &Path) -> anyhow::Result<Load> {
         push,
         pull,
         peak_kb,
+        rss_before_kb,
+        rss_after_kb,
     })
 }
 
