@@ -106,6 +106,27 @@ impl LimitExceeded {
     }
 }
 
+impl LimitExceeded {
+    /// The same, as the error a person typing the value sees (the laptop
+    /// refuses what the server would).
+    pub fn as_invalid(&self) -> crate::InvalidValue {
+        let th = match self {
+            LimitExceeded::ValueTooDeep => format!("ข้อมูลซ้อนกันลึกเกิน {MAX_VALUE_DEPTH} ชั้น"),
+            LimitExceeded::ValueTooLarge => format!(
+                "ข้อมูลยาวเกิน {} KiB (ประมาณ 20,000 ตัวอักษรไทย)",
+                MAX_VALUE_BYTES >> 10
+            ),
+            LimitExceeded::BadFieldName | LimitExceeded::BadKindName => {
+                "ชื่อช่องข้อมูลไม่ถูกต้อง".to_owned()
+            }
+            LimitExceeded::TooManyStamps
+            | LimitExceeded::TooManyValues
+            | LimitExceeded::RecordTooLarge => "ระเบียนนี้มีข้อมูลมากเกินที่เซิร์ฟเวอร์รับ".to_owned(),
+        };
+        crate::InvalidValue::new("value", self.describe(), "a shorter value").th(th)
+    }
+}
+
 /// Checks one change's shape: its value, its field and kind names, and how
 /// many stamps it carries.
 pub fn check_change(change: &Change) -> Result<(), LimitExceeded> {

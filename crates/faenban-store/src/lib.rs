@@ -651,6 +651,9 @@ impl Session<'_> {
     }
 
     fn record_local(&mut self, change: Change) -> Result<Change> {
+        // What the server would refuse is refused here, as it is typed: a
+        // change it cannot take would hold back the outbox behind it.
+        faenban_core::limits::check_change(&change).map_err(|exceeded| exceeded.as_invalid())?;
         self.apply(change.clone(), true)?;
         Ok(change)
     }

@@ -387,3 +387,25 @@ fn a_forged_acknowledgement_in_a_bundle_drops_nothing() {
         .unwrap();
     assert_eq!(laptop.status().unwrap().unpushed, 0);
 }
+
+#[test]
+fn a_value_the_server_would_refuse_is_refused_as_it_is_typed_and_nothing_is_saved() {
+    let mut laptop = Store::open_in_memory().unwrap();
+    laptop
+        .init("laptop", &DeviceKey::from_seed([7; 32]))
+        .unwrap();
+    let key = laptop
+        .write(1_795_000_000_000, |session| {
+            session.create(uuid::Uuid::from_u128(1), &household("4001-012345-6"))
+        })
+        .unwrap();
+    let before = laptop.status().unwrap().unpushed;
+    let long = "ก".repeat(30_000);
+    let error = laptop
+        .write(1_795_000_000_001, |session| {
+            session.set(&key, "notes", serde_json::json!(long))
+        })
+        .unwrap_err();
+    assert!(error.to_string().contains("64 KiB"), "{error}");
+    assert_eq!(laptop.status().unwrap().unpushed, before);
+}
