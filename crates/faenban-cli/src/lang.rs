@@ -47,6 +47,7 @@ pub fn field_name_th(field: &str) -> &str {
         "area_code" => "รหัสพื้นที่",
         "address" => "ที่อยู่",
         "location" => "พิกัด",
+        "value" => "ข้อมูลที่ใส่",
         "date" => "วันที่",
         "birth_date" => "วันเกิด",
         "amount" => "จำนวนเงิน",

@@ -123,7 +123,9 @@ impl LimitExceeded {
             | LimitExceeded::TooManyValues
             | LimitExceeded::RecordTooLarge => "ระเบียนนี้มีข้อมูลมากเกินที่เซิร์ฟเวอร์รับ".to_owned(),
         };
-        crate::InvalidValue::new("value", self.describe(), "a shorter value").th(th)
+        crate::InvalidValue::new("value", self.describe(), "a shorter value")
+            .th(th)
+            .th_expected("ข้อมูลที่สั้นลง")
     }
 }
 
