@@ -477,7 +477,6 @@ async fn hello(
 ) -> Result<Json<HelloResponse>, ApiError> {
     let (account, token_digest) = authenticate_with_digest(&state, &headers).await?;
     let request: HelloRequest = read_json(&state, body).await?;
-    check_protocol(request.protocol)?;
     let key = PublicKey::from_hex(&request.public_key).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -531,7 +530,6 @@ async fn push(
 ) -> Result<Json<PushResponse>, ApiError> {
     let account = authenticate(&state, &headers).await?;
     let request: PushRequest = read_json(&state, body).await?;
-    check_protocol(request.protocol)?;
     if request.schema < 1 || request.schema > state.backend.schema_version() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

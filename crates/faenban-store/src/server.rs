@@ -338,7 +338,7 @@ impl Store {
         rows.map(|row| {
             let (device, account, name, has_key, first_seen_ms) = row?;
             Ok(BoundDevice {
-                device: parse_device_id(&device)?,
+                device: crate::sync::parse_device(&device)?,
                 account,
                 name,
                 has_key,
@@ -686,12 +686,6 @@ fn device_seen(tx: &rusqlite::Connection, device: DeviceId) -> Result<bool> {
     Ok(tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM arrivals WHERE device = ?1)")?
         .query_row([device.to_string()], |row| row.get(0))?)
-}
-
-fn parse_device_id(text: &str) -> Result<DeviceId> {
-    uuid::Uuid::parse_str(text)
-        .map(DeviceId)
-        .map_err(|error| Error::Corrupt(format!("device id {text}: {error}")))
 }
 
 /// Checks who may push this outbox and that the run is the device's own,

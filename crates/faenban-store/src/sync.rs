@@ -105,7 +105,16 @@ impl OutboxRun {
     pub fn split(mut self, max_changes: usize, max_bytes: usize) -> Vec<OutboxRun> {
         let mut pieces = Vec::new();
         while !self.changes.is_empty() {
-            let piece = self.clone().fit(max_changes, max_bytes);
+            // One change past the batch is enough for `cut` to see where a
+            // record ends; the rest of the run need not be copied.
+            let window = self.changes.len().min(max_changes.max(1).saturating_add(1));
+            let candidate = OutboxRun {
+                device: self.device,
+                first_sequence: self.first_sequence,
+                changes: self.changes[..window].to_vec(),
+                signed: None,
+            };
+            let piece = candidate.fit(max_changes, max_bytes);
             let taken = piece.changes.len().max(1);
             self.changes.drain(..taken);
             self.first_sequence += taken as u64;
@@ -671,7 +680,7 @@ fn change_seq_of(connection: &rusqlite::Connection, stamp: &Stamp) -> Result<i64
         .ok_or_else(|| Error::Corrupt("a received change is missing from the log".into()))
 }
 
-fn parse_device(text: &str) -> Result<DeviceId> {
+pub(crate) fn parse_device(text: &str) -> Result<DeviceId> {
     Uuid::parse_str(text)
         .map(DeviceId)
         .map_err(|error| Error::Corrupt(format!("device id {text}: {error}")))
@@ -701,6 +710,25 @@ mod tests {
                 })
                 .collect(),
             signed: None,
+        }
+    }
+
+    #[test]
+    fn a_run_splits_into_contiguous_pieces_cut_between_records() {
+        let records: Vec<u128> = (0..50).map(|n| n / 3).collect();
+        let pieces = run(&records).split(7, usize::MAX);
+        let mut next = 1;
+        for piece in &pieces {
+            assert_eq!(piece.first_sequence, next);
+            assert!(!piece.changes.is_empty() && piece.changes.len() <= 7);
+            next = piece.last_sequence() + 1;
+        }
+        assert_eq!(next, 51);
+        // Every cut but the last falls between two records.
+        let whole = run(&records).changes;
+        for piece in &pieces[..pieces.len() - 1] {
+            let at = piece.last_sequence() as usize;
+            assert_ne!(whole[at - 1].record, whole[at].record);
         }
     }
 

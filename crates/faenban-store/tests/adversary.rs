@@ -46,8 +46,7 @@ fn scope(role: Role, areas: &[&str]) -> Scope {
     }
 }
 
-fn push(world: &mut World, account: &Account, key: &DeviceKey, input: PushInput) -> bool {
-    let _ = key;
+fn push(world: &mut World, account: &Account, input: PushInput) -> bool {
     let results = world
         .server
         .push_group(vec![(account.clone(), input)], NOW + 60_000)
@@ -141,8 +140,8 @@ fn world() -> World {
         world.acknowledged.clone(),
         false,
     );
-    let (victim_account, victim_key) = (world.victim.clone(), DeviceKey::from_seed([4; 32]));
-    assert!(push(&mut world, &victim_account, &victim_key, input));
+    let victim_account = world.victim.clone();
+    assert!(push(&mut world, &victim_account, input));
     let input = signed(
         &world.attacker_key,
         world.attacker_key.device_id(),
@@ -150,8 +149,8 @@ fn world() -> World {
         own,
         false,
     );
-    let (attacker_account, attacker_key) = (world.attacker.clone(), DeviceKey::from_seed([3; 32]));
-    assert!(push(&mut world, &attacker_account, &attacker_key, input));
+    let attacker_account = world.attacker.clone();
+    assert!(push(&mut world, &attacker_account, input));
     world
 }
 
@@ -339,7 +338,7 @@ fn attack(world: &mut World, batch: &Batch) {
         .max(1);
     let input = signed(&key, device, first, changes, batch.as_relay_of_victim);
     let account = world.attacker.clone();
-    push(world, &account, &key, input);
+    push(world, &account, input);
 }
 
 /// What must hold whatever the attacker sent.

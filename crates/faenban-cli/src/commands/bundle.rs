@@ -24,10 +24,7 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         .store
         .device()?
         .ok_or(faenban_store::Error::NotInitialized)?;
-    let key = context
-        .store
-        .device_key()?
-        .ok_or(faenban_store::Error::NotInitialized)?;
+    let key = super::sync::device_key(context)?;
     let mut outboxes = Vec::new();
     if let Some(run) = context.store.outbox_run(usize::MAX >> 1)? {
         // Once in a file, these changes may reach the server by another

@@ -346,7 +346,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
 }
 
 /// This laptop's signing key.
-fn device_key(context: &Context) -> anyhow::Result<DeviceKey> {
+pub(super) fn device_key(context: &Context) -> anyhow::Result<DeviceKey> {
     Ok(context
         .store
         .device_key()?
