@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use faenban_core::sync::{
-    ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, PROTOCOL_VERSION,
+    ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, RelayRequest,
+    RelayResponse, PROTOCOL_VERSION,
 };
 use reqwest::blocking::{Client as Http, Response};
 use reqwest::StatusCode;
@@ -116,6 +117,12 @@ impl Client {
     /// Pushes a run of an outbox.
     pub fn push(&self, request: &PushRequest) -> Result<PushResponse, ClientError> {
         self.post("/v1/push", request)
+    }
+
+    /// Hands the server a letter another laptop sealed to it; its reply
+    /// comes back sealed to that laptop.
+    pub fn relay(&self, request: &RelayRequest) -> Result<RelayResponse, ClientError> {
+        self.post("/v1/relay", request)
     }
 
     /// One page of changes after `since`.

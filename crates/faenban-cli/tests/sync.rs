@@ -229,8 +229,9 @@ fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    // The 2035 laptop records a household, and hands it out in a bundle
-    // before it ever syncs: that copy can no longer be re-stamped locally.
+    // The 2035 laptop records a household, and writes it into a bundle
+    // before it ever syncs: that copy can no longer be re-stamped locally,
+    // so the server re-stamps it.
     skewed(
         &ahead,
         YEARS_9_MS,
@@ -254,14 +255,6 @@ fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(
         YEARS_9_MS,
         &["bundle", "export", file.to_str().unwrap()],
     );
-    behind.ok(&["bundle", "import", file.to_str().unwrap()]);
-    // The 2015 laptop edits what it received, offline, with its old clock.
-    skewed(
-        &behind,
-        -YEARS_11_MS,
-        &["household", "edit", "4001-012345-6", "--notes", "2015"],
-    );
-
     let summary: Value =
         serde_json::from_str(&skewed(&ahead, YEARS_9_MS, &["--json", "sync"])).unwrap();
     assert!(
@@ -271,6 +264,14 @@ fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(
     assert!(
         summary["restamped_by_server"].as_u64().unwrap() > 0,
         "{summary}"
+    );
+    // The 2015 laptop gets the household, then edits it offline with its
+    // old clock.
+    behind.sync();
+    skewed(
+        &behind,
+        -YEARS_11_MS,
+        &["household", "edit", "4001-012345-6", "--notes", "2015"],
     );
     let summary: Value =
         serde_json::from_str(&skewed(&behind, -YEARS_11_MS, &["--json", "sync"])).unwrap();
@@ -425,13 +426,41 @@ fn a_bundle_carries_an_offline_laptops_work_to_the_server_and_the_answer_back() 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("to-office.bundle");
     let back = dir.path().join("to-village.bundle");
-    offline.ok(&["bundle", "export", out.to_str().unwrap()]);
+    let exported = offline.json(&["bundle", "export", out.to_str().unwrap()]);
+    assert_eq!(
+        exported["outbox_changes"].as_u64(),
+        Some(pending),
+        "{exported}"
+    );
+    // Nothing in the file can be read: not the note, not the house code.
+    let mut unpacked = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap()),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert!(unpacked.contains("faenban-sealed-bundle"));
+    assert!(!unpacked.contains("บันทึกบนดอย") && !unpacked.contains("40010001234"));
+    assert!(!unpacked.contains(VILLAGE));
     let imported = online.json(&["bundle", "import", out.to_str().unwrap()]);
-    assert_eq!(imported["to_pass_on"].as_u64(), Some(pending), "{imported}");
+    assert_eq!(
+        imported["letters_to_pass_on"].as_u64(),
+        Some(1),
+        "{imported}"
+    );
+    assert_eq!(imported["new"].as_u64(), Some(0), "{imported}");
+    // The carrier holds the letter but cannot read it.
+    assert!(!online.ok(&["export"]).contains("บันทึกบนดอย"));
     let synced = online.sync();
-    assert_eq!(synced["relayed"].as_u64(), Some(pending), "{synced}");
+    assert_eq!(synced["letters_passed_on"].as_u64(), Some(1), "{synced}");
     online.ok(&["bundle", "export", back.to_str().unwrap()]);
-    offline.ok(&["bundle", "import", back.to_str().unwrap()]);
+    let taken = offline.json(&["bundle", "import", back.to_str().unwrap()]);
+    assert_eq!(
+        taken["acknowledged_through"].as_u64(),
+        Some(pending),
+        "{taken}"
+    );
+    assert!(taken["new"].as_u64().unwrap() > 0, "{taken}");
 
     assert_eq!(
         offline.unpushed(),

@@ -64,6 +64,25 @@ pub fn ack_signing_message(device: DeviceId, held_through: u64, stamp: &Stamp) -
     message
 }
 
+/// What is sealed inside a bundle for the server: a device's letter.
+pub const LETTER_PURPOSE: &str = "faenban letter v1";
+
+/// What is sealed inside a bundle for a device: the server's reply.
+pub const REPLY_PURPOSE: &str = "faenban reply v1";
+
+/// What the sender of a sealed message signs: a domain tag, the purpose,
+/// the recipient's key and the payload, so that a signed message sealed
+/// for one recipient or use does not pass for another.
+pub fn sealed_signing_message(purpose: &str, recipient: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(64 + purpose.len() + payload.len());
+    message.extend_from_slice(b"faenban sealed v1\0");
+    message.extend_from_slice(&(purpose.len() as u64).to_be_bytes());
+    message.extend_from_slice(purpose.as_bytes());
+    message.extend_from_slice(recipient);
+    message.extend_from_slice(payload);
+    message
+}
+
 /// At most this many changes travel in one push.
 pub const MAX_BATCH_CHANGES: usize = 1000;
 
@@ -393,6 +412,121 @@ pub struct PullPage {
     pub check: Option<String>,
     /// The server's clock, ms since the epoch.
     pub server_time_ms: u64,
+}
+
+/// `POST /v1/relay`: a letter a device sealed to the server, passed on by
+/// whoever carried its bundle. The carrier cannot read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The device that wrote the letter.
+    pub device: DeviceId,
+    /// The sealed [`Letter`], in hex.
+    pub letter: String,
+}
+
+/// The answer to a relay: the server's [`Reply`], sealed to the letter's
+/// device, for the carrier to take back to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The device the reply is for.
+    pub device: DeviceId,
+    /// The sealed [`Reply`], in hex.
+    pub reply: String,
+}
+
+/// What a device seals to the server in a bundle (deflated JSON, signed):
+/// at most one signed run of its outbox, and, in the last letter of a
+/// bundle, where its pull stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Letter {
+    /// The device that wrote it.
+    pub device: DeviceId,
+    /// When, by its clock.
+    pub created_ms: u64,
+    /// A run of its outbox, as a push would carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<LetterRun>,
+    /// Where its pull stands, when it asks for what is new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullFrom>,
+}
+
+/// A signed run of an outbox inside a [`Letter`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LetterRun {
+    /// The sequence of the first change.
+    pub first_sequence: u64,
+    /// The changes.
+    pub changes: ChangeSet,
+    /// The device's signature over [`run_signing_message`] (128 hex digits).
+    pub signature: String,
+}
+
+/// Where a device's pull stands: the cursor and its check, as a pull sends them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullFrom {
+    /// The cursor.
+    pub since: u64,
+    /// What identifies the entry at the cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+}
+
+/// What the server seals to a device in answer to its letter (deflated
+/// JSON, signed by the server's key).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reply {
+    /// The device it is for.
+    pub device: DeviceId,
+    /// The server's clock, ms since the epoch.
+    pub server_time_ms: u64,
+    /// How much of the device's outbox the server holds.
+    pub held_through: u64,
+    /// The server's signature over [`ack_signing_message`] for
+    /// `held_through`, when the letter's run held that sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<String>,
+    /// Why the letter's run was refused, when it was (nothing of it applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<ErrorBody>,
+    /// The pull the letter asked for: where it started, and its pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulled: Option<ReplyPull>,
+}
+
+/// Pages of a pull inside a [`Reply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyPull {
+    /// The cursor the letter gave.
+    pub since: u64,
+    /// The pages, in order, each with the cursor after it.
+    pub pages: Vec<ReplyPage>,
+    /// True when the feed goes on past the last page (the next bundle
+    /// brings more).
+    pub more: bool,
+}
+
+/// One page of a pull inside a [`Reply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyPage {
+    /// The changes in the device's scope, in server order.
+    pub changes: ChangeSet,
+    /// The cursor after them.
+    pub next: u64,
+    /// What identifies the entry at `next`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// Every refusal has this body, with a stable code for programs and a

@@ -10,6 +10,10 @@
 
 use std::fmt;
 
+mod seal;
+
+pub use seal::{Opened, SealError, SEAL_OVERHEAD};
+
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use faenban_core::sync::{ack_signing_message, hello_signing_message, run_signing_message};
 use faenban_core::{Change, DeviceId, Stamp};
@@ -199,7 +203,8 @@ pub fn token_digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex digits.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
@@ -209,21 +214,24 @@ fn hex(bytes: &[u8]) -> String {
     text
 }
 
-fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let text = text.as_bytes();
-    if text.len() != N * 2 {
-        return None;
-    }
+/// Lowercase hex digits as bytes, `None` when they are not.
+pub fn unhex_vec(text: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),
         _ => None,
     };
-    let mut bytes = [0u8; N];
-    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+    let text = text.as_bytes();
+    if !text.len().is_multiple_of(2) {
+        return None;
     }
-    Some(bytes)
+    text.chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    unhex_vec(text)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -55,6 +55,10 @@ pub trait Backend: Send + Sync + 'static {
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()>;
     /// Every device bound to an account.
     fn devices(&self) -> Result<Vec<BoundDevice>>;
+    /// How much of a device's outbox the server holds.
+    fn held_through(&self, device: DeviceId) -> Result<u64>;
+    /// The account a device is bound to, and its bound key.
+    fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>>;
     /// The store's schema version.
     fn schema_version(&self) -> i64;
     /// The server's own key, which signs acknowledgements.
@@ -354,6 +358,14 @@ impl Backend for SqliteBackend {
 
     fn devices(&self) -> Result<Vec<BoundDevice>> {
         self.reader().devices()
+    }
+
+    fn held_through(&self, device: DeviceId) -> Result<u64> {
+        self.reader().held_through(device)
+    }
+
+    fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>> {
+        self.reader().device_binding(device)
     }
 
     fn schema_version(&self) -> i64 {

@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use faenban_core::sync::{
-    ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, PROTOCOL_VERSION,
+    ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, RelayRequest,
+    RelayResponse, Reply, ReplyPage, ReplyPull, PROTOCOL_VERSION,
 };
 use faenban_keys::{PublicKey, Signature};
 use faenban_store::server::{Account, PushInput};
@@ -70,6 +71,7 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .route("/health", get(health))
         .route("/v1/hello", post(hello))
         .route("/v1/push", post(push))
+        .route("/v1/relay", post(relay))
         .route("/v1/changes", get(pull))
         .fallback(not_found)
         .layer(middleware::from_fn(log_request))
@@ -548,31 +550,7 @@ async fn push(
             },
         ));
     }
-    if request.changes.len() > faenban_core::sync::MAX_BATCH_CHANGES {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_changes",
-            format!(
-                "a batch holds at most {} changes; this one holds {}",
-                faenban_core::sync::MAX_BATCH_CHANGES,
-                request.changes.len()
-            ),
-        ));
-    }
-    let changes = request.changes.decode().map_err(|error| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_index",
-            error.to_string(),
-        )
-    })?;
-    let signature = Signature::from_hex(&request.signature).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_value",
-            "`signature` is not an Ed25519 signature in 128 lowercase hex digits",
-        )
-    })?;
+    let (changes, signature) = decoded_run(&request.changes, &request.signature)?;
     let public_key = match request.public_key.as_deref() {
         None => None,
         Some(text) => Some(PublicKey::from_hex(text).ok_or_else(|| {
@@ -624,18 +602,219 @@ async fn push(
         duplicates: outcome.duplicates,
         restamped: outcome.restamped,
         server_time_ms: now_ms(),
-        ack: outcome
-            .held_through
-            .checked_sub(first_sequence)
-            .and_then(|offset| stamps.get(offset as usize))
-            .map(|stamp| {
-                state
-                    .backend
-                    .server_key()
-                    .sign_ack(device, outcome.held_through, stamp)
-                    .to_string()
-            }),
+        ack: signed_ack(
+            state.backend.server_key(),
+            device,
+            first_sequence,
+            &stamps,
+            outcome.held_through,
+        ),
     }))
+}
+
+/// A run's changes and signature, checked as every path that takes a run
+/// must: its length, its encoding and its signature's form.
+fn decoded_run(
+    changes: &faenban_core::sync::ChangeSet,
+    signature: &str,
+) -> Result<(Vec<faenban_core::Change>, Signature), ApiError> {
+    if changes.len() > faenban_core::sync::MAX_BATCH_CHANGES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_changes",
+            format!(
+                "a batch holds at most {} changes; this one holds {}",
+                faenban_core::sync::MAX_BATCH_CHANGES,
+                changes.len()
+            ),
+        ));
+    }
+    let changes = changes.decode().map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_index",
+            error.to_string(),
+        )
+    })?;
+    let signature = Signature::from_hex(signature).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_value",
+            "`signature` is not an Ed25519 signature in 128 lowercase hex digits",
+        )
+    })?;
+    Ok((changes, signature))
+}
+
+/// The server's signed acknowledgement that `device`'s outbox is held
+/// through `held_through`, when the run that started at `first_sequence`
+/// (stamped `stamps`) holds that sequence: the device checks it against
+/// its own outbox.
+fn signed_ack(
+    server: &faenban_keys::DeviceKey,
+    device: faenban_core::DeviceId,
+    first_sequence: u64,
+    stamps: &[faenban_core::Stamp],
+    held_through: u64,
+) -> Option<String> {
+    let stamp = stamps.get(usize::try_from(held_through.checked_sub(first_sequence)?).ok()?)?;
+    Some(server.sign_ack(device, held_through, stamp).to_string())
+}
+
+/// How many pull pages one reply to a letter carries at most (each at most
+/// `MAX_PAGE_BYTES`); the rest comes with the device's next letter.
+pub const REPLY_PAGES: usize = 4;
+
+/// `POST /v1/relay`: a letter sealed to this server by a device, carried
+/// by whoever holds the token. The letter is opened and its signature
+/// checked against the device's bound key; its run goes through the same
+/// checks as the device's own push would, against the device's own
+/// account; the reply (acknowledgement, refusal, and what is new in the
+/// device's scope) is sealed to the device's key. The carrier learns
+/// nothing of either.
+async fn relay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<RelayResponse>, ApiError> {
+    let carrier = authenticate(&state, &headers).await?;
+    let request: RelayRequest = read_json(&state, body).await?;
+    let bad_letter = |why: &str| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_letter",
+            format!("the letter cannot be taken: {why}; it will never be, so drop it (its device still has its outbox)"),
+        )
+    };
+    let sealed = faenban_keys::unhex_vec(&request.letter)
+        .ok_or_else(|| bad_letter("it is not sealed bytes in hex"))?;
+    let device = request.device;
+    let backend = state.backend.clone();
+    let carrier_id = carrier.id;
+    let reply = blocking(&state, move || {
+        let Some((owner, Some(key))) = backend.device_binding(device)? else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "unknown_device",
+                format!("device {device} has not said hello to this server with its key; its letters can be opened once it has"),
+            ));
+        };
+        let letter =
+            faenban_store::bundle::open_letter(backend.server_key(), device, &sealed, |_| Some(key))
+                .map_err(|error| bad_letter(&error.to_string()))?;
+        let mut reply = Reply {
+            device,
+            server_time_ms: now_ms(),
+            held_through: backend.held_through(device)?,
+            ack: None,
+            refused: None,
+            pulled: None,
+        };
+        if owner.revoked_ms.is_some() {
+            reply.refused = Some(ErrorBody {
+                error: "revoked".into(),
+                message: "this laptop's account was revoked; its changes are not accepted".into(),
+            });
+            return Ok((reply, key));
+        }
+        if let Some(run) = letter.run {
+            let pushed = decoded_run(&run.changes, &run.signature).and_then(|(changes, signature)| {
+                let stamps: Vec<faenban_core::Stamp> =
+                    changes.iter().map(|change| change.stamp).collect();
+                let input = PushInput {
+                    device,
+                    relay: true,
+                    first_sequence: run.first_sequence,
+                    changes,
+                    signature,
+                    public_key: None,
+                };
+                let outcome = backend.push(&carrier, input, now_ms())?;
+                Ok((outcome, stamps))
+            });
+            match pushed {
+                Ok((outcome, stamps)) => {
+                    reply.held_through = outcome.held_through;
+                    reply.ack = signed_ack(
+                        backend.server_key(),
+                        device,
+                        run.first_sequence,
+                        &stamps,
+                        outcome.held_through,
+                    );
+                }
+                // The server could not do it now: the carrier keeps the
+                // letter and tries again.
+                Err(error) if error.status.is_server_error() => return Err(error),
+                Err(error) => reply.refused = Some(error.body),
+            }
+        }
+        if let Some(from) = letter.pull {
+            reply.pulled = Some(pull_for_reply(&*backend, &owner.scope, from)?);
+        }
+        Ok((reply, key))
+    })
+    .await;
+    let (reply, key) = match reply {
+        Ok(done) => done,
+        Err(error) => {
+            tracing::warn!(account = carrier_id, %device, code = error.body.error, "relay refused");
+            return Err(error);
+        }
+    };
+    tracing::info!(
+        account = carrier_id,
+        %device,
+        held_through = reply.held_through,
+        refused = reply.refused.as_ref().map(|body| body.error.as_str()),
+        "relay"
+    );
+    let sealed = faenban_store::bundle::seal_reply(state.backend.server_key(), &key, &reply)
+        .map_err(|error| bad_letter(&error.to_string()))?;
+    Ok(Json(RelayResponse {
+        protocol: PROTOCOL_VERSION,
+        device,
+        reply: faenban_keys::hex(&sealed),
+    }))
+}
+
+/// The pull a letter asked for, up to [`REPLY_PAGES`] pages. A cursor the
+/// server no longer knows (it was restored from a backup) starts again
+/// from 0, as the laptop's own sync would.
+fn pull_for_reply(
+    backend: &dyn Backend,
+    scope: &faenban_core::sync::Scope,
+    from: faenban_core::sync::PullFrom,
+) -> Result<ReplyPull, ApiError> {
+    let mut pulled = ReplyPull {
+        since: from.since,
+        pages: Vec::new(),
+        more: true,
+    };
+    let (mut since, mut check) = (from.since, from.check);
+    while pulled.more && pulled.pages.len() < REPLY_PAGES {
+        let page = match backend.pull(scope, since, check.as_deref(), MAX_PAGE) {
+            Ok(page) => page,
+            Err(faenban_store::Error::Refused {
+                code: "cursor_ahead",
+                ..
+            }) if since > 0 => {
+                since = 0;
+                check = None;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        since = page.next;
+        check = page.check.clone();
+        pulled.more = page.more;
+        pulled.pages.push(ReplyPage {
+            changes: page.changes,
+            next: page.next,
+            check: page.check,
+        });
+    }
+    Ok(pulled)
 }
 
 /// `GET /v1/changes` parameters.

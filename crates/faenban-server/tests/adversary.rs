@@ -7,7 +7,7 @@ mod support;
 
 use axum::http::StatusCode;
 use faenban_core::model::Visit;
-use faenban_core::sync::Role;
+use faenban_core::sync::{ChangeSet, Letter, LetterRun, Role, PROTOCOL_VERSION};
 use faenban_core::{Baht, Change, Dimension, Hlc, RecordKey, RecordKind, Replica, Stamp};
 use faenban_server::backend::Backend as _;
 use faenban_store::Store;
@@ -750,4 +750,179 @@ async fn a_pull_page_of_large_values_is_bounded_by_bytes_and_loses_nothing() {
     );
     let (all, _) = server.pull_from(&token, 0).await;
     assert_eq!(all.len(), changes.len());
+}
+
+#[tokio::test]
+async fn a_sealed_letter_carried_by_another_village_lands_in_its_own_scope_and_the_carrier_reads_nothing(
+) {
+    let (server, victim, attacker, mut victim_replica, _) = two_villages().await;
+    let victims_home = household(1 << 64);
+    let note = victim_replica.set(NOW + 10, &victims_home, "notes", json!("บันทึกบนดอย"));
+    // The attacker's laptop carried the victim's bundle: it hands the
+    // letter on. The run is checked against the victim's own account, so
+    // it lands although the carrier may not write there.
+    let body = relay_body(
+        &server,
+        victim_replica.device,
+        3,
+        std::slice::from_ref(&note),
+        Some(0),
+    );
+    let (status, answer) = server.post("/v1/relay", &attacker, body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    // What comes back is sealed to the victim: the carrier's key opens
+    // nothing, and nothing in it is readable.
+    let text = answer.to_string();
+    assert!(
+        !text.contains("บันทึกบนดอย") && !text.contains(THEIRS),
+        "{text}"
+    );
+    let sealed = faenban_keys::unhex_vec(answer["reply"].as_str().unwrap()).unwrap();
+    let attackers_key = key_of(device(2));
+    assert!(faenban_store::bundle::open_reply(
+        &attackers_key,
+        &server.backend.server_key().public(),
+        &sealed
+    )
+    .is_err());
+    let reply = open_reply(&server, victim_replica.device, &answer);
+    assert_eq!(reply.held_through, 3);
+    assert!(reply.refused.is_none());
+    assert!(reply.ack.is_some());
+    // The reply brings the victim its village, the note included.
+    let pulled = reply.pulled.unwrap();
+    let changes: Vec<Change> = pulled
+        .pages
+        .iter()
+        .flat_map(|page| page.changes.decode().unwrap())
+        .collect();
+    assert!(changes.iter().any(|change| change.stamp == note.stamp));
+    assert!(
+        changes
+            .iter()
+            .all(|change| change.record.id.0.as_u128() >> 64 == 1),
+        "only the victim's village"
+    );
+    // The carrier's own pull never shows the victim's note.
+    assert!(server
+        .pull_all(&attacker)
+        .await
+        .iter()
+        .all(|change| change.stamp != note.stamp));
+    assert!(server
+        .pull_all(&victim)
+        .await
+        .iter()
+        .any(|change| change.stamp == note.stamp));
+}
+
+#[tokio::test]
+async fn a_letter_changed_forged_or_of_an_unknown_device_is_refused_and_its_work_still_lands() {
+    let (server, victim, attacker, mut victim_replica, _) = two_villages().await;
+    let note = victim_replica.set(NOW + 10, &household(1 << 64), "notes", json!("จริง"));
+    let genuine = relay_body(
+        &server,
+        victim_replica.device,
+        3,
+        std::slice::from_ref(&note),
+        None,
+    );
+    // One byte of the sealed letter changed on the way.
+    let mut changed = genuine.clone();
+    let mut hex = changed["letter"].as_str().unwrap().to_owned();
+    let flipped = if hex.ends_with('0') { '1' } else { '0' };
+    hex.pop();
+    hex.push(flipped);
+    changed["letter"] = json!(hex);
+    let (status, body) = server
+        .post("/v1/relay", &attacker, changed.to_string())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_letter")),
+        "{body}"
+    );
+    // The carrier writes its own letter in the victim's name, with filler
+    // under the victim's next stamp: it is not signed by the victim's key.
+    let filler = forged(note.stamp, &household(1 << 64), "notes", json!("x"));
+    let impostor = faenban_keys::DeviceKey::from_seed([0x66; 32]);
+    let letter = Letter {
+        device: victim_replica.device,
+        created_ms: NOW,
+        run: Some(LetterRun {
+            first_sequence: 3,
+            changes: ChangeSet::encode(std::slice::from_ref(&filler)),
+            signature: impostor
+                .sign_run(victim_replica.device, 3, std::slice::from_ref(&filler))
+                .to_string(),
+        }),
+        pull: None,
+    };
+    let sealed = faenban_store::bundle::seal_letter(
+        &impostor,
+        &server.backend.server_key().public(),
+        &letter,
+    )
+    .unwrap();
+    let forged_body = json!({
+        "protocol": PROTOCOL_VERSION,
+        "device": victim_replica.device,
+        "letter": faenban_keys::hex(&sealed),
+    });
+    let (status, body) = server
+        .post("/v1/relay", &attacker, forged_body.to_string())
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_letter")),
+        "{body}"
+    );
+    // A letter of a device that never said hello cannot be checked.
+    let (_, stray) = households(9, MINE, 1, NOW);
+    let body = relay_body(&server, device(9), 1, &stray, None);
+    let (status, body) = server.post("/v1/relay", &attacker, body.to_string()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::CONFLICT, Some("unknown_device")),
+        "{body}"
+    );
+    // The genuine letter still lands, whoever carries it.
+    let (status, answer) = server
+        .post("/v1/relay", &attacker, genuine.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        open_reply(&server, victim_replica.device, &answer).held_through,
+        3
+    );
+    let (status, body) = server
+        .push(&victim, victim_replica.device, 3, &[note])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["duplicates"].as_u64(), Some(1));
+}
+
+#[tokio::test]
+async fn a_letter_that_reaches_outside_its_devices_scope_is_refused_in_its_sealed_reply() {
+    let (server, _, attacker, mut victim_replica, _) = two_villages().await;
+    // The victim's own run reaches into the attacker's village (a mistake,
+    // or a hostile device): the carrier's wider scope does not let it in.
+    let wide = server.account("team", Role::Team, &["4001"], None);
+    let intrusion = victim_replica.set(NOW + 10, &household(2 << 64), "notes", json!("x"));
+    let body = relay_body(&server, victim_replica.device, 3, &[intrusion], Some(0));
+    let (status, answer) = server.post("/v1/relay", &wide, body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let reply = open_reply(&server, victim_replica.device, &answer);
+    assert_eq!(
+        reply.refused.as_ref().map(|refusal| refusal.error.as_str()),
+        Some("out_of_scope")
+    );
+    assert_eq!(reply.held_through, 2);
+    assert!(reply.ack.is_none());
+    // The attacker's household is untouched.
+    assert!(server
+        .pull_all(&attacker)
+        .await
+        .iter()
+        .all(|change| change.field != "notes"));
 }

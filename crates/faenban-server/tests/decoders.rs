@@ -154,6 +154,14 @@ fn arbitrary_bytes_to_every_endpoint_get_an_answer_with_a_reason() {
         "/v1/push",
         relay.to_string().into_bytes(),
     );
+    let letter = relay_body(&server, replica.device, 1, &changes, Some(0));
+    fuzz_post(
+        &server,
+        &runtime,
+        &token,
+        "/v1/relay",
+        letter.to_string().into_bytes(),
+    );
 
     // Query strings for pulls.
     runner()

@@ -11,6 +11,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/0002_records_rowid.sql"),
     include_str!("../../../schema/migrations/0003_sync.sql"),
     include_str!("../../../schema/migrations/0004_device_keys.sql"),
+    include_str!("../../../schema/migrations/0005_sealed_bundles.sql"),
 ];
 
 /// The schema version this build writes.

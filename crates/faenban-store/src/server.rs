@@ -348,6 +348,21 @@ impl Store {
         .collect()
     }
 
+    /// The account a device is bound to, and the key it bound (none for a
+    /// device bound before keys that has not said hello since).
+    pub fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>> {
+        let Some(owner) = device_owner(&self.connection, device)? else {
+            return Ok(None);
+        };
+        let account = self
+            .connection
+            .prepare_cached(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+            ))?
+            .query_row([owner.account], account_row)??;
+        Ok(Some((account, owner.key)))
+    }
+
     /// How much of a device's outbox the server holds.
     pub fn held_through(&self, device: DeviceId) -> Result<u64> {
         held_through(&self.connection, device)

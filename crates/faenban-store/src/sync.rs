@@ -1,17 +1,22 @@
 //! The laptop's side of sync and bundles: server settings, outbox runs to
 //! push and their acknowledgement, pulled pages applied with their cursor in
-//! one transaction, clock correction, and other devices' outboxes carried in
-//! bundles until this laptop can push them.
+//! one transaction, clock correction, the server's sealed replies taken in,
+//! and other devices' sealed letters and replies carried until they can be
+//! passed on.
 //!
 //! Every step is its own transaction, so a sync killed at any point resumes
 //! from where the file says it was: pushes are idempotent on the server, and
 //! the pull cursor moves only with the changes it covers.
 
 use faenban_core::clock::is_from_the_future;
+use faenban_core::sync::{ErrorBody, PullFrom, Reply};
 use faenban_core::{Change, DeviceId, Outcome, Stamp};
 use faenban_keys::{PublicKey, Signature};
 use rusqlite::{params, OptionalExtension};
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
+
+use crate::bundle::SealedBytes;
 
 use crate::error::{Error, Result};
 use crate::{read_meta, write_meta, Store};
@@ -43,20 +48,6 @@ pub struct OutboxRun {
     pub first_sequence: u64,
     /// The changes, in sequence order.
     pub changes: Vec<Change>,
-    /// Its device's signature, for a run that came from another device
-    /// (this device signs its own runs when it sends them). A signed run
-    /// travels whole, exactly as signed.
-    pub signed: Option<RunSignature>,
-}
-
-/// A device's signature over a run of its outbox, as it travels.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RunSignature {
-    /// 128 hex digits.
-    pub signature: String,
-    /// The device's public key, for a device that never said hello to the
-    /// server (its id is the one the key makes).
-    pub public_key: Option<String>,
 }
 
 impl OutboxRun {
@@ -67,7 +58,7 @@ impl OutboxRun {
     /// is cut where it must be.
     pub fn cut(mut self, max_changes: usize) -> OutboxRun {
         let max_changes = max_changes.max(1);
-        if self.changes.len() <= max_changes || self.signed.is_some() {
+        if self.changes.len() <= max_changes {
             return self;
         }
         let boundary_record = self.changes[max_changes].record.clone();
@@ -85,7 +76,7 @@ impl OutboxRun {
     /// changes large). One change is never cut.
     pub fn fit(mut self, max_changes: usize, max_bytes: usize) -> OutboxRun {
         self = self.cut(max_changes);
-        while self.changes.len() > 1 && self.signed.is_none() {
+        while self.changes.len() > 1 {
             let size: usize = self
                 .changes
                 .iter()
@@ -112,7 +103,6 @@ impl OutboxRun {
                 device: self.device,
                 first_sequence: self.first_sequence,
                 changes: self.changes[..window].to_vec(),
-                signed: None,
             };
             let piece = candidate.fit(max_changes, max_bytes);
             let taken = piece.changes.len().max(1);
@@ -138,6 +128,30 @@ pub struct Ack {
     pub held_through: u64,
     /// The server's signature over it (128 hex digits), when it came with one.
     pub signature: Option<String>,
+}
+
+/// A sealed letter or reply this laptop carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CarriedLetter {
+    /// Its row, to drop it once passed on.
+    pub id: i64,
+    /// The device and the sealed bytes.
+    pub item: SealedBytes,
+}
+
+/// What taking in one of the server's replies did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplyTaken {
+    /// Changes it brought.
+    pub received: Received,
+    /// How far the outbox is now acknowledged, when the reply dropped some of it.
+    pub acknowledged: Option<u64>,
+    /// Whether the pull cursor moved with it.
+    pub cursor_moved: bool,
+    /// True when the server has more for this laptop (the next bundle brings it).
+    pub more: bool,
+    /// Why the server refused the letter's run, when it did.
+    pub refused: Option<ErrorBody>,
 }
 
 /// Where the server's public key is kept in `meta`.
@@ -233,54 +247,6 @@ impl Store {
         Ok(collect_run(device.id, rows)?.map(|run| run.cut(max_changes)))
     }
 
-    /// The oldest signed run of each other device's outbox carried here in
-    /// bundles, whole, as its device signed it.
-    pub fn relay_runs(&self) -> Result<Vec<OutboxRun>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT r.device, r.first_sequence, r.last_sequence, r.signature, r.public_key \
-             FROM relay_runs r WHERE r.first_sequence = (SELECT MIN(first_sequence) \
-             FROM relay_runs o WHERE o.device = r.device) ORDER BY r.device",
-        )?;
-        let heads: Vec<(String, i64, i64, String, Option<String>)> = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    row.get(2)?,
-                    row.get(3)?,
-                    row.get(4)?,
-                ))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut runs = Vec::new();
-        for (device, first, last, signature, public_key) in heads {
-            let id = parse_device(&device)?;
-            let mut statement = self.connection.prepare_cached(
-                "SELECT relay.sequence, changes.body FROM relay \
-                 JOIN changes ON changes.seq = relay.change_seq \
-                 WHERE relay.device = ?1 AND relay.sequence BETWEEN ?2 AND ?3 \
-                 ORDER BY relay.sequence",
-            )?;
-            let rows = statement.query_map(params![device, first, last], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-            })?;
-            let Some(mut run) = collect_run(id, rows)? else {
-                continue;
-            };
-            if run.first_sequence != first as u64 || run.last_sequence() != last as u64 {
-                return Err(Error::Corrupt(format!(
-                    "a relayed run of device {id} is missing changes"
-                )));
-            }
-            run.signed = Some(RunSignature {
-                signature,
-                public_key,
-            });
-            runs.push(run);
-        }
-        Ok(runs)
-    }
-
     /// Marks this device's outbox through `up_to` as having left the
     /// laptop: from now on those changes keep their stamps. Called before a
     /// push is sent, so that a push whose answer is lost still counts.
@@ -342,36 +308,16 @@ impl Store {
         Ok(queued as u64)
     }
 
-    /// The server holds `device`'s outbox through `held_through`: drops
-    /// what it holds (from this device's outbox, or from the relay queue)
-    /// and remembers it, with the server's signature when there is one, to
-    /// carry back to that device in a bundle.
-    pub fn acknowledge(
-        &mut self,
-        device: DeviceId,
-        held_through: u64,
-        signature: Option<&str>,
-    ) -> Result<()> {
-        let own = self.device()?.is_some_and(|info| info.id == device);
+    /// The server holds this device's outbox through `held_through`: drops
+    /// what it holds and remembers it, with the server's signature when
+    /// there is one.
+    pub fn acknowledge(&mut self, held_through: u64, signature: Option<&str>) -> Result<()> {
+        let device = self.device()?.ok_or(Error::NotInitialized)?.id;
         let tx = self.connection.transaction()?;
-        if own {
-            tx.execute(
-                "DELETE FROM outbox WHERE sequence <= ?1",
-                [held_through as i64],
-            )?;
-        } else {
-            // Runs the server holds whole go; the changes go once no run
-            // left needs them (runs of different bundles may overlap).
-            tx.execute(
-                "DELETE FROM relay_runs WHERE device = ?1 AND last_sequence <= ?2",
-                params![device.to_string(), held_through as i64],
-            )?;
-            tx.execute(
-                "DELETE FROM relay WHERE device = ?1 AND sequence <= ?2 AND sequence < \
-                 COALESCE((SELECT MIN(first_sequence) FROM relay_runs WHERE device = ?1), ?2 + 1)",
-                params![device.to_string(), held_through as i64],
-            )?;
-        }
+        tx.execute(
+            "DELETE FROM outbox WHERE sequence <= ?1",
+            [held_through as i64],
+        )?;
         tx.execute(
             "INSERT INTO acks (device, held_through, signature) VALUES (?1, ?2, ?3) \
              ON CONFLICT (device) DO UPDATE SET held_through = excluded.held_through, \
@@ -452,13 +398,7 @@ impl Store {
         check: Option<&str>,
     ) -> Result<Received> {
         self.write(local_wall_ms, |session| {
-            let mut received = Received::default();
-            for change in changes {
-                match session.receive(change)? {
-                    Outcome::Duplicate => received.duplicates += 1,
-                    _ => received.new += 1,
-                }
-            }
+            let received = receive_all(session, changes)?;
             write_meta(&session.tx, "pull_cursor", &next.to_string())?;
             match check {
                 Some(check) => write_meta(&session.tx, "pull_check", check)?,
@@ -522,108 +462,181 @@ impl Store {
         write_meta(&self.connection, "last_sync_ms", &local_wall_ms.to_string())
     }
 
-    /// Every change this laptop knows, in the order it learned them: what a
-    /// bundle carries.
-    pub fn for_each_change<E: From<Error>>(
-        &self,
-        mut visit: impl FnMut(Change) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut statement = self
-            .connection
-            .prepare_cached("SELECT body FROM changes ORDER BY seq")
-            .map_err(Error::from)?;
-        let mut rows = statement.query([]).map_err(Error::from)?;
-        while let Some(row) = rows.next().map_err(Error::from)? {
-            let body = row.get_ref(0).map_err(Error::from)?;
-            let body = body
-                .as_str()
-                .map_err(|error| Error::Corrupt(error.to_string()))?;
-            visit(serde_json::from_str(body).map_err(Error::from)?)?;
+    /// The server's key, as learned at this laptop's last hello.
+    pub fn server_key(&self) -> Result<Option<PublicKey>> {
+        Ok(read_meta(&self.connection, SERVER_KEY)?
+            .as_deref()
+            .and_then(PublicKey::from_hex))
+    }
+
+    /// Where this laptop's pull stands, as a letter tells the server.
+    pub fn pull_from(&self) -> Result<PullFrom> {
+        Ok(PullFrom {
+            since: self.pull_cursor()?,
+            check: self.pull_check()?,
+        })
+    }
+
+    /// Keeps sealed letters (for the server) or replies (for their
+    /// devices) that came in a bundle, to pass on; one already kept is not
+    /// kept twice. A reply replaces the one kept for its device before: the
+    /// server's latest answer holds everything its device still needs.
+    /// Returns how many were new.
+    pub fn carry(
+        &mut self,
+        local_wall_ms: u64,
+        to_server: bool,
+        items: Vec<SealedBytes>,
+    ) -> Result<usize> {
+        let tx = self.connection.transaction()?;
+        let mut new = 0;
+        for item in items {
+            let digest = Sha256::digest(&item.body).to_vec();
+            let held: bool = tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM sealed WHERE digest = ?1)")?
+                .query_row([&digest], |row| row.get(0))?;
+            if held {
+                continue;
+            }
+            if !to_server {
+                tx.prepare_cached("DELETE FROM sealed WHERE to_server = 0 AND device = ?1")?
+                    .execute([item.device.to_string()])?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO sealed (device, to_server, body, digest, received_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                item.device.to_string(),
+                to_server,
+                item.body,
+                digest,
+                local_wall_ms as i64
+            ])?;
+            new += 1;
+        }
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// The sealed letters this laptop carries for the server, oldest first.
+    pub fn carried_letters(&self) -> Result<Vec<CarriedLetter>> {
+        self.sealed_items(true)
+    }
+
+    /// The sealed replies this laptop carries back to their devices.
+    pub fn carried_replies(&self) -> Result<Vec<CarriedLetter>> {
+        self.sealed_items(false)
+    }
+
+    fn sealed_items(&self, to_server: bool) -> Result<Vec<CarriedLetter>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id, device, body FROM sealed WHERE to_server = ?1 ORDER BY id",
+        )?;
+        let rows = statement.query_map([to_server], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, device, body) = row?;
+            Ok(CarriedLetter {
+                id,
+                item: SealedBytes {
+                    device: parse_device(&device)?,
+                    body,
+                },
+            })
+        })
+        .collect()
+    }
+
+    /// The server answered a carried letter: the letter goes and the reply
+    /// is kept to take back to its device, in one transaction. `None` when
+    /// the server refused the letter as one it cannot open (it would never
+    /// take it; its device still has its outbox).
+    pub fn letter_answered(
+        &mut self,
+        local_wall_ms: u64,
+        letter: i64,
+        reply: Option<SealedBytes>,
+    ) -> Result<()> {
+        let tx = self.connection.transaction()?;
+        tx.execute(
+            "DELETE FROM sealed WHERE id = ?1 AND to_server = 1",
+            [letter],
+        )?;
+        tx.commit()?;
+        if let Some(reply) = reply {
+            self.carry(local_wall_ms, false, vec![reply])?;
         }
         Ok(())
     }
 
-    /// Takes in a bundle from another laptop, in one transaction: its
-    /// changes, the outboxes it carries (queued here to push for their
-    /// devices), and what the server holds of each device's outbox.
-    pub fn import_bundle(
-        &mut self,
-        local_wall_ms: u64,
-        changes: Vec<Change>,
-        outboxes: Vec<OutboxRun>,
-        acks: &[Ack],
-    ) -> Result<Received> {
+    /// Takes in the server's reply to one of this laptop's letters, opened
+    /// and verified: the changes it brings, each page with its cursor in
+    /// one transaction, and its acknowledgement, which drops the outbox
+    /// only when the server's signature on it verifies for the change the
+    /// outbox holds at that sequence. The cursor moves only when the reply
+    /// answers the pull from where this laptop's stands (an older reply
+    /// brings its changes, and the cursor stays).
+    pub fn take_reply(&mut self, local_wall_ms: u64, reply: Reply) -> Result<ReplyTaken> {
         let own = self.device()?.ok_or(Error::NotInitialized)?.id;
-        let known_acks: std::collections::HashMap<DeviceId, u64> = self
-            .acks()?
-            .into_iter()
-            .map(|ack| (ack.device, ack.held_through))
-            .collect();
-        let received = self.write(local_wall_ms, |session| {
-            let mut received = Received::default();
-            for change in changes {
-                match session.receive(change)? {
-                    Outcome::Duplicate => received.duplicates += 1,
-                    _ => received.new += 1,
-                }
-            }
-            for run in outboxes.into_iter().filter(|run| run.device != own) {
-                let held = known_acks.get(&run.device).copied().unwrap_or(0);
-                let held = acks
-                    .iter()
-                    .filter(|ack| ack.device == run.device)
-                    .map(|ack| ack.held_through)
-                    .fold(held, u64::max);
-                let Some(signed) = run.signed.clone() else {
-                    // An unsigned run could never be passed on.
-                    continue;
-                };
-                let last = run.last_sequence();
-                if last <= held || run.changes.is_empty() {
-                    continue;
-                }
-                // Kept whole: the signature covers the whole run. A longer
-                // run from the same start (a later bundle) replaces it.
-                session
-                    .tx
-                    .prepare_cached(
-                        "INSERT INTO relay_runs (device, first_sequence, last_sequence, signature, public_key) \
-                         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (device, first_sequence) DO UPDATE SET \
-                         last_sequence = excluded.last_sequence, signature = excluded.signature, \
-                         public_key = excluded.public_key WHERE excluded.last_sequence > last_sequence",
-                    )?
-                    .execute(params![
-                        run.device.to_string(),
-                        run.first_sequence as i64,
-                        last as i64,
-                        signed.signature,
-                        signed.public_key
-                    ])?;
-                for (offset, change) in run.changes.into_iter().enumerate() {
-                    let sequence = run.first_sequence + offset as u64;
-                    session.receive(change.clone())?;
-                    let log_seq = change_seq_of(&session.tx, &change.stamp)?;
-                    session
-                        .tx
-                        .prepare_cached(
-                            "INSERT OR IGNORE INTO relay (device, sequence, change_seq) \
-                             VALUES (?1, ?2, ?3)",
-                        )?
-                        .execute(params![run.device.to_string(), sequence as i64, log_seq])?;
-                }
-            }
-            Ok(received)
-        })?;
-        for ack in acks {
-            // Another device's acknowledgement only drops copies carried
-            // here; this device's own drops its outbox, so it must verify.
-            if ack.device == own && !self.verifies_own_ack(ack)? {
-                continue;
-            }
-            self.acknowledge(ack.device, ack.held_through, ack.signature.as_deref())?;
+        if reply.device != own {
+            return Err(Error::Corrupt("a reply for another device".into()));
         }
-        Ok(received)
+        let mut taken = ReplyTaken {
+            refused: reply.refused,
+            ..ReplyTaken::default()
+        };
+        if let Some(pulled) = reply.pulled {
+            let follows = pulled.since == self.pull_cursor()?;
+            taken.more = pulled.more;
+            for page in pulled.pages {
+                let changes = page
+                    .changes
+                    .decode()
+                    .map_err(|error| Error::Corrupt(format!("a reply from the server: {error}")))?;
+                let received = if follows {
+                    self.apply_pulled(local_wall_ms, changes, page.next, page.check.as_deref())?
+                } else {
+                    self.apply_received(local_wall_ms, changes)?
+                };
+                taken.received.new += received.new;
+                taken.received.duplicates += received.duplicates;
+            }
+            taken.cursor_moved = follows;
+        }
+        let ack = Ack {
+            device: own,
+            held_through: reply.held_through,
+            signature: reply.ack,
+        };
+        if self.verifies_own_ack(&ack)? {
+            self.acknowledge(ack.held_through, ack.signature.as_deref())?;
+            taken.acknowledged = Some(ack.held_through);
+        }
+        Ok(taken)
     }
+
+    /// Applies changes without moving the pull cursor.
+    fn apply_received(&mut self, local_wall_ms: u64, changes: Vec<Change>) -> Result<Received> {
+        self.write(local_wall_ms, |session| receive_all(session, changes))
+    }
+}
+
+/// Merges changes from elsewhere into the session; how many were new.
+fn receive_all(session: &mut crate::Session<'_>, changes: Vec<Change>) -> Result<Received> {
+    let mut received = Received::default();
+    for change in changes {
+        match session.receive(change)? {
+            Outcome::Duplicate => received.duplicates += 1,
+            _ => received.new += 1,
+        }
+    }
+    Ok(received)
 }
 
 /// One row more than a run may hold: the row after tells whether the run
@@ -648,7 +661,6 @@ fn collect_run(
                     device,
                     first_sequence: sequence as u64,
                     changes: vec![change],
-                    signed: None,
                 })
             }
             Some(run) => {
@@ -661,23 +673,6 @@ fn collect_run(
         }
     }
     Ok(run)
-}
-
-fn change_seq_of(connection: &rusqlite::Connection, stamp: &Stamp) -> Result<i64> {
-    connection
-        .prepare_cached(
-            "SELECT seq FROM changes WHERE wall_ms = ?1 AND counter = ?2 AND device = ?3",
-        )?
-        .query_row(
-            params![
-                stamp.hlc.wall_ms as i64,
-                stamp.hlc.counter,
-                stamp.device.to_string()
-            ],
-            |row| row.get(0),
-        )
-        .optional()?
-        .ok_or_else(|| Error::Corrupt("a received change is missing from the log".into()))
 }
 
 pub(crate) fn parse_device(text: &str) -> Result<DeviceId> {
@@ -709,7 +704,6 @@ mod tests {
                     previous_stamps: Vec::new(),
                 })
                 .collect(),
-            signed: None,
         }
     }
 

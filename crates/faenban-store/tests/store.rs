@@ -324,8 +324,21 @@ fn a_laptop_made_before_keys_gets_a_key_and_keeps_its_id_when_opened() {
 }
 
 #[test]
-fn a_forged_acknowledgement_in_a_bundle_drops_nothing() {
-    use faenban_store::sync::Ack;
+fn a_forged_acknowledgement_in_a_reply_drops_nothing() {
+    use faenban_core::sync::Reply;
+    struct Ack {
+        device: faenban_core::DeviceId,
+        held_through: u64,
+        signature: Option<String>,
+    }
+    let reply = |ack: Ack| Reply {
+        device: ack.device,
+        server_time_ms: 1_795_000_000_001,
+        held_through: ack.held_through,
+        ack: ack.signature,
+        refused: None,
+        pulled: None,
+    };
     let mut laptop = Store::open_in_memory().unwrap();
     laptop
         .init("laptop", &DeviceKey::from_seed([7; 32]))
@@ -372,9 +385,8 @@ fn a_forged_acknowledgement_in_a_bundle_drops_nothing() {
         },
     ];
     for ack in forged {
-        laptop
-            .import_bundle(1_795_000_000_001, Vec::new(), Vec::new(), &[ack])
-            .unwrap();
+        let taken = laptop.take_reply(1_795_000_000_001, reply(ack)).unwrap();
+        assert_eq!(taken.acknowledged, None);
         assert_eq!(laptop.status().unwrap().unpushed, waiting);
     }
     let genuine = Ack {
@@ -382,9 +394,10 @@ fn a_forged_acknowledgement_in_a_bundle_drops_nothing() {
         held_through: last,
         signature: Some(server.sign_ack(own, last, &change.stamp).to_string()),
     };
-    laptop
-        .import_bundle(1_795_000_000_002, Vec::new(), Vec::new(), &[genuine])
+    let taken = laptop
+        .take_reply(1_795_000_000_002, reply(genuine))
         .unwrap();
+    assert_eq!(taken.acknowledged, Some(last));
     assert_eq!(laptop.status().unwrap().unpushed, 0);
 }
 

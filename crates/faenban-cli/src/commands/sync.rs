@@ -1,6 +1,7 @@
-//! `faenban login` and `faenban sync`: push the outbox (and outboxes
-//! carried in from bundles) in batches, pull what others recorded since the
-//! cursor, and correct the laptop's clock by the server's.
+//! `faenban login` and `faenban sync`: push the outbox in batches, hand the
+//! server the sealed letters carried in from bundles (keeping its sealed
+//! replies to take back), pull what others recorded since the cursor, and
+//! correct the laptop's clock by the server's.
 //!
 //! Each step commits on its own, so a sync killed at any point is simply
 //! run again: pushes the server holds are recognized, and the pull resumes
@@ -10,9 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use faenban_core::sync::{
-    ChangeSet, HelloRequest, PushRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
+    ChangeSet, HelloRequest, PushRequest, RelayRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES,
+    PROTOCOL_VERSION,
 };
 use faenban_keys::DeviceKey;
+use faenban_store::bundle::SealedBytes;
 use faenban_store::sync::{OutboxRun, SyncSettings};
 use faenban_store::SCHEMA_VERSION;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -136,7 +139,8 @@ fn retry(retries: u32) -> Retry {
 struct Summary {
     pushed: u64,
     already_on_server: u64,
-    relayed: u64,
+    letters_passed_on: u64,
+    letters_dropped: u64,
     restamped_by_server: u64,
     pulled: u64,
     pulled_already_held: u64,
@@ -199,7 +203,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         let run = run.fit(MAX_BATCH_CHANGES, MAX_BATCH_BYTES);
         let last = run.last_sequence();
         context.store.mark_shared(last)?;
-        let response = match push_run(&client, &run, Some(&key)) {
+        let response = match push_run(&client, &run, &key) {
             Ok(response) => response,
             Err(ClientError::Refused { code, .. })
                 if matches!(code.as_str(), "sequence_reused" | "sequence_gap")
@@ -247,7 +251,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         // beyond this batch have not been compared with what it holds.
         context
             .store
-            .acknowledge(device.id, response.held_through.min(last), None)?;
+            .acknowledge(response.held_through.min(last), None)?;
         if response.held_through < last {
             return Err(anyhow::anyhow!(
                 "the server kept this laptop's outbox only through {}, not {last}",
@@ -256,46 +260,53 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
-    // Outboxes of other laptops that came here in bundles. A refused one
-    // stays queued; the others go on.
-    let mut refused_devices = std::collections::HashSet::new();
-    loop {
-        let runs: Vec<OutboxRun> = context
-            .store
-            .relay_runs()?
-            .into_iter()
-            .filter(|run| !refused_devices.contains(&run.device))
-            .collect();
-        if runs.is_empty() {
-            break;
-        }
-        for run in runs {
-            let response = match push_run(&client, &run, None) {
-                Ok(response) => response,
-                Err(error @ ClientError::Refused { .. }) => {
-                    refused_devices.insert(run.device);
-                    refusal.get_or_insert(network_failure(context, error));
-                    continue;
-                }
-                Err(error) => return Err(network_failure(context, error).into()),
-            };
-            summary.relayed += u64::from(response.applied);
-            summary.restamped_by_server += u64::from(response.restamped);
-            let last = run.last_sequence();
-            // Kept with the server's signature, to carry back to that
-            // laptop in a bundle.
-            let signature = (response.held_through <= last)
-                .then_some(response.ack.as_deref())
-                .flatten();
-            context
-                .store
-                .acknowledge(run.device, response.held_through.min(last), signature)?;
-            if response.held_through < last {
-                return Err(anyhow::anyhow!(
-                    "the server did not take the outbox of device {}",
-                    run.device
-                ));
+    // Letters other laptops sealed to the server, carried here in bundles.
+    // An answered letter goes, and its sealed reply is kept to take back.
+    for carried in context.store.carried_letters()? {
+        let device = carried.item.device;
+        let request = RelayRequest {
+            protocol: PROTOCOL_VERSION,
+            device,
+            letter: faenban_keys::hex(&carried.item.body),
+        };
+        match client.relay(&request) {
+            Ok(response) => {
+                let body = faenban_keys::unhex_vec(&response.reply)
+                    .filter(|_| response.device == device)
+                    .ok_or_else(|| {
+                        network_failure(
+                            context,
+                            ClientError::BadAnswer("a relay's reply is not sealed bytes".into()),
+                        )
+                    })?;
+                context.store.letter_answered(
+                    now_ms(),
+                    carried.id,
+                    Some(SealedBytes { device, body }),
+                )?;
+                summary.letters_passed_on += 1;
             }
+            // Refused for this account (its token), not for the letter:
+            // the letter stays, to try again.
+            Err(error @ ClientError::Refused { status: 401, .. }) => {
+                refusal.get_or_insert(network_failure(context, error));
+                break;
+            }
+            Err(ClientError::Refused { code, .. }) => {
+                // The server will never take this letter (damaged, or of a
+                // laptop it does not know). Nothing is lost: that laptop
+                // keeps its outbox until a reply says the server holds it.
+                context.store.letter_answered(now_ms(), carried.id, None)?;
+                summary.letters_dropped += 1;
+                eprintln!(
+                    "{} {device} ({code})",
+                    context.lang.pick(
+                        "เซิร์ฟเวอร์ไม่รับจดหมายที่ฝากมาจากเครื่อง (ข้อมูลยังอยู่ที่เครื่องนั้น ให้ส่งมาใหม่):",
+                        "the server will not take a letter carried for laptop (its data is still on that laptop; it can send it again):"
+                    )
+                );
+            }
+            Err(error) => return Err(network_failure(context, error).into()),
         }
     }
 
@@ -369,36 +380,23 @@ fn say_hello(
     })
 }
 
-/// Pushes a run: this laptop's own, signed here with `key`, or another
-/// device's, as that device signed it.
+/// Pushes a run of this laptop's outbox, signed here with `key`.
 fn push_run(
     client: &Client,
     run: &OutboxRun,
-    key: Option<&DeviceKey>,
+    key: &DeviceKey,
 ) -> Result<faenban_core::sync::PushResponse, ClientError> {
-    let (signature, public_key) = match (key, &run.signed) {
-        (Some(key), _) => (
-            key.sign_run(run.device, run.first_sequence, &run.changes)
-                .to_string(),
-            None,
-        ),
-        (None, Some(signed)) => (signed.signature.clone(), signed.public_key.clone()),
-        (None, None) => {
-            return Err(ClientError::Setup(format!(
-                "the relayed outbox of device {} carries no signature",
-                run.device
-            )))
-        }
-    };
     client.push(&PushRequest {
         protocol: PROTOCOL_VERSION,
         schema: SCHEMA_VERSION,
         device: run.device,
-        relay: key.is_none(),
+        relay: false,
         first_sequence: run.first_sequence,
         changes: ChangeSet::encode(&run.changes),
-        signature,
-        public_key,
+        signature: key
+            .sign_run(run.device, run.first_sequence, &run.changes)
+            .to_string(),
+        public_key: None,
     })
 }
 
@@ -436,14 +434,14 @@ fn print_summary(context: &Context, summary: &Summary) {
         summary.already_on_server,
         lang.pick("มีบนเซิร์ฟเวอร์อยู่แล้ว", "already on the server")
     );
-    if summary.relayed > 0 {
+    if summary.letters_passed_on > 0 {
         println!(
             "{} {}",
             lang.pick(
-                "ส่งแทนเครื่องอื่น (จากไฟล์ชุดข้อมูล):",
-                "passed on for other laptops (from bundles):"
+                "ส่งจดหมายที่ฝากมาจากเครื่องอื่นแล้ว (คำตอบรอส่งกลับในไฟล์ชุดข้อมูล):",
+                "letters passed on for other laptops (their replies go back in a bundle):"
             ),
-            summary.relayed
+            summary.letters_passed_on
         );
     }
     println!(
@@ -493,23 +491,7 @@ fn network_failure(context: &Context, error: ClientError) -> Failure {
             format!("{error}; everything recorded is still on this laptop, sync again when online"),
         ),
         ClientError::Refused { code, .. } => {
-            let th = match code.as_str() {
-                "bad_token" | "missing_token" => {
-                    "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่"
-                }
-                "revoked" => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
-                "out_of_scope" => "มีการแก้ไขครัวเรือนนอกพื้นที่ที่บัญชีนี้รับผิดชอบ เซิร์ฟเวอร์ไม่รับทั้งชุด",
-                "wrong_device" => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
-                "wrong_key" | "bad_signature" => {
-                    "เซิร์ฟเวอร์ยืนยันกุญแจของเครื่องนี้ไม่ได้ (รหัสเครื่องผูกกับกุญแจอื่น หรือข้อมูลถูกแก้ระหว่างทาง)"
-                }
-                "limit_exceeded" | "bad_value" => {
-                    "มีการแก้ไขที่ค่าใหญ่เกินหรือรูปแบบไม่ถูกต้อง เซิร์ฟเวอร์ไม่รับทั้งชุด"
-                }
-                "stamp_reused" => "เซิร์ฟเวอร์มีการแก้ไขอื่นภายใต้ตราเวลาเดียวกันอยู่แล้ว",
-                "protocol_version" => "โปรแกรม faenban ในเครื่องนี้หรือบนเซิร์ฟเวอร์เก่าเกินไป ให้อัปเดต",
-                _ => "เซิร์ฟเวอร์ไม่รับคำขอ",
-            };
+            let th = refusal_th(code);
             Failure::new(
                 Kind::Refused,
                 lang,
@@ -520,5 +502,22 @@ fn network_failure(context: &Context, error: ClientError) -> Failure {
         ClientError::BadAnswer(_) | ClientError::Setup(_) => {
             Failure::new(Kind::Network, lang, format!("{error}"), format!("{error}"))
         }
+    }
+}
+
+/// What a refusal code of the server means, in Thai.
+pub(super) fn refusal_th(code: &str) -> &'static str {
+    match code {
+        "bad_token" | "missing_token" => "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่",
+        "revoked" => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
+        "out_of_scope" => "มีการแก้ไขครัวเรือนนอกพื้นที่ที่บัญชีนี้รับผิดชอบ เซิร์ฟเวอร์ไม่รับทั้งชุด",
+        "wrong_device" => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
+        "wrong_key" | "bad_signature" => {
+            "เซิร์ฟเวอร์ยืนยันกุญแจของเครื่องนี้ไม่ได้ (รหัสเครื่องผูกกับกุญแจอื่น หรือข้อมูลถูกแก้ระหว่างทาง)"
+        }
+        "limit_exceeded" | "bad_value" => "มีการแก้ไขที่ค่าใหญ่เกินหรือรูปแบบไม่ถูกต้อง เซิร์ฟเวอร์ไม่รับทั้งชุด",
+        "stamp_reused" => "เซิร์ฟเวอร์มีการแก้ไขอื่นภายใต้ตราเวลาเดียวกันอยู่แล้ว",
+        "protocol_version" => "โปรแกรม faenban ในเครื่องนี้หรือบนเซิร์ฟเวอร์เก่าเกินไป ให้อัปเดต",
+        _ => "เซิร์ฟเวอร์ไม่รับคำขอ",
     }
 }

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
-use faenban_core::sync::{ChangeSet, PullPage, Role, Scope, PROTOCOL_VERSION};
+use faenban_core::sync::{
+    ChangeSet, Letter, LetterRun, PullFrom, PullPage, Reply, Role, Scope, PROTOCOL_VERSION,
+};
 use faenban_core::{Change, DeviceId, Dimension, RecordKey, RecordKind, Replica};
 use faenban_keys::DeviceKey;
 use faenban_server::backend::{Backend, SqliteBackend};
@@ -162,6 +164,47 @@ pub fn push_body(device: DeviceId, first_sequence: u64, changes: &[Change], rela
         body["public_key"] = json!(key.public().to_string());
     }
     body
+}
+
+/// A relay of `device`'s letter (its run from `first_sequence`, and a pull
+/// from `pull_from` when given), sealed to the server's key.
+pub fn relay_body(
+    server: &Server,
+    device: DeviceId,
+    first_sequence: u64,
+    changes: &[Change],
+    pull_from: Option<u64>,
+) -> Value {
+    let key = key_of(device);
+    let letter = Letter {
+        device,
+        created_ms: NOW,
+        run: (!changes.is_empty()).then(|| LetterRun {
+            first_sequence,
+            changes: ChangeSet::encode(changes),
+            signature: key.sign_run(device, first_sequence, changes).to_string(),
+        }),
+        pull: pull_from.map(|since| PullFrom { since, check: None }),
+    };
+    let sealed =
+        faenban_store::bundle::seal_letter(&key, &server.backend.server_key().public(), &letter)
+            .unwrap();
+    json!({
+        "protocol": PROTOCOL_VERSION,
+        "device": device,
+        "letter": faenban_keys::hex(&sealed),
+    })
+}
+
+/// The server's answer to a relay, opened with the key of the device it is for.
+pub fn open_reply(server: &Server, device: DeviceId, answer: &Value) -> Reply {
+    let sealed = faenban_keys::unhex_vec(answer["reply"].as_str().unwrap()).unwrap();
+    faenban_store::bundle::open_reply(
+        &key_of(device),
+        &server.backend.server_key().public(),
+        &sealed,
+    )
+    .unwrap()
 }
 
 /// The keys of the devices tests made, by device id.
