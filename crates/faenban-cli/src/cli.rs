@@ -121,6 +121,26 @@ pub enum Command {
     /// Carry a sync as a file, for a laptop with no connection.
     #[command(subcommand)]
     Bundle(BundleCommand),
+    /// Changes waiting for the server, and those it refused (set aside with its reason).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+/// `faenban outbox …`.
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// How many changes wait, and every change the server refused, with why.
+    List,
+    /// One refused change: the record, the field, the value and the server's reason.
+    Show {
+        /// Its number, as `outbox list` shows it.
+        sequence: u64,
+    },
+    /// Queue refused changes again (all, or the numbers given), to go at the next sync.
+    Retry {
+        /// Their numbers, as `outbox list` shows them; none means all.
+        sequences: Vec<u64>,
+    },
 }
 
 /// `faenban bundle …`.

@@ -168,7 +168,9 @@ fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
             error.to_string(),
         ),
         E::Core(core) => from_core(lang, core),
-        E::Refused { .. } => Failure::new(Kind::Refused, lang, error.to_string(), error.to_string()),
+        E::Refused { .. } | E::RefusedRecords(_) => {
+            Failure::new(Kind::Refused, lang, error.to_string(), error.to_string())
+        }
         E::Sqlite(_) | E::Json(_) => storage("ฐานข้อมูลมีปัญหา"),
     }
 }

@@ -104,5 +104,6 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
         Command::Bundle(cli::BundleCommand::Import { file }) => {
             commands::bundles::import(&mut context, &file)
         }
+        Command::Outbox(command) => commands::outbox(&mut context, command),
     }
 }

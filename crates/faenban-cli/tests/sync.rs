@@ -312,7 +312,7 @@ fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(
 }
 
 #[test]
-fn out_of_scope_revoked_and_forged_are_refused_and_nothing_is_lost() {
+fn a_change_the_server_refuses_is_set_aside_and_the_rest_still_reaches_the_office() {
     let server = ServerProcess::start();
     let office = laptop("จังหวัด");
     office.login(&server, &server.account("จังหวัด", "province", ""));
@@ -330,26 +330,67 @@ fn out_of_scope_revoked_and_forged_are_refused_and_nothing_is_lost() {
     let volunteer = laptop("อสม.");
     volunteer.login(&server, &server.account("มาลี", "volunteer", "40010203"));
     volunteer.add_household(); // village 40010101: not this account's
-    let before = volunteer.unpushed();
-    let stored = || -> i64 {
-        let connection = rusqlite::Connection::open(server.database()).unwrap();
-        connection
-            .query_row("SELECT COUNT(*) FROM feed", [], |row| row.get(0))
-            .unwrap()
-    };
-    let stored_before = stored();
+                               // Work in its own village, recorded after the refused household.
+    volunteer.ok(&[
+        "household",
+        "add",
+        "--house-code",
+        "4001-000456-7",
+        "--village",
+        "40010203",
+        "--address",
+        "9 หมู่ 3",
+    ]);
     let (code, stderr) = volunteer.fails(&["--lang", "en", "sync", "--retries", "0"]);
     assert_eq!(code, 8);
-    assert!(stderr.contains("outside the account's areas"), "{stderr}");
-    assert!(stderr.contains("still on this laptop"), "{stderr}");
-    assert_eq!(volunteer.unpushed(), before);
-    assert_eq!(
-        stored(),
-        stored_before,
-        "nothing of the refused batch was stored"
-    );
+    assert!(stderr.contains("set aside"), "{stderr}");
+    assert!(stderr.contains("outbox list"), "{stderr}");
+    assert_eq!(volunteer.unpushed(), 0, "everything else went");
     // The refusal did not stop the pull: the office's household is here.
     assert!(volunteer.ok(&["export"]).contains("40010001234"));
+    office.sync();
+    let at_office = office.ok(&["export"]);
+    assert!(
+        at_office.contains("40010004567"),
+        "the in-scope household arrived"
+    );
+    assert!(!at_office.contains("40010123456"));
+
+    // The laptop shows what is held back, and why, in Thai.
+    let status = volunteer.json(&["status"]);
+    let held = status["held_back_changes"].as_u64().unwrap();
+    assert!(held > 0, "{status}");
+    assert_eq!(status["last_sync_problem"].as_str(), Some("held_back"));
+    let listed = volunteer.ok(&["--lang", "th", "outbox", "list"]);
+    assert!(listed.contains("นอกพื้นที่"), "{listed}");
+    assert!(
+        listed.contains(&format!("#1–{held}  ")),
+        "one line per record: {listed}"
+    );
+    assert!(listed.contains("ครัวเรือน"), "{listed}");
+    let shown = volunteer.json(&["outbox", "list"]);
+    let first = shown["held_back"][0]["sequence"].as_u64().unwrap();
+    assert!(volunteer
+        .ok(&["--lang", "en", "outbox", "show", &first.to_string()])
+        .contains("outside this account's scope"));
+    // Syncing again sends nothing new and does not fail for what is already set aside.
+    volunteer.ok(&["sync", "--retries", "0"]);
+
+    // The office widens the account; the volunteer sends them again.
+    server.admin(
+        "account",
+        "edit",
+        &["--name", "มาลี", "--area", "40010203,40010101"],
+    );
+    let queued = volunteer.json(&["outbox", "retry"]);
+    assert_eq!(queued["queued"].as_u64(), Some(held));
+    let synced = volunteer.sync();
+    assert_eq!(synced["held_back"].as_u64(), Some(0), "{synced}");
+    assert_eq!(volunteer.unpushed(), 0);
+    office.sync();
+    assert!(office.ok(&["export"]).contains("40010123456"));
+    let status = volunteer.json(&["status"]);
+    assert_eq!(status["last_sync_problem"], Value::Null, "{status}");
 
     // A forged token: login refuses it, and keeps no settings.
     let stranger = laptop("ไม่รู้จัก");

@@ -14,7 +14,7 @@ use crate::clock::{DeviceId, Hlc, Stamp};
 
 /// The protocol version this build speaks. A request with another version is
 /// refused with a reason, never half-understood.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a device signs to vouch for a run of its outbox: a domain tag, the
 /// device, the first sequence, and each change as JSON (its own form, not
@@ -392,6 +392,24 @@ pub struct PushResponse {
     /// drops its outbox only on an acknowledgement that verifies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack: Option<String>,
+    /// Sequences up to `held_through` the server refused for what they say
+    /// (scope, a value, a limit) and did not apply: the device sets them
+    /// aside with the reason, and may send them again later under new
+    /// sequences. Every other sequence up to `held_through` is held.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<HeldBack>,
+}
+
+/// A change of a pushed batch that the server refused and did not apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldBack {
+    /// Its outbox sequence.
+    pub sequence: u64,
+    /// `out_of_scope`, `bad_value` or `limit_exceeded`.
+    pub error: String,
+    /// Why, in English.
+    pub message: String,
 }
 
 /// `GET /v1/changes?since=…&limit=…`: one page of the changes in the
@@ -498,6 +516,10 @@ pub struct Reply {
     /// Why the letter's run was refused, when it was (nothing of it applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<ErrorBody>,
+    /// Changes of the run the server refused and did not apply, as a push
+    /// answers them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<HeldBack>,
     /// The pull the letter asked for: where it started, and its pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pulled: Option<ReplyPull>,

@@ -50,6 +50,10 @@ pub trait Backend: Send + Sync + 'static {
     fn accounts(&self) -> Result<Vec<Account>>;
     /// Revokes an account.
     fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account>;
+    /// Changes what an account covers.
+    fn edit_account(&self, name: &str, scope: &Scope) -> Result<Account>;
+    /// Releases a device from its account and key; its next hello binds it.
+    fn release_device(&self, device: DeviceId) -> Result<()>;
     /// Binds a device to an account by the administrator's choice,
     /// releasing its key.
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()>;
@@ -69,8 +73,11 @@ pub trait Backend: Send + Sync + 'static {
 /// lets pulls read while a push writes).
 #[derive(Debug)]
 pub struct SqliteBackend {
-    writer: Mutex<Store>,
-    readers: Vec<Mutex<Store>>,
+    writer: Arc<Mutex<Store>>,
+    readers: Arc<Vec<Mutex<Store>>>,
+    /// Counts store calls, so that the background thread can tell the
+    /// server has gone quiet.
+    calls: Arc<AtomicUsize>,
     next_reader: AtomicUsize,
     path: PathBuf,
     /// Groups committed, for the log-length check.
@@ -100,6 +107,7 @@ fn push_in_group(
     input: PushInput,
     now_ms: u64,
 ) -> Result<PushOutcome> {
+    backend.calls.fetch_add(1, Ordering::Relaxed);
     let (answer, answered) = mpsc::channel();
     backend.queue().push(WaitingPush {
         account: account.clone(),
@@ -172,6 +180,41 @@ fn same_error(error: &faenban_store::Error) -> faenban_store::Error {
     }
 }
 
+/// Gives back the connections' cache memory once the server is quiet: a
+/// burst of syncs warms the caches up to their bounds, and without this the
+/// process would keep that memory until the next burst.
+struct IdleRelease {
+    writer: Arc<Mutex<Store>>,
+    readers: Arc<Vec<Mutex<Store>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl IdleRelease {
+    /// `seen`: the call count last seen, since when, and whether the
+    /// memory was already given back for it.
+    fn release_when_quiet(&self, seen: &mut (usize, std::time::Instant, bool)) {
+        let calls = self.calls.load(Ordering::Relaxed);
+        if calls != seen.0 {
+            *seen = (calls, std::time::Instant::now(), false);
+            return;
+        }
+        if seen.2 || seen.1.elapsed() < IDLE_BEFORE_RELEASE {
+            return;
+        }
+        // Only connections nobody holds: a call that starts meanwhile is
+        // never kept waiting for this.
+        let stores = std::iter::once(&*self.writer).chain(self.readers.iter());
+        for store in stores {
+            if let Ok(store) = store.try_lock() {
+                if let Err(error) = store.release_memory() {
+                    tracing::debug!(%error, "cache memory not given back this time");
+                }
+            }
+        }
+        seen.2 = true;
+    }
+}
+
 /// Copies the write-ahead log into the database in the background, so that
 /// no push pays for it.
 #[derive(Debug)]
@@ -204,6 +247,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// The database file inside the server's data folder.
 pub const DATABASE_FILE: &str = "faenban-server.db";
 
+/// How long the server must have had no store call before it gives back
+/// the memory its connections' page caches hold (after a burst of syncs,
+/// say); the next burst warms them again.
+const IDLE_BEFORE_RELEASE: Duration = Duration::from_secs(5);
+
 /// How many read connections serve pulls.
 const READERS: usize = 4;
 
@@ -230,13 +278,22 @@ impl SqliteBackend {
         // A push the server acknowledged must survive a power cut: the
         // laptop drops its copy on the acknowledgement.
         writer.pragma("synchronous", 2)?;
-        let readers = (0..READERS)
-            .map(|_| {
-                let reader = Store::open(&path)?;
-                reader.pragma("cache_size", -8_192)?;
-                Ok(Mutex::new(reader))
-            })
-            .collect::<Result<_>>()?;
+        let readers: Arc<Vec<Mutex<Store>>> = Arc::new(
+            (0..READERS)
+                .map(|_| {
+                    let reader = Store::open(&path)?;
+                    reader.pragma("cache_size", -8_192)?;
+                    Ok(Mutex::new(reader))
+                })
+                .collect::<Result<_>>()?,
+        );
+        let writer = Arc::new(Mutex::new(writer));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let idle = IdleRelease {
+            writer: writer.clone(),
+            readers: readers.clone(),
+            calls: calls.clone(),
+        };
         let checkpoints = Store::open(&path)?;
         checkpoints.pragma("cache_size", -1_024)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -244,11 +301,13 @@ impl SqliteBackend {
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
+                let mut seen = (usize::MAX, std::time::Instant::now(), false);
                 while !stopping.load(Ordering::Relaxed) {
                     std::thread::sleep(CHECKPOINT_EVERY);
                     if let Err(error) = checkpoints.checkpoint(i64::MAX) {
                         tracing::warn!(%error, "checkpoint failed; will retry");
                     }
+                    idle.release_when_quiet(&mut seen);
                 }
                 let _ = checkpoints.checkpoint(i64::MAX);
             })
@@ -256,8 +315,9 @@ impl SqliteBackend {
                 faenban_store::Error::Corrupt(format!("checkpoint thread: {error}"))
             })?;
         Ok(SqliteBackend {
-            writer: Mutex::new(writer),
+            writer,
             readers,
+            calls,
             next_reader: AtomicUsize::new(0),
             path,
             pushes: AtomicUsize::new(0),
@@ -276,6 +336,7 @@ impl SqliteBackend {
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         // A panic while holding the lock left no transaction open (rusqlite
         // rolls back on drop), so the store is still sound.
         self.writer
@@ -290,6 +351,7 @@ impl SqliteBackend {
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
         let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         for offset in 0..self.readers.len() {
             let reader = &self.readers[(start + offset) % self.readers.len()];
@@ -350,6 +412,14 @@ impl Backend for SqliteBackend {
 
     fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account> {
         self.writer().revoke_account(name, now_ms)
+    }
+
+    fn edit_account(&self, name: &str, scope: &Scope) -> Result<Account> {
+        self.writer().edit_account(name, scope)
+    }
+
+    fn release_device(&self, device: DeviceId) -> Result<()> {
+        self.writer().release_device(device)
     }
 
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()> {

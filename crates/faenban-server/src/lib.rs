@@ -227,6 +227,15 @@ impl From<faenban_store::Error> for ApiError {
                 };
                 ApiError::new(status, code, message)
             }
+            E::RefusedRecords(refusals) => {
+                let first = refusals.into_iter().next();
+                ApiError::from(E::Refused {
+                    code: first
+                        .as_ref()
+                        .map_or("out_of_scope", |refusal| refusal.code),
+                    message: first.map_or_else(String::new, |refusal| refusal.message),
+                })
+            }
             E::Locked => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",
@@ -591,6 +600,7 @@ async fn push(
         applied = outcome.applied,
         duplicates = outcome.duplicates,
         restamped = outcome.restamped,
+        held_back = outcome.held_back.len(),
         held_through = outcome.held_through,
         "push"
     );
@@ -609,6 +619,7 @@ async fn push(
             &stamps,
             outcome.held_through,
         ),
+        held_back: outcome.held_back,
     }))
 }
 
@@ -708,6 +719,7 @@ async fn relay(
             held_through: backend.held_through(device)?,
             ack: None,
             refused: None,
+            held_back: Vec::new(),
             pulled: None,
         };
         if owner.revoked_ms.is_some() {
@@ -742,6 +754,7 @@ async fn relay(
                         &stamps,
                         outcome.held_through,
                     );
+                    reply.held_back = outcome.held_back;
                 }
                 // The server could not do it now: the carrier keeps the
                 // letter and tries again.

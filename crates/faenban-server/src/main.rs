@@ -46,6 +46,20 @@ enum DeviceCommand {
         /// The folder that holds the server's database.
         #[arg(long)]
         data: PathBuf,
+        /// Only the devices of this account.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Releases a device from its account: its next login, under any
+    /// account's token, binds it again. Its outbox is kept, on the laptop
+    /// and in what the server holds of it.
+    Release {
+        /// The folder that holds the server's database.
+        #[arg(long)]
+        data: PathBuf,
+        /// The device id (as `faenban status` shows it).
+        #[arg(long)]
+        device: uuid::Uuid,
     },
     /// Binds a device to an account (a laptop handed to another person, or
     /// one of a revoked account); its next hello under that account binds
@@ -89,6 +103,24 @@ enum AccountCommand {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Changes an account's role, areas or dimension (what is not given stays).
+    Edit {
+        /// The folder that holds the server's database.
+        #[arg(long)]
+        data: PathBuf,
+        /// The account's name.
+        #[arg(long)]
+        name: String,
+        /// volunteer, team, dimension, province or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Area codes it covers, separated by commas or spaces.
+        #[arg(long)]
+        area: Option<String>,
+        /// For a working group: health, living, education, income or accessibility.
+        #[arg(long)]
+        dimension: Option<String>,
+    },
     /// Revokes an account: its token stops working at once.
     Revoke {
         /// The folder that holds the server's database.
@@ -127,10 +159,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn device(command: DeviceCommand) -> anyhow::Result<()> {
     match command {
-        DeviceCommand::List { data } => {
+        DeviceCommand::List { data, account } => {
             let backend = SqliteBackend::open(&data)?;
             println!("{:<38} {:<24} {:<8} name", "device", "account", "key");
-            for device in backend.devices()? {
+            let devices = backend.devices()?.into_iter().filter(|device| {
+                account
+                    .as_deref()
+                    .is_none_or(|account| device.account == account)
+            });
+            for device in devices {
                 println!(
                     "{:<38} {:<24} {:<8} {}",
                     device.device.to_string(),
@@ -139,6 +176,14 @@ fn device(command: DeviceCommand) -> anyhow::Result<()> {
                     device.name
                 );
             }
+            Ok(())
+        }
+        DeviceCommand::Release { data, device } => {
+            let backend = SqliteBackend::open(&data)?;
+            backend.release_device(faenban_core::DeviceId(device))?;
+            println!(
+                "device {device} released; its next login binds it again, under that login's account"
+            );
             Ok(())
         }
         DeviceCommand::Enroll {
@@ -214,18 +259,8 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             area,
             dimension,
         } => {
-            let role = Role::from_name(&role).with_context(|| {
-                format!("unknown role `{role}`; use volunteer, team, dimension, province or admin")
-            })?;
-            let dimension = dimension
-                .map(|key| {
-                    Dimension::from_key(&key).with_context(|| {
-                        format!(
-                            "unknown dimension `{key}`; use health, living, education, income or accessibility"
-                        )
-                    })
-                })
-                .transpose()?;
+            let role = parse_role(&role)?;
+            let dimension = dimension.as_deref().map(parse_dimension).transpose()?;
             let areas = parse_areas(&area)?;
             let backend = SqliteBackend::open(&data)?;
             let token = token::generate().context("making a token")?;
@@ -241,6 +276,52 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
                 role.as_str()
             );
             println!("{token}");
+            Ok(())
+        }
+        AccountCommand::Edit {
+            data,
+            name,
+            role,
+            area,
+            dimension,
+        } => {
+            let backend = SqliteBackend::open(&data)?;
+            let Some(account) = backend
+                .accounts()?
+                .into_iter()
+                .find(|account| account.name == name)
+            else {
+                anyhow::bail!("no account named `{name}`");
+            };
+            let role = role
+                .as_deref()
+                .map(parse_role)
+                .transpose()?
+                .unwrap_or(account.scope.role);
+            let scope = Scope {
+                role,
+                areas: match area {
+                    Some(area) => parse_areas(&area)?,
+                    None => account.scope.areas,
+                },
+                dimension: match dimension {
+                    Some(key) => Some(parse_dimension(&key)?),
+                    // A role that is not a working group's has no dimension.
+                    None if role == Role::Dimension => account.scope.dimension,
+                    None => None,
+                },
+            };
+            let account = backend.edit_account(&name, &scope)?;
+            println!(
+                "account `{}` now {} {}{}",
+                account.name,
+                account.scope.role.as_str(),
+                account.scope.areas.join(" "),
+                account
+                    .scope
+                    .dimension
+                    .map_or(String::new(), |dimension| format!(" ({})", dimension.key()))
+            );
             Ok(())
         }
         AccountCommand::List { data } => {
@@ -280,6 +361,18 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
 
 /// Area codes from `--area`: each must be a valid province, district,
 /// subdistrict or village code.
+fn parse_role(text: &str) -> anyhow::Result<Role> {
+    Role::from_name(text).with_context(|| {
+        format!("unknown role `{text}`; use volunteer, team, dimension, province or admin")
+    })
+}
+
+fn parse_dimension(key: &str) -> anyhow::Result<Dimension> {
+    Dimension::from_key(key).with_context(|| {
+        format!("unknown dimension `{key}`; use health, living, education, income or accessibility")
+    })
+}
+
 fn parse_areas(text: &str) -> anyhow::Result<Vec<String>> {
     text.split([',', ' '])
         .filter(|code| !code.is_empty())

@@ -185,10 +185,7 @@ async fn a_household_set_twice_in_a_batch_cannot_move_a_member_into_another_vill
             &[name.clone(), into_theirs, into_mine.clone()],
         )
         .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("out_of_scope"))
-    );
+    assert_held_back(status, &body, "out_of_scope", &[3, 4, 5]);
     // A visit with a crippling income, injected the same way: refused too.
     let visit = RecordKey::new(RecordKind::Visit, Uuid::from_u128(2 << 64 | 51));
     let injected = [
@@ -211,16 +208,18 @@ async fn a_household_set_twice_in_a_batch_cannot_move_a_member_into_another_vill
             json!(own_home.id.to_string()),
         ),
     ];
-    let (status, _) = server.push(&attacker, device, 3, &injected).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = server.push(&attacker, device, 6, &injected).await;
+    assert_held_back(status, &body, "out_of_scope", &[6, 7, 8]);
     // Nothing of either reached the other village.
     let (pulled, _) = server.pull_from(&_victim, 0).await;
     assert!(pulled
         .iter()
         .all(|c| c.record != member && c.record != visit));
-    // The attacker's honest member in its own village still goes through.
-    let (status, body) = server.push(&attacker, device, 3, &[name, into_mine]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    // The attacker's honest member in its own village still goes through,
+    // sent again under new sequences.
+    let (status, body) = server.push(&attacker, device, 9, &[name, into_mine]).await;
+    assert_held_back(status, &body, "", &[]);
+    assert_eq!(body["applied"].as_u64(), Some(2), "{body}");
 }
 
 #[tokio::test]
@@ -230,21 +229,23 @@ async fn a_household_that_is_not_an_id_is_refused_for_every_role() {
     let mut replica = Replica::new(device(7));
     server.hello(&province, replica.device).await;
     let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(70));
-    for bad in [
+    for (sequence, bad) in [
         json!("not-a-uuid"),
         json!(5),
         json!(null),
         json!("{00000000-0000-0000-0000-000000000046}"),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let sequence = sequence as u64 + 1;
         let change = replica.set(NOW, &member, "household", bad.clone());
-        let (status, body) = server.push(&province, replica.device, 1, &[change]).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_value")),
-            "{bad}"
-        );
+        let (status, body) = server
+            .push(&province, replica.device, sequence, &[change])
+            .await;
+        assert_held_back(status, &body, "bad_value", &[sequence]);
     }
-    server.assert_nothing_stored(replica.device);
+    server.assert_nothing_applied();
 }
 
 #[tokio::test]
@@ -253,16 +254,18 @@ async fn a_village_that_is_not_a_village_code_is_refused() {
     let province = server.account("province", Role::Province, &[], None);
     let mut replica = Replica::new(device(7));
     server.hello(&province, replica.device).await;
-    for bad in ["40010101zz", "4001", "99010101", "40990101", ""] {
+    for (sequence, bad) in ["40010101zz", "4001", "99010101", "40990101", ""]
+        .into_iter()
+        .enumerate()
+    {
+        let sequence = sequence as u64 + 1;
         let change = replica.set(NOW, &household(70), "village", json!(bad));
-        let (status, body) = server.push(&province, replica.device, 1, &[change]).await;
-        assert_eq!(
-            (status, body["error"].as_str()),
-            (StatusCode::UNPROCESSABLE_ENTITY, Some("bad_value")),
-            "{bad}"
-        );
+        let (status, body) = server
+            .push(&province, replica.device, sequence, &[change])
+            .await;
+        assert_held_back(status, &body, "bad_value", &[sequence]);
     }
-    server.assert_nothing_stored(replica.device);
+    server.assert_nothing_applied();
 }
 
 #[tokio::test]
@@ -279,18 +282,15 @@ async fn a_deeply_nested_value_is_refused_and_the_household_stays_readable() {
     }
     let change = replica.set(NOW + 1, &home, "notes", poison);
     let (status, body) = server.push(&token, replica.device, 3, &[change]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit_exceeded"))
-    );
+    assert_held_back(status, &body, "limit_exceeded", &[3]);
     // Later pushes to the household go through, and it pulls and decodes.
     let mut replica = Replica::new(replica.device);
     for change in &changes {
         replica.receive(change.clone(), NOW);
     }
     let note = replica.set(NOW + 2, &home, "notes", json!("ปกติ"));
-    let (status, body) = server.push(&token, replica.device, 3, &[note]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.push(&token, replica.device, 4, &[note]).await;
+    assert_held_back(status, &body, "", &[]);
     let (pulled, _) = server.pull_from(&token, 0).await;
     assert_eq!(pulled.len(), 3);
     let store = Store::open(server.backend.path()).unwrap();
@@ -322,11 +322,8 @@ async fn a_field_flooded_with_values_that_supersede_nothing_is_refused() {
         })
         .collect();
     let (status, body) = server.push(&token, replica.device, 3, &flood).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit_exceeded")),
-        "{body}"
-    );
+    let sequences: Vec<u64> = (3..1003).collect();
+    assert_held_back(status, &body, "limit_exceeded", &sequences);
     // So are a thousand new fields, and a 1 MB field name.
     let fields: Vec<Change> = (0..300)
         .map(|n| {
@@ -344,19 +341,17 @@ async fn a_field_flooded_with_values_that_supersede_nothing_is_refused() {
             )
         })
         .collect();
-    let (status, _) = server.push(&token, replica.device, 3, &fields).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, body) = server.push(&token, replica.device, 1003, &fields).await;
+    let sequences: Vec<u64> = (1003..1303).collect();
+    assert_held_back(status, &body, "limit_exceeded", &sequences);
     let long = forged(
         Stamp::new(Hlc::at(NOW + 7), replica.device),
         &home,
         &"f".repeat(1 << 20),
         json!(1),
     );
-    let (status, body) = server.push(&token, replica.device, 3, &[long]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("limit_exceeded"))
-    );
+    let (status, body) = server.push(&token, replica.device, 1303, &[long]).await;
+    assert_held_back(status, &body, "limit_exceeded", &[1303]);
     // A laptop restored from a backup leaves one more value of its own: fine.
     let restored = forged(
         Stamp::new(Hlc::at(NOW + 8), replica.device),
@@ -364,8 +359,9 @@ async fn a_field_flooded_with_values_that_supersede_nothing_is_refused() {
         "address",
         json!("กู้คืน"),
     );
-    let (status, body) = server.push(&token, replica.device, 3, &[restored]).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.push(&token, replica.device, 1304, &[restored]).await;
+    assert_held_back(status, &body, "", &[]);
+    assert_eq!(body["applied"].as_u64(), Some(1));
 }
 
 #[tokio::test]
@@ -418,10 +414,7 @@ async fn a_household_with_no_village_cannot_be_claimed_by_a_volunteer() {
     server.hello(&volunteer, laptop.device).await;
     let claim = laptop.set(NOW + 1, &unplaced, "village", json!(MINE));
     let (status, body) = server.push(&volunteer, laptop.device, 1, &[claim]).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("out_of_scope"))
-    );
+    assert_held_back(status, &body, "out_of_scope", &[1]);
     let (pulled, _) = server.pull_from(&volunteer, 0).await;
     assert!(pulled.is_empty(), "{pulled:?}");
 }
@@ -470,18 +463,18 @@ async fn a_working_group_records_assistance_only_in_its_own_dimension() {
     let (status, body) = server
         .push(&group, laptop.device, 1, &help(&mut laptop, "health"))
         .await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("out_of_scope"))
-    );
+    assert_held_back(status, &body, "out_of_scope", &[1, 2, 3]);
     assert!(
-        body["message"].as_str().unwrap().contains("own dimension"),
+        body["held_back"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("own dimension"),
         "{body}"
     );
     let (status, body) = server
-        .push(&group, laptop.device, 1, &help(&mut laptop, "income"))
+        .push(&group, laptop.device, 4, &help(&mut laptop, "income"))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_held_back(status, &body, "", &[]);
 }
 
 #[tokio::test]
@@ -903,7 +896,7 @@ async fn a_letter_changed_forged_or_of_an_unknown_device_is_refused_and_its_work
 }
 
 #[tokio::test]
-async fn a_letter_that_reaches_outside_its_devices_scope_is_refused_in_its_sealed_reply() {
+async fn a_letter_that_reaches_outside_its_devices_scope_is_held_back_in_its_sealed_reply() {
     let (server, _, attacker, mut victim_replica, _) = two_villages().await;
     // The victim's own run reaches into the attacker's village (a mistake,
     // or a hostile device): the carrier's wider scope does not let it in.
@@ -913,12 +906,18 @@ async fn a_letter_that_reaches_outside_its_devices_scope_is_refused_in_its_seale
     let (status, answer) = server.post("/v1/relay", &wide, body.to_string()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let reply = open_reply(&server, victim_replica.device, &answer);
+    assert!(reply.refused.is_none());
     assert_eq!(
-        reply.refused.as_ref().map(|refusal| refusal.error.as_str()),
-        Some("out_of_scope")
+        reply
+            .held_back
+            .iter()
+            .map(|held| (held.sequence, held.error.as_str()))
+            .collect::<Vec<_>>(),
+        [(3, "out_of_scope")]
     );
-    assert_eq!(reply.held_through, 2);
-    assert!(reply.ack.is_none());
+    // Held (so the device's outbox moves on), but not applied.
+    assert_eq!(reply.held_through, 3);
+    assert!(reply.ack.is_some());
     // The attacker's household is untouched.
     assert!(server
         .pull_all(&attacker)

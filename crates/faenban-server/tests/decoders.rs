@@ -166,7 +166,7 @@ fn arbitrary_bytes_to_every_endpoint_get_an_answer_with_a_reason() {
     // Query strings for pulls.
     runner()
         .run(
-            &mangled(b"since=0&limit=700&protocol=2&check=1.0.x".to_vec()),
+            &mangled(b"since=0&limit=700&protocol=3&check=1.0.x".to_vec()),
             |bytes| {
                 let query: String = bytes
                     .iter()

@@ -108,7 +108,7 @@ async fn a_different_change_under_a_held_sequence_is_refused() {
 }
 
 #[tokio::test]
-async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
+async fn one_change_outside_the_accounts_villages_is_held_back_and_the_rest_applied() {
     let server = Server::new();
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
@@ -117,18 +117,23 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
     let outside = RecordKey::new(RecordKind::Household, Uuid::from_u128(99));
     changes.push(replica.set(NOW, &outside, "village", json!("40020101")));
     let (status, body) = server.push(&token, device, 1, &changes).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(body["error"], "out_of_scope");
-    assert!(body["message"]
+    assert_held_back(status, &body, "out_of_scope", &[5]);
+    assert_eq!(body["applied"], 4);
+    assert_eq!(body["held_through"], 5);
+    assert!(body["held_back"][0]["message"]
         .as_str()
         .unwrap()
         .contains("outside the account's areas"));
-    server.assert_nothing_stored(device);
+    // Sent again (its answer lost): answered the same way, nothing twice.
+    let (status, body) = server.push(&token, device, 1, &changes).await;
+    assert_held_back(status, &body, "out_of_scope", &[5]);
+    assert_eq!(
+        (body["applied"].as_u64(), body["duplicates"].as_u64()),
+        (Some(0), Some(4))
+    );
 
     // A member of a household the account cannot see, and an official
-    // (volunteers do not keep officials): refused too.
-    let (status, _) = server.push(&token, device, 1, &changes[..4]).await;
-    assert_eq!(status, StatusCode::OK);
+    // (volunteers do not keep officials): held back too.
     let member = RecordKey::new(RecordKind::Member, Uuid::from_u128(7));
     let stranger = replica.set(
         NOW,
@@ -136,23 +141,20 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
         "household",
         json!(Uuid::from_u128(99).to_string()),
     );
-    let (status, body) = server.push(&token, device, 5, &[stranger]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = server.push(&token, device, 6, &[stranger]).await;
+    assert_held_back(status, &body, "out_of_scope", &[6]);
     let official = RecordKey::new(RecordKind::Official, Uuid::from_u128(8));
     let official = replica.set(NOW, &official, "name", json!("ปลัดอำเภอ"));
-    let (status, _) = server.push(&token, device, 5, &[official]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = server.push(&token, device, 7, &[official]).await;
+    assert_held_back(status, &body, "out_of_scope", &[7]);
     // A household made outside and moved inside within one batch, too.
     let wanderer = RecordKey::new(RecordKind::Household, Uuid::from_u128(77));
     let through = [
         replica.set(NOW, &wanderer, "village", json!("40020101")),
         replica.set(NOW, &wanderer, "village", json!("40010203")),
     ];
-    let (status, body) = server.push(&token, device, 5, &through).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("out_of_scope"))
-    );
+    let (status, body) = server.push(&token, device, 8, &through).await;
+    assert_held_back(status, &body, "out_of_scope", &[8, 9]);
     // Moving a household out of the account's villages is refused as well.
     let moved = replica.set(
         NOW,
@@ -160,8 +162,16 @@ async fn one_change_outside_the_accounts_villages_refuses_the_whole_batch() {
         "village",
         json!("40020101"),
     );
-    let (status, body) = server.push(&token, device, 5, &[moved]).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = server.push(&token, device, 10, &[moved]).await;
+    assert_held_back(status, &body, "out_of_scope", &[10]);
+    // Of all this, only the four in-scope changes were applied.
+    assert_eq!(
+        Store::open(server.backend.path())
+            .unwrap()
+            .feed_end()
+            .unwrap(),
+        4
+    );
 }
 
 #[tokio::test]
@@ -426,10 +436,7 @@ async fn a_relayed_outbox_is_checked_against_the_relaying_account() {
     let (_, outside) = households(6, "40020101", 1, NOW);
     let body = push_body(device(6), 1, &outside, true);
     let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("out_of_scope"))
-    );
+    assert_held_back(status, &body, "out_of_scope", &[1, 2]);
 }
 
 #[tokio::test]
@@ -467,11 +474,7 @@ async fn a_record_moved_between_households_needs_both_in_scope_and_an_unplaced_o
         replica.set(NOW, &member, "first_name", json!("ถูกย้าย")),
     ];
     let (status, body) = server.push(&volunteer, laptop, 3, &taken).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::FORBIDDEN, Some("out_of_scope")),
-        "{body}"
-    );
+    assert_held_back(status, &body, "out_of_scope", &[3, 4]);
     // Neither the other household's member nor the unplaced one reaches the volunteer.
     let pulled = server.pull_all(&volunteer).await;
     assert!(
@@ -522,7 +525,7 @@ async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_at_the_same_time_are_each_all_or_nothing() {
+async fn pushes_at_the_same_time_each_apply_exactly_what_is_in_scope() {
     let server = Arc::new(Server::new());
     let mut tasks = Vec::new();
     for n in 0..24u128 {
@@ -542,17 +545,9 @@ async fn pushes_at_the_same_time_are_each_all_or_nothing() {
     for task in tasks {
         let (n, status, body) = task.await.unwrap();
         if n % 6 == 5 {
-            assert_eq!(
-                (status, body["error"].as_str()),
-                (StatusCode::FORBIDDEN, Some("out_of_scope"))
-            );
-            assert_eq!(
-                Store::open(server.backend.path())
-                    .unwrap()
-                    .held_through(device(100 + n))
-                    .unwrap(),
-                0
-            );
+            let every: Vec<u64> = (1..=10).collect();
+            assert_held_back(status, &body, "out_of_scope", &every);
+            assert_eq!(body["applied"], 0);
         } else {
             assert_eq!(status, StatusCode::OK, "{body}");
             assert_eq!(body["applied"], 10);

@@ -52,6 +52,11 @@ pub enum Error {
         /// What is wrong and what to do.
         message: String,
     },
+    /// Changes of some records were refused for what they say (scope, a
+    /// value, a limit): a push sets those records' changes aside, answers
+    /// them as held back, and takes the rest of the batch.
+    #[error("{}", .0.first().map_or("refused", |refusal| refusal.message.as_str()))]
+    RefusedRecords(Vec<RecordRefusal>),
     /// The core refused a value or a record.
     #[error(transparent)]
     Core(#[from] faenban_core::Error),
@@ -84,6 +89,30 @@ impl From<faenban_core::InvalidValue> for Error {
     fn from(invalid: faenban_core::InvalidValue) -> Error {
         Error::Core(invalid.into())
     }
+}
+
+/// Why the changes of one record in a push were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRefusal {
+    /// The record.
+    pub record: faenban_core::RecordKey,
+    /// A stable code: `out_of_scope`, `bad_value` or `limit_exceeded`.
+    pub code: &'static str,
+    /// What is wrong, in English.
+    pub message: String,
+}
+
+/// A refusal of one record's changes.
+pub(crate) fn refused_record(
+    record: &faenban_core::RecordKey,
+    code: &'static str,
+    message: impl Into<String>,
+) -> Error {
+    Error::RefusedRecords(vec![RecordRefusal {
+        record: record.clone(),
+        code,
+        message: message.into(),
+    }])
 }
 
 /// A refusal with this code and message.

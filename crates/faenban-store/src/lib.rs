@@ -27,7 +27,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use error::{Error, Result};
+pub use error::{Error, RecordRefusal, Result};
 pub use schema::SCHEMA_VERSION;
 
 /// Where the device's signing key is kept in `meta`.
@@ -52,6 +52,9 @@ pub struct Status {
     pub device: Option<DeviceInfo>,
     /// Changes made here and not yet acknowledged by the server.
     pub unpushed: u64,
+    /// Changes the server refused, set aside here until a person sends
+    /// them again (`faenban outbox`).
+    pub held_back: u64,
     /// When the last sync finished (ms since the epoch), if ever.
     pub last_sync_ms: Option<u64>,
     /// Records known, all kinds.
@@ -145,6 +148,13 @@ impl Store {
     /// Sets a connection pragma (the server tunes its cache and checkpoints).
     pub fn pragma(&self, name: &str, value: i64) -> Result<()> {
         self.connection.pragma_update(None, name, value)?;
+        Ok(())
+    }
+
+    /// Gives back the memory this connection's page cache holds (SQLite's
+    /// `shrink_memory`); the cache fills again as it is used.
+    pub fn release_memory(&self) -> Result<()> {
+        self.connection.execute_batch("PRAGMA shrink_memory")?;
         Ok(())
     }
 
@@ -470,6 +480,7 @@ impl Store {
                 "SELECT COALESCE((SELECT MAX(sequence) FROM outbox) \
                  - (SELECT MIN(sequence) FROM outbox) + 1, 0)",
             )?,
+            held_back: count("SELECT COUNT(*) FROM held_back")?,
             last_sync_ms: read_meta(&self.connection, "last_sync_ms")?
                 .and_then(|value| value.parse().ok()),
             records: count("SELECT COALESCE(MAX(rowid), 0) FROM records")?,

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use faenban_core::limits;
 use faenban_core::model::{assess_visit, latest_visits};
-use faenban_core::sync::{ChangeSetBuilder, HouseholdPlace, Refusal, Role, Scope};
+use faenban_core::sync::{ChangeSetBuilder, HeldBack, HouseholdPlace, Refusal, Role, Scope};
 use faenban_core::{
     normalize_arrival, Catalogues, Change, DeviceId, Dimension, Outcome, RecordId, RecordKey,
     RecordKind,
@@ -20,7 +20,7 @@ use faenban_keys::{device_id_of, PublicKey, Signature};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::Value;
 
-use crate::error::{refused, Error, Result};
+use crate::error::{refused, refused_record, Error, RecordRefusal, Result};
 use crate::{load_state, Session, Store};
 
 /// An account, as the server keeps it (without its token).
@@ -72,7 +72,7 @@ pub struct BoundDevice {
 }
 
 /// What a push did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PushOutcome {
     /// The highest sequence of the device's outbox now held.
     pub held_through: u64,
@@ -82,6 +82,9 @@ pub struct PushOutcome {
     pub duplicates: u32,
     /// Changes re-stamped because their clock was in the future.
     pub restamped: u32,
+    /// Sequences up to `held_through` refused for what they say and not
+    /// applied, with the reason.
+    pub held_back: Vec<HeldBack>,
 }
 
 /// One page of a pull.
@@ -130,21 +133,7 @@ impl Store {
         if name.is_empty() {
             return Err(refused("bad_account", "an account needs a name"));
         }
-        if !scope.is_everything() && scope.areas.is_empty() {
-            return Err(refused(
-                "bad_account",
-                format!(
-                    "a {} account needs at least one area code",
-                    scope.role.as_str()
-                ),
-            ));
-        }
-        if (scope.role == Role::Dimension) != scope.dimension.is_some() {
-            return Err(refused(
-                "bad_account",
-                "a dimension (working group) account needs --dimension, and only it takes one",
-            ));
-        }
+        check_scope_shape(scope)?;
         let exists: bool = self.connection.query_row(
             "SELECT EXISTS (SELECT 1 FROM accounts WHERE name = ?1)",
             [name],
@@ -320,6 +309,51 @@ impl Store {
         Ok(())
     }
 
+    /// Changes what an account covers (its role, areas and dimension):
+    /// from its next push and pull on. What its devices set aside can then
+    /// be sent again (`faenban outbox retry`).
+    pub fn edit_account(&mut self, name: &str, scope: &Scope) -> Result<Account> {
+        check_scope_shape(scope)?;
+        let changed = self.connection.execute(
+            "UPDATE accounts SET role = ?2, areas = ?3, dimension = ?4 WHERE name = ?1",
+            params![
+                name,
+                scope.role.as_str(),
+                scope.areas.join(" "),
+                scope.dimension.map(Dimension::key)
+            ],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                kind: "account".into(),
+                id: name.into(),
+            });
+        }
+        self.connection.query_row(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = ?1"),
+            [name],
+            account_row,
+        )?
+    }
+
+    /// Releases a device from its account and its key: its next hello
+    /// binds it again, under whichever account's token it says hello
+    /// with. What the server holds of its outbox stays, so the device goes
+    /// on where it was and loses nothing.
+    pub fn release_device(&mut self, device: DeviceId) -> Result<()> {
+        let changed = self.connection.execute(
+            "DELETE FROM devices WHERE device = ?1",
+            [device.to_string()],
+        )?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                kind: "device".into(),
+                id: device.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Every device bound to an account.
     pub fn devices(&self) -> Result<Vec<BoundDevice>> {
         let mut statement = self.connection.prepare_cached(
@@ -448,6 +482,12 @@ impl Store {
 }
 
 /// One push inside a group (see [`Store::push_group`]).
+/// How many times a push sets records aside and tries the rest again
+/// before it refuses the whole batch: each round finds every refusal it can
+/// in one pass, so a second round is needed only where a record depended on
+/// one set aside (a member of a household refused).
+const SET_ASIDE_ROUNDS: usize = 8;
+
 fn push_in(
     session: &mut Session<'_>,
     account: &Account,
@@ -469,6 +509,9 @@ fn push_in(
     }
     let scope = check_device(&session.tx, account, &input)?;
     let changes = input.changes;
+    // Records whose changes are refused for what they say: set aside, the
+    // rest of the batch goes on.
+    let mut set_aside: HashMap<RecordKey, (&'static str, String)> = HashMap::new();
     for (position, change) in changes.iter().enumerate() {
         // Every stamp a change carries is its own device's: a stamp names
         // the change, and a stamp of another device would take that
@@ -485,17 +528,17 @@ fn push_in(
                 ),
             ));
         }
-        limits::check_change(change).map_err(|exceeded| {
-            refused(
+        if let Err(exceeded) = limits::check_change(change) {
+            set_aside.entry(change.record.clone()).or_insert((
                 "limit_exceeded",
                 format!(
-                    "change {position} ({} {}): {}; nothing of this batch was applied",
+                    "change {position} ({} {}): {}",
                     change.record.kind,
                     change.record.id,
                     exceeded.describe()
                 ),
-            )
-        })?;
+            ));
+        }
     }
     let held = held_through(&session.tx, device)?;
     if first_sequence > held + 1 {
@@ -517,33 +560,175 @@ fn push_in(
     };
     let mut fresh = Vec::with_capacity(changes.len());
     let mut held_runs = HeldRuns::default();
+    let mut resent = Vec::new();
     for (offset, change) in changes.into_iter().enumerate() {
         let sequence = first_sequence + offset as u64;
         if sequence <= held {
             held_runs.check(&session.tx, device, sequence, &change)?;
-            outcome.duplicates += 1;
+            resent.push(sequence);
         } else {
             fresh.push((sequence, change));
         }
     }
+    // A batch sent again (its answer lost): what was held back then is
+    // answered as held back again, the rest as held.
+    let refused_before = refusals_among(&session.tx, device, &resent)?;
+    outcome.duplicates += (resent.len() - refused_before.len()) as u32;
+    outcome.held_back = refused_before;
     if fresh.is_empty() {
         return Ok(outcome);
     }
+    // The stamps of every fresh sequence, held back or not: the server
+    // holds the sequence either way, and knows it again when it is resent.
+    let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
+    for (_, change) in &fresh {
+        stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
+        stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
+    }
+    let (first_fresh, last_fresh) = (fresh[0].0, fresh[fresh.len() - 1].0);
+    let mut round = 0;
+    let applied = loop {
+        round += 1;
+        let clock = session.clock;
+        session.tx.execute_batch("SAVEPOINT records")?;
+        let applying: Vec<(u64, Change)> = fresh
+            .iter()
+            .filter(|(_, change)| !set_aside.contains_key(&change.record))
+            .cloned()
+            .collect();
+        match apply_fresh(session, &scope, device, applying, server_wall_ms) {
+            Ok(applied) => {
+                session.tx.execute_batch("RELEASE records")?;
+                break applied;
+            }
+            Err(Error::RefusedRecords(refusals)) => {
+                // Nothing of this round stays: not its rows, not the states
+                // it had in memory, not its clock readings.
+                session.touched.clear();
+                session.clock = clock;
+                session
+                    .tx
+                    .execute_batch("ROLLBACK TO records; RELEASE records")?;
+                if round == SET_ASIDE_ROUNDS {
+                    let first = refusals.into_iter().next();
+                    return Err(refused(
+                        first
+                            .as_ref()
+                            .map_or("out_of_scope", |refusal| refusal.code),
+                        format!(
+                            "{}; nothing of this batch was applied",
+                            first.map_or(String::new(), |refusal| refusal.message)
+                        ),
+                    ));
+                }
+                for refusal in refusals {
+                    set_aside
+                        .entry(refusal.record)
+                        .or_insert((refusal.code, refusal.message));
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    };
+    outcome.applied += applied.applied;
+    outcome.duplicates += applied.duplicates;
+    outcome.restamped += applied.restamped;
+    outcome.held_through = last_fresh;
+    session
+        .tx
+        .prepare_cached(
+            "INSERT INTO arrivals (device, first_sequence, last_sequence, stamps) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            device.to_string(),
+            first_fresh as i64,
+            last_fresh as i64,
+            stamps
+        ])?;
+    for (sequence, change) in &fresh {
+        if let Some((code, message)) = set_aside.get(&change.record) {
+            session
+                .tx
+                .prepare_cached(
+                    "INSERT INTO refusals (device, sequence, code, message, refused_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    device.to_string(),
+                    *sequence as i64,
+                    code,
+                    message,
+                    server_wall_ms as i64
+                ])?;
+            outcome.held_back.push(HeldBack {
+                sequence: *sequence,
+                error: (*code).to_owned(),
+                message: message.clone(),
+            });
+        }
+    }
+    Ok(outcome)
+}
+
+/// What applying the accepted changes of a push did.
+#[derive(Default)]
+struct Applied {
+    applied: u32,
+    duplicates: u32,
+    restamped: u32,
+}
+
+/// The held-back answers of sequences a push sends again.
+fn refusals_among(
+    tx: &Transaction<'_>,
+    device: DeviceId,
+    sequences: &[u64],
+) -> Result<Vec<HeldBack>> {
+    let (Some(first), Some(last)) = (sequences.first(), sequences.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut statement = tx.prepare_cached(
+        "SELECT sequence, code, message FROM refusals \
+         WHERE device = ?1 AND sequence BETWEEN ?2 AND ?3 ORDER BY sequence",
+    )?;
+    let rows = statement.query_map(
+        params![device.to_string(), *first as i64, *last as i64],
+        |row| {
+            Ok(HeldBack {
+                sequence: row.get::<_, i64>(0)? as u64,
+                error: row.get(1)?,
+                message: row.get(2)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Applies the changes of a push that are not set aside: checks their
+/// scope, merges them, checks the merged records, and files them in the
+/// feed. A refusal of some records' changes comes back as
+/// [`Error::RefusedRecords`], for the caller to set them aside and try the
+/// rest again.
+fn apply_fresh(
+    session: &mut Session<'_>,
+    scope: &Scope,
+    device: DeviceId,
+    fresh: Vec<(u64, Change)>,
+    server_wall_ms: u64,
+) -> Result<Applied> {
+    let mut outcome = Applied::default();
     let ScopeCheck {
         households,
         leaving,
-    } = check_scope(&session.tx, &scope, &fresh)?;
+    } = check_scope(&session.tx, scope, &fresh)?;
     let mut moved: HashSet<RecordId> = HashSet::new();
     let mut logged: Vec<(i64, RecordKey)> = Vec::with_capacity(fresh.len());
-    let first_fresh = fresh[0].0;
-    let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
     let mut records: Vec<RecordKey> = fresh.iter().map(|(_, c)| c.record.clone()).collect();
     records.sort_unstable();
     records.dedup();
     session.refuse_reused_stamps = true;
-    for (sequence, change) in fresh {
-        stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
-        stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
+    for (_, change) in fresh {
         let record = change.record.clone();
         if change.record.kind == RecordKind::Household && change.field == "village"
             || change.record.kind == RecordKind::Visit
@@ -566,21 +751,8 @@ fn push_in(
         } else {
             outcome.duplicates += 1;
         }
-        outcome.held_through = sequence;
     }
-    session
-        .tx
-        .prepare_cached(
-            "INSERT INTO arrivals (device, first_sequence, last_sequence, stamps) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            device.to_string(),
-            first_fresh as i64,
-            outcome.held_through as i64,
-            stamps
-        ])?;
-    check_merged(session, &scope, device, &records)?;
+    check_merged(session, scope, device, &records)?;
     session.flush()?;
     // Filed under the household each record belongs to once merged, not
     // the one the batch claims: a losing `household` change must not carry
@@ -618,6 +790,27 @@ fn push_in(
         announce_moved_record(&session.tx, &record, left)?;
     }
     Ok(outcome)
+}
+
+/// An account's scope is one it can have: areas unless it covers
+/// everything, a dimension for a working group and only for it.
+fn check_scope_shape(scope: &Scope) -> Result<()> {
+    if !scope.is_everything() && scope.areas.is_empty() {
+        return Err(refused(
+            "bad_account",
+            format!(
+                "a {} account needs at least one area code",
+                scope.role.as_str()
+            ),
+        ));
+    }
+    if (scope.role == Role::Dimension) != scope.dimension.is_some() {
+        return Err(refused(
+            "bad_account",
+            "a dimension (working group) account needs --dimension, and only it takes one",
+        ));
+    }
+    Ok(())
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, role, areas, dimension, created_ms, revoked_ms";
@@ -876,40 +1069,45 @@ impl HeldRuns {
 /// place the server already has for each, must be the account's. The
 /// merged result is checked again after the merge (`check_merged`).
 fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> Result<ScopeCheck> {
+    let mut refusals = Vec::new();
     let mut batch_households: HashMap<&RecordKey, Vec<RecordId>> = HashMap::new();
     let mut batch_villages: HashMap<RecordId, Vec<&str>> = HashMap::new();
     for (position, (_, change)) in fresh.iter().enumerate() {
         let key = &change.record;
-        match (&key.kind, change.field.as_str()) {
-            (RecordKind::Household, "village") => {
-                let village = village_value(&change.value).ok_or_else(|| {
-                    bad_value(
-                        position,
-                        change,
-                        "does not give a real 8-digit village code",
-                    )
-                })?;
-                // Every village a household passes through in the batch,
-                // not only the last, must be the account's.
-                if !scope.covers_village(village) {
-                    return Err(out_of_scope(position, change, Refusal::OutsideAreas));
+        let checked = (|| -> Result<()> {
+            match (&key.kind, change.field.as_str()) {
+                (RecordKind::Household, "village") => {
+                    let village = village_value(&change.value).ok_or_else(|| {
+                        bad_value(
+                            position,
+                            change,
+                            "does not give a real 8-digit village code",
+                        )
+                    })?;
+                    // Every village a household passes through in the batch,
+                    // not only the last, must be the account's.
+                    if !scope.covers_village(village) {
+                        return Err(out_of_scope(position, change, Refusal::OutsideAreas));
+                    }
+                    batch_villages.entry(key.id).or_default().push(village);
                 }
-                batch_villages.entry(key.id).or_default().push(village);
-            }
-            (kind, "household") if *kind != RecordKind::Household => {
-                let household = household_value(&change.value).ok_or_else(|| {
-                    bad_value(position, change, "does not name a household by its id")
-                })?;
-                batch_households.entry(key).or_default().push(household);
-            }
-            (RecordKind::Assistance, "dimension") if scope.role == Role::Dimension => {
-                let own = scope.dimension.map(Dimension::key);
-                if change.value.as_str() != own {
-                    return Err(out_of_scope(position, change, Refusal::OtherDimension));
+                (kind, "household") if *kind != RecordKind::Household => {
+                    let household = household_value(&change.value).ok_or_else(|| {
+                        bad_value(position, change, "does not name a household by its id")
+                    })?;
+                    batch_households.entry(key).or_default().push(household);
                 }
+                (RecordKind::Assistance, "dimension") if scope.role == Role::Dimension => {
+                    let own = scope.dimension.map(Dimension::key);
+                    if change.value.as_str() != own {
+                        return Err(out_of_scope(position, change, Refusal::OtherDimension));
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        }
+            Ok(())
+        })();
+        noted(&mut refusals, checked)?;
     }
     let mut households: HashMap<RecordKey, Vec<RecordId>> = HashMap::new();
     // The household a record belongs to on the server now, when the batch
@@ -919,74 +1117,95 @@ fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> 
     let mut known: HashMap<RecordId, bool> = HashMap::new();
     for (position, (_, change)) in fresh.iter().enumerate() {
         let key = &change.record;
-        if households.contains_key(key) {
+        if households.contains_key(key) || refusals.iter().any(|refusal| &refusal.record == key) {
             continue;
         }
-        let mut candidates: Vec<RecordId> = Vec::new();
-        if key.kind == RecordKind::Household {
-            candidates.push(key.id);
-        } else {
-            let stored = stored_household(tx, key)?;
-            if let Some(named) = batch_households.get(key) {
-                if let Some(stored) = stored.filter(|stored| named.iter().any(|n| n != stored)) {
-                    leaving.insert(key.clone(), stored);
-                }
-                candidates.extend(named.iter().copied());
-            }
-            candidates.extend(stored);
-            candidates.sort_unstable();
-            candidates.dedup();
-        }
-        if !scope.is_everything() {
-            if candidates.is_empty() {
-                scope
-                    .may_write(&key.kind, None)
-                    .map_err(|reason| out_of_scope(position, change, reason))?;
-            }
-            for household in &candidates {
-                if let std::collections::hash_map::Entry::Vacant(entry) = places.entry(*household) {
-                    entry.insert(stored_place(tx, *household)?);
-                }
-                let stored = places[household]
-                    .clone()
-                    .filter(|place| !place.village.is_empty());
-                let batch = batch_villages.get(household);
-                match (&stored, batch) {
-                    (Some(stored), _) => scope
-                        .may_write(&key.kind, Some(stored))
-                        .map_err(|reason| out_of_scope(position, change, reason))?,
-                    (None, None) => {
-                        return Err(out_of_scope(position, change, Refusal::UnknownHousehold))
+        let checked = (|| -> Result<Vec<RecordId>> {
+            let mut candidates: Vec<RecordId> = Vec::new();
+            if key.kind == RecordKind::Household {
+                candidates.push(key.id);
+            } else {
+                let stored = stored_household(tx, key)?;
+                if let Some(named) = batch_households.get(key) {
+                    if let Some(stored) = stored.filter(|stored| named.iter().any(|n| n != stored))
+                    {
+                        leaving.insert(key.clone(), stored);
                     }
-                    (None, Some(_)) => {
-                        // A household the server holds but never placed is
-                        // the province's to place, not the first
-                        // volunteer's who learns its id.
-                        let is_known = match known.get(household) {
-                            Some(is_known) => *is_known,
-                            None => {
-                                let is_known = household_exists(tx, *household)?;
-                                known.insert(*household, is_known);
-                                is_known
-                            }
-                        };
-                        if is_known {
-                            return Err(out_of_scope(position, change, Refusal::UnplacedHousehold));
-                        }
-                    }
+                    candidates.extend(named.iter().copied());
                 }
-                for village in batch.into_iter().flatten() {
-                    let place = HouseholdPlace {
-                        village: (*village).to_owned(),
-                        deprived: stored.as_ref().map_or(0, |p| p.deprived),
-                    };
+                candidates.extend(stored);
+                candidates.sort_unstable();
+                candidates.dedup();
+            }
+            if !scope.is_everything() {
+                if candidates.is_empty() {
                     scope
-                        .may_write(&key.kind, Some(&place))
+                        .may_write(&key.kind, None)
                         .map_err(|reason| out_of_scope(position, change, reason))?;
                 }
+                for household in &candidates {
+                    if let std::collections::hash_map::Entry::Vacant(entry) =
+                        places.entry(*household)
+                    {
+                        entry.insert(stored_place(tx, *household)?);
+                    }
+                    let stored = places[household]
+                        .clone()
+                        .filter(|place| !place.village.is_empty());
+                    let batch = batch_villages.get(household);
+                    match (&stored, batch) {
+                        (Some(stored), _) => scope
+                            .may_write(&key.kind, Some(stored))
+                            .map_err(|reason| out_of_scope(position, change, reason))?,
+                        (None, None) => {
+                            return Err(out_of_scope(position, change, Refusal::UnknownHousehold))
+                        }
+                        (None, Some(_)) => {
+                            // A household the server holds but never placed is
+                            // the province's to place, not the first
+                            // volunteer's who learns its id.
+                            let is_known = match known.get(household) {
+                                Some(is_known) => *is_known,
+                                None => {
+                                    let is_known = household_exists(tx, *household)?;
+                                    known.insert(*household, is_known);
+                                    is_known
+                                }
+                            };
+                            if is_known {
+                                return Err(out_of_scope(
+                                    position,
+                                    change,
+                                    Refusal::UnplacedHousehold,
+                                ));
+                            }
+                        }
+                    }
+                    for village in batch.into_iter().flatten() {
+                        let place = HouseholdPlace {
+                            village: (*village).to_owned(),
+                            deprived: stored.as_ref().map_or(0, |p| p.deprived),
+                        };
+                        scope
+                            .may_write(&key.kind, Some(&place))
+                            .map_err(|reason| out_of_scope(position, change, reason))?;
+                    }
+                }
+            }
+            Ok(candidates)
+        })();
+        match checked {
+            Ok(candidates) => {
+                households.insert(key.clone(), candidates);
+            }
+            Err(error) => {
+                leaving.remove(key);
+                noted(&mut refusals, Err(error))?;
             }
         }
-        households.insert(key.clone(), candidates);
+    }
+    if !refusals.is_empty() {
+        return Err(Error::RefusedRecords(refusals));
     }
     Ok(ScopeCheck {
         households,
@@ -1005,29 +1224,44 @@ fn check_merged(
     device: DeviceId,
     records: &[RecordKey],
 ) -> Result<()> {
+    let mut refusals = Vec::new();
     for key in records {
+        let checked = check_merged_record(session, scope, device, key);
+        noted(&mut refusals, checked)?;
+    }
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::RefusedRecords(refusals))
+    }
+}
+
+fn check_merged_record(
+    session: &Session<'_>,
+    scope: &Scope,
+    device: DeviceId,
+    key: &RecordKey,
+) -> Result<()> {
+    {
         let Some(state) = session.current(key)? else {
-            continue;
+            return Ok(());
         };
         limits::check_record(&state, device).map_err(|exceeded| {
-            refused(
+            refused_record(
+                key,
                 "limit_exceeded",
-                format!(
-                    "{} {}: {}; nothing of this batch was applied",
-                    key.kind,
-                    key.id,
-                    exceeded.describe()
-                ),
+                format!("{} {}: {}", key.kind, key.id, exceeded.describe()),
             )
         })?;
         if scope.is_everything() {
-            continue;
+            return Ok(());
         }
         let refusal = |reason: Refusal| {
-            refused(
+            refused_record(
+                key,
                 "out_of_scope",
                 format!(
-                    "{} {} as merged is outside this account's scope: {}; nothing of this batch was applied",
+                    "{} {} as merged is outside this account's scope: {}",
                     key.kind,
                     key.id,
                     reason.describe()
@@ -1105,10 +1339,11 @@ fn areas() -> &'static faenban_core::areas::Areas {
 }
 
 fn out_of_scope(position: usize, change: &Change, reason: Refusal) -> Error {
-    refused(
+    refused_record(
+        &change.record,
         "out_of_scope",
         format!(
-            "change {position} ({} {}, field {}) is outside this account's scope: {}; nothing of this batch was applied",
+            "change {position} ({} {}, field {}) is outside this account's scope: {}",
             change.record.kind,
             change.record.id,
             change.field,
@@ -1118,13 +1353,28 @@ fn out_of_scope(position: usize, change: &Change, reason: Refusal) -> Error {
 }
 
 fn bad_value(position: usize, change: &Change, what: &str) -> Error {
-    refused(
+    refused_record(
+        &change.record,
         "bad_value",
         format!(
-            "change {position} ({} {}, field {}) {what}; nothing of this batch was applied",
+            "change {position} ({} {}, field {}) {what}",
             change.record.kind, change.record.id, change.field
         ),
     )
+}
+
+/// Notes a refusal of one record's changes and lets the check go on to
+/// the next change, so that one pass finds every record to set aside; any
+/// other failure stops the check. True when the change passed.
+fn noted(refusals: &mut Vec<RecordRefusal>, result: Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(Error::RefusedRecords(mut more)) => {
+            refusals.append(&mut more);
+            Ok(false)
+        }
+        Err(other) => Err(other),
+    }
 }
 
 fn household_exists(tx: &Transaction<'_>, household: RecordId) -> Result<bool> {

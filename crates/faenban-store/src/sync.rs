@@ -9,7 +9,7 @@
 //! the pull cursor moves only with the changes it covers.
 
 use faenban_core::clock::is_from_the_future;
-use faenban_core::sync::{ErrorBody, PullFrom, Reply};
+use faenban_core::sync::{ErrorBody, HeldBack, PullFrom, Reply};
 use faenban_core::{Change, DeviceId, Outcome, Stamp};
 use faenban_keys::{PublicKey, Signature};
 use rusqlite::{params, OptionalExtension};
@@ -139,6 +139,21 @@ pub struct CarriedLetter {
     pub item: SealedBytes,
 }
 
+/// A change the server refused and did not apply, set aside here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldChange {
+    /// The outbox sequence it was sent as.
+    pub sequence: u64,
+    /// The change.
+    pub change: Change,
+    /// The server's code: `out_of_scope`, `bad_value` or `limit_exceeded`.
+    pub code: String,
+    /// The server's reason, in English.
+    pub message: String,
+    /// When it was set aside (this laptop's clock).
+    pub held_ms: u64,
+}
+
 /// What taking in one of the server's replies did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReplyTaken {
@@ -152,6 +167,8 @@ pub struct ReplyTaken {
     pub more: bool,
     /// Why the server refused the letter's run, when it did.
     pub refused: Option<ErrorBody>,
+    /// Changes the server refused and did not apply, now set aside here.
+    pub held_back: usize,
 }
 
 /// Where the server's public key is kept in `meta`.
@@ -308,12 +325,35 @@ impl Store {
         Ok(queued as u64)
     }
 
-    /// The server holds this device's outbox through `held_through`: drops
-    /// what it holds and remembers it, with the server's signature when
-    /// there is one.
-    pub fn acknowledge(&mut self, held_through: u64, signature: Option<&str>) -> Result<()> {
+    /// The server holds this device's outbox through `held_through`,
+    /// except the changes it `held_back` (refused, not applied): those are
+    /// set aside with the server's reason, and the rest dropped, in one
+    /// transaction. Remembers it, with the server's signature when there is
+    /// one.
+    pub fn acknowledge(
+        &mut self,
+        local_wall_ms: u64,
+        held_through: u64,
+        signature: Option<&str>,
+        held_back: &[HeldBack],
+    ) -> Result<()> {
         let device = self.device()?.ok_or(Error::NotInitialized)?.id;
         let tx = self.connection.transaction()?;
+        for held in held_back
+            .iter()
+            .filter(|held| held.sequence <= held_through)
+        {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO held_back (sequence, change_seq, code, message, held_ms) \
+                 SELECT sequence, change_seq, ?2, ?3, ?4 FROM outbox WHERE sequence = ?1",
+            )?
+            .execute(params![
+                held.sequence as i64,
+                held.error,
+                held.message,
+                local_wall_ms as i64
+            ])?;
+        }
         tx.execute(
             "DELETE FROM outbox WHERE sequence <= ?1",
             [held_through as i64],
@@ -327,6 +367,71 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// The changes the server refused and this laptop set aside, oldest
+    /// first, with the server's reasons.
+    pub fn held_back(&self) -> Result<Vec<HeldChange>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT held_back.sequence, changes.body, held_back.code, held_back.message, \
+             held_back.held_ms FROM held_back JOIN changes ON changes.seq = held_back.change_seq \
+             ORDER BY held_back.sequence",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (sequence, body, code, message, held_ms) = row?;
+            Ok(HeldChange {
+                sequence: sequence as u64,
+                change: serde_json::from_str(&body)?,
+                code,
+                message,
+                held_ms: held_ms as u64,
+            })
+        })
+        .collect()
+    }
+
+    /// Queues held-back changes again at the end of the outbox, under new
+    /// sequences, to be sent at the next sync (after the office widened the
+    /// account, say): all of them, or those sent as `sequences`. Returns
+    /// how many were queued.
+    pub fn retry_held_back(&mut self, sequences: Option<&[u64]>) -> Result<u64> {
+        let tx = self.connection.transaction()?;
+        let held: Vec<(i64, i64)> = {
+            let mut statement =
+                tx.prepare_cached("SELECT sequence, change_seq FROM held_back ORDER BY sequence")?;
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut next: i64 = read_meta(&tx, "next_outbox_sequence")?
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(1);
+        let mut queued = 0;
+        for (sequence, change_seq) in held {
+            if sequences.is_some_and(|wanted| !wanted.contains(&(sequence as u64))) {
+                continue;
+            }
+            // It left this laptop once: it keeps its stamp.
+            tx.prepare_cached(
+                "INSERT INTO outbox (sequence, change_seq, shared) VALUES (?1, ?2, 1)",
+            )?
+            .execute(params![next, change_seq])?;
+            tx.prepare_cached("DELETE FROM held_back WHERE sequence = ?1")?
+                .execute([sequence])?;
+            next += 1;
+            queued += 1;
+        }
+        write_meta(&tx, "next_outbox_sequence", &next.to_string())?;
+        tx.commit()?;
+        Ok(queued)
     }
 
     /// What the server was last known to hold of each device's outbox,
@@ -589,6 +694,7 @@ impl Store {
         }
         let mut taken = ReplyTaken {
             refused: reply.refused,
+            held_back: reply.held_back.len(),
             ..ReplyTaken::default()
         };
         if let Some(pulled) = reply.pulled {
@@ -615,8 +721,15 @@ impl Store {
             signature: reply.ack,
         };
         if self.verifies_own_ack(&ack)? {
-            self.acknowledge(ack.held_through, ack.signature.as_deref())?;
+            self.acknowledge(
+                local_wall_ms,
+                ack.held_through,
+                ack.signature.as_deref(),
+                &reply.held_back,
+            )?;
             taken.acknowledged = Some(ack.held_through);
+        } else {
+            taken.held_back = 0;
         }
         Ok(taken)
     }

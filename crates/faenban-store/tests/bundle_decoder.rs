@@ -80,6 +80,7 @@ fn fixture() -> Fixture {
         held_through: 2,
         ack: None,
         refused: None,
+        held_back: Vec::new(),
         pulled: Some(ReplyPull {
             since: 0,
             pages: vec![ReplyPage {

@@ -337,6 +337,7 @@ fn a_forged_acknowledgement_in_a_reply_drops_nothing() {
         held_through: ack.held_through,
         ack: ack.signature,
         refused: None,
+        held_back: Vec::new(),
         pulled: None,
     };
     let mut laptop = Store::open_in_memory().unwrap();

@@ -184,6 +184,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
     let mut more = false;
     let mut refused = None;
     let mut unverified = 0;
+    let mut held_back = 0;
     for item in own_replies {
         let opened = server
             .as_ref()
@@ -199,6 +200,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         received.duplicates += taken.received.duplicates;
         acknowledged = acknowledged.max(taken.acknowledged);
         more |= taken.more;
+        held_back += taken.held_back;
         if taken.refused.is_some() {
             refused = taken.refused;
         }
@@ -216,6 +218,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
                 "letters_to_pass_on": letters_to_pass,
                 "replies_to_pass_on": replies_to_pass,
                 "unverified_replies": unverified,
+                "held_back": held_back,
             })
         );
     } else {
@@ -228,6 +231,16 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             lang.pick("มีอยู่แล้ว", "already here"),
         );
         println!("{} {unpushed}", lang.pick("ยังไม่ได้ส่ง:", "still unpushed:"));
+        if held_back > 0 {
+            println!(
+                "{} {held_back} ({})",
+                lang.pick(
+                    "เซิร์ฟเวอร์ไม่รับ พักไว้ในเครื่อง:",
+                    "refused by the server, set aside here:"
+                ),
+                lang.pick("ดูด้วย faenban outbox list", "see faenban outbox list")
+            );
+        }
         if more {
             println!(
                 "{}",

@@ -25,6 +25,10 @@ use super::{now_ms, Context};
 use crate::client::{Client, ClientError, Retry};
 use crate::failure::{Failure, Kind};
 
+/// How the last sync ended, when it did not go through whole: `refused`
+/// (the server refused a request) or `held_back` (it refused some changes).
+pub(super) const LAST_SYNC_PROBLEM: &str = "last_sync_problem";
+
 /// Where a custom certificate authority is kept in the database's settings.
 const CA_KEY: &str = "server_ca_pem";
 
@@ -141,6 +145,8 @@ struct Summary {
     already_on_server: u64,
     letters_passed_on: u64,
     letters_dropped: u64,
+    held_back_now: u64,
+    held_back: u64,
     restamped_by_server: u64,
     pulled: u64,
     pulled_already_held: u64,
@@ -249,9 +255,15 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         // Only what this batch covered: the server's highest held sequence
         // may be above it (a file restored from a backup), and changes
         // beyond this batch have not been compared with what it holds.
+        let held_through = response.held_through.min(last);
+        summary.held_back_now += response
+            .held_back
+            .iter()
+            .filter(|held| held.sequence <= held_through)
+            .count() as u64;
         context
             .store
-            .acknowledge(response.held_through.min(last), None)?;
+            .acknowledge(now_ms(), held_through, None, &response.held_back)?;
         if response.held_through < last {
             return Err(anyhow::anyhow!(
                 "the server kept this laptop's outbox only through {}, not {last}",
@@ -349,11 +361,24 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     let status = context.store.status()?;
     summary.new_conflicts = status.conflicts.saturating_sub(conflicts_before);
     summary.unpushed = status.unpushed;
+    summary.held_back = status.held_back;
+    // `status` tells a sync that went through from one that did not.
+    let problem = if refusal.is_some() {
+        Some("refused")
+    } else if summary.held_back_now > 0 {
+        Some("held_back")
+    } else {
+        None
+    };
+    context.store.set_setting(LAST_SYNC_PROBLEM, problem)?;
     print_summary(context, &summary);
-    match refusal {
-        Some(refusal) => Err(refusal.into()),
-        None => Ok(()),
+    if let Some(refusal) = refusal {
+        return Err(refusal.into());
     }
+    if summary.held_back_now > 0 {
+        return Err(held_back_failure(context, summary.held_back_now)?.into());
+    }
+    Ok(())
 }
 
 /// This laptop's signing key.
@@ -478,6 +503,39 @@ fn print_summary(context: &Context, summary: &Summary) {
             summary.unpushed
         );
     }
+    if summary.held_back > 0 {
+        println!(
+            "{} {} ({})",
+            lang.pick(
+                "เซิร์ฟเวอร์ไม่รับ พักไว้ในเครื่อง:",
+                "refused by the server, set aside here:"
+            ),
+            summary.held_back,
+            lang.pick("ดูด้วย faenban outbox list", "see faenban outbox list")
+        );
+    }
+}
+
+/// The failure a sync ends with when the server refused some changes (the
+/// rest went): how many, why, and what to do.
+fn held_back_failure(context: &Context, new: u64) -> anyhow::Result<Failure> {
+    let held = context.store.held_back()?;
+    let mut reasons: Vec<&str> = held.iter().map(|held| held.code.as_str()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    let th: Vec<&str> = reasons.iter().map(|code| refusal_th(code)).collect();
+    Ok(Failure::new(
+        Kind::Refused,
+        context.lang,
+        format!(
+            "เซิร์ฟเวอร์ไม่รับการแก้ไข {new} รายการ ({}) จึงพักไว้ในเครื่อง การแก้ไขอื่นส่งครบแล้ว ดูรายการด้วย `faenban outbox list` เมื่อแก้ที่สาเหตุแล้ว (เช่น อำเภอเพิ่มพื้นที่ให้บัญชี) ให้รัน `faenban outbox retry` แล้ว sync อีกครั้ง",
+            th.join("; ")
+        ),
+        format!(
+            "the server refused {new} changes ({}); they are set aside on this laptop and everything else was sent; see them with `faenban outbox list`, and once the cause is fixed (the office widened the account, say) run `faenban outbox retry` and sync again",
+            reasons.join(", ")
+        ),
+    ))
 }
 
 /// A client failure as a message the user can act on, with its exit code.
@@ -510,7 +568,7 @@ pub(super) fn refusal_th(code: &str) -> &'static str {
     match code {
         "bad_token" | "missing_token" => "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่",
         "revoked" => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
-        "out_of_scope" => "มีการแก้ไขครัวเรือนนอกพื้นที่ที่บัญชีนี้รับผิดชอบ เซิร์ฟเวอร์ไม่รับทั้งชุด",
+        "out_of_scope" => "การแก้ไขอยู่นอกพื้นที่หรือนอกหน้าที่ที่บัญชีนี้รับผิดชอบ",
         "wrong_device" => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
         "wrong_key" | "bad_signature" => {
             "เซิร์ฟเวอร์ยืนยันกุญแจของเครื่องนี้ไม่ได้ (รหัสเครื่องผูกกับกุญแจอื่น หรือข้อมูลถูกแก้ระหว่างทาง)"

@@ -222,6 +222,23 @@ impl ServerProcess {
         assert!(status.success());
     }
 
+    /// Runs `faenban-server GROUP VERB --data … ARGS…` (`account edit`,
+    /// `device release`, …) and returns what it printed.
+    pub fn admin(&self, group: &str, verb: &str, args: &[&str]) -> String {
+        let output = std::process::Command::new(server_binary())
+            .args([group, verb, "--data"])
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

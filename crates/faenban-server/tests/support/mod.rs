@@ -139,6 +139,12 @@ impl Server {
         }
     }
 
+    /// Nothing was applied: no feed entries (held-back sequences may be held).
+    pub fn assert_nothing_applied(&self) {
+        let store = Store::open(self.backend.path()).unwrap();
+        assert_eq!(store.feed_end().unwrap(), 0);
+    }
+
     /// Nothing was stored: no feed entries, no arrivals for the device.
     pub fn assert_nothing_stored(&self, device: DeviceId) {
         let store = Store::open(self.backend.path()).unwrap();
@@ -205,6 +211,26 @@ pub fn open_reply(server: &Server, device: DeviceId, answer: &Value) -> Reply {
         &sealed,
     )
     .unwrap()
+}
+
+/// The push was taken, with exactly `sequences` held back for `code`: set
+/// aside, not applied.
+#[track_caller]
+pub fn assert_held_back(status: StatusCode, body: &Value, code: &str, sequences: &[u64]) {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let held: Vec<(u64, String)> = body["held_back"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|held| {
+            (
+                held["sequence"].as_u64().unwrap(),
+                held["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(u64, String)> = sequences.iter().map(|s| (*s, code.to_owned())).collect();
+    assert_eq!(held, expected, "{body}");
 }
 
 /// The keys of the devices tests made, by device id.
