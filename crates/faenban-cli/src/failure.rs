@@ -168,9 +168,55 @@ fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
             error.to_string(),
         ),
         E::Core(core) => from_core(lang, core),
+        E::NotForThisAccount(refused) => not_for_this_account(lang, refused),
         E::Refused { .. } | E::RefusedRecords(_) => {
             Failure::new(Kind::Refused, lang, error.to_string(), error.to_string())
         }
         E::Sqlite(_) | E::Json(_) => storage("ฐานข้อมูลมีปัญหา"),
     }
+}
+
+/// A record the account may never send, said as it is typed: who may
+/// record it instead, or what the office can change.
+fn not_for_this_account(lang: Lang, refused: &faenban_store::NotForThisAccount) -> Failure {
+    use faenban_core::sync::{Refusal, Role};
+    use faenban_core::RecordKind;
+    let scope = &refused.scope;
+    let areas = scope.areas.join(", ");
+    let village = refused.village.as_deref().unwrap_or("-");
+    let kind_th = crate::lang::kind_th(refused.kind.as_str());
+    let (th, en) = match (&refused.refusal, &refused.kind, scope.role) {
+        (Refusal::KindNotAllowed, RecordKind::Official, _) => (
+            "บัญชีนี้ไม่ได้บันทึกรายชื่อเจ้าหน้าที่ ทีมอำเภอหรือตำบลเป็นผู้บันทึก เมื่อ sync แล้วรายชื่อจะมาถึงเครื่องนี้ และจับคู่กับครัวเรือนในหมู่บ้านของเราได้ (faenban pair)".to_owned(),
+            "this account does not keep the list of officials: the district or subdistrict team records them; after a sync they reach this laptop, and you pair them with your households (faenban pair)".to_owned(),
+        ),
+        (Refusal::KindNotAllowed, _, Role::Dimension) => (
+            format!("คณะทำงานรายด้านบันทึกได้เฉพาะการช่วยเหลือ ไม่ได้บันทึก{kind_th} ให้อาสาสมัครหรือทีมในพื้นที่เป็นผู้บันทึก"),
+            format!("a working group records assistance only, not a {}; the area's volunteer or team records it", refused.kind),
+        ),
+        (Refusal::OtherDimension, _, _) => (
+            format!(
+                "คณะทำงานนี้บันทึกการช่วยเหลือได้เฉพาะด้าน{}",
+                scope.dimension.map_or("", |d| d.name_th())
+            ),
+            format!(
+                "this working group records assistance in its own dimension only ({})",
+                scope.dimension.map_or("", |d| d.key())
+            ),
+        ),
+        (Refusal::OutsideAreas, _, _) => (
+            format!("หมู่บ้าน {village} ไม่อยู่ในพื้นที่ของบัญชีนี้ ({areas}) เซิร์ฟเวอร์จะไม่รับ ให้อำเภอเพิ่มหมู่บ้านนี้ให้บัญชีก่อน หรือให้ผู้ที่รับผิดชอบหมู่บ้านนั้นเป็นผู้บันทึก"),
+            format!("village {village} is outside this account's areas ({areas}), so the server would refuse it; ask the district to add the village to the account, or let whoever covers that village record it"),
+        ),
+        (other, _, _) => (
+            format!("บัญชีนี้บันทึก{kind_th}นี้ไม่ได้"),
+            format!("this account may not record this {} ({})", refused.kind, other.describe()),
+        ),
+    };
+    Failure::new(
+        Kind::Refused,
+        lang,
+        format!("{th} (ไม่ได้บันทึกอะไรเลย)"),
+        format!("{en}; nothing was saved"),
+    )
 }

@@ -312,6 +312,75 @@ fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(
 }
 
 #[test]
+fn what_the_account_may_never_send_is_refused_as_it_is_typed() {
+    let server = ServerProcess::start();
+    let volunteer = laptop("อสม.");
+    volunteer.login(&server, &server.account("มาลี", "volunteer", "40010203"));
+    // A household in another village: refused at once, nothing saved.
+    let (code, stderr) = volunteer.fails(&[
+        "--lang",
+        "th",
+        "household",
+        "add",
+        "--house-code",
+        "4001-012345-6",
+        "--village",
+        "40010101",
+        "--address",
+        "1 หมู่ 1",
+    ]);
+    assert_eq!(code, 8);
+    assert!(stderr.contains("ไม่อยู่ในพื้นที่ของบัญชีนี้"), "{stderr}");
+    assert!(stderr.contains("ไม่ได้บันทึกอะไรเลย"), "{stderr}");
+    // A volunteer does not keep the list of officials: the team does.
+    let (code, stderr) = volunteer.fails(&[
+        "--lang",
+        "th",
+        "official",
+        "add",
+        "--name",
+        "นายสมชาย ตัวอย่าง",
+        "--position",
+        "นักวิชาการเกษตร",
+        "--agency",
+        "สำนักงานเกษตรอำเภอ",
+    ]);
+    assert_eq!(code, 8);
+    assert!(stderr.contains("ทีมอำเภอหรือตำบลเป็นผู้บันทึก"), "{stderr}");
+    assert_eq!(volunteer.unpushed(), 0);
+    // The team records the official; the volunteer pairs it with a
+    // household of its own village after a sync.
+    let team = laptop("ทีมตำบล");
+    team.login(&server, &server.account("ทีม", "team", "400102"));
+    team.ok(&[
+        "official",
+        "add",
+        "--name",
+        "นายสมชาย ตัวอย่าง",
+        "--position",
+        "นักวิชาการเกษตร",
+        "--agency",
+        "สำนักงานเกษตรอำเภอ",
+    ]);
+    team.sync();
+    volunteer.ok(&[
+        "household",
+        "add",
+        "--house-code",
+        "4001-000456-7",
+        "--village",
+        "40010203",
+        "--address",
+        "9 หมู่ 3",
+    ]);
+    volunteer.sync();
+    volunteer.ok(&["pair", "นายสมชาย ตัวอย่าง", "4001-000456-7"]);
+    let synced = volunteer.sync();
+    assert_eq!(synced["held_back"].as_u64(), Some(0), "{synced}");
+    assert_eq!(volunteer.unpushed(), 0);
+}
+
+#[test]
 fn a_change_the_server_refuses_is_set_aside_and_the_rest_still_reaches_the_office() {
     let server = ServerProcess::start();
     let office = laptop("จังหวัด");
@@ -328,9 +397,15 @@ fn a_change_the_server_refuses_is_set_aside_and_the_rest_still_reaches_the_offic
     ]);
     office.sync();
     let volunteer = laptop("อสม.");
-    volunteer.login(&server, &server.account("มาลี", "volunteer", "40010203"));
-    volunteer.add_household(); // village 40010101: not this account's
-                               // Work in its own village, recorded after the refused household.
+    volunteer.login(
+        &server,
+        &server.account("มาลี", "volunteer", "40010203,40010101"),
+    );
+    // A household in village 40010101; then the office narrows the
+    // account before the laptop syncs: it is no longer this account's.
+    volunteer.add_household();
+    server.admin("account", "edit", &["--name", "มาลี", "--area", "40010203"]);
+    // Work in its own village, recorded after the household now refused.
     volunteer.ok(&[
         "household",
         "add",

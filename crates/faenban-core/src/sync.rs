@@ -629,7 +629,7 @@ impl HouseholdPlace {
 }
 
 /// What an account covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     /// The role.
     pub role: Role,
@@ -739,6 +739,42 @@ impl Scope {
         }
         if !self.dimension_allows(place) {
             return Err(Refusal::NotDeprivedInDimension);
+        }
+        Ok(())
+    }
+
+    /// What a laptop can tell, as a record is typed, that the server will
+    /// refuse for this account: [`Scope::may_write`] with what the laptop
+    /// knows. `village` is the village of the record's household as the
+    /// laptop has it (`None`: no household, or one it does not know);
+    /// `dimension` the assistance's dimension. What the laptop cannot know
+    /// (whether a household is deprived in a working group's dimension, a
+    /// household it has not pulled) is left to the server.
+    pub fn may_record(
+        &self,
+        kind: &RecordKind,
+        village: Option<&str>,
+        dimension: Option<&str>,
+    ) -> Result<(), Refusal> {
+        if self.is_everything() {
+            return Ok(());
+        }
+        if self.role == Role::Dimension && *kind != RecordKind::Assistance {
+            return Err(Refusal::KindNotAllowed);
+        }
+        if *kind == RecordKind::Official && self.role != Role::Team {
+            return Err(Refusal::KindNotAllowed);
+        }
+        if let Some(village) = village.filter(|village| !village.is_empty()) {
+            if !self.covers_village(village) {
+                return Err(Refusal::OutsideAreas);
+            }
+        }
+        if self.role == Role::Dimension
+            && *kind == RecordKind::Assistance
+            && dimension.is_some_and(|dimension| Some(dimension) != self.dimension.map(Dimension::key))
+        {
+            return Err(Refusal::OtherDimension);
         }
         Ok(())
     }

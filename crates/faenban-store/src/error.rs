@@ -57,6 +57,10 @@ pub enum Error {
     /// them as held back, and takes the rest of the batch.
     #[error("{}", .0.first().map_or("refused", |refusal| refusal.message.as_str()))]
     RefusedRecords(Vec<RecordRefusal>),
+    /// A record the account this laptop syncs with may never send; nothing
+    /// of the command was saved.
+    #[error("the account this laptop syncs with may not record this ({})", .0.refusal.describe())]
+    NotForThisAccount(Box<crate::NotForThisAccount>),
     /// The core refused a value or a record.
     #[error(transparent)]
     Core(#[from] faenban_core::Error),

@@ -226,10 +226,35 @@ impl Store {
         local_wall_ms: u64,
         work: impl FnOnce(&mut Session<'_>) -> Result<T>,
     ) -> Result<T> {
+        let scope = self.account_scope()?;
         let mut session = self.begin(local_wall_ms)?;
         let result = work(&mut session)?;
+        if let Some(scope) = scope {
+            session.check_recorded_here(&scope)?;
+        }
         session.commit()?;
         Ok(result)
+    }
+
+    /// The scope of the account this laptop syncs with, as the server gave
+    /// it at the last hello; `None` before the first login.
+    pub fn account_scope(&self) -> Result<Option<faenban_core::sync::Scope>> {
+        match read_meta(&self.connection, ACCOUNT_SCOPE)? {
+            Some(json) => Ok(serde_json::from_str(&json).ok()),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps the account's scope from a hello (`None`: logged in to no server).
+    pub fn set_account_scope(&mut self, scope: Option<&faenban_core::sync::Scope>) -> Result<()> {
+        match scope {
+            Some(scope) => write_meta(&self.connection, ACCOUNT_SCOPE, &serde_json::to_string(scope)?),
+            None => {
+                self.connection
+                    .execute("DELETE FROM meta WHERE key = ?1", [ACCOUNT_SCOPE])?;
+                Ok(())
+            }
+        }
     }
 
     /// Runs `work` once per item, all in one transaction committed once;
@@ -296,6 +321,7 @@ impl Store {
             next_outbox: None,
             search_index: self.search_index,
             refuse_reused_stamps: false,
+            recorded_here: Vec::new(),
         })
     }
 
@@ -521,6 +547,27 @@ pub struct Session<'a> {
     /// rather than taken as a duplicate (the server's pushes: a stamp is a
     /// change's identity, and a second content under it would be lost).
     pub(crate) refuse_reused_stamps: bool,
+    /// Records this command changed on this laptop, checked at the end
+    /// against the account's scope (when the laptop knows it).
+    recorded_here: Vec<RecordKey>,
+}
+
+/// Where the account's scope, as the server gave it at the last hello, is
+/// kept in `meta`.
+const ACCOUNT_SCOPE: &str = "account_scope";
+
+/// A record of a kind, in a village, that the account this laptop syncs
+/// with may never send: refused as it is typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotForThisAccount {
+    /// The record's kind.
+    pub kind: faenban_core::RecordKind,
+    /// The village of its household, as this laptop has it.
+    pub village: Option<String>,
+    /// Why.
+    pub refusal: faenban_core::sync::Refusal,
+    /// The account's scope.
+    pub scope: faenban_core::sync::Scope,
 }
 
 /// A record's state as this command has left it, not yet written.
@@ -579,6 +626,47 @@ impl Session<'_> {
     }
 
     /// Writes what is still in memory and commits.
+    /// Refuses the command when a record it changed is one the account may
+    /// never send (the core's [`Scope::may_record`] with what this laptop
+    /// holds): better said as it is typed than set aside at the next sync.
+    ///
+    /// [`Scope::may_record`]: faenban_core::sync::Scope::may_record
+    fn check_recorded_here(&self, scope: &faenban_core::sync::Scope) -> Result<()> {
+        let mut records = self.recorded_here.clone();
+        records.sort_unstable();
+        records.dedup();
+        for key in records {
+            let Some(state) = self.current(&key)? else {
+                continue;
+            };
+            let shown = |field: &str| state.shown(field).and_then(Value::as_str).map(str::to_owned);
+            let village = if key.kind == RecordKind::Household {
+                shown("village")
+            } else {
+                match shown("household").and_then(|id| Uuid::parse_str(&id).ok()) {
+                    Some(household) => {
+                        let household = RecordKey::new(RecordKind::Household, household);
+                        self.current(&household)?.and_then(|state| {
+                            state.shown("village").and_then(Value::as_str).map(str::to_owned)
+                        })
+                    }
+                    None => None,
+                }
+            };
+            let dimension = shown("dimension");
+            if let Err(refusal) = scope.may_record(&key.kind, village.as_deref(), dimension.as_deref())
+            {
+                return Err(Error::NotForThisAccount(Box::new(NotForThisAccount {
+                    kind: key.kind,
+                    village,
+                    refusal,
+                    scope: scope.clone(),
+                })));
+            }
+        }
+        Ok(())
+    }
+
     fn commit(mut self) -> Result<()> {
         self.flush()?;
         // A write that changed nothing (a re-sent push) writes nothing, and
@@ -663,8 +751,11 @@ impl Session<'_> {
 
     fn record_local(&mut self, change: Change) -> Result<Change> {
         // What the server would refuse is refused here, as it is typed: a
-        // change it cannot take would hold back the outbox behind it.
+        // change it cannot take would only be set aside there.
         faenban_core::limits::check_change(&change).map_err(|exceeded| exceeded.as_invalid())?;
+        if self.recorded_here.last() != Some(&change.record) {
+            self.recorded_here.push(change.record.clone());
+        }
         self.apply(change.clone(), true)?;
         Ok(change)
     }

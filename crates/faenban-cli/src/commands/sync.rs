@@ -59,6 +59,7 @@ pub fn login(
     let hello = say_hello(&client, &device, &key, token.trim())
         .map_err(|error| network_failure(context, error))?;
     context.store.set_server_key(&hello.server_key)?;
+    context.store.set_account_scope(Some(&scope_of(&hello)))?;
     context.store.set_sync_settings(&SyncSettings {
         server: server.trim_end_matches('/').to_owned(),
         token: token.trim().to_owned(),
@@ -191,6 +192,8 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     let answered_at = now_ms();
     let local_midpoint = asked_at + answered_at.saturating_sub(asked_at) / 2;
     context.store.set_server_key(&hello.server_key)?;
+    // What the account may record, for the laptop to say so as it is typed.
+    context.store.set_account_scope(Some(&scope_of(&hello)))?;
     let correction = context
         .store
         .correct_clock(hello.server_time_ms, local_midpoint)?;
@@ -379,6 +382,15 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         return Err(held_back_failure(context, summary.held_back_now)?.into());
     }
     Ok(())
+}
+
+/// The account's scope, as a hello answers it.
+fn scope_of(hello: &faenban_core::sync::HelloResponse) -> faenban_core::sync::Scope {
+    faenban_core::sync::Scope {
+        role: hello.role,
+        areas: hello.areas.clone(),
+        dimension: hello.dimension,
+    }
 }
 
 /// This laptop's signing key.
