@@ -832,3 +832,43 @@ fn a_server_restored_from_a_backup_is_pulled_again_from_the_start() {
     volunteer.sync();
     assert!(volunteer.ok(&["export"]) == merged);
 }
+
+#[test]
+fn a_released_device_logs_in_under_a_team_account_and_its_outbox_arrives_whole() {
+    let server = ServerProcess::start();
+    let laptop = laptop("เครื่องของอำเภอ");
+    laptop.login(&server, &server.account("มาลี", "volunteer", "40010101"));
+    laptop.add_household();
+    laptop.sync();
+    // Later work, not yet sent when the laptop is handed to the team.
+    edit(&laptop, "--notes", "ก่อนส่งต่อ");
+    let waiting = laptop.unpushed();
+    assert!(waiting > 0);
+    let team = server.account("ทีมอำเภอ", "team", "4001");
+    // Bound to the volunteer's account: the team's token is refused.
+    let (code, stderr) = laptop.fails(&[
+        "--lang",
+        "en",
+        "login",
+        "--server",
+        &server.url(),
+        "--token",
+        &team,
+        "--retries",
+        "0",
+    ]);
+    assert_eq!(code, 8);
+    assert!(stderr.contains("wrong_device"), "{stderr}");
+    // The administrator releases it; the team logs in and its outbox goes.
+    let device = laptop.json(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.admin("device", "release", &["--device", &device]);
+    laptop.login(&server, &team);
+    let synced = laptop.sync();
+    assert_eq!(synced["pushed"].as_u64(), Some(waiting), "{synced}");
+    assert_eq!(laptop.unpushed(), 0);
+    let listed = server.admin("device", "list", &["--account", "ทีมอำเภอ"]);
+    assert!(listed.contains(&device), "{listed}");
+}

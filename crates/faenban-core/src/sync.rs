@@ -772,7 +772,8 @@ impl Scope {
         }
         if self.role == Role::Dimension
             && *kind == RecordKind::Assistance
-            && dimension.is_some_and(|dimension| Some(dimension) != self.dimension.map(Dimension::key))
+            && dimension
+                .is_some_and(|dimension| Some(dimension) != self.dimension.map(Dimension::key))
         {
             return Err(Refusal::OtherDimension);
         }

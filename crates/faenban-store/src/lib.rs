@@ -248,7 +248,11 @@ impl Store {
     /// Keeps the account's scope from a hello (`None`: logged in to no server).
     pub fn set_account_scope(&mut self, scope: Option<&faenban_core::sync::Scope>) -> Result<()> {
         match scope {
-            Some(scope) => write_meta(&self.connection, ACCOUNT_SCOPE, &serde_json::to_string(scope)?),
+            Some(scope) => write_meta(
+                &self.connection,
+                ACCOUNT_SCOPE,
+                &serde_json::to_string(scope)?,
+            ),
             None => {
                 self.connection
                     .execute("DELETE FROM meta WHERE key = ?1", [ACCOUNT_SCOPE])?;
@@ -639,7 +643,12 @@ impl Session<'_> {
             let Some(state) = self.current(&key)? else {
                 continue;
             };
-            let shown = |field: &str| state.shown(field).and_then(Value::as_str).map(str::to_owned);
+            let shown = |field: &str| {
+                state
+                    .shown(field)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
             let village = if key.kind == RecordKind::Household {
                 shown("village")
             } else {
@@ -647,14 +656,18 @@ impl Session<'_> {
                     Some(household) => {
                         let household = RecordKey::new(RecordKind::Household, household);
                         self.current(&household)?.and_then(|state| {
-                            state.shown("village").and_then(Value::as_str).map(str::to_owned)
+                            state
+                                .shown("village")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
                         })
                     }
                     None => None,
                 }
             };
             let dimension = shown("dimension");
-            if let Err(refusal) = scope.may_record(&key.kind, village.as_deref(), dimension.as_deref())
+            if let Err(refusal) =
+                scope.may_record(&key.kind, village.as_deref(), dimension.as_deref())
             {
                 return Err(Error::NotForThisAccount(Box::new(NotForThisAccount {
                     kind: key.kind,
