@@ -132,6 +132,7 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
             let mut values = household_values(lang, &fields)?;
             values.entry("entry").or_insert(json!("tpmap_target"));
             let household: Household = build(lang, values)?;
+            refuse_recorded_house_code(context, household.house_code.digits(), None)?;
             let what = household.house_code.to_string();
             add_record(
                 context,
@@ -143,6 +144,9 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
         HouseholdCommand::Edit { id, fields } => {
             let key = resolve(&context.store, lang, RecordKind::Household, &id)?;
             let values = household_values(lang, &fields)?;
+            if let Some(code) = values.get("house_code").and_then(Value::as_str) {
+                refuse_recorded_house_code(context, &code.replace('-', ""), Some(&key))?;
+            }
             edit_record::<Household>(context, &key, values)
         }
         HouseholdCommand::Show { id } => {
@@ -388,6 +392,9 @@ pub fn member(context: &mut Context, command: MemberCommand) -> Result<()> {
             let mut values = member_values(lang, &fields)?;
             values.insert("household".into(), json!(household.id));
             let member: Member = build(lang, values)?;
+            if let Some(id) = &member.national_id {
+                refuse_recorded_national_id(context, id.digits(), None)?;
+            }
             let what = format!("{} {}", member.first_name, member.last_name);
             add_record(
                 context,
@@ -399,6 +406,9 @@ pub fn member(context: &mut Context, command: MemberCommand) -> Result<()> {
         MemberCommand::Edit { id, fields } => {
             let key = resolve(&context.store, lang, RecordKind::Member, &id)?;
             let values = member_values(lang, &fields)?;
+            if let Some(id) = values.get("national_id").and_then(Value::as_str) {
+                refuse_recorded_national_id(context, &id.replace('-', ""), Some(&key))?;
+            }
             edit_record::<Member>(context, &key, values)
         }
         MemberCommand::Remove { id } => {
@@ -407,4 +417,57 @@ pub fn member(context: &mut Context, command: MemberCommand) -> Result<()> {
             report_changes(context, &[change])
         }
     }
+}
+
+/// A house code already recorded for another household is refused: the
+/// office would count the house twice, and neither could be found by it.
+fn refuse_recorded_house_code(
+    context: &Context,
+    digits: &str,
+    except: Option<&faenban_core::RecordKey>,
+) -> Result<()> {
+    let found = super::households_with_code(&context.store, digits, except)?;
+    let Some(other) = found.first() else {
+        return Ok(());
+    };
+    Err(Failure::new(
+        crate::failure::Kind::Conflict,
+        context.lang,
+        format!(
+            "รหัสประจำบ้านนี้บันทึกไว้แล้ว (ครัวเรือน {}) ไม่ได้บันทึกซ้ำ แก้ข้อมูลด้วย faenban household edit {}",
+            super::short(&other.id),
+            other.id
+        ),
+        format!(
+            "this house code is already recorded (household {}); nothing was saved; change it with faenban household edit {}",
+            super::short(&other.id),
+            other.id
+        ),
+    )
+    .into())
+}
+
+/// A national ID already recorded for another person is refused.
+fn refuse_recorded_national_id(
+    context: &Context,
+    digits: &str,
+    except: Option<&faenban_core::RecordKey>,
+) -> Result<()> {
+    let found = super::members_with_national_id(&context.store, digits, except)?;
+    let Some(other) = found.first() else {
+        return Ok(());
+    };
+    Err(Failure::new(
+        crate::failure::Kind::Conflict,
+        context.lang,
+        format!(
+            "เลขประจำตัวประชาชนนี้บันทึกไว้แล้วสำหรับสมาชิกอีกคน (รหัส {}) ไม่ได้บันทึกซ้ำ ถ้าเป็นคนเดียวกันที่ย้ายบ้าน ให้แก้ที่สมาชิกเดิมด้วย faenban member edit",
+            super::short(&other.id)
+        ),
+        format!(
+            "this national ID is already recorded for another member ({}); nothing was saved; if it is the same person, moved, edit that member with faenban member edit",
+            super::short(&other.id)
+        ),
+    )
+    .into())
 }

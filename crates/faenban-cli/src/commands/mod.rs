@@ -297,13 +297,48 @@ pub fn resolve(store: &Store, lang: Lang, kind: RecordKind, text: &str) -> Resul
     }
     let digits: String = text.chars().filter(char::is_ascii_digit).collect();
     if kind == RecordKind::Household && digits.len() == 11 {
-        let found: Vec<RecordKey> = store
-            .search(&digits)?
-            .into_iter()
-            .filter(|key| key.kind == RecordKind::Household)
-            .collect();
-        if let [key] = found.as_slice() {
-            return Ok(key.clone());
+        let found = households_with_code(store, &digits, None)?;
+        match found.as_slice() {
+            [key] => return Ok(key.clone()),
+            [] => {}
+            // Two laptops recorded the same house before either synced:
+            // both stay reachable, by their own ids.
+            several => {
+                let listed: Vec<String> = several
+                    .iter()
+                    .map(|key| {
+                        let address = store
+                            .record(key)
+                            .ok()
+                            .flatten()
+                            .and_then(|state| {
+                                state
+                                    .shown("address")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_owned)
+                            })
+                            .unwrap_or_default();
+                        format!("{} ({address})", key.id)
+                    })
+                    .collect();
+                return Err(Failure::new(
+                    Kind::Conflict,
+                    lang,
+                    format!(
+                        "รหัสประจำบ้าน {} มี {} ครัวเรือน: {} ให้ใช้รหัสครัวเรือนแทน และรวมเป็นครัวเรือนเดียวโดยจัดเก็บ (archive) ครัวเรือนที่ซ้ำ",
+                        text.trim(),
+                        several.len(),
+                        listed.join(", ")
+                    ),
+                    format!(
+                        "house code {} is recorded for {} households: {}; give the household's id instead, and archive the duplicate",
+                        text.trim(),
+                        several.len(),
+                        listed.join(", ")
+                    ),
+                )
+                .into());
+            }
         }
     }
     let trimmed = text.trim();
@@ -433,6 +468,61 @@ fn dimension_name(lang: Lang, dimension: Dimension) -> &'static str {
         Lang::Th => dimension.name_th(),
         Lang::En => dimension.name_en(),
     }
+}
+
+/// The households recorded with this house code (11 digits), other than
+/// `except`.
+pub(crate) fn households_with_code(
+    store: &Store,
+    digits: &str,
+    except: Option<&RecordKey>,
+) -> Result<Vec<RecordKey>> {
+    let mut found = Vec::new();
+    for key in store.search(digits)? {
+        if key.kind != RecordKind::Household || Some(&key) == except {
+            continue;
+        }
+        // Search terms match by prefix: compare the code itself.
+        let code = store.record(&key)?.and_then(|state| {
+            state
+                .shown("house_code")
+                .and_then(Value::as_str)
+                .map(|code| code.replace('-', ""))
+        });
+        if code.as_deref() == Some(digits) {
+            found.push(key);
+        }
+    }
+    Ok(found)
+}
+
+/// The people recorded with this national ID (13 digits), other than `except`.
+pub(crate) fn members_with_national_id(
+    store: &Store,
+    digits: &str,
+    except: Option<&RecordKey>,
+) -> Result<Vec<RecordKey>> {
+    let mut found = Vec::new();
+    for key in store.search(digits)? {
+        if key.kind != RecordKind::Member || Some(&key) == except {
+            continue;
+        }
+        let state = store.record(&key)?;
+        let id = state.as_ref().and_then(|state| {
+            state
+                .shown("national_id")
+                .and_then(Value::as_str)
+                .map(|id| id.replace('-', ""))
+        });
+        let archived = state
+            .as_ref()
+            .and_then(|state| state.shown("archived").and_then(Value::as_bool))
+            .unwrap_or(false);
+        if id.as_deref() == Some(digits) && !archived {
+            found.push(key);
+        }
+    }
+    Ok(found)
 }
 
 fn find_any(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> {

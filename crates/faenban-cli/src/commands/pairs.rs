@@ -34,6 +34,33 @@ pub fn official(context: &mut Context, command: OfficialCommand) -> Result<()> {
                 position: position.trim().to_owned(),
                 agency: agency.trim().to_owned(),
             };
+            // The same person twice would split their pairings; the same
+            // name with another position or agency is another person.
+            let same = officials(&context.store)?.into_iter().find(|o| {
+                o.value
+                    .name
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    == official.name
+                    && o.value.position == official.position
+                    && o.value.agency == official.agency
+            });
+            if let Some(same) = same {
+                return Err(Failure::new(
+                    Kind::Conflict,
+                    context.lang,
+                    format!(
+                        "มีเจ้าหน้าที่ชื่อ ตำแหน่ง และหน่วยงานนี้แล้ว (รหัส {}) ไม่ได้บันทึกซ้ำ ถ้าเป็นคนละคนที่ชื่อเหมือนกัน ให้ระบุตำแหน่งหรือหน่วยงานให้ต่างกัน",
+                        short(&same.key.id)
+                    ),
+                    format!(
+                        "an official with this name, position and agency is already recorded ({}); nothing was saved; for another person of the same name, give their own position or agency",
+                        short(&same.key.id)
+                    ),
+                )
+                .into());
+            }
             let what = official.name.clone();
             add_record(
                 context,
@@ -364,7 +391,7 @@ fn resolve_official(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> 
         return Ok(key);
     }
     let wanted = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let named: Vec<RecordKey> = officials(store)?
+    let named: Vec<_> = officials(store)?
         .into_iter()
         .filter(|o| {
             o.value
@@ -374,10 +401,9 @@ fn resolve_official(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> 
                 .join(" ")
                 == wanted
         })
-        .map(|o| o.key)
         .collect();
     match named.as_slice() {
-        [key] => Ok(key.clone()),
+        [official] => Ok(official.key.clone()),
         [] => Err(Failure::new(
             Kind::NotFound,
             lang,
@@ -385,10 +411,29 @@ fn resolve_official(store: &Store, lang: Lang, text: &str) -> Result<RecordKey> 
             format!("no official `{wanted}` (see faenban official list)"),
         )
         .into()),
-        _ => Err(bad_input(
-            lang,
-            format!("มีเจ้าหน้าที่ชื่อ `{wanted}` หลายคน ให้ใช้รหัสแทน"),
-            format!("several officials are called `{wanted}`; use the id instead"),
-        )),
+        several => {
+            let listed: Vec<String> = several
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} ({}, {})",
+                        short(&o.key.id),
+                        o.value.position,
+                        o.value.agency
+                    )
+                })
+                .collect();
+            Err(bad_input(
+                lang,
+                format!(
+                    "มีเจ้าหน้าที่ชื่อ `{wanted}` หลายคน: {} ให้ใช้รหัสแทน",
+                    listed.join("; ")
+                ),
+                format!(
+                    "several officials are called `{wanted}`: {}; use the id instead",
+                    listed.join("; ")
+                ),
+            ))
+        }
     }
 }

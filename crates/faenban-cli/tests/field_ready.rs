@@ -1,0 +1,131 @@
+//! What a volunteer in the field once got wrong without being told: the
+//! same house or person recorded twice, amounts and dates that cannot be
+//! true, cells a spreadsheet would run, text that reads backwards, a closed
+//! pipe, a damaged file. Each test is named after what broke.
+
+mod support;
+
+use support::Laptop;
+
+fn add_household(laptop: &Laptop, code: &str) -> (i32, String) {
+    let output = laptop
+        .cmd(&[
+            "--lang",
+            "en",
+            "household",
+            "add",
+            "--house-code",
+            code,
+            "--village",
+            "40010101",
+            "--address",
+            "12 หมู่ 1",
+        ])
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_house_code_already_recorded_is_refused_and_both_stay_reachable_if_synced_twice() {
+    let laptop = Laptop::initialized();
+    assert_eq!(add_household(&laptop, "4001-012345-6").0, 0);
+    let (code, stderr) = add_household(&laptop, "4001-012345-6");
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("already recorded"), "{stderr}");
+    let listed = laptop.json(&["household", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    // Editing another household to that code is refused too.
+    assert_eq!(add_household(&laptop, "4001-012346-4").0, 0);
+    let (code, stderr) = laptop.fails(&[
+        "--lang",
+        "en",
+        "household",
+        "edit",
+        "4001-012346-4",
+        "--house-code",
+        "4001-012345-6",
+    ]);
+    assert_eq!(code, 5, "{stderr}");
+
+    // Two laptops that recorded the same house before either synced: both
+    // households arrive, and the code names both rather than neither.
+    let other = Laptop::initialized();
+    assert_eq!(add_household(&other, "4001-012345-6").0, 0);
+    support::hand_over(&other.db, &laptop.db, |_| {});
+    let (code, stderr) = laptop.fails(&["--lang", "en", "household", "show", "4001-012345-6"]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("2 households"), "{stderr}");
+    let listed = laptop.json(&["household", "list"]);
+    assert_eq!(listed.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn a_national_id_already_recorded_for_another_person_is_refused() {
+    let laptop = Laptop::initialized();
+    add_household(&laptop, "4001-012345-6");
+    let member = |first: &str| {
+        laptop
+            .cmd(&[
+                "--lang",
+                "en",
+                "member",
+                "add",
+                "--household",
+                "4001-012345-6",
+                "--national-id",
+                "1-9999-00000-01-3",
+                "--first-name",
+                first,
+                "--last-name",
+                "ตัวอย่าง",
+                "--sex",
+                "female",
+                "--relation",
+                "head",
+            ])
+            .output()
+            .unwrap()
+    };
+    assert!(member("มาลี").status.success());
+    let second = member("สมศรี");
+    assert_eq!(second.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already recorded for another member"));
+}
+
+#[test]
+fn the_same_official_twice_is_refused_but_a_namesake_elsewhere_is_not() {
+    let laptop = Laptop::initialized();
+    let add = |agency: &str| {
+        laptop
+            .cmd(&[
+                "official",
+                "add",
+                "--name",
+                "นายสมชาย ตัวอย่าง",
+                "--position",
+                "นักวิชาการเกษตร",
+                "--agency",
+                agency,
+            ])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(add("เกษตรอำเภอเมือง"), Some(0));
+    assert_eq!(add("เกษตรอำเภอเมือง"), Some(5));
+    assert_eq!(add("เกษตรอำเภอบ้านฝาง"), Some(0));
+    // Pairing by that name now lists both, with what tells them apart.
+    add_household(&laptop, "4001-012345-6");
+    let (code, stderr) =
+        laptop.fails(&["--lang", "en", "pair", "นายสมชาย ตัวอย่าง", "4001-012345-6"]);
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains("บ้านฝาง") && stderr.contains("use the id"),
+        "{stderr}"
+    );
+}
