@@ -129,3 +129,63 @@ fn the_same_official_twice_is_refused_but_a_namesake_elsewhere_is_not() {
         "{stderr}"
     );
 }
+
+fn assist(laptop: &Laptop, amount: &str, date: &str) -> (i32, String) {
+    let output = laptop
+        .cmd(&[
+            "--lang",
+            "en",
+            "assist",
+            "add",
+            "--household",
+            "4001-012345-6",
+            "--dimension",
+            "living",
+            "--item",
+            "house_repair",
+            "--agency",
+            "อบต.",
+            "--amount",
+            amount,
+            "--date",
+            date,
+        ])
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn amounts_with_stray_commas_or_past_the_ceiling_and_impossible_dates_are_refused() {
+    let laptop = Laptop::initialized();
+    add_household(&laptop, "4001-012345-6");
+    for (amount, why) in [
+        ("1,50", "thousands"),
+        ("1,5,0,0", "thousands"),
+        ("9,000,000,000,000,000", "more than 10,000,000.00"),
+    ] {
+        let (code, stderr) = assist(&laptop, amount, "01/11/2568");
+        assert_eq!(code, 3, "{amount}: {stderr}");
+        assert!(stderr.contains(why), "{amount}: {stderr}");
+    }
+    for date in ["01/01/2575", "01/01/1900", "01/01/2442"] {
+        let (code, stderr) = assist(&laptop, "1500", date);
+        assert_eq!(code, 3, "{date}: {stderr}");
+    }
+    // Thai digits and the Kedmanee ๅ are digits.
+    let (code, stderr) = assist(&laptop, "ๅ,๕๐๐", "๐๑/๑๑/๒๕๖๘");
+    assert_eq!(code, 0, "{stderr}");
+    let shown = laptop.ok(&["--lang", "th", "household", "show", "4001-012345-6"]);
+    assert!(shown.contains("1,500.00 บาท"), "{shown}");
+    let exported = laptop.json(&["export"]);
+    let assistance = exported["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["kind"] == "assistance")
+        .count();
+    assert_eq!(assistance, 1, "nothing refused was saved: {exported}");
+}

@@ -9,6 +9,23 @@ use crate::error::InvalidValue;
 
 /// Keeps the digits of `text`, allowing the separators people type (`-`,
 /// spaces), and refuses anything else.
+/// A Thai digit (๐–๙), or the Kedmanee keyboard's ๅ (the key of 1, typed
+/// without switching to English), as its ASCII digit.
+pub fn ascii_digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '๐'..='๙' => char::from_digit(c as u32 - '๐' as u32, 10),
+        'ๅ' => Some('1'),
+        _ => None,
+    }
+}
+
+/// `text` with Thai digits and ๅ written as ASCII digits, everything else
+/// as it was: what a person types on a Thai keyboard, read as they meant it.
+pub fn with_ascii_digits(text: &str) -> String {
+    text.chars().map(|c| ascii_digit(c).unwrap_or(c)).collect()
+}
+
 fn digits_of(
     text: &str,
     field: &'static str,
@@ -19,8 +36,8 @@ fn digits_of(
         match c {
             '0'..='9' => digits.push(c),
             '-' | ' ' => {}
-            // Thai digits (๐–๙) are common on Thai keyboards.
-            '๐'..='๙' => digits.push(char::from(b'0' + (c as u32 - '๐' as u32) as u8)),
+            // Thai digits (๐–๙), and the Kedmanee layout's "1" key.
+            '๐'..='๙' | 'ๅ' => digits.push(ascii_digit(c).unwrap_or('1')),
             _ => {
                 return Err(InvalidValue::new(
                     field,

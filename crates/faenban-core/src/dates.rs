@@ -29,6 +29,14 @@ const THAI_MONTHS: [&str; 12] = [
     "ธันวาคม",
 ];
 
+/// The earliest date of a visit or of assistance: 1 January 2543 (2000 CE).
+/// The BMN survey and this programme's assistance are recorded for this
+/// century; an earlier date is a slip of the year (1900 for 2500, say).
+pub const EARLIEST_EVENT: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(date) => date,
+    None => NaiveDate::MIN,
+};
+
 /// Parses `YYYY-MM-DD` or `DD/MM/YYYY`; a year of 2400 or more is Buddhist Era.
 pub fn parse_date(text: &str) -> Result<NaiveDate, InvalidValue> {
     parse_date_field(text, "date")
@@ -36,6 +44,7 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, InvalidValue> {
 
 /// Like [`parse_date`], naming `field` in the error.
 pub fn parse_date_field(text: &str, field: &'static str) -> Result<NaiveDate, InvalidValue> {
+    let text = crate::codes::with_ascii_digits(text);
     let text = text.trim();
     let numbers = |parts: Vec<&str>| -> Option<(i32, u32, u32)> {
         let [a, b, c] = parts.as_slice() else {

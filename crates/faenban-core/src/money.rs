@@ -44,8 +44,15 @@ impl Baht {
         Self::parse_field(text, "amount")
     }
 
-    /// Like [`Baht::parse`], naming `field` in the error.
+    /// Like [`Baht::parse`], naming `field` in the error. Thai digits are
+    /// read as digits; commas must group thousands (`1,500`, not `1,50`);
+    /// at most [`Baht::CEILING`].
     pub fn parse_field(text: &str, field: &'static str) -> Result<Baht, InvalidValue> {
+        Self::parse_at_most(text, field, Baht::CEILING)
+    }
+
+    fn parse_at_most(text: &str, field: &'static str, ceiling: Baht) -> Result<Baht, InvalidValue> {
+        let text = crate::codes::with_ascii_digits(text);
         let trimmed = text
             .trim()
             .trim_end_matches("บาท")
@@ -55,11 +62,21 @@ impl Baht {
         if trimmed.starts_with('-') {
             return Err(InvalidValue::new(field, "is negative", BAHT_EXPECTED).th("ติดลบ"));
         }
-        let cleaned: String = trimmed.chars().filter(|c| *c != ',').collect();
-        let (whole, fraction) = cleaned.split_once('.').unwrap_or((&cleaned, ""));
+        let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        let grouped = whole.contains(',');
+        let whole: String = whole.chars().filter(|c| *c != ',').collect();
+        if whole.is_empty() || !all_digits(&whole) || !all_digits(fraction) {
             return Err(InvalidValue::new(field, "is not a number", BAHT_EXPECTED).th("ไม่ใช่ตัวเลข"));
+        }
+        if grouped && !is_grouped_by_thousands(trimmed.split('.').next().unwrap_or("")) {
+            // `1,50` is 1.50 in some countries and 150 in none: not guessed.
+            return Err(InvalidValue::new(
+                field,
+                "has commas that do not group thousands",
+                BAHT_EXPECTED,
+            )
+            .th("ใส่จุลภาค (,) ไม่ตรงหลักพัน"));
         }
         if fraction.len() > 2 {
             return Err(InvalidValue::new(
@@ -69,13 +86,41 @@ impl Baht {
             )
             .th("มีทศนิยมเกิน 2 ตำแหน่ง (สตางค์)"));
         }
-        let too_large = || InvalidValue::new(field, "is too large", BAHT_EXPECTED).th("มากเกินไป");
+        let too_large = || {
+            InvalidValue::new(
+                field,
+                format!("is more than {} baht", ceiling.grouped()),
+                BAHT_EXPECTED,
+            )
+            .th(format!("มากกว่า {} บาท", ceiling.grouped()))
+        };
         let baht: u64 = whole.parse().map_err(|_| too_large())?;
         let satang: u64 = format!("{fraction:0<2}").parse().unwrap_or(0);
         baht.checked_mul(100)
             .and_then(|s| s.checked_add(satang))
             .map(Baht::from_satang)
+            .filter(|amount| *amount <= ceiling)
             .ok_or_else(too_large)
+    }
+
+    /// The most an amount typed or imported may be: ten million baht. No
+    /// allowance, repair or year's income of a household this programme
+    /// follows comes near it; a larger figure is a typing slip that would
+    /// otherwise swamp the office's totals.
+    pub const CEILING: Baht = Baht::from_baht(10_000_000);
+
+    /// The amount as people read it: thousands grouped, two decimals
+    /// (`15,000.00`).
+    pub fn grouped(self) -> String {
+        let whole = (self.satang / 100).to_string();
+        let mut out = String::with_capacity(whole.len() + whole.len() / 3 + 3);
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        format!("{out}.{:02}", self.satang % 100)
     }
 
     /// The sum, or `None` on overflow.
@@ -87,6 +132,14 @@ impl Baht {
     pub fn per(self, parts: u32) -> Option<Baht> {
         (parts > 0).then(|| Baht::from_satang(self.satang / u64::from(parts)))
     }
+}
+
+/// True when `whole` (digits and commas) groups its digits in threes from
+/// the right: `1,500`, `12,345,678`.
+fn is_grouped_by_thousands(whole: &str) -> bool {
+    let mut groups = whole.split(',');
+    let first = groups.next().unwrap_or("");
+    (1..=3).contains(&first.len()) && groups.all(|group| group.len() == 3)
 }
 
 impl fmt::Display for Baht {
@@ -121,7 +174,10 @@ impl<'de> Deserialize<'de> for Baht {
                 .checked_mul(100)
                 .map(Baht::from_satang)
                 .ok_or_else(|| serde::de::Error::custom("amount is too large")),
-            Wire::Text(text) => Baht::parse(&text).map_err(serde::de::Error::custom),
+            // What is stored or synced is read whatever its size: a record
+            // must never become unreadable. The ceiling is for what is typed.
+            Wire::Text(text) => Baht::parse_at_most(&text, "amount", Baht::from_satang(u64::MAX))
+                .map_err(serde::de::Error::custom),
         }
     }
 }
@@ -161,9 +217,48 @@ mod tests {
         assert!(Baht::parse("99999999999999999999")
             .unwrap_err()
             .problem
-            .contains("large"));
+            .contains("more than"));
         let error = Baht::parse_field("-1", "income_per_year").unwrap_err();
         assert_eq!(error.field, "income_per_year");
+    }
+
+    #[test]
+    fn commas_must_group_thousands_and_amounts_stay_under_the_ceiling() {
+        assert!(Baht::parse("12,345,678").is_err(), "above the ceiling");
+        assert_eq!(
+            Baht::parse("1,234,567").unwrap(),
+            Baht::from_baht(1_234_567)
+        );
+        assert_eq!(Baht::parse("1,500.50").unwrap().satang(), 150_050);
+        for slip in ["1,50", "1,5,0,0", ",500", "1500,", "15,00.00", "1,5000"] {
+            assert!(
+                Baht::parse(slip).unwrap_err().problem.contains("thousands"),
+                "{slip}"
+            );
+        }
+        assert!(Baht::parse("9,000,000,000,000,000")
+            .unwrap_err()
+            .problem
+            .contains("10,000,000.00"));
+        assert!(Baht::parse("10000000.01").is_err());
+        assert_eq!(Baht::parse("10,000,000").unwrap(), Baht::CEILING);
+        // Stored or synced amounts are read whatever their size.
+        let stored: Baht = serde_json::from_str("\"90000000000.00\"").unwrap();
+        assert_eq!(stored, Baht::from_baht(90_000_000_000));
+    }
+
+    #[test]
+    fn thai_digits_and_the_kedmanee_one_are_digits() {
+        assert_eq!(Baht::parse("๑,๕๐๐").unwrap(), Baht::from_baht(1500));
+        assert_eq!(Baht::parse("ๅ๕๐๐").unwrap(), Baht::from_baht(1500));
+    }
+
+    #[test]
+    fn amounts_read_with_thousands_grouped() {
+        assert_eq!(Baht::from_baht(15_000).grouped(), "15,000.00");
+        assert_eq!(Baht::from_satang(5).grouped(), "0.05");
+        assert_eq!(Baht::from_baht(1_234_567).grouped(), "1,234,567.00");
+        assert_eq!(Baht::from_baht(999).grouped(), "999.00");
     }
 
     #[test]

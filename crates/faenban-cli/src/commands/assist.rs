@@ -6,8 +6,8 @@ use faenban_core::{RecordKey, RecordKind};
 use serde_json::{json, Map, Value};
 
 use super::{
-    add_record, assistance_line, bad_input, build, date, edit_record, money, print_json, resolve,
-    short, today, Context,
+    add_record, assistance_line, bad_input, build, edit_record, event_date, money, print_json,
+    resolve, short, today, Context,
 };
 use crate::cli::AssistCommand;
 
@@ -39,7 +39,7 @@ pub fn assist(context: &mut Context, command: AssistCommand) -> Result<()> {
             values.insert(
                 "date".into(),
                 match given {
-                    Some(text) => date(lang, "date", &text)?,
+                    Some(text) => json!(event_date(lang, "date", &text)?),
                     None => json!(today()),
                 },
             );

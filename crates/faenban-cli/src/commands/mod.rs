@@ -170,9 +170,26 @@ fn past_date(lang: Lang, field: &'static str, text: &str) -> Result<NaiveDate> {
     Ok(date)
 }
 
-fn date(lang: Lang, field: &'static str, text: &str) -> Result<Value> {
-    let date = parse_date_field(text, field).map_err(|e| Failure::invalid(lang, &e))?;
-    Ok(json!(date))
+/// The date of something that happened (a visit, assistance given): not
+/// later than today, not before [`EARLIEST_EVENT`].
+///
+/// [`EARLIEST_EVENT`]: faenban_core::dates::EARLIEST_EVENT
+fn event_date(lang: Lang, field: &'static str, text: &str) -> Result<NaiveDate> {
+    let date = past_date(lang, field, text)?;
+    let earliest = faenban_core::dates::EARLIEST_EVENT;
+    if date < earliest {
+        return Err(bad_input(
+            lang,
+            format!(
+                "{} ไม่ถูกต้อง: ก่อนวันที่ {} — ที่ถูกต้องคือ วันที่ตั้งแต่ {} จนถึงวันนี้ (ตรวจปี พ.ศ. อีกครั้ง)",
+                field_name_th(field),
+                faenban_core::dates::format_buddhist_short(earliest),
+                faenban_core::dates::format_buddhist_short(earliest)
+            ),
+            format!("{field}: is before {earliest}; expected a date from {earliest} to today (check the year)"),
+        ));
+    }
+    Ok(date)
 }
 
 /// A record type built from a map of values, or a clear bad-input failure.
@@ -449,7 +466,7 @@ fn assistance_line(lang: Lang, help: &Assistance) -> String {
     let item = menu_item(&help.item).map_or(help.item.as_str(), |m| lang.pick(m.th, m.en));
     let amount = help
         .amount
-        .map(|a| format!("{a} {}", lang.pick("บาท", "baht")))
+        .map(|a| format!("{} {}", a.grouped(), lang.pick("บาท", "baht")))
         .unwrap_or_default();
     let status = match help.status {
         AssistanceStatus::Planned => lang.pick("วางแผนไว้", "planned"),

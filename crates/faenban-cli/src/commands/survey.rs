@@ -15,7 +15,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    assess, bad_input, builtin_catalogues, dimension_name, members_of, now_ms, pad, past_date,
+    assess, bad_input, builtin_catalogues, dimension_name, event_date, members_of, now_ms, pad,
     print_json, resolve, today, yes_no_text, Context,
 };
 use crate::cli::SurveyArgs;
@@ -102,7 +102,7 @@ fn surveyed(context: &Context, key: RecordKey, date: chrono::NaiveDate) -> Resul
 
 fn visit_date(lang: Lang, args: &SurveyArgs) -> Result<chrono::NaiveDate> {
     match &args.date {
-        Some(text) => past_date(lang, "date", text),
+        Some(text) => event_date(lang, "date", text),
         None => Ok(today()),
     }
 }
@@ -231,8 +231,9 @@ fn print_dimensions(lang: Lang, assessment: &Assessment) {
     }
     if let Some(per) = assessment.income_per_person_per_year {
         say!(
-            "  {} {per}",
-            lang.pick("รายได้ต่อคนต่อปี (บาท):", "income per person per year (baht):")
+            "  {} {}",
+            lang.pick("รายได้ต่อคนต่อปี (บาท):", "income per person per year (baht):"),
+            per.grouped()
         );
     }
     say!(
@@ -285,6 +286,8 @@ enum Reply {
 }
 
 fn reply(text: &str) -> Option<Reply> {
+    // Thai digits and the Kedmanee ๅ (the key of 1) are digits here.
+    let text = faenban_core::codes::with_ascii_digits(text);
     Some(match text.to_lowercase().as_str() {
         "1" => Reply::Answer(Answer::Pass),
         "2" => Reply::Answer(Answer::Fail),
@@ -677,7 +680,7 @@ fn ask_members(
         if matches!(text.to_lowercase().as_str(), "q" | "หยุด" | "พัก") {
             return Ok(Asked::Pause);
         }
-        match text.parse::<u32>() {
+        match faenban_core::codes::with_ascii_digits(&text).parse::<u32>() {
             Ok(n) if n > 0 => return Ok(Asked::Value(Some(n))),
             _ => prompt.say(lang.pick(
                 "ใส่จำนวนคนเป็นตัวเลข ตั้งแต่ 1 ขึ้นไป",
