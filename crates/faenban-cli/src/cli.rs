@@ -124,6 +124,8 @@ pub enum Command {
     /// Changes waiting for the server, and those it refused (set aside with its reason).
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Check the database file for damage, and say what to do if it is damaged.
+    Check,
 }
 
 /// `faenban outbox …`.

@@ -57,6 +57,42 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
         )
         .into());
     }
+    if path.is_dir() {
+        return Err(failure::Failure::new(
+            failure::Kind::Storage,
+            lang,
+            format!(
+                "{} เป็นโฟลเดอร์ ไม่ใช่ไฟล์ฐานข้อมูล ให้ --db ชี้ไปที่ไฟล์ เช่น {}",
+                path.display(),
+                path.join("faenban.db").display()
+            ),
+            format!(
+                "{} is a folder, not a database file; give --db a file, such as {}",
+                path.display(),
+                path.join("faenban.db").display()
+            ),
+        )
+        .into());
+    }
+    // An empty file is what a full disk or a cut-off copy leaves: it is not
+    // a new laptop, and taking it for one would hide that the data is gone.
+    if !matches!(cli.command, Command::Init { .. })
+        && std::fs::metadata(&path).is_ok_and(|metadata| metadata.len() == 0)
+    {
+        return Err(failure::Failure::new(
+            failure::Kind::Storage,
+            lang,
+            format!(
+                "ไฟล์ฐานข้อมูล {} ว่างเปล่า (0 ไบต์) ไม่ใช่ฐานข้อมูลของ faenban อาจถูกตัดเพราะดิสก์เต็มหรือคัดลอกไม่ครบ ให้กู้คืนจากสำเนา ข้อมูลที่ sync แล้วยังอยู่บนเซิร์ฟเวอร์",
+                path.display()
+            ),
+            format!(
+                "the database file {} is empty (0 bytes), not a faenban database: a full disk or a cut-off copy leaves this; restore it from a backup (what was synced is still on the server)",
+                path.display()
+            ),
+        )
+        .into());
+    }
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder)
             .with_context(|| format!("creating the folder {}", folder.display()))?;
@@ -105,5 +141,6 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
             commands::bundles::import(&mut context, &file)
         }
         Command::Outbox(command) => commands::outbox(&mut context, command),
+        Command::Check => commands::check(&mut context),
     }
 }

@@ -189,3 +189,123 @@ fn amounts_with_stray_commas_or_past_the_ceiling_and_impossible_dates_are_refuse
         .count();
     assert_eq!(assistance, 1, "nothing refused was saved: {exported}");
 }
+
+#[test]
+fn invisible_direction_controls_are_refused_in_names_and_notes() {
+    let laptop = Laptop::initialized();
+    add_household(&laptop, "4001-012345-6");
+    let (code, stderr) = laptop.fails(&[
+        "--lang",
+        "en",
+        "household",
+        "edit",
+        "4001-012345-6",
+        "--notes",
+        "ได้รับ \u{202E}0051 บาท",
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("U+202E"), "{stderr}");
+    assert!(!laptop.ok(&["export"]).contains('\u{202E}'));
+}
+
+#[test]
+fn a_cell_a_spreadsheet_would_run_is_exported_as_text() {
+    let laptop = Laptop::initialized();
+    add_household(&laptop, "4001-012345-6");
+    laptop.ok(&[
+        "household",
+        "edit",
+        "4001-012345-6",
+        "--notes",
+        "=HYPERLINK(\"http://example.invalid\",\"คลิก\")",
+    ]);
+    laptop.ok(&[
+        "household",
+        "edit",
+        "4001-012345-6",
+        "--address",
+        "@SUM(1+1)",
+    ]);
+    let csv = laptop.ok(&["export", "--format", "csv"]);
+    assert!(csv.contains("\"'=HYPERLINK("), "{csv}");
+    assert!(csv.contains(",'@SUM(1+1),"), "{csv}");
+    assert!(!csv.contains(",=HYPERLINK") && !csv.contains(",\"=HYPERLINK"));
+}
+
+#[test]
+fn a_damaged_file_is_noticed_and_nothing_is_sent_from_it() {
+    let laptop = Laptop::initialized();
+    for n in 0..400 {
+        let code = format!("4001-{:06}-1", 10_000 + n);
+        assert_eq!(add_household(&laptop, &code).0, 0);
+    }
+    assert!(laptop.ok(&["check"]).contains("sound"));
+    // 8 KiB in the middle of the file overwritten.
+    let mut bytes = std::fs::read(&laptop.db).unwrap();
+    let middle = bytes.len() / 2 / 4096 * 4096;
+    bytes[middle..middle + 8192].fill(0x5a);
+    std::fs::write(&laptop.db, &bytes).unwrap();
+    let (code, stderr) = laptop.fails(&["--lang", "en", "check"]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(
+        stderr.contains("damaged") && stderr.contains("faenban export"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("out.bundle");
+    let (code, stderr) =
+        laptop.fails(&["--lang", "en", "bundle", "export", bundle.to_str().unwrap()]);
+    assert_eq!(code, 6, "{stderr}");
+    assert!(!bundle.exists());
+}
+
+#[test]
+fn an_empty_file_or_a_folder_is_not_taken_for_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let output = assert_cmd::Command::cargo_bin("faenban")
+        .unwrap()
+        .args(["--lang", "en", "--db"])
+        .arg(&empty)
+        .arg("export")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("empty (0 bytes)"));
+    assert!(output.stdout.is_empty());
+    let output = assert_cmd::Command::cargo_bin("faenban")
+        .unwrap()
+        .args(["--lang", "en", "--db"])
+        .arg(dir.path())
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a folder"));
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let laptop = Laptop::initialized();
+    for n in 0..50 {
+        add_household(&laptop, &format!("4001-{:06}-1", 20_000 + n));
+    }
+    for args in [
+        &["household", "list"][..],
+        &["export"],
+        &["status"],
+        &["export", "--format", "csv"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban"))
+            .arg("--db")
+            .arg(&laptop.db)
+            .args(args)
+            .stdout(writer)
+            .status()
+            .unwrap();
+        assert_ne!(status.code(), Some(101), "{args:?} panicked");
+    }
+}

@@ -39,12 +39,19 @@ pub fn parse(text: &str) -> Result<Vec<Row>, BrokenRow> {
 }
 
 /// A field as it must be written: quoted when it holds a comma, a quote or
-/// a line break.
+/// a line break; and a field a spreadsheet would run as a formula (one that
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return, such as
+/// `=HYPERLINK(…)` typed into a note) begins with `'`, which makes it text.
 pub fn cell(text: &str) -> Cow<'_, str> {
+    let text: Cow<'_, str> = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        Cow::Owned(format!("'{text}"))
+    } else {
+        Cow::Borrowed(text)
+    };
     if text.contains([',', '"', '\n', '\r']) {
         Cow::Owned(format!("\"{}\"", text.replace('"', "\"\"")))
     } else {
-        Cow::Borrowed(text)
+        text
     }
 }
 
@@ -171,6 +178,22 @@ mod tests {
             line,
             fields: fields.iter().map(|f| (*f).to_owned()).collect(),
         }
+    }
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_written_as_text() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\",\"คลิก\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"คลิก\"\")\""
+        );
+        for text in ["+1", "-1+1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(
+                cell(text).trim_start_matches('"').starts_with('\''),
+                "{text}"
+            );
+        }
+        assert_eq!(cell("12 หมู่ 1"), "12 หมู่ 1");
+        assert_eq!(cell("4001-012345-6"), "4001-012345-6");
     }
 
     #[test]

@@ -480,6 +480,57 @@ pub fn check_field<T: RecordType>(
     }
 }
 
+/// A character that changes how the text around it is shown without being
+/// seen: a bidirectional embedding, override or isolate (U+202A–U+202E,
+/// U+2066–U+2069), or a control character other than a line break or tab.
+/// Typed into a name or a note, U+202E makes "ตัวอย่าง 1500" read backwards in a
+/// list or a spreadsheet.
+pub fn hidden_control(text: &str) -> Option<char> {
+    text.chars().find(|c| {
+        matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+            || (c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+    })
+}
+
+/// Refuses a change whose text (anywhere in its value) holds a
+/// [`hidden_control`] character.
+pub fn check_text(change: &crate::Change) -> std::result::Result<(), InvalidValue> {
+    fn find(value: &Value) -> Option<char> {
+        match value {
+            Value::String(text) => hidden_control(text),
+            Value::Array(items) => items.iter().find_map(find),
+            Value::Object(map) => map.values().find_map(find),
+            _ => None,
+        }
+    }
+    let Some(c) = find(&change.value) else {
+        return Ok(());
+    };
+    let field = match change.field.as_str() {
+        "first_name" => "first_name",
+        "last_name" => "last_name",
+        "title" => "title",
+        "address" => "address",
+        "notes" => "notes",
+        "name" => "name",
+        "position" => "position",
+        "agency" => "agency",
+        "outcome" => "outcome",
+        "surveyor" => "surveyor",
+        "occupation" => "occupation",
+        _ => "text",
+    };
+    Err(InvalidValue::new(
+        field,
+        format!("holds the invisible control character U+{:04X}", c as u32),
+        "text without invisible control characters",
+    )
+    .th(format!(
+        "มีอักขระควบคุมที่มองไม่เห็น (U+{:04X}) ให้พิมพ์ใหม่โดยไม่คัดลอกมาจากที่อื่น",
+        c as u32
+    )))
+}
+
 /// A record read back from the merged state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record<T> {

@@ -518,6 +518,22 @@ impl Store {
         })
     }
 
+    /// SQLite's check of the whole file (`quick`: its faster check, which
+    /// skips comparing indexes with their tables). Empty when the file is
+    /// sound; otherwise what SQLite found, at most a hundred lines.
+    pub fn damage(&self, quick: bool) -> Result<Vec<String>> {
+        let pragma = if quick {
+            "PRAGMA quick_check(100)"
+        } else {
+            "PRAGMA integrity_check(100)"
+        };
+        let mut statement = self.connection.prepare(pragma)?;
+        let lines: Vec<String> = statement
+            .query_map([], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(if lines == ["ok"] { Vec::new() } else { lines })
+    }
+
     /// The SQL of every table and index, for comparing schemas in tests.
     pub fn schema_sql(&self) -> Result<Vec<String>> {
         let mut statement = self.connection.prepare(
@@ -766,6 +782,7 @@ impl Session<'_> {
         // What the server would refuse is refused here, as it is typed: a
         // change it cannot take would only be set aside there.
         faenban_core::limits::check_change(&change).map_err(|exceeded| exceeded.as_invalid())?;
+        faenban_core::model::check_text(&change)?;
         if self.recorded_here.last() != Some(&change.record) {
             self.recorded_here.push(change.record.clone());
         }

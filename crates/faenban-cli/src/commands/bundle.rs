@@ -19,6 +19,7 @@ use crate::failure::{Failure, Kind};
 
 /// `faenban bundle export FILE`.
 pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
+    super::refuse_damaged(context)?;
     let device = context
         .store
         .device()?
@@ -105,7 +106,7 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
     })
     .with_context(|| format!("writing the bundle {}", file.display()))?;
     if context.json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "file": file.display().to_string(),
@@ -115,7 +116,7 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             })
         );
     } else {
-        println!(
+        say!(
             "{} {} ({} {}; {} {}, {} {})",
             context.lang.pick("เขียนไฟล์ชุดข้อมูลแล้ว:", "bundle written:"),
             file.display(),
@@ -136,6 +137,7 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
 
 /// `faenban bundle import FILE`.
 pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
+    super::refuse_damaged(context)?;
     let bytes =
         std::fs::read(file).with_context(|| format!("opening the bundle {}", file.display()))?;
     let lang = context.lang;
@@ -207,7 +209,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
     }
     let unpushed = context.store.status()?.unpushed;
     if context.json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "new": received.new,
@@ -223,16 +225,16 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         );
     } else {
         let lang = context.lang;
-        println!(
+        say!(
             "{} {} ({} {})",
             lang.pick("รับมา:", "received:"),
             received.new,
             received.duplicates,
             lang.pick("มีอยู่แล้ว", "already here"),
         );
-        println!("{} {unpushed}", lang.pick("ยังไม่ได้ส่ง:", "still unpushed:"));
+        say!("{} {unpushed}", lang.pick("ยังไม่ได้ส่ง:", "still unpushed:"));
         if held_back > 0 {
-            println!(
+            say!(
                 "{} {held_back} ({})",
                 lang.pick(
                     "เซิร์ฟเวอร์ไม่รับ พักไว้ในเครื่อง:",
@@ -242,7 +244,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             );
         }
         if more {
-            println!(
+            say!(
                 "{}",
                 lang.pick(
                     "เซิร์ฟเวอร์ยังมีข้อมูลอีก จะมากับไฟล์ชุดข้อมูลรอบหน้า",
@@ -251,7 +253,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             );
         }
         if letters_to_pass + replies_to_pass > 0 {
-            println!(
+            say!(
                 "{} {letters_to_pass}, {} {replies_to_pass}",
                 lang.pick(
                     "ฝากส่งต่อ (เปิดอ่านไม่ได้): จดหมายถึงเซิร์ฟเวอร์",

@@ -24,6 +24,65 @@ pub fn init(context: &mut Context, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `faenban check`.
+pub fn check(context: &mut Context) -> Result<()> {
+    let damage = match context.store.damage(false) {
+        Ok(damage) => damage,
+        Err(error) => vec![error.to_string()],
+    };
+    if context.json {
+        print_json(&json!({ "sound": damage.is_empty(), "problems": damage }))?;
+    } else if damage.is_empty() {
+        say!(
+            "{}",
+            context.lang.pick(
+                "ไฟล์ฐานข้อมูลปกติ ไม่พบความเสียหาย",
+                "the database file is sound: no damage found"
+            )
+        );
+        return Ok(());
+    }
+    if damage.is_empty() {
+        return Ok(());
+    }
+    Err(damaged_failure(context, &damage).into())
+}
+
+/// Refuses to go on from a damaged file (SQLite's quick check): a sync, a
+/// bundle or an import from it would spread what is broken.
+pub(crate) fn refuse_damaged(context: &Context) -> Result<()> {
+    let damage = match context.store.damage(true) {
+        Ok(damage) => damage,
+        Err(error) => vec![error.to_string()],
+    };
+    if damage.is_empty() {
+        Ok(())
+    } else {
+        Err(damaged_failure(context, &damage).into())
+    }
+}
+
+/// What to do with a damaged file, in words: what can still be saved, and
+/// where the copy on the server stands.
+pub(super) fn damaged_failure(context: &Context, damage: &[String]) -> crate::failure::Failure {
+    let unpushed = context.store.status().map(|status| status.unpushed).ok();
+    let waiting = unpushed.map_or_else(String::new, |n| n.to_string());
+    crate::failure::Failure::new(
+        crate::failure::Kind::Storage,
+        context.lang,
+        format!(
+            "ไฟล์ฐานข้อมูลเสียหาย ({} จุด เช่น {}) อย่าบันทึกเพิ่มและอย่า sync จากไฟล์นี้ 1) ทำสำเนาไฟล์เก็บไว้ 2) ส่งออกสิ่งที่ยังอ่านได้: faenban export --output สำรอง.json 3) ข้อมูลที่ sync แล้วยังอยู่บนเซิร์ฟเวอร์ ตั้งเครื่องใหม่ (faenban init กับไฟล์ใหม่ แล้ว login และ sync) จะได้ข้อมูลนั้นกลับมา ส่วนที่ยังไม่ได้ส่ง ({waiting} รายการ) ให้แจ้งอำเภอพร้อมไฟล์สำเนา",
+            damage.len(),
+            damage[0]
+        ),
+        format!(
+            "the database file is damaged ({} problems, such as: {}); do not record more or sync from it. 1) keep a copy of the file; 2) export what can still be read: faenban export --output backup.json; 3) what was synced is still on the server: set up a new file (faenban init with another --db, then login and sync) to get it back; the changes not yet sent ({waiting}) are in the copy: take it to the district office",
+            damage.len(),
+            damage[0]
+        ),
+    )
+}
+
 /// `faenban status`.
 pub fn status(context: &mut Context) -> Result<()> {
     let status = context.store.status()?;

@@ -68,7 +68,7 @@ fn export_json(store: &Store, out: &mut dyn Write) -> Result<()> {
 
 /// One row per household, with a byte-order mark so Excel reads the Thai.
 fn export_csv(store: &Store) -> Result<String> {
-    let mut out = String::from("\u{feff}id,house_code,village,address,status,entry,classification,livelihood,welfare_card,members,latest_survey,deprived,target_poor\n");
+    let mut out = String::from("\u{feff}id,house_code,village,address,status,entry,classification,livelihood,welfare_card,members,latest_survey,household_size,income_per_year,income_per_person_per_year,deprived,target_poor,notes\n");
     // Members and visits are read in one pass each, not once per household.
     let mut members: HashMap<RecordId, usize> = HashMap::new();
     for (key, state) in store.records(&RecordKind::Member)? {
@@ -85,17 +85,27 @@ fn export_csv(store: &Store) -> Result<String> {
         };
         let h = &record.value;
         let members = members.get(&key.id).copied().unwrap_or(0);
-        let (survey, deprived, target) = match latest.remove(&key.id) {
+        // The household's size and income as its latest finished survey
+        // gave them: what the office counts, not the members recorded here.
+        let (survey, size, income, per_person, deprived, target) = match latest.remove(&key.id) {
             Some((visit, visit_state)) => {
                 let a = assess(&visit, &visit_state, h.welfare_card)?;
                 let deprived: Vec<&str> = a.deprived.iter().map(|d| d.key()).collect();
                 (
                     visit.date.to_string(),
+                    visit.members.map(|n| n.to_string()).unwrap_or_default(),
+                    visit
+                        .income_per_year
+                        .map(|b| b.to_string())
+                        .unwrap_or_default(),
+                    a.income_per_person_per_year
+                        .map(|b| b.to_string())
+                        .unwrap_or_default(),
                     deprived.join(" "),
                     a.target_poor.to_string(),
                 )
             }
-            None => (String::new(), String::new(), String::new()),
+            None => Default::default(),
         };
         let enum_text = |value: Value| value.as_str().unwrap_or("").to_owned();
         let row = [
@@ -114,8 +124,12 @@ fn export_csv(store: &Store) -> Result<String> {
             h.welfare_card.to_string(),
             members.to_string(),
             survey,
+            size,
+            income,
+            per_person,
             deprived,
             target,
+            h.notes.clone(),
         ];
         let cells: Vec<_> = row.iter().map(|c| faenban_core::csv::cell(c)).collect();
         out.push_str(&cells.join(","));

@@ -66,6 +66,7 @@ pub fn import(
     dry_run: bool,
     rejects: Option<&Path>,
 ) -> Result<()> {
+    super::refuse_damaged(context)?;
     let lang = context.lang;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let text = decode_text(&bytes).ok_or_else(|| {

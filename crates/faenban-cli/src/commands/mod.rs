@@ -58,7 +58,8 @@ mod survey;
 mod sync;
 
 pub use assist::assist;
-pub use device::{init, status};
+use device::refuse_damaged;
+pub use device::{check, init, status};
 pub use export::export;
 pub use household::{household, member};
 pub use import::import;

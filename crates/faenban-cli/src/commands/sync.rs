@@ -78,7 +78,7 @@ pub fn login(
         );
     }
     if context.json {
-        println!(
+        say!(
             "{}",
             serde_json::json!({
                 "server": server,
@@ -88,7 +88,7 @@ pub fn login(
             })
         );
     } else {
-        println!(
+        say!(
             "{} {} ({}) @ {}",
             context.lang.pick("เข้าสู่ระบบแล้ว:", "logged in:"),
             hello.account,
@@ -159,6 +159,7 @@ struct Summary {
 
 /// `faenban sync`.
 pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
+    super::refuse_damaged(context)?;
     let device = context
         .store
         .device()?
@@ -457,14 +458,14 @@ fn progress(length: u64, label: &str) -> ProgressBar {
 
 fn print_summary(context: &Context, summary: &Summary) {
     if context.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string(summary).unwrap_or_else(|_| "{}".into())
         );
         return;
     }
     let lang = context.lang;
-    println!(
+    say!(
         "{} {} ({} {})",
         lang.pick("ส่งแล้ว:", "pushed:"),
         summary.pushed,
@@ -472,7 +473,7 @@ fn print_summary(context: &Context, summary: &Summary) {
         lang.pick("มีบนเซิร์ฟเวอร์อยู่แล้ว", "already on the server")
     );
     if summary.letters_passed_on > 0 {
-        println!(
+        say!(
             "{} {}",
             lang.pick(
                 "ส่งจดหมายที่ฝากมาจากเครื่องอื่นแล้ว (คำตอบรอส่งกลับในไฟล์ชุดข้อมูล):",
@@ -481,25 +482,25 @@ fn print_summary(context: &Context, summary: &Summary) {
             summary.letters_passed_on
         );
     }
-    println!(
+    say!(
         "{} {} ({} {})",
         lang.pick("รับมา:", "pulled:"),
         summary.pulled,
         summary.pulled_already_held,
         lang.pick("มีอยู่แล้ว", "already here")
     );
-    println!(
+    say!(
         "{} {}",
         lang.pick("ข้อมูลขัดแย้งใหม่:", "new conflicts:"),
         summary.new_conflicts
     );
-    println!(
+    say!(
         "{} {}",
         lang.pick("ปรับนาฬิกาเครื่อง (มิลลิวินาที):", "clock corrected by (ms):"),
         summary.clock_moved_ms
     );
     if summary.restamped_here + summary.restamped_by_server > 0 {
-        println!(
+        say!(
             "{} {}",
             lang.pick(
                 "การแก้ไขที่เวลาเครื่องล้ำอนาคต ถูกประทับเวลาใหม่:",
@@ -509,14 +510,14 @@ fn print_summary(context: &Context, summary: &Summary) {
         );
     }
     if summary.unpushed > 0 {
-        println!(
+        say!(
             "{} {}",
             lang.pick("ยังไม่ได้ส่ง:", "still unpushed:"),
             summary.unpushed
         );
     }
     if summary.held_back > 0 {
-        println!(
+        say!(
             "{} {} ({})",
             lang.pick(
                 "เซิร์ฟเวอร์ไม่รับ พักไว้ในเครื่อง:",
