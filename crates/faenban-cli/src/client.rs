@@ -30,8 +30,15 @@ pub enum ClientError {
     },
     /// The server's answer was not what the protocol says.
     BadAnswer(String),
-    /// The server URL or the CA file is wrong.
+    /// The server's certificate is not trusted, or HTTPS cannot be set up.
     Setup(String),
+    /// The server address or the CA file given is wrong (bad input).
+    BadAddress {
+        /// What is wrong, in English.
+        en: String,
+        /// The same, in Thai.
+        th: String,
+    },
 }
 
 impl std::fmt::Display for ClientError {
@@ -49,6 +56,7 @@ impl std::fmt::Display for ClientError {
                 write!(f, "the server's answer could not be read: {reason}")
             }
             ClientError::Setup(reason) => f.write_str(reason),
+            ClientError::BadAddress { en, .. } => f.write_str(en),
         }
     }
 }
@@ -83,19 +91,29 @@ impl Client {
         retry: Retry,
     ) -> Result<Client, ClientError> {
         let base = server.trim_end_matches('/').to_owned();
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ClientError::Setup(format!(
-                "the server address must start with https:// (or http:// on a trusted network): {base}"
-            )));
+        let parsed = reqwest::Url::parse(&base)
+            .ok()
+            .filter(|url| url.host_str().is_some());
+        if !(base.starts_with("https://") || base.starts_with("http://")) || parsed.is_none() {
+            return Err(ClientError::BadAddress {
+                en: format!(
+                    "`{base}` is not a server address: it must look like https://faenban.example.go.th (or http:// on a trusted network)"
+                ),
+                th: format!(
+                    "`{base}` ไม่ใช่ที่อยู่เซิร์ฟเวอร์ ต้องเขียนแบบ https://faenban.example.go.th (หรือ http:// ในเครือข่ายที่ไว้ใจได้)"
+                ),
+            });
         }
         let mut builder = Http::builder()
             .connect_timeout(Duration::from_secs(15))
             .timeout(Duration::from_secs(300))
             .user_agent(concat!("faenban/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
-            let certificate = reqwest::Certificate::from_pem(pem).map_err(|error| {
-                ClientError::Setup(format!("the CA file is not a PEM certificate: {error}"))
-            })?;
+            let certificate =
+                reqwest::Certificate::from_pem(pem).map_err(|error| ClientError::BadAddress {
+                    en: format!("the CA file is not a PEM certificate: {error}"),
+                    th: format!("ไฟล์ CA ไม่ใช่ใบรับรองแบบ PEM: {error}"),
+                })?;
             builder = builder.add_root_certificate(certificate);
         }
         let http = builder

@@ -47,6 +47,8 @@ pub fn field_name_th(field: &str) -> &str {
         "area_code" => "รหัสพื้นที่",
         "address" => "ที่อยู่",
         "location" => "พิกัด",
+        "notes" => "หมายเหตุ",
+        "archived" => "ปิดแฟ้ม",
         "value" => "ข้อมูลที่ใส่",
         "date" => "วันที่",
         "birth_date" => "วันเกิด",
@@ -77,6 +79,29 @@ pub fn field_name_th(field: &str) -> &str {
 }
 
 /// The Thai word for a kind of record, for messages.
+/// A stored value of a field as a Thai reader knows it (`needs_welfare` →
+/// ต้องสงเคราะห์); `None` for a value that is not a code (a name, a number).
+pub fn value_th(field: &str, value: &str) -> Option<&'static str> {
+    Some(match (field, value) {
+        ("entry", "tpmap_target") => "รายชื่อเป้าหมายจาก TPMAP",
+        ("entry", "exclusion_error") => "ตกหล่น พบเพิ่มในพื้นที่",
+        ("entry", "vulnerable_group") => "กลุ่มเปราะบาง",
+        ("classification", "needs_welfare") => "ต้องสงเคราะห์",
+        ("classification", "can_develop") => "พัฒนาได้",
+        ("livelihood", "farmer") => "เกษตรกร",
+        ("livelihood", "entrepreneur") => "ผู้ประกอบการ ค้าขาย",
+        ("livelihood", "labourer") => "รับจ้าง",
+        ("livelihood", "disadvantaged") => "ผู้ด้อยโอกาส",
+        ("status", "active") => "อยู่อาศัย",
+        ("status", "moved") => "ย้ายออก",
+        ("status", "archived") | ("archived", "true") => "ปิดแฟ้มแล้ว",
+        ("archived", "false") => "เปิดแฟ้มอยู่",
+        (_, "true") => "ใช่",
+        (_, "false") => "ไม่ใช่",
+        _ => return None,
+    })
+}
+
 pub fn kind_th(kind: &str) -> &str {
     match kind {
         "household" => "ครัวเรือน",
@@ -106,7 +131,7 @@ pub fn relation_th(relation: &str) -> &str {
 /// What a valid value of a field looks like, in Thai.
 pub fn expected_th(field: &str) -> Option<&'static str> {
     Some(match field {
-        "national_id" => "เลข 13 หลัก ขึ้นต้นด้วย 1-8 และหลักสุดท้ายตรงกับเลขตรวจสอบ เช่น 1-2345-67890-12-3",
+        "national_id" => "เลข 13 หลัก ขึ้นต้นด้วย 1-8 และหลักสุดท้ายตรงกับเลขตรวจสอบ เช่น 1-2345-67890-12-1",
         "house_code" => "รหัสประจำบ้าน 11 หลัก เช่น 1234-567890-1",
         "village" | "village_code" => "รหัสหมู่บ้าน 8 หลัก เช่น 40010101",
         "area_code" => "รหัสพื้นที่ 2 (จังหวัด) 4 (อำเภอ) 6 (ตำบล) หรือ 8 (หมู่บ้าน) หลัก",
@@ -117,7 +142,7 @@ pub fn expected_th(field: &str) -> Option<&'static str> {
         "first_name" | "last_name" | "name" | "address" | "item" | "agency" | "surveyor" => {
             "ข้อความที่ไม่ว่าง"
         }
-        "status" => "active (อยู่) หรือ moved (ย้ายออก) ถ้าจะจัดเก็บให้ใช้ household archive",
+        "status" => "active (อยู่) หรือ moved (ย้ายออก) ถ้าจะปิดแฟ้มให้ใช้ household archive",
         _ => return None,
     })
 }

@@ -242,7 +242,7 @@ impl FromStr for HouseCode {
 pub struct NationalId(String);
 
 const NATIONAL_ID_EXPECTED: &str =
-    "a national ID of 13 digits starting with 1-8, written 1-2345-67890-12-3, whose last digit matches the check digit";
+    "a national ID of 13 digits starting with 1-8, written 1-2345-67890-12-1, whose last digit matches the check digit";
 
 /// The check digit of the first 12 digits: (11 − Σ dᵢ × (14 − i) mod 11) mod 10.
 fn national_id_check_digit(first_twelve: &[u8]) -> u8 {
@@ -360,6 +360,12 @@ serde_as_digits!(NationalId, digits, NationalId::parse);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_national_id_in_every_message_is_a_valid_one() {
+        assert!(NATIONAL_ID_EXPECTED.contains("1-2345-67890-12-1"));
+        assert!(NationalId::parse("1-2345-67890-12-1").is_ok());
+    }
 
     #[test]
     fn a_valid_national_id_is_accepted_with_or_without_dashes() {

@@ -264,7 +264,7 @@ fn household_line(lang: Lang, record: &faenban_core::model::Record<Household>) -
         record.value.address
     );
     if record.archived {
-        line.push_str(lang.pick("  [จัดเก็บแล้ว]", "  [archived]"));
+        line.push_str(lang.pick("  [ปิดแฟ้มแล้ว]", "  [archived]"));
     }
     if record.in_conflict {
         line.push_str(lang.pick("  [มีข้อขัดแย้ง]", "  [conflict]"));
@@ -319,6 +319,52 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
             lang.pick("ไม่มี", "no")
         }
     );
+    // Every field a person recorded, each with its label.
+    let code_of = |value: Value| value.as_str().unwrap_or("").to_owned();
+    let shown = |field: &str, code: String| -> String {
+        match lang {
+            Lang::Th => crate::lang::value_th(field, &code)
+                .map(str::to_owned)
+                .unwrap_or(code),
+            Lang::En => code.replace('_', " "),
+        }
+    };
+    let h = &record.value;
+    let mut rows: Vec<(&str, String)> = vec![
+        (
+            "status",
+            shown("status", code_of(json!(record.shown_status()))),
+        ),
+        ("entry", shown("entry", code_of(json!(h.entry)))),
+    ];
+    if let Some(classification) = h.classification {
+        rows.push((
+            "classification",
+            shown("classification", code_of(json!(classification))),
+        ));
+    }
+    if let Some(livelihood) = h.livelihood {
+        rows.push((
+            "livelihood",
+            shown("livelihood", code_of(json!(livelihood))),
+        ));
+    }
+    if let Some(location) = &h.location {
+        rows.push((
+            "location",
+            format!("{:.5}, {:.5}", location.lat, location.lon),
+        ));
+    }
+    if !h.notes.is_empty() {
+        rows.push(("notes", h.notes.clone()));
+    }
+    for (field, value) in rows {
+        let label = match lang {
+            Lang::Th => crate::lang::field_name_th(field).to_owned(),
+            Lang::En => field.replace('_', " "),
+        };
+        let _ = writeln!(out, "{label}: {value}");
+    }
     let _ = writeln!(out, "{} ({})", lang.pick("สมาชิก", "members"), members.len());
     for member in &members {
         let m = &member.value;
@@ -367,8 +413,22 @@ fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
             );
         }
         None => {
-            let _ = writeln!(out, "{}", lang.pick("ยังไม่มีการสำรวจ", "no survey yet"));
+            let _ = writeln!(
+                out,
+                "{}",
+                lang.pick("ยังไม่มีการสำรวจที่เสร็จแล้ว", "no finished survey yet")
+            );
         }
+    }
+    if let Some((_, paused)) = super::survey::unfinished_visit(context, key)? {
+        let _ = writeln!(
+            out,
+            "{} {} ({} faenban survey {})",
+            lang.pick("มีการสำรวจที่ยังไม่เสร็จ วันที่", "an unfinished survey of"),
+            format_buddhist_short(paused.date),
+            lang.pick("ทำต่อด้วย", "go on with"),
+            record.value.house_code
+        );
     }
     let _ = writeln!(
         out,

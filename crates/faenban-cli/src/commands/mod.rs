@@ -343,7 +343,7 @@ pub fn resolve(store: &Store, lang: Lang, kind: RecordKind, text: &str) -> Resul
                     Kind::Conflict,
                     lang,
                     format!(
-                        "รหัสประจำบ้าน {} มี {} ครัวเรือน: {} ให้ใช้รหัสครัวเรือนแทน และรวมเป็นครัวเรือนเดียวโดยจัดเก็บ (archive) ครัวเรือนที่ซ้ำ",
+                        "รหัสประจำบ้าน {} มี {} ครัวเรือน: {} ให้ใช้รหัสครัวเรือนแทน และปิดแฟ้ม (household archive) ครัวเรือนที่ซ้ำ",
                         text.trim(),
                         several.len(),
                         listed.join(", ")

@@ -22,7 +22,8 @@ pub fn history(context: &mut Context, id: &str) -> Result<()> {
     if context.json {
         return print_json(&changes);
     }
-    say!("{} {}", key.kind, key.id);
+    let own = context.store.device()?.map(|device| device.id);
+    say!("{} {}", kind_label(lang, &key.kind), key.id);
     for change in &changes {
         let when = chrono::DateTime::from_timestamp_millis(
             change.stamp.hlc.wall_ms as i64 + THAI_OFFSET_MS,
@@ -42,9 +43,9 @@ pub fn history(context: &mut Context, id: &str) -> Result<()> {
         };
         say!(
             "  {when}  {}  {} = {}{restamped}",
-            short(&change.author()),
-            change.field,
-            change.value
+            device_label(lang, own, change.author()),
+            field_label(lang, &change.field),
+            value_text(lang, &change.field, &change.value)
         );
     }
     Ok(())
@@ -70,23 +71,24 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
                         candidates,
                     } => say!(
                         "{} {}  {}  {} {}",
-                        record.kind,
+                        kind_label(lang, &record.kind),
                         short(&record.id),
-                        field,
+                        field_label(lang, field),
                         candidates.len(),
                         lang.pick("ค่า", "values")
                     ),
                     Conflict::EditDuringArchive { record, .. } => say!(
                         "{} {}  {}",
-                        record.kind,
+                        kind_label(lang, &record.kind),
                         short(&record.id),
-                        lang.pick("ถูกจัดเก็บขณะที่มีคนแก้ไข", "archived while someone edited it")
+                        lang.pick("ถูกปิดแฟ้มขณะที่มีคนแก้ไข", "archived while someone edited it")
                     ),
                 }
             }
             Ok(())
         }
         ConflictsCommand::Show { id } => {
+            let own = context.store.device()?.map(|device| device.id);
             let key = find_any(&context.store, lang, &id)?;
             let state = context.store.record(&key)?.context("record vanished")?;
             let conflicts = state.conflicts(&key);
@@ -118,9 +120,9 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
                             say!(
                                 "  [{}] {}  {} {}{shown}",
                                 number + 1,
-                                entry.value,
-                                lang.pick("จากเครื่อง", "from device"),
-                                short(&entry.author())
+                                value_text(lang, field, &entry.value),
+                                lang.pick("จาก", "from"),
+                                device_label(lang, own, entry.author())
                             );
                         }
                     }
@@ -128,14 +130,19 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
                         say!(
                             "{}",
                             lang.pick(
-                                "ระเบียนถูกจัดเก็บ แต่มีการแก้ไขที่ผู้จัดเก็บไม่เห็น:",
+                                "ระเบียนถูกปิดแฟ้ม แต่มีการแก้ไขที่ผู้ปิดแฟ้มไม่เห็น:",
                                 "archived, but edited by someone who had not seen the archive:"
                             )
                         );
                         for (field, _) in unseen_edits {
                             say!(
-                                "  {field} = {}",
-                                state.shown(field).cloned().unwrap_or(Value::Null)
+                                "  {} = {}",
+                                field_label(lang, field),
+                                value_text(
+                                    lang,
+                                    field,
+                                    &state.shown(field).cloned().unwrap_or(Value::Null)
+                                )
                             );
                         }
                     }
@@ -234,5 +241,51 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
             })?;
             report_changes(context, &[change])
         }
+    }
+}
+
+/// A record kind as the reader calls it.
+fn kind_label(lang: Lang, kind: &RecordKind) -> String {
+    match lang {
+        Lang::Th => crate::lang::kind_th(kind.as_str()).to_owned(),
+        Lang::En => kind.to_string(),
+    }
+}
+
+/// A field by its label (Thai), or its name with spaces (English).
+fn field_label(lang: Lang, field: &str) -> String {
+    match lang {
+        Lang::Th => crate::lang::field_name_th(field).to_owned(),
+        Lang::En => field.replace('_', " "),
+    }
+}
+
+/// A stored value as a reader reads it: text without quotes, codes by
+/// their Thai words, nothing as a dash.
+fn value_text(lang: Lang, field: &str, value: &Value) -> String {
+    let code = match value {
+        Value::Null => return "-".to_owned(),
+        Value::String(text) => text.clone(),
+        Value::Bool(flag) => flag.to_string(),
+        other => other.to_string(),
+    };
+    match lang {
+        Lang::Th => crate::lang::value_th(field, &code)
+            .map(str::to_owned)
+            .unwrap_or(code),
+        Lang::En => code,
+    }
+}
+
+/// Who made a change: this laptop, or another one by the start of its id.
+fn device_label(
+    lang: Lang,
+    own: Option<faenban_core::DeviceId>,
+    author: faenban_core::DeviceId,
+) -> String {
+    if own == Some(author) {
+        lang.pick("เครื่องนี้", "this laptop").to_owned()
+    } else {
+        format!("{} {}", lang.pick("เครื่อง", "laptop"), short(&author))
     }
 }

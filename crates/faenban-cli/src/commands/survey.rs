@@ -308,7 +308,7 @@ fn answer_text(lang: Lang, answer: Answer) -> &'static str {
 }
 
 /// The household's unfinished guided survey, if one was interrupted.
-fn unfinished_visit(
+pub(super) fn unfinished_visit(
     context: &Context,
     household: &RecordKey,
 ) -> Result<Option<(RecordKey, Visit)>> {
@@ -351,7 +351,7 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
         context.store.write(now_ms(), |s| s.archive(key))?;
         prompt.say(&match lang {
             Lang::Th => format!(
-                "การสำรวจที่ค้างไว้ของวันที่ {} ถูกจัดเก็บ เริ่มใหม่",
+                "การสำรวจที่ค้างไว้ของวันที่ {} ถูกยกเลิก เริ่มใหม่",
                 format_buddhist_short(visit.date)
             ),
             Lang::En => format!(

@@ -570,9 +570,19 @@ fn network_failure(context: &Context, error: ClientError) -> Failure {
                 format!("{error}; everything recorded is still on this laptop"),
             )
         }
-        ClientError::BadAnswer(_) | ClientError::Setup(_) => {
-            Failure::new(Kind::Network, lang, format!("{error}"), format!("{error}"))
-        }
+        ClientError::BadAddress { th, en } => Failure::new(Kind::BadInput, lang, th, en),
+        ClientError::Setup(_) => Failure::new(
+            Kind::Network,
+            lang,
+            format!("ตั้งค่าการเชื่อมต่อที่ปลอดภัย (HTTPS) กับเซิร์ฟเวอร์ไม่ได้ ({error})"),
+            format!("{error}"),
+        ),
+        ClientError::BadAnswer(_) => Failure::new(
+            Kind::Network,
+            lang,
+            format!("อ่านคำตอบของเซิร์ฟเวอร์ไม่ได้ ข้อมูลในเครื่องยังอยู่ครบ ({error})"),
+            format!("{error}"),
+        ),
     }
 }
 
