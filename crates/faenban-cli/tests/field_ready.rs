@@ -309,3 +309,110 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_ne!(status.code(), Some(101), "{args:?} panicked");
     }
 }
+
+fn adult_household(laptop: &Laptop) {
+    add_household(laptop, "4001-012345-6");
+    laptop.ok(&[
+        "member",
+        "add",
+        "--household",
+        "4001-012345-6",
+        "--first-name",
+        "มาลี",
+        "--sex",
+        "female",
+        "--relation",
+        "head",
+        "--birth-date",
+        "15/01/2510",
+    ]);
+}
+
+#[test]
+fn a_computed_answer_or_one_for_an_indicator_that_does_not_apply_is_refused() {
+    let laptop = Laptop::initialized();
+    adult_household(&laptop);
+    let (code, stderr) = laptop.fails(&[
+        "--lang",
+        "en",
+        "survey",
+        "4001-012345-6",
+        "--income",
+        "60,000",
+        "--members",
+        "1",
+        "--answer",
+        "22=fail",
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("computed from the income"), "{stderr}");
+    // No child in the household: the pre-school question does not apply.
+    let (code, stderr) = laptop.fails(&[
+        "--lang",
+        "en",
+        "survey",
+        "4001-012345-6",
+        "--income",
+        "60,000",
+        "--answer",
+        "15=pass",
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("does not concern this household"),
+        "{stderr}"
+    );
+    // Nothing was saved by either.
+    assert!(laptop
+        .ok(&["--lang", "en", "household", "show", "4001-012345-6"])
+        .contains("no finished survey yet"));
+    laptop.ok(&[
+        "survey",
+        "4001-012345-6",
+        "--income",
+        "60,000",
+        "--answer",
+        "15=na",
+    ]);
+}
+
+#[test]
+fn a_child_added_while_a_survey_is_paused_is_asked_about_when_it_resumes() {
+    let laptop = Laptop::initialized();
+    adult_household(&laptop);
+    // Income, the number of people (as recorded), one answer, then pause.
+    let output = laptop
+        .cmd(&["--lang", "en", "survey", "4001-012345-6"])
+        .write_stdin("60000\n\n1\nq\n")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown = laptop.ok(&["--lang", "en", "household", "show", "4001-012345-6"]);
+    assert!(shown.contains("an unfinished survey of"), "{shown}");
+    laptop.ok(&[
+        "member",
+        "add",
+        "--household",
+        "4001-012345-6",
+        "--first-name",
+        "ใบเตย",
+        "--sex",
+        "female",
+        "--relation",
+        "child",
+        "--birth-date",
+        "02/06/2565",
+    ]);
+    let output = laptop
+        .cmd(&["--lang", "en", "survey", "4001-012345-6"])
+        .write_stdin("q\n")
+        .output()
+        .unwrap();
+    let prompts = String::from_utf8_lossy(&output.stderr);
+    assert!(prompts.contains("indicators that apply now"), "{prompts}");
+    assert!(prompts.contains("15"), "{prompts}");
+}

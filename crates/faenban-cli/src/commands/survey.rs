@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write as _};
 
 use anyhow::{Context as _, Result};
-use faenban_core::catalogue::{HouseholdProfile, Indicator, Rule};
+use faenban_core::catalogue::{AppliesTo, HouseholdProfile, Indicator, Rule};
 use faenban_core::dates::{age_on, format_buddhist_short};
 use faenban_core::model::{answer_field, decode, visit_answers, Household, Record, Visit};
 use faenban_core::{Answer, Assessment, Baht, Dimension, RecordKey, RecordKind};
@@ -156,6 +156,7 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
         members: args.members.or(target.members),
         in_progress: false,
     };
+    check_scripted_answers(lang, catalogue, &target, &visit, &answers)?;
     let skipped: Vec<String> = catalogue
         .indicators
         .iter()
@@ -170,6 +171,54 @@ pub fn survey(context: &mut Context, args: SurveyArgs) -> Result<()> {
         Ok(key)
     })?;
     report_assessment(context, &target, &visit, &visit_key, &skipped)
+}
+
+/// Refuses, before anything is saved, a typed answer the catalogue would
+/// replace (an indicator computed from the income and the number of
+/// people, when both are given) and an answer other than "not applicable"
+/// to an indicator that does not concern the household as recorded (every
+/// member with a birth date, and none of that age or condition).
+fn check_scripted_answers(
+    lang: Lang,
+    catalogue: &faenban_core::catalogue::Catalogue,
+    target: &Surveyed,
+    visit: &Visit,
+    answers: &BTreeMap<String, Answer>,
+) -> Result<()> {
+    for (code, answer) in answers {
+        let Some(indicator) = catalogue.indicator(code) else {
+            continue;
+        };
+        let computed = matches!(indicator.rule, Rule::MinIncomePerPersonPerYear { .. })
+            && visit.income_per_year.is_some()
+            && visit.members.is_some();
+        if computed {
+            return Err(bad_input(
+                lang,
+                format!(
+                    "ตัวชี้วัด {code} คำนวณจากรายได้และจำนวนคนในครัวเรือนที่ใส่ไว้ ไม่ต้องตอบเอง ให้ตัดคำตอบ {code}= ออก (หรือแก้ --income / --members ถ้าตัวเลขไม่ถูก)"
+                ),
+                format!(
+                    "indicator {code} is computed from the income and the number of people given; drop the answer {code}= (or correct --income / --members if they are wrong)"
+                ),
+            ));
+        }
+        let concerns = !target.profile_complete
+            || visit.members != target.members
+            || indicator.applies_to.applies(&target.profile);
+        if !concerns && *answer != Answer::NotApplicable {
+            return Err(bad_input(
+                lang,
+                format!(
+                    "ตัวชี้วัด {code} ไม่เกี่ยวกับครัวเรือนนี้ตามสมาชิกที่บันทึกไว้ (ไม่มีสมาชิกในช่วงอายุหรือภาวะนั้น) ให้ตอบ {code}=na หรือเพิ่มสมาชิกที่ขาดก่อน"
+                ),
+                format!(
+                    "indicator {code} does not concern this household as its members are recorded (no member of that age or condition); answer {code}=na, or add the missing member first"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Prints what a finished visit found, per TPMAP dimension.
@@ -455,6 +504,35 @@ fn guided(context: &mut Context, args: &SurveyArgs) -> Result<()> {
     }
 
     if resuming {
+        // The household may have changed since the survey was paused (a
+        // child added, a birth date corrected): an indicator of an age or a
+        // condition that was saved as not applicable, and applies now, is
+        // asked again.
+        let now_apply: Vec<String> = questions
+            .iter()
+            .filter(|i| {
+                i.applies_to != AppliesTo::Household
+                    && answered.get(&i.code) == Some(&Answer::NotApplicable)
+            })
+            .map(|i| i.code.clone())
+            .collect();
+        if !now_apply.is_empty() {
+            for code in &now_apply {
+                answered.remove(code);
+            }
+            prompt.say(&match lang {
+                Lang::Th => format!(
+                    "ครัวเรือนเปลี่ยนไปตั้งแต่พักไว้: ถามเพิ่ม {} ข้อที่ตอนนี้เกี่ยวข้องแล้ว ({})",
+                    now_apply.len(),
+                    now_apply.join(", ")
+                ),
+                Lang::En => format!(
+                    "the household changed since the survey was paused: asking {} indicators that apply now ({})",
+                    now_apply.len(),
+                    now_apply.join(", ")
+                ),
+            });
+        }
         let done = questions
             .iter()
             .filter(|i| answered.contains_key(&i.code))
