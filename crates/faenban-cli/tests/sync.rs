@@ -872,3 +872,72 @@ fn a_released_device_logs_in_under_a_team_account_and_its_outbox_arrives_whole()
     let listed = server.admin("device", "list", &["--account", "ทีมอำเภอ"]);
     assert!(listed.contains(&device), "{listed}");
 }
+
+#[test]
+fn an_office_sets_up_a_programme_of_accounts_from_one_list() {
+    let server = ServerProcess::start();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("accounts.csv");
+    let mut csv = String::from("\u{feff}name,role,areas,dimension\n");
+    for n in 0..200 {
+        csv.push_str(&format!("อสม. {n},volunteer,4001{:04},\n", 101 + n % 3));
+    }
+    csv.push_str("คณะทำงานด้านรายได้,dimension,40,income\n");
+    std::fs::write(&list, &csv).unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    server.admin(
+        "account",
+        "import",
+        &[
+            "--file",
+            list.to_str().unwrap(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+        ],
+    );
+    let written = std::fs::read_to_string(&tokens).unwrap();
+    assert_eq!(
+        written.lines().count(),
+        202,
+        "a header and one line per account"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&tokens).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Each token is that account's.
+    let line = written
+        .lines()
+        .find(|line| line.starts_with("อสม. 7,"))
+        .unwrap();
+    let token = line.split(',').nth(1).unwrap();
+    let laptop = laptop("อสม. 7");
+    laptop.login(&server, token);
+    assert_eq!(laptop.json(&["status"])["device_name"], "อสม. 7");
+    // A list with a bad row adds nothing and writes no tokens.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "name,role,areas\nก,volunteer,40010101\nข,chief,40010101\n",
+    )
+    .unwrap();
+    let again = dir.path().join("again.csv");
+    let output = std::process::Command::new(assert_cmd::cargo::cargo_bin("faenban-server"))
+        .args(["account", "import", "--data"])
+        .arg(server.data.path())
+        .args([
+            "--file",
+            bad.to_str().unwrap(),
+            "--tokens",
+            again.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 3"));
+    assert!(!again.exists());
+    let listed = server.admin("account", "list", &[]);
+    assert!(!listed.contains("\nก "), "{listed}");
+}

@@ -3,7 +3,7 @@
 //! embedded SQLite one without touching the protocol.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +46,12 @@ pub trait Backend: Send + Sync + 'static {
         token_hash: &[u8],
         now_ms: u64,
     ) -> Result<Account>;
+    /// Adds several accounts, all or none.
+    fn add_accounts(
+        &self,
+        accounts: &[(String, Scope, Vec<u8>)],
+        now_ms: u64,
+    ) -> Result<Vec<Account>>;
     /// Every account.
     fn accounts(&self) -> Result<Vec<Account>>;
     /// Revokes an account.
@@ -219,13 +225,15 @@ impl IdleRelease {
 /// no push pays for it.
 #[derive(Debug)]
 struct Checkpointer {
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the thread at once (not at its next tick: an
+    /// `account add` would otherwise wait for it).
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -296,14 +304,14 @@ impl SqliteBackend {
         };
         let checkpoints = Store::open(&path)?;
         checkpoints.pragma("cache_size", -1_024)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
+        let (stop, stopping) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
             .spawn(move || {
                 let mut seen = (usize::MAX, std::time::Instant::now(), false);
-                while !stopping.load(Ordering::Relaxed) {
-                    std::thread::sleep(CHECKPOINT_EVERY);
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stopping.recv_timeout(CHECKPOINT_EVERY)
+                {
                     if let Err(error) = checkpoints.checkpoint(i64::MAX) {
                         tracing::warn!(%error, "checkpoint failed; will retry");
                     }
@@ -324,7 +332,7 @@ impl SqliteBackend {
             waiting: Mutex::new(Vec::new()),
             key,
             _checkpointer: Checkpointer {
-                stop,
+                stop: Some(stop),
                 thread: Some(thread),
             },
         })
@@ -404,6 +412,14 @@ impl Backend for SqliteBackend {
         now_ms: u64,
     ) -> Result<Account> {
         self.writer().add_account(name, scope, token_hash, now_ms)
+    }
+
+    fn add_accounts(
+        &self,
+        accounts: &[(String, Scope, Vec<u8>)],
+        now_ms: u64,
+    ) -> Result<Vec<Account>> {
+        self.writer().add_accounts(accounts, now_ms)
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {

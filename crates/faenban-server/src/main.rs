@@ -97,6 +97,20 @@ enum AccountCommand {
         #[arg(long)]
         dimension: Option<String>,
     },
+    /// Adds every account of a CSV file (columns name, role, areas,
+    /// dimension; UTF-8 with a header row), all or none, and writes each
+    /// account's token once to a new file readable only by its owner.
+    Import {
+        /// The folder that holds the server's database.
+        #[arg(long)]
+        data: PathBuf,
+        /// The accounts, one per row.
+        #[arg(long)]
+        file: PathBuf,
+        /// Where to write `name,token` for each account (a new file, mode 0600).
+        #[arg(long)]
+        tokens: PathBuf,
+    },
     /// Lists the accounts (never their tokens).
     List {
         /// The folder that holds the server's database.
@@ -218,8 +232,10 @@ fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr()?;
-        // Tests and scripts read this line to learn the port.
-        println!("faenban-server listening on http://{address}");
+        // The first line on stdout is the address alone, for a script
+        // (with --listen …:0) to read; the sentence is for a person.
+        println!("http://{address}");
+        eprintln!("faenban-server listening on http://{address}");
         tracing::info!(%address, database = %backend.path().display(), "serving");
         let backend: Arc<dyn Backend> = Arc::new(backend);
         faenban_server::run(listener, backend, shutdown_signal()).await?;
@@ -324,6 +340,7 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        AccountCommand::Import { data, file, tokens } => import_accounts(&data, &file, &tokens),
         AccountCommand::List { data } => {
             let backend = SqliteBackend::open(&data)?;
             println!(
@@ -361,6 +378,104 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
 
 /// Area codes from `--area`: each must be a valid province, district,
 /// subdistrict or village code.
+/// `account import`: every row checked first, then the tokens written to a
+/// file only its owner reads, then all accounts added in one transaction.
+fn import_accounts(
+    data: &std::path::Path,
+    file: &std::path::Path,
+    tokens: &std::path::Path,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading {} (a UTF-8 CSV file)", file.display()))?;
+    let rows = faenban_core::csv::parse(text.trim_start_matches('\u{feff}')).map_err(|broken| {
+        anyhow::anyhow!(
+            "{} line {}: {}",
+            file.display(),
+            broken.line,
+            broken.problem
+        )
+    })?;
+    let Some((header, rows)) = rows.split_first() else {
+        anyhow::bail!("{} holds no header row", file.display());
+    };
+    let column = |names: &[&str]| {
+        header
+            .fields
+            .iter()
+            .position(|field| names.contains(&field.trim().to_lowercase().as_str()))
+    };
+    let name_at = column(&["name", "ชื่อ", "ชื่อบัญชี"]).context("no `name` column")?;
+    let role_at = column(&["role", "บทบาท"]).context("no `role` column")?;
+    let areas_at = column(&["areas", "area", "พื้นที่"]);
+    let dimension_at = column(&["dimension", "ด้าน"]);
+    let mut accounts = Vec::with_capacity(rows.len());
+    let mut issued = Vec::with_capacity(rows.len());
+    let mut seen = std::collections::HashSet::new();
+    for row in rows {
+        let cell = |at: Option<usize>| {
+            at.and_then(|at| row.fields.get(at))
+                .map(|value| value.trim().to_owned())
+                .unwrap_or_default()
+        };
+        if row.fields.iter().all(|field| field.trim().is_empty()) {
+            continue;
+        }
+        let name = cell(Some(name_at));
+        let line = row.line;
+        if !seen.insert(name.clone()) {
+            anyhow::bail!("line {line}: the account `{name}` appears twice; nothing was added");
+        }
+        let role = parse_role(&cell(Some(role_at))).with_context(|| format!("line {line}"))?;
+        let dimension = Some(cell(dimension_at))
+            .filter(|key| !key.is_empty())
+            .map(|key| parse_dimension(&key))
+            .transpose()
+            .with_context(|| format!("line {line}"))?;
+        let areas = parse_areas(&cell(areas_at)).with_context(|| format!("line {line}"))?;
+        let token = token::generate().context("making a token")?;
+        accounts.push((
+            name.clone(),
+            Scope {
+                role,
+                areas,
+                dimension,
+            },
+            token::hash(&token),
+        ));
+        issued.push((name, token));
+    }
+    // The token file first, so that no account exists whose token was lost.
+    let mut out = String::from("name,token\n");
+    for (name, token) in &issued {
+        out.push_str(&format!("{},{token}\n", faenban_core::csv::cell(name)));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut written = options
+        .open(tokens)
+        .with_context(|| format!("creating {} (it must not exist yet)", tokens.display()))?;
+    std::io::Write::write_all(&mut written, out.as_bytes())
+        .and_then(|()| written.sync_all())
+        .with_context(|| format!("writing {}", tokens.display()))?;
+    let backend = SqliteBackend::open(data)?;
+    match backend.add_accounts(&accounts, now_ms()) {
+        Ok(added) => {
+            eprintln!(
+                "{} accounts added; their tokens are in {} (readable only by you: hand each its own, then delete the file)",
+                added.len(),
+                tokens.display()
+            );
+            Ok(())
+        }
+        Err(error) => {
+            let _ = std::fs::remove_file(tokens);
+            Err(anyhow::Error::new(error).context("nothing was added"))
+        }
+    }
+}
+
 fn parse_role(text: &str) -> anyhow::Result<Role> {
     Role::from_name(text).with_context(|| {
         format!("unknown role `{text}`; use volunteer, team, dimension, province or admin")

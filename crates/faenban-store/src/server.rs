@@ -166,6 +166,28 @@ impl Store {
         })
     }
 
+    /// Adds several accounts, all or none (an office setting up a
+    /// programme from one list).
+    pub fn add_accounts(
+        &mut self,
+        accounts: &[(String, Scope, Vec<u8>)],
+        now_ms: u64,
+    ) -> Result<Vec<Account>> {
+        self.connection.execute_batch("BEGIN IMMEDIATE")?;
+        let mut added = Vec::with_capacity(accounts.len());
+        for (name, scope, token_hash) in accounts {
+            match self.add_account(name, scope, token_hash, now_ms) {
+                Ok(account) => added.push(account),
+                Err(error) => {
+                    self.connection.execute_batch("ROLLBACK")?;
+                    return Err(error);
+                }
+            }
+        }
+        self.connection.execute_batch("COMMIT")?;
+        Ok(added)
+    }
+
     /// Every account, in the order they were made.
     pub fn accounts(&self) -> Result<Vec<Account>> {
         let mut statement = self.connection.prepare_cached(&format!(
