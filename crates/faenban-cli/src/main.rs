@@ -5,13 +5,14 @@ mod cli;
 mod client;
 mod commands;
 mod failure;
+mod help_th;
 mod lang;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use faenban_store::Store;
 
 use crate::cli::{Cli, Command};
@@ -20,12 +21,55 @@ use crate::failure::Failure;
 use crate::lang::Lang;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let lang = cli.lang.unwrap_or_else(Lang::from_locale);
+    // The language is needed before the arguments are understood: their
+    // help and their errors are in it.
+    let lang = lang_in_args().unwrap_or_else(Lang::from_locale);
+    let mut command = Cli::command();
+    if lang == Lang::Th {
+        command = help_th::in_thai(command);
+    }
+    let parsed = command
+        .try_get_matches_from(std::env::args_os())
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if lang == Lang::Th
+                && !matches!(
+                    error.kind(),
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+                )
+            {
+                eprint!("{}", help_th::error_th(&error));
+                return ExitCode::from(2);
+            }
+            error.exit();
+        }
+    };
+    let lang = cli.lang.unwrap_or(lang);
     match run(cli, lang) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => Failure::from_error(lang, error).report(lang),
     }
+}
+
+/// The `--lang` given on the command line, if any.
+fn lang_in_args() -> Option<Lang> {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = match arg.strip_prefix("--lang=") {
+            Some(value) => value.to_owned(),
+            None if arg == "--lang" => args.next()?,
+            None => continue,
+        };
+        return match value.as_str() {
+            "th" => Some(Lang::Th),
+            "en" => Some(Lang::En),
+            _ => None,
+        };
+    }
+    None
 }
 
 /// Where the database lives when `--db` and `FAENBAN_DB` are not given.

@@ -416,3 +416,52 @@ fn a_child_added_while_a_survey_is_paused_is_asked_about_when_it_resumes() {
     assert!(prompts.contains("indicators that apply now"), "{prompts}");
     assert!(prompts.contains("15"), "{prompts}");
 }
+
+#[test]
+fn help_and_argument_errors_are_in_thai_under_lang_th() {
+    let laptop = Laptop::initialized();
+    let help = laptop.ok(&["--lang", "th", "--help"]);
+    assert!(
+        help.contains("การใช้งาน:") && help.contains("คำสั่ง:"),
+        "{help}"
+    );
+    assert!(help.contains("ตั้งค่าเครื่องนี้"), "{help}");
+    assert!(!help.contains("Set up this laptop"), "{help}");
+    let help = laptop.ok(&["--lang", "th", "household", "add", "--help"]);
+    assert!(help.contains("รหัสประจำบ้าน 11 หลัก"), "{help}");
+    let (code, stderr) = laptop.fails(&["--lang", "th", "household", "ad"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("ไม่รู้จักคำสั่ง `ad`"), "{stderr}");
+    let (code, stderr) = laptop.fails(&["--lang", "th", "member", "add"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("ยังขาด --household"), "{stderr}");
+    let (code, stderr) = laptop.fails(&["--lang", "th", "export", "--format", "xls"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("ใช้ได้: json, csv"), "{stderr}");
+    // English stays English.
+    let (code, stderr) = laptop.fails(&["--lang", "en", "household", "ad"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("unrecognized subcommand"), "{stderr}");
+    assert!(laptop
+        .ok(&["--lang", "en", "--help"])
+        .contains("Set up this laptop"));
+}
+
+#[test]
+fn a_bad_server_address_is_bad_input_in_thai() {
+    let laptop = Laptop::initialized();
+    let token = format!("fbn_{}", "ab".repeat(32));
+    let (code, stderr) = laptop.fails(&[
+        "--lang",
+        "th",
+        "login",
+        "--server",
+        "faenban.example",
+        "--token",
+        &token,
+    ]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("ไม่ใช่ที่อยู่เซิร์ฟเวอร์"), "{stderr}");
+    let (code, _) = laptop.fails(&["login", "--server", "https://", "--token", &token]);
+    assert_eq!(code, 3);
+}
