@@ -465,3 +465,27 @@ fn a_bad_server_address_is_bad_input_in_thai() {
     let (code, _) = laptop.fails(&["login", "--server", "https://", "--token", &token]);
     assert_eq!(code, 3);
 }
+
+#[test]
+fn an_imported_note_too_large_to_send_rejects_its_row_only() {
+    let laptop = Laptop::initialized();
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("list.csv");
+    let note = "ก".repeat(30_000);
+    std::fs::write(
+        &list,
+        format!(
+            "รหัสประจำบ้าน,รหัสหมู่บ้าน,ที่อยู่,หมายเหตุ\n4001-012345-6,40010101,1 หมู่ 1,{note}\n4001-012346-4,40010101,2 หมู่ 1,ปกติ\n"
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = laptop.fails(&["--lang", "en", "import", list.to_str().unwrap()]);
+    assert_eq!(code, 3, "{stderr}");
+    let listed = laptop.json(&["household", "list"]);
+    assert_eq!(
+        listed.as_array().unwrap().len(),
+        1,
+        "the good row went in: {listed}"
+    );
+    assert!(laptop.unpushed() > 0);
+}

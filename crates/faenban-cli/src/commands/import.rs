@@ -240,6 +240,15 @@ pub fn import(
                     }
                     national_ids_seen.insert(digits, row.line);
                 }
+                if let Some(reason) = unsendable(context, &row_ok)? {
+                    house_codes_seen.remove(&code);
+                    rejected.push(Rejected {
+                        line: row.line,
+                        reason,
+                        fields: row.fields,
+                    });
+                    continue;
+                }
                 accepted.push(row_ok);
             }
             Err(error) => {
@@ -390,6 +399,55 @@ fn check_row(lang: Lang, cell: &dyn Fn(&str) -> Option<String>) -> Result<Accept
         None
     };
     Ok(Accepted { household, head })
+}
+
+/// Why a row, valid in itself, could never be sent, checked as a command
+/// would check it when typed: a value over the size limit, an invisible
+/// control character, a village outside the account's areas. `None` when
+/// it can go in.
+fn unsendable(context: &Context, row: &Accepted) -> Result<Option<String>> {
+    let lang = context.lang;
+    let mut values: Vec<(String, serde_json::Value)> = Vec::new();
+    for record in [serde_json::to_value(&row.household)?]
+        .into_iter()
+        .chain(row.head.as_ref().map(serde_json::to_value).transpose()?)
+    {
+        if let serde_json::Value::Object(fields) = record {
+            values.extend(fields);
+        }
+    }
+    for (field, value) in &values {
+        if faenban_core::limits::check_value(value).is_err() {
+            let label = crate::lang::field_name_th(field);
+            return Ok(Some(match lang {
+                Lang::Th => format!("{label} ยาวเกินกว่าที่เซิร์ฟเวอร์รับได้ (ไม่เกิน 64 KiB)"),
+                Lang::En => format!("{field} is longer than the server takes (at most 64 KiB)"),
+            }));
+        }
+        if let Some(c) = value.as_str().and_then(faenban_core::model::hidden_control) {
+            let label = crate::lang::field_name_th(field);
+            return Ok(Some(match lang {
+                Lang::Th => format!("{label} มีอักขระควบคุมที่มองไม่เห็น (U+{:04X})", c as u32),
+                Lang::En => format!(
+                    "{field} holds the invisible control character U+{:04X}",
+                    c as u32
+                ),
+            }));
+        }
+    }
+    if let Some(scope) = context.store.account_scope()? {
+        let village = row.household.village.to_string();
+        if scope
+            .may_record(&RecordKind::Household, Some(&village), None)
+            .is_err()
+        {
+            return Ok(Some(match lang {
+                Lang::Th => format!("หมู่บ้าน {village} ไม่อยู่ในพื้นที่ของบัญชีนี้"),
+                Lang::En => format!("village {village} is outside this account's areas"),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// True when the household record `key` has this house code (search terms
