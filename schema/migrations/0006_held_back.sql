@@ -1,4 +1,4 @@
--- Version 6: changes held back.
+-- Version 6: changes held back, and the names of devices.
 --
 -- A push no longer fails whole because one record's changes are refused
 -- for what they say (a household outside the account's areas, a value out
@@ -30,3 +30,12 @@ CREATE TABLE held_back (
     message     TEXT NOT NULL,
     held_ms     INTEGER NOT NULL
 );
+
+-- Who the devices whose changes a laptop holds are, as pulls name them
+-- (the name each gave at its first hello, and its account's), so that
+-- history and conflicts name people's laptops rather than ids.
+CREATE TABLE device_names (
+    device   TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    account  TEXT NOT NULL
+) WITHOUT ROWID;

@@ -941,3 +941,27 @@ fn an_office_sets_up_a_programme_of_accounts_from_one_list() {
     let listed = server.admin("account", "list", &[]);
     assert!(!listed.contains("\nก "), "{listed}");
 }
+
+#[test]
+fn conflicts_and_history_name_the_other_laptop_and_its_account() {
+    let server = ServerProcess::start();
+    let malee = laptop("เครื่องบ้านโนนสูง");
+    let somsri = laptop("เครื่องบ้านโคก");
+    malee.login(&server, &server.account("อสม. มาลี", "volunteer", VILLAGE));
+    somsri.login(&server, &server.account("อสม. สมศรี", "volunteer", VILLAGE));
+    malee.add_household();
+    malee.sync();
+    somsri.sync();
+    edit(&malee, "--address", "12 หมู่ 1 (หน้าวัด)");
+    edit(&somsri, "--address", "12/1 หมู่ 1");
+    somsri.sync();
+    malee.sync();
+    let shown = malee.ok(&["--lang", "th", "conflicts", "show", "4001-012345-6"]);
+    assert!(shown.contains("เครื่องบ้านโคก (อสม. สมศรี)"), "{shown}");
+    assert!(shown.contains("เครื่องนี้"), "{shown}");
+    let history = malee.ok(&["--lang", "th", "history", "4001-012345-6"]);
+    assert!(
+        history.contains("เครื่องบ้านโคก (อสม. สมศรี)  ที่อยู่ = 12/1 หมู่ 1"),
+        "{history}"
+    );
+}

@@ -430,6 +430,23 @@ pub struct PullPage {
     pub check: Option<String>,
     /// The server's clock, ms since the epoch.
     pub server_time_ms: u64,
+    /// Who the devices of these changes are, for history and conflicts to
+    /// name them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceName>,
+}
+
+/// A device as people know it: the name it gave at its first hello, and
+/// its account's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceName {
+    /// The device.
+    pub device: DeviceId,
+    /// Its name (such as "อสม. มาลี บ้านโนนสูง").
+    pub name: String,
+    /// Its account's name.
+    pub account: String,
 }
 
 /// `POST /v1/relay`: a letter a device sealed to the server, passed on by
@@ -549,6 +566,9 @@ pub struct ReplyPage {
     /// What identifies the entry at `next`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
+    /// Who the devices of these changes are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceName>,
 }
 
 /// Every refusal has this body, with a stable code for programs and a

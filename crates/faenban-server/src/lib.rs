@@ -825,6 +825,7 @@ fn pull_for_reply(
             changes: page.changes,
             next: page.next,
             check: page.check,
+            devices: page.devices,
         });
     }
     Ok(pulled)
@@ -872,6 +873,7 @@ async fn pull(
             more: page.more,
             check: page.check,
             server_time_ms: now_ms(),
+            devices: page.devices,
         };
         serde_json::to_vec(&page).map_err(|error| {
             tracing::error!(%error, "a pull page could not be written out");

@@ -90,6 +90,8 @@ pub struct PushOutcome {
 /// One page of a pull.
 #[derive(Debug)]
 pub struct PulledPage {
+    /// Who the devices of the page's changes are.
+    pub devices: Vec<faenban_core::sync::DeviceName>,
     /// The changes in scope, in feed order, in wire form.
     pub changes: faenban_core::sync::ChangeSet,
     /// The cursor to ask from next.
@@ -491,6 +493,7 @@ impl Store {
             None => pull_by_scanning(&snapshot, scope, since, limit, last)?,
         };
         page.check = fingerprint(&snapshot, page.next)?;
+        page.devices = device_names(&snapshot, &page.changes.devices)?;
         Ok(page)
     }
 
@@ -882,6 +885,30 @@ struct DeviceOwner {
     account: i64,
     revoked: bool,
     key: Option<PublicKey>,
+}
+
+/// The names of those of `devices` bound to an account, and their accounts'.
+fn device_names(
+    connection: &rusqlite::Connection,
+    devices: &[DeviceId],
+) -> Result<Vec<faenban_core::sync::DeviceName>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT d.name, a.name FROM devices d JOIN accounts a ON a.id = d.account WHERE d.device = ?1",
+    )?;
+    let mut names = Vec::new();
+    for device in devices {
+        let row: Option<(String, String)> = statement
+            .query_row([device.to_string()], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        if let Some((name, account)) = row {
+            names.push(faenban_core::sync::DeviceName {
+                device: *device,
+                name,
+                account,
+            });
+        }
+    }
+    Ok(names)
 }
 
 fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<DeviceOwner>> {
@@ -1693,6 +1720,7 @@ fn pull_households(
         _ => last.max(since),
     };
     Ok(PulledPage {
+        devices: Vec::new(),
         changes: builder.finish(),
         next,
         more,
@@ -1748,6 +1776,7 @@ fn pull_by_scanning(
         }
     }
     Ok(PulledPage {
+        devices: Vec::new(),
         changes: builder.finish(),
         next,
         more: last > next,

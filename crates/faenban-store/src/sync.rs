@@ -9,7 +9,7 @@
 //! the pull cursor moves only with the changes it covers.
 
 use faenban_core::clock::is_from_the_future;
-use faenban_core::sync::{ErrorBody, HeldBack, PullFrom, Reply};
+use faenban_core::sync::{DeviceName, ErrorBody, HeldBack, PullFrom, Reply};
 use faenban_core::{Change, DeviceId, Outcome, Stamp};
 use faenban_keys::{PublicKey, Signature};
 use rusqlite::{params, OptionalExtension};
@@ -567,6 +567,42 @@ impl Store {
         write_meta(&self.connection, "last_sync_ms", &local_wall_ms.to_string())
     }
 
+    /// Remembers who devices are, as a pull names them.
+    pub fn remember_devices(&mut self, names: &[DeviceName]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let tx = self.connection.transaction()?;
+        for name in names {
+            tx.prepare_cached(
+                "INSERT INTO device_names (device, name, account) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (device) DO UPDATE SET name = excluded.name, account = excluded.account",
+            )?
+            .execute(params![name.device.to_string(), name.name, name.account])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Who each device this laptop heard of is: its name and its account's.
+    pub fn device_names(&self) -> Result<std::collections::HashMap<DeviceId, (String, String)>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT device, name, account FROM device_names")?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (device, name, account) = row?;
+            Ok((parse_device(&device)?, (name, account)))
+        })
+        .collect()
+    }
+
     /// The server's key, as learned at this laptop's last hello.
     pub fn server_key(&self) -> Result<Option<PublicKey>> {
         Ok(read_meta(&self.connection, SERVER_KEY)?
@@ -701,6 +737,7 @@ impl Store {
             let follows = pulled.since == self.pull_cursor()?;
             taken.more = pulled.more;
             for page in pulled.pages {
+                self.remember_devices(&page.devices)?;
                 let changes = page
                     .changes
                     .decode()

@@ -87,6 +87,7 @@ fn fixture() -> Fixture {
                 changes: ChangeSet::encode(&changes),
                 next: 2,
                 check: Some("x".into()),
+                devices: Vec::new(),
             }],
             more: false,
         }),

@@ -23,6 +23,7 @@ pub fn history(context: &mut Context, id: &str) -> Result<()> {
         return print_json(&changes);
     }
     let own = context.store.device()?.map(|device| device.id);
+    let names = context.store.device_names()?;
     say!("{} {}", kind_label(lang, &key.kind), key.id);
     for change in &changes {
         let when = chrono::DateTime::from_timestamp_millis(
@@ -43,7 +44,7 @@ pub fn history(context: &mut Context, id: &str) -> Result<()> {
         };
         say!(
             "  {when}  {}  {} = {}{restamped}",
-            device_label(lang, own, change.author()),
+            device_label(lang, own, &names, change.author()),
             field_label(lang, &change.field),
             value_text(lang, &change.field, &change.value)
         );
@@ -89,6 +90,7 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
         }
         ConflictsCommand::Show { id } => {
             let own = context.store.device()?.map(|device| device.id);
+            let names = context.store.device_names()?;
             let key = find_any(&context.store, lang, &id)?;
             let state = context.store.record(&key)?.context("record vanished")?;
             let conflicts = state.conflicts(&key);
@@ -122,7 +124,7 @@ pub fn conflicts(context: &mut Context, command: ConflictsCommand) -> Result<()>
                                 number + 1,
                                 value_text(lang, field, &entry.value),
                                 lang.pick("จาก", "from"),
-                                device_label(lang, own, entry.author())
+                                device_label(lang, own, &names, entry.author())
                             );
                         }
                     }
@@ -277,15 +279,20 @@ fn value_text(lang: Lang, field: &str, value: &Value) -> String {
     }
 }
 
-/// Who made a change: this laptop, or another one by the start of its id.
+/// Who made a change: this laptop, or another by the name it gave and its
+/// account's (as pulls name them), or else by the start of its id.
 fn device_label(
     lang: Lang,
     own: Option<faenban_core::DeviceId>,
+    names: &std::collections::HashMap<faenban_core::DeviceId, (String, String)>,
     author: faenban_core::DeviceId,
 ) -> String {
     if own == Some(author) {
-        lang.pick("เครื่องนี้", "this laptop").to_owned()
-    } else {
-        format!("{} {}", lang.pick("เครื่อง", "laptop"), short(&author))
+        return lang.pick("เครื่องนี้", "this laptop").to_owned();
+    }
+    match names.get(&author) {
+        Some((name, account)) if name != account => format!("{name} ({account})"),
+        Some((name, _)) => name.clone(),
+        None => format!("{} {}", lang.pick("เครื่อง", "laptop"), short(&author)),
     }
 }

@@ -347,6 +347,7 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
             .decode()
             .map_err(|error| network_failure(context, ClientError::BadAnswer(error.to_string())))?;
         let count = changes.len() as u64;
+        context.store.remember_devices(&page.devices)?;
         let received =
             context
                 .store
