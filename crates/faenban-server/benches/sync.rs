@@ -202,7 +202,10 @@ fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    // 4. Many devices at once, against the real binary.
+    // 4. What setting refused records aside costs.
+    let held = held_back_cost(scratch.path(), &mut keys)?;
+
+    // 5. Many devices at once, against the real binary.
     let load = load_test(scratch.path())?;
 
     let per_s = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
@@ -235,6 +238,13 @@ fn main() -> anyhow::Result<()> {
     println!(
         "| server database after the merge | {:.0} MB |",
         server_file as f64 / 1e6
+    );
+    println!(
+        "| a district team's batches of new households ({} changes): all in its district / half outside it, held back | {:.2} s / {:.2} s, **{:.2}×** the time for the half that is applied |",
+        held.changes,
+        held.all_in.as_secs_f64(),
+        held.half_out.as_secs_f64(),
+        held.half_out.as_secs_f64() / (held.all_in.as_secs_f64() / 2.0)
     );
     for (name, pull) in [
         (village.clone(), &village_pull),
@@ -613,6 +623,83 @@ async fn one_device(
         changes.len()
     );
     Ok((pushed, started.elapsed()))
+}
+
+/// The time to push the same amount of work with every record in scope,
+/// and with every other household outside it (held back).
+struct HeldBackCost {
+    changes: usize,
+    all_in: Duration,
+    half_out: Duration,
+}
+
+fn held_back_cost(scratch: &Path, keys: &mut Keys) -> anyhow::Result<HeldBackCost> {
+    const HOUSEHOLDS: usize = 8_000;
+    let areas = faenban_core::areas::Areas::builtin();
+    let villages = |district: &str| -> anyhow::Result<Vec<String>> {
+        Ok(areas
+            .subdistricts_of(&faenban_core::codes::AreaCode::parse(district)?)
+            .iter()
+            .map(|subdistrict| format!("{}01", subdistrict.as_str()))
+            .collect())
+    };
+    let (inside, outside) = (villages("4001")?, villages("4002")?);
+    let mut times = Vec::new();
+    let mut changes_pushed = 0;
+    for (run, mixed) in [(0u8, false), (1, true)] {
+        let backend = SqliteBackend::open(&scratch.join(format!("held-{run}")))?;
+        let token = account(&backend, "team", Role::Team, &["4001"])?;
+        let team = backend
+            .account_by_token(&token::hash(&token))?
+            .expect("account just made");
+        let device = keys.remember(DeviceKey::from_seed([0x40 + run; 32]));
+        backend.hello(
+            &team,
+            device,
+            "bench",
+            &keys.key(device).public(),
+            1_800_000_000_000,
+        )?;
+        let mut replica = Replica::new(device);
+        let mut changes = Vec::with_capacity(HOUSEHOLDS * 5);
+        for n in 0..HOUSEHOLDS {
+            let key = RecordKey::new(
+                RecordKind::Household,
+                Uuid::from_u128(0x4e1d << 64 | n as u128),
+            );
+            let village = if mixed && n % 2 == 1 {
+                &outside[n % outside.len()]
+            } else {
+                &inside[n % inside.len()]
+            };
+            changes.push(replica.set(1_800_000_000_000, &key, "village", json!(village)));
+            for field in ["address", "house_code", "entry", "notes"] {
+                changes.push(replica.set(
+                    1_800_000_000_000,
+                    &key,
+                    field,
+                    json!(format!("{field} {n}")),
+                ));
+            }
+        }
+        changes_pushed = changes.len();
+        let runs: Vec<PushInput> = changes
+            .chunks(BATCH)
+            .enumerate()
+            .map(|(n, chunk)| keys.signed(device, (n * BATCH) as u64 + 1, chunk.to_vec()))
+            .collect();
+        let started = Instant::now();
+        for run in runs {
+            let outcome = backend.push(&team, run, 1_800_000_000_000)?;
+            assert_eq!(outcome.held_back.is_empty(), !mixed);
+        }
+        times.push(started.elapsed());
+    }
+    Ok(HeldBackCost {
+        changes: changes_pushed,
+        all_in: times[0],
+        half_out: times[1],
+    })
 }
 
 /// The keys of the bench's devices, to sign their pushes with.
