@@ -91,6 +91,35 @@ impl Failure {
             return from_core(lang, core);
         }
         let chain: Vec<String> = error.chain().map(ToString::to_string).collect();
+        // A file that cannot be opened or written: said in words, with the
+        // file named, in the user's language.
+        if let Some(io) = error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<std::io::Error>())
+        {
+            use std::io::ErrorKind as K;
+            let (kind, th) = match io.kind() {
+                K::NotFound => (Kind::BadInput, "ไม่พบไฟล์หรือโฟลเดอร์นี้"),
+                K::PermissionDenied => (Kind::BadInput, "ไม่มีสิทธิ์เปิดหรือเขียนไฟล์นี้"),
+                K::AlreadyExists => (Kind::BadInput, "มีไฟล์นี้อยู่แล้ว"),
+                K::IsADirectory => (Kind::BadInput, "เป็นโฟลเดอร์ ไม่ใช่ไฟล์"),
+                K::InvalidData => (Kind::BadInput, "เนื้อหาในไฟล์อ่านไม่ได้"),
+                K::StorageFull => (Kind::Storage, "พื้นที่ดิสก์เต็ม"),
+                K::ReadOnlyFilesystem => (Kind::Storage, "ดิสก์นี้เขียนไม่ได้ (อ่านอย่างเดียว)"),
+                _ => (Kind::Other, "ใช้ไฟล์ไม่ได้"),
+            };
+            let what: Vec<String> = chain
+                .iter()
+                .take(chain.len().saturating_sub(1))
+                .map(|step| doing_th(step))
+                .collect();
+            let th = if what.is_empty() {
+                th.to_owned()
+            } else {
+                format!("{}: {th}", what.join(": "))
+            };
+            return Failure::new(kind, lang, th, chain.join(": "));
+        }
         Failure::new(Kind::Other, lang, chain.join(": "), chain.join(": "))
     }
 
@@ -219,4 +248,26 @@ fn not_for_this_account(lang: Lang, refused: &faenban_store::NotForThisAccount) 
         format!("{th} (ไม่ได้บันทึกอะไรเลย)"),
         format!("{en}; nothing was saved"),
     )
+}
+
+/// What the program was doing, as its error context says it, in Thai (the
+/// file's name kept as it is).
+fn doing_th(step: &str) -> String {
+    const DOING: &[(&str, &str)] = &[
+        ("opening the bundle ", "เปิดไฟล์ชุดข้อมูล "),
+        ("writing the bundle ", "เขียนไฟล์ชุดข้อมูล "),
+        ("reading answers file ", "อ่านไฟล์คำตอบ "),
+        ("reading ", "อ่านไฟล์ "),
+        ("writing ", "เขียนไฟล์ "),
+        ("creating the folder ", "สร้างโฟลเดอร์ "),
+        ("creating ", "สร้างไฟล์ "),
+        ("replacing ", "เขียนทับไฟล์ "),
+        ("opening ", "เปิดไฟล์ "),
+    ];
+    for (en, th) in DOING {
+        if let Some(rest) = step.strip_prefix(en) {
+            return format!("{th}{rest}");
+        }
+    }
+    step.to_owned()
 }

@@ -489,3 +489,44 @@ fn an_imported_note_too_large_to_send_rejects_its_row_only() {
     );
     assert!(laptop.unpushed() > 0);
 }
+
+#[test]
+fn a_file_that_is_not_there_is_said_in_thai() {
+    let laptop = Laptop::initialized();
+    let (code, stderr) =
+        laptop.fails(&["--lang", "th", "bundle", "import", "/nonexistent/x.bundle"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("เปิดไฟล์ชุดข้อมูล /nonexistent/x.bundle: ไม่พบไฟล์หรือโฟลเดอร์นี้"),
+        "{stderr}"
+    );
+    let (code, stderr) = laptop.fails(&["--lang", "th", "import", "/nonexistent/list.csv"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("ไม่พบไฟล์"), "{stderr}");
+}
+
+#[test]
+fn thai_digits_and_the_kedmanee_one_answer_the_guided_survey() {
+    let laptop = Laptop::initialized();
+    adult_household(&laptop);
+    // Income in Thai digits, the number of people as recorded, then ๅ (the
+    // key of 1 on a Thai keyboard) for "pass", then pause.
+    let output = laptop
+        .cmd(&["--lang", "th", "survey", "4001-012345-6"])
+        .write_stdin("๖๐,๐๐๐\n\nๅ\nq\n")
+        .output()
+        .unwrap();
+    let prompts = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(output.status.success(), "{prompts}");
+    assert!(prompts.contains("บันทึกคำตอบไว้ 1 ข้อ"), "{prompts}");
+    assert!(!prompts.contains("ไม่เข้าใจคำตอบ"), "{prompts}");
+    let exported = laptop.ok(&["export"]);
+    assert!(
+        exported.contains("\"income_per_year\": \"60000.00\""),
+        "{exported}"
+    );
+}
