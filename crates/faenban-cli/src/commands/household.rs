@@ -487,24 +487,12 @@ fn refuse_recorded_house_code(
     except: Option<&faenban_core::RecordKey>,
 ) -> Result<()> {
     let found = super::households_with_code(&context.store, digits, except)?;
-    let Some(other) = found.first() else {
-        return Ok(());
-    };
-    Err(Failure::new(
-        crate::failure::Kind::Conflict,
-        context.lang,
-        format!(
-            "รหัสประจำบ้านนี้บันทึกไว้แล้ว (ครัวเรือน {}) ไม่ได้บันทึกซ้ำ แก้ข้อมูลด้วย faenban household edit {}",
-            super::short(&other.id),
-            other.id
-        ),
-        format!(
-            "this house code is already recorded (household {}); nothing was saved; change it with faenban household edit {}",
-            super::short(&other.id),
-            other.id
-        ),
+    refuse_recorded(
+        context,
+        found.first(),
+        "รหัสประจำบ้านนี้บันทึกไว้แล้ว (ครัวเรือน {short}) ไม่ได้บันทึกซ้ำ แก้ข้อมูลด้วย faenban household edit {id}",
+        "this house code is already recorded (household {short}); nothing was saved; change it with faenban household edit {id}",
     )
-    .into())
 }
 
 /// A national ID already recorded for another person is refused.
@@ -514,20 +502,34 @@ fn refuse_recorded_national_id(
     except: Option<&faenban_core::RecordKey>,
 ) -> Result<()> {
     let found = super::members_with_national_id(&context.store, digits, except)?;
-    let Some(other) = found.first() else {
+    refuse_recorded(
+        context,
+        found.first(),
+        "เลขประจำตัวประชาชนนี้บันทึกไว้แล้วสำหรับสมาชิกอีกคน (รหัส {short}) ไม่ได้บันทึกซ้ำ ถ้าเป็นคนเดียวกันที่ย้ายบ้าน ให้แก้ที่สมาชิกเดิมด้วย faenban member edit {id}",
+        "this national ID is already recorded for another member ({short}); nothing was saved; if it is the same person, moved, edit that member with faenban member edit {id}",
+    )
+}
+
+/// The conflict of a value already recorded on `other`, with `{short}` and
+/// `{id}` in the messages standing for its id.
+fn refuse_recorded(
+    context: &Context,
+    other: Option<&faenban_core::RecordKey>,
+    th: &str,
+    en: &str,
+) -> Result<()> {
+    let Some(other) = other else {
         return Ok(());
+    };
+    let fill = |text: &str| {
+        text.replace("{short}", &super::short(&other.id))
+            .replace("{id}", &other.id.to_string())
     };
     Err(Failure::new(
         crate::failure::Kind::Conflict,
         context.lang,
-        format!(
-            "เลขประจำตัวประชาชนนี้บันทึกไว้แล้วสำหรับสมาชิกอีกคน (รหัส {}) ไม่ได้บันทึกซ้ำ ถ้าเป็นคนเดียวกันที่ย้ายบ้าน ให้แก้ที่สมาชิกเดิมด้วย faenban member edit",
-            super::short(&other.id)
-        ),
-        format!(
-            "this national ID is already recorded for another member ({}); nothing was saved; if it is the same person, moved, edit that member with faenban member edit",
-            super::short(&other.id)
-        ),
+        fill(th),
+        fill(en),
     )
     .into())
 }

@@ -495,23 +495,15 @@ pub(crate) fn households_with_code(
     digits: &str,
     except: Option<&RecordKey>,
 ) -> Result<Vec<RecordKey>> {
-    let mut found = Vec::new();
-    for key in store.search(digits)? {
-        if key.kind != RecordKind::Household || Some(&key) == except {
-            continue;
-        }
-        // Search terms match by prefix: compare the code itself.
-        let code = store.record(&key)?.and_then(|state| {
-            state
-                .shown("house_code")
-                .and_then(Value::as_str)
-                .map(|code| code.replace('-', ""))
-        });
-        if code.as_deref() == Some(digits) {
-            found.push(key);
-        }
-    }
-    Ok(found)
+    // An archived household keeps its code: restore it rather than add it again.
+    records_with(
+        store,
+        RecordKind::Household,
+        "house_code",
+        digits,
+        except,
+        true,
+    )
 }
 
 /// The people recorded with this national ID (13 digits), other than `except`.
@@ -520,23 +512,45 @@ pub(crate) fn members_with_national_id(
     digits: &str,
     except: Option<&RecordKey>,
 ) -> Result<Vec<RecordKey>> {
+    // A member removed (archived) may be added again elsewhere: a person who moved.
+    records_with(
+        store,
+        RecordKind::Member,
+        "national_id",
+        digits,
+        except,
+        false,
+    )
+}
+
+/// The records of `kind` other than `except` (and, unless `archived_too`,
+/// not archived) whose `field` holds this code (its digits, dashes aside).
+/// Search terms match by prefix, so the field itself is compared.
+fn records_with(
+    store: &Store,
+    kind: RecordKind,
+    field: &str,
+    digits: &str,
+    except: Option<&RecordKey>,
+    archived_too: bool,
+) -> Result<Vec<RecordKey>> {
     let mut found = Vec::new();
     for key in store.search(digits)? {
-        if key.kind != RecordKind::Member || Some(&key) == except {
+        if key.kind != kind || Some(&key) == except {
             continue;
         }
-        let state = store.record(&key)?;
-        let id = state.as_ref().and_then(|state| {
-            state
-                .shown("national_id")
-                .and_then(Value::as_str)
-                .map(|id| id.replace('-', ""))
-        });
+        let Some(state) = store.record(&key)? else {
+            continue;
+        };
+        let code = state
+            .shown(field)
+            .and_then(Value::as_str)
+            .map(|code| code.replace('-', ""));
         let archived = state
-            .as_ref()
-            .and_then(|state| state.shown("archived").and_then(Value::as_bool))
+            .shown("archived")
+            .and_then(Value::as_bool)
             .unwrap_or(false);
-        if id.as_deref() == Some(digits) && !archived {
+        if code.as_deref() == Some(digits) && (archived_too || !archived) {
             found.push(key);
         }
     }
