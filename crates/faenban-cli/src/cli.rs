@@ -126,6 +126,39 @@ pub enum Command {
     Outbox(OutboxCommand),
     /// Check the database file for damage, and say what to do if it is damaged.
     Check,
+    /// The programme's figures per area: deprivation and help per TPMAP
+    /// dimension, classification, income before and after, pairing, gaps.
+    Report {
+        /// Only this area (village, subdistrict, district or province code).
+        #[arg(long)]
+        area: Option<String>,
+        /// Also a row per area at this level: province, district, subdistrict or village.
+        #[arg(long)]
+        level: Option<String>,
+        /// Only this dimension: health, living, education, income or accessibility.
+        #[arg(long)]
+        dimension: Option<String>,
+        /// Only visits and assistance of this fiscal year (BE, 1 October to 30 September).
+        #[arg(long)]
+        fiscal_year: Option<i32>,
+        /// table (to read), json or csv.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write to this file instead of the screen.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// Report formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// To read on the screen.
+    Table,
+    /// Every figure, versioned (docs/report.md).
+    Json,
+    /// One row per area, for Excel.
+    Csv,
 }
 
 /// `faenban outbox …`.

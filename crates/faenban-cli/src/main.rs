@@ -186,5 +186,23 @@ fn run(cli: Cli, lang: Lang) -> anyhow::Result<()> {
         }
         Command::Outbox(command) => commands::outbox(&mut context, command),
         Command::Check => commands::check(&mut context),
+        Command::Report {
+            area,
+            level,
+            dimension,
+            fiscal_year,
+            format,
+            output,
+        } => commands::report(
+            &mut context,
+            commands::ReportArgs {
+                area: area.as_deref(),
+                level: level.as_deref(),
+                dimension: dimension.as_deref(),
+                fiscal_year,
+                format,
+                output: output.as_deref(),
+            },
+        ),
     }
 }

@@ -28,6 +28,7 @@ pub mod merge;
 pub mod model;
 pub mod money;
 pub mod replica;
+pub mod report;
 pub mod sync;
 
 pub use catalogue::{Answer, Assessment, Catalogue, Catalogues, Dimension};

@@ -54,6 +54,7 @@ mod import;
 mod outbox;
 mod pairs;
 mod records;
+mod report;
 mod survey;
 mod sync;
 
@@ -66,6 +67,7 @@ pub use import::import;
 pub use outbox::outbox;
 pub use pairs::{official, pair, pairs};
 pub use records::{conflicts, history};
+pub use report::{report, ReportArgs};
 pub use survey::survey;
 pub use sync::{login, sync};
 
