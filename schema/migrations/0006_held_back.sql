@@ -24,8 +24,10 @@ CREATE TABLE refusals (
 ) WITHOUT ROWID;
 
 CREATE TABLE held_back (
-    sequence    INTEGER PRIMARY KEY,    -- the outbox sequence it was sent as
-    change_seq  INTEGER NOT NULL REFERENCES changes (seq),
+    -- The change, once: a sequence can be used again (a file whose outbox
+    -- was numbered anew after the server was restored from a backup).
+    change_seq  INTEGER PRIMARY KEY REFERENCES changes (seq),
+    sequence    INTEGER NOT NULL,       -- the outbox sequence it was sent as
     code        TEXT NOT NULL,
     message     TEXT NOT NULL,
     held_ms     INTEGER NOT NULL

@@ -484,6 +484,11 @@ pub struct Letter {
     pub device: DeviceId,
     /// When, by its clock.
     pub created_ms: u64,
+    /// The first sequence of the device's outbox when it wrote the bundle:
+    /// the reply answers, as held back, every sequence from there that the
+    /// server refused, whichever letter carried it (a courier may hand in
+    /// the letters, and bring back the replies, in any order, or lose some).
+    pub outbox_from: u64,
     /// A run of its outbox, as a push would carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<LetterRun>,

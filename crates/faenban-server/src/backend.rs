@@ -67,6 +67,13 @@ pub trait Backend: Send + Sync + 'static {
     fn devices(&self) -> Result<Vec<BoundDevice>>;
     /// How much of a device's outbox the server holds.
     fn held_through(&self, device: DeviceId) -> Result<u64>;
+    /// The held-back sequences of a device's outbox in `from..=through`.
+    fn refusals_between(
+        &self,
+        device: DeviceId,
+        from: u64,
+        through: u64,
+    ) -> Result<Vec<faenban_core::sync::HeldBack>>;
     /// The account a device is bound to, and its bound key.
     fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>>;
     /// The store's schema version.
@@ -448,6 +455,15 @@ impl Backend for SqliteBackend {
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {
         self.reader().held_through(device)
+    }
+
+    fn refusals_between(
+        &self,
+        device: DeviceId,
+        from: u64,
+        through: u64,
+    ) -> Result<Vec<faenban_core::sync::HeldBack>> {
+        self.reader().refusals_between(device, from, through)
     }
 
     fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>> {

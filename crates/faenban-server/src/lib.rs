@@ -754,7 +754,7 @@ async fn relay(
                         &stamps,
                         outcome.held_through,
                     );
-                    reply.held_back = outcome.held_back;
+
                 }
                 // The server could not do it now: the carrier keeps the
                 // letter and tries again.
@@ -762,6 +762,9 @@ async fn relay(
                 Err(error) => reply.refused = Some(error.body),
             }
         }
+        // Every sequence held back from the outbox's start, not only this
+        // letter's: the device may never see the reply to another letter.
+        reply.held_back = backend.refusals_between(device, letter.outbox_from, reply.held_through)?;
         if let Some(from) = letter.pull {
             reply.pulled = Some(pull_for_reply(&*backend, &owner.scope, from)?);
         }

@@ -774,6 +774,7 @@ async fn a_sealed_letter_carried_by_another_village_lands_in_its_own_scope_and_t
     let attackers_key = key_of(device(2));
     assert!(faenban_store::bundle::open_reply(
         &attackers_key,
+        victim_replica.device,
         &server.backend.server_key().public(),
         &sealed
     )
@@ -842,6 +843,7 @@ async fn a_letter_changed_forged_or_of_an_unknown_device_is_refused_and_its_work
     let letter = Letter {
         device: victim_replica.device,
         created_ms: NOW,
+        outbox_from: 3,
         run: Some(LetterRun {
             first_sequence: 3,
             changes: ChangeSet::encode(std::slice::from_ref(&filler)),
@@ -924,4 +926,34 @@ async fn a_letter_that_reaches_outside_its_devices_scope_is_held_back_in_its_sea
         .await
         .iter()
         .all(|change| change.field != "notes"));
+}
+
+#[tokio::test]
+async fn a_reply_answers_every_change_held_back_since_the_outbox_start_whichever_letter_carried_it()
+{
+    let (server, _, attacker, mut victim_replica, _) = two_villages().await;
+    // Letter 1 (sequence 3) reaches into another village: held back. Its
+    // reply is lost on the way; letter 2 (sequence 4) is fine.
+    let intrusion = victim_replica.set(NOW + 10, &household(2 << 64), "notes", json!("x"));
+    let first = relay_body(&server, victim_replica.device, 3, &[intrusion], None);
+    let (status, _) = server.post("/v1/relay", &attacker, first.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let note = victim_replica.set(NOW + 11, &household(1 << 64), "notes", json!("ok"));
+    // Both letters of one bundle start from the same outbox sequence.
+    let second = relay_body_from(&server, victim_replica.device, 3, 4, &[note], Some(0));
+    let (status, answer) = server
+        .post("/v1/relay", &attacker, second.to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let reply = open_reply(&server, victim_replica.device, &answer);
+    assert_eq!(reply.held_through, 4);
+    assert_eq!(
+        reply
+            .held_back
+            .iter()
+            .map(|held| held.sequence)
+            .collect::<Vec<_>>(),
+        [3],
+        "letter 1's held-back change is answered in letter 2's reply"
+    );
 }

@@ -236,9 +236,12 @@ pub fn seal_reply(
     server.sign_and_seal(device, REPLY_PURPOSE, &deflated_json(reply))
 }
 
-/// Opens a reply sealed to this device's key, signed by the server's.
+/// Opens a reply sealed to `device`'s key, signed by the server's. The
+/// device is the laptop's own id, which for a laptop made before keys is
+/// not the one its key makes.
 pub fn open_reply(
     key: &DeviceKey,
+    device: DeviceId,
     server: &PublicKey,
     sealed: &[u8],
 ) -> Result<Reply, UnsealError> {
@@ -249,7 +252,7 @@ pub fn open_reply(
         return Err(UnsealError::BadSignature);
     }
     let reply: Reply = inflated_json(&opened.payload, MAX_REPLY_BYTES)?;
-    if reply.device != key.device_id() {
+    if reply.device != device {
         return Err(UnsealError::Unreadable("it is for another device".into()));
     }
     Ok(reply)

@@ -421,6 +421,38 @@ impl Store {
         Ok(Some((account, owner.key)))
     }
 
+    /// The sequences of a device's outbox from `from` through `through`
+    /// that the server held back, with their reasons.
+    pub fn refusals_between(
+        &self,
+        device: DeviceId,
+        from: u64,
+        through: u64,
+    ) -> Result<Vec<HeldBack>> {
+        if from > through {
+            return Ok(Vec::new());
+        }
+        let mut statement = self.connection.prepare_cached(
+            "SELECT sequence, code, message FROM refusals \
+             WHERE device = ?1 AND sequence BETWEEN ?2 AND ?3 ORDER BY sequence",
+        )?;
+        let rows = statement.query_map(
+            params![
+                device.to_string(),
+                from.min(i64::MAX as u64) as i64,
+                through.min(i64::MAX as u64) as i64
+            ],
+            |row| {
+                Ok(HeldBack {
+                    sequence: row.get::<_, i64>(0)? as u64,
+                    error: row.get(1)?,
+                    message: row.get(2)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// How much of a device's outbox the server holds.
     pub fn held_through(&self, device: DeviceId) -> Result<u64> {
         held_through(&self.connection, device)

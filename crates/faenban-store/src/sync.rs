@@ -130,6 +130,9 @@ pub struct Ack {
     pub signature: Option<String>,
 }
 
+/// How many sealed replies a laptop carries for one device.
+const REPLIES_KEPT: i64 = 16;
+
 /// A sealed letter or reply this laptop carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CarriedLetter {
@@ -312,7 +315,8 @@ impl Store {
         tx.execute("DELETE FROM outbox", [])?;
         let queued = tx.execute(
             "INSERT INTO outbox (sequence, change_seq, shared) \
-             SELECT ?1 + ROW_NUMBER() OVER (ORDER BY seq), seq, 1 FROM changes WHERE device = ?2",
+             SELECT ?1 + ROW_NUMBER() OVER (ORDER BY seq), seq, 1 FROM changes WHERE device = ?2 \
+             AND seq NOT IN (SELECT change_seq FROM held_back)",
             params![held_through as i64, device.to_string()],
         )?;
         let next: i64 = tx.query_row(
@@ -375,7 +379,7 @@ impl Store {
         let mut statement = self.connection.prepare_cached(
             "SELECT held_back.sequence, changes.body, held_back.code, held_back.message, \
              held_back.held_ms FROM held_back JOIN changes ON changes.seq = held_back.change_seq \
-             ORDER BY held_back.sequence",
+             ORDER BY held_back.held_ms, held_back.sequence",
         )?;
         let rows = statement.query_map([], |row| {
             Ok((
@@ -406,8 +410,8 @@ impl Store {
     pub fn retry_held_back(&mut self, sequences: Option<&[u64]>) -> Result<u64> {
         let tx = self.connection.transaction()?;
         let held: Vec<(i64, i64)> = {
-            let mut statement =
-                tx.prepare_cached("SELECT sequence, change_seq FROM held_back ORDER BY sequence")?;
+            let mut statement = tx
+                .prepare_cached("SELECT sequence, change_seq FROM held_back ORDER BY change_seq")?;
             let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
             rows.collect::<rusqlite::Result<_>>()?
         };
@@ -424,8 +428,8 @@ impl Store {
                 "INSERT INTO outbox (sequence, change_seq, shared) VALUES (?1, ?2, 1)",
             )?
             .execute(params![next, change_seq])?;
-            tx.prepare_cached("DELETE FROM held_back WHERE sequence = ?1")?
-                .execute([sequence])?;
+            tx.prepare_cached("DELETE FROM held_back WHERE change_seq = ?1")?
+                .execute([change_seq])?;
             next += 1;
             queued += 1;
         }
@@ -620,8 +624,7 @@ impl Store {
 
     /// Keeps sealed letters (for the server) or replies (for their
     /// devices) that came in a bundle, to pass on; one already kept is not
-    /// kept twice. A reply replaces the one kept for its device before: the
-    /// server's latest answer holds everything its device still needs.
+    /// kept twice. Of a device's replies, the latest sixteen are kept.
     /// Returns how many were new.
     pub fn carry(
         &mut self,
@@ -639,10 +642,6 @@ impl Store {
             if held {
                 continue;
             }
-            if !to_server {
-                tx.prepare_cached("DELETE FROM sealed WHERE to_server = 0 AND device = ?1")?
-                    .execute([item.device.to_string()])?;
-            }
             tx.prepare_cached(
                 "INSERT INTO sealed (device, to_server, body, digest, received_ms) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -654,6 +653,16 @@ impl Store {
                 digest,
                 local_wall_ms as i64
             ])?;
+            if !to_server {
+                // A device's replies are kept (a courier cannot tell which
+                // one it needs), the latest few: each answers every held-back
+                // change from the outbox's start.
+                tx.prepare_cached(
+                    "DELETE FROM sealed WHERE to_server = 0 AND device = ?1 AND id NOT IN \
+                     (SELECT id FROM sealed WHERE to_server = 0 AND device = ?1 ORDER BY id DESC LIMIT ?2)",
+                )?
+                .execute(params![item.device.to_string(), REPLIES_KEPT])?;
+            }
             new += 1;
         }
         tx.commit()?;

@@ -64,6 +64,7 @@ fn fixture() -> Fixture {
     let letter = Letter {
         device: id,
         created_ms: 1_795_000_000_000,
+        outbox_from: 1,
         run: Some(LetterRun {
             first_sequence: 1,
             changes: ChangeSet::encode(&changes),
@@ -167,9 +168,12 @@ fn any_bytes_decode_to_sealed_items_that_open_only_unchanged() {
                 }
             }
             for reply in &decoded.replies {
-                if let Ok(opened) =
-                    bundle::open_reply(&fixture.device, &fixture.server.public(), &reply.body)
-                {
+                if let Ok(opened) = bundle::open_reply(
+                    &fixture.device,
+                    fixture.device.device_id(),
+                    &fixture.server.public(),
+                    &reply.body,
+                ) {
                     prop_assert_eq!(&opened, &fixture.reply);
                 }
             }
@@ -193,7 +197,12 @@ fn a_changed_seal_never_opens() {
                 let opened = bundle::open_letter(&fixture.server, id, &bytes, |_| Some(device_key));
                 prop_assert!(opened.is_err() || bytes == fixture.sealed_letter);
             } else {
-                let opened = bundle::open_reply(&fixture.device, &fixture.server.public(), &bytes);
+                let opened = bundle::open_reply(
+                    &fixture.device,
+                    fixture.device.device_id(),
+                    &fixture.server.public(),
+                    &bytes,
+                );
                 prop_assert!(opened.is_err() || bytes == fixture.sealed_reply);
             }
             Ok(())
@@ -262,7 +271,12 @@ fn a_letter_opens_only_for_the_server_and_only_as_its_devices() {
     // A reply signed by anyone but the server is not taken.
     let fake = bundle::seal_reply(&stranger, &fixture.device.public(), &fixture.reply).unwrap();
     assert_eq!(
-        bundle::open_reply(&fixture.device, &fixture.server.public(), &fake),
+        bundle::open_reply(
+            &fixture.device,
+            fixture.device.device_id(),
+            &fixture.server.public(),
+            &fake
+        ),
         Err(UnsealError::BadSignature)
     );
     // Nothing readable travels: no village code, no note, no device id.

@@ -423,3 +423,61 @@ fn a_value_the_server_would_refuse_is_refused_as_it_is_typed_and_nothing_is_save
     assert!(error.to_string().contains("64 KiB"), "{error}");
     assert_eq!(laptop.status().unwrap().unpushed, before);
 }
+
+#[test]
+fn a_held_back_change_stays_aside_once_when_the_outbox_is_numbered_anew() {
+    use faenban_core::sync::HeldBack;
+    let mut laptop = Store::open_in_memory().unwrap();
+    laptop
+        .init("laptop", &DeviceKey::from_seed([7; 32]))
+        .unwrap();
+    for n in 1..=2 {
+        laptop
+            .write(1_795_000_000_000 + n, |session| {
+                session.create(
+                    uuid::Uuid::from_u128(n.into()),
+                    &household(&format!("4001-01234{n}-6")),
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    let outbox = laptop.outbox().unwrap();
+    let (first, last) = (outbox[0].0, outbox.last().unwrap().0);
+    // The server held everything, the first change back.
+    let refused = HeldBack {
+        sequence: first,
+        error: "out_of_scope".into(),
+        message: "x".into(),
+    };
+    laptop
+        .acknowledge(
+            1_795_000_000_010,
+            last,
+            None,
+            std::slice::from_ref(&refused),
+        )
+        .unwrap();
+    assert_eq!(laptop.held_back().unwrap().len(), 1);
+    assert_eq!(laptop.status().unwrap().unpushed, 0);
+    // A restored server: every change of this laptop goes again, except
+    // the one set aside, which a person sends again.
+    let requeued = laptop.requeue_own_changes_after(0).unwrap();
+    assert_eq!(requeued as usize, outbox.len() - 1);
+    // The outbox numbers anew from 1: the same sequence refused again for
+    // another change is kept aside beside the first, not dropped.
+    let renumbered = laptop.outbox().unwrap();
+    let again = HeldBack {
+        sequence: renumbered[0].0,
+        ..refused.clone()
+    };
+    assert_eq!(again.sequence, first, "the same number, another change");
+    laptop
+        .acknowledge(1_795_000_000_020, renumbered[0].0, None, &[again])
+        .unwrap();
+    assert_eq!(laptop.held_back().unwrap().len(), 2);
+    // Retrying queues each once.
+    assert_eq!(laptop.retry_held_back(None).unwrap(), 2);
+    assert!(laptop.held_back().unwrap().is_empty());
+    assert_eq!(laptop.retry_held_back(None).unwrap(), 0);
+}

@@ -37,7 +37,9 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
     let created_ms = now_ms();
     let mut letters = Vec::new();
     let mut pending = 0;
-    if let Some(run) = context.store.outbox_run(usize::MAX >> 1)? {
+    let run = context.store.outbox_run(usize::MAX >> 1)?;
+    let outbox_from = run.as_ref().map_or(u64::MAX, |run| run.first_sequence);
+    if let Some(run) = run {
         // Once in a file, these changes may reach the server by another
         // laptop: they keep their stamps from now on.
         context.store.mark_shared(run.last_sequence())?;
@@ -47,6 +49,7 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
             letters.push(Letter {
                 device: device.id,
                 created_ms,
+                outbox_from,
                 run: Some(LetterRun {
                     first_sequence: piece.first_sequence,
                     changes: ChangeSet::encode(&piece.changes),
@@ -65,6 +68,7 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         None => letters.push(Letter {
             device: device.id,
             created_ms,
+            outbox_from,
             run: None,
             pull,
         }),
@@ -191,7 +195,7 @@ pub fn import(context: &mut Context, file: &Path) -> anyhow::Result<()> {
         let opened = server
             .as_ref()
             .ok_or(bundle::UnsealError::BadSignature)
-            .and_then(|server| bundle::open_reply(&key, server, &item.body));
+            .and_then(|server| bundle::open_reply(&key, own, server, &item.body));
         let Ok(reply) = opened else {
             // Not the server's, or changed on the way: nothing of it is taken.
             unverified += 1;

@@ -181,10 +181,30 @@ pub fn relay_body(
     changes: &[Change],
     pull_from: Option<u64>,
 ) -> Value {
+    relay_body_from(
+        server,
+        device,
+        first_sequence,
+        first_sequence,
+        changes,
+        pull_from,
+    )
+}
+
+/// [`relay_body`] of a letter from a bundle whose outbox started at `outbox_from`.
+pub fn relay_body_from(
+    server: &Server,
+    device: DeviceId,
+    outbox_from: u64,
+    first_sequence: u64,
+    changes: &[Change],
+    pull_from: Option<u64>,
+) -> Value {
     let key = key_of(device);
     let letter = Letter {
         device,
         created_ms: NOW,
+        outbox_from,
         run: (!changes.is_empty()).then(|| LetterRun {
             first_sequence,
             changes: ChangeSet::encode(changes),
@@ -207,6 +227,7 @@ pub fn open_reply(server: &Server, device: DeviceId, answer: &Value) -> Reply {
     let sealed = faenban_keys::unhex_vec(answer["reply"].as_str().unwrap()).unwrap();
     faenban_store::bundle::open_reply(
         &key_of(device),
+        device,
         &server.backend.server_key().public(),
         &sealed,
     )
