@@ -65,6 +65,8 @@ pub trait Backend: Send + Sync + 'static {
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()>;
     /// Every device bound to an account.
     fn devices(&self) -> Result<Vec<BoundDevice>>;
+    /// Every merged record, of every kind the server keeps (for the report).
+    fn all_records(&self) -> Result<Vec<(faenban_core::RecordKey, faenban_core::RecordState)>>;
     /// How much of a device's outbox the server holds.
     fn held_through(&self, device: DeviceId) -> Result<u64>;
     /// The held-back sequences of a device's outbox in `from..=through`.
@@ -451,6 +453,15 @@ impl Backend for SqliteBackend {
 
     fn devices(&self) -> Result<Vec<BoundDevice>> {
         self.reader().devices()
+    }
+
+    fn all_records(&self) -> Result<Vec<(faenban_core::RecordKey, faenban_core::RecordState)>> {
+        let reader = self.reader();
+        let mut records = Vec::new();
+        for kind in faenban_core::RecordKind::KNOWN {
+            records.extend(reader.records(&kind)?);
+        }
+        Ok(records)
     }
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {

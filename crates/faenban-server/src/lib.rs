@@ -73,6 +73,7 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .route("/v1/push", post(push))
         .route("/v1/relay", post(relay))
         .route("/v1/changes", get(pull))
+        .route("/v1/report", get(report))
         .fallback(not_found)
         .layer(middleware::from_fn(log_request))
         // Pages of changes compress about sixfold at the fastest level; the
@@ -832,6 +833,133 @@ fn pull_for_reply(
         });
     }
     Ok(pulled)
+}
+
+/// `GET /v1/report` parameters.
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    #[serde(default)]
+    area: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default)]
+    dimension: Option<String>,
+    #[serde(default)]
+    fiscal_year: Option<i32>,
+}
+
+/// `GET /v1/report`: the report (`docs/report.md`) of the account's scope,
+/// as the CLI computes it from a pulled file. A province account sees
+/// everything; a team its areas; a working group its dimension in its
+/// areas; a volunteer's account is refused (it reports from its laptop).
+async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let account = authenticate(&state, &headers).await?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", rejection.to_string())
+    })?;
+    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", message);
+    let scope = account.scope.clone();
+    if scope.role == faenban_core::sync::Role::Volunteer {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_report",
+            "a volunteer's account has no report from the server; run `faenban report` on the laptop",
+        ));
+    }
+    let area = query
+        .area
+        .as_deref()
+        .map(faenban_core::codes::AreaCode::parse)
+        .transpose()
+        .map_err(|invalid| bad(format!("area: {invalid}")))?;
+    // The area asked must lie in the account's; an account of one area
+    // reports on it by default, one of several must say which.
+    let area = match (area, scope.is_everything(), scope.areas.as_slice()) {
+        (area, true, _) => area,
+        (None, false, [only]) => Some(
+            faenban_core::codes::AreaCode::parse(only)
+                .map_err(|invalid| bad(invalid.to_string()))?,
+        ),
+        (None, false, _) => {
+            return Err(bad(format!(
+                "this account covers several areas ({}); ask for one with ?area=",
+                scope.areas.join(", ")
+            )))
+        }
+        (Some(area), false, areas) => {
+            if !areas
+                .iter()
+                .any(|own| area.as_str().starts_with(own.as_str()))
+            {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "out_of_scope",
+                    format!("area {} is outside this account's areas", area.as_str()),
+                ));
+            }
+            Some(area)
+        }
+    };
+    let level = match query.level.as_deref() {
+        None => None,
+        Some("province") => Some(faenban_core::codes::AreaLevel::Province),
+        Some("district") => Some(faenban_core::codes::AreaLevel::District),
+        Some("subdistrict") => Some(faenban_core::codes::AreaLevel::Subdistrict),
+        Some("village") => Some(faenban_core::codes::AreaLevel::Village),
+        Some(other) => return Err(bad(format!("unknown level `{other}`"))),
+    };
+    let dimension = match (query.dimension.as_deref(), scope.dimension) {
+        (_, Some(own)) => Some(own),
+        (None, None) => None,
+        (Some(key), None) => Some(
+            faenban_core::Dimension::from_key(key)
+                .ok_or_else(|| bad(format!("unknown dimension `{key}`")))?,
+        ),
+    };
+    if query.fiscal_year.is_some_and(|year| year < 2400) {
+        return Err(bad(
+            "the fiscal year is in the Buddhist Era (e.g. 2569)".into()
+        ));
+    }
+    let options = faenban_core::report::ReportOptions {
+        area,
+        level,
+        dimension,
+        fiscal_year: query.fiscal_year,
+    };
+    let backend = state.backend.clone();
+    let json = blocking(&state, move || {
+        let records = backend.all_records()?;
+        let report =
+            faenban_core::report::build(records, report_catalogues(), report_areas(), &options);
+        serde_json::to_vec(&report).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the report could not be written out",
+            )
+        })
+    })
+    .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(json),
+    )
+        .into_response())
+}
+
+fn report_catalogues() -> &'static faenban_core::Catalogues {
+    static CATALOGUES: std::sync::OnceLock<faenban_core::Catalogues> = std::sync::OnceLock::new();
+    CATALOGUES.get_or_init(faenban_core::Catalogues::builtin)
+}
+
+fn report_areas() -> &'static faenban_core::areas::Areas {
+    static AREAS: std::sync::OnceLock<faenban_core::areas::Areas> = std::sync::OnceLock::new();
+    AREAS.get_or_init(faenban_core::areas::Areas::builtin)
 }
 
 /// `GET /v1/changes` parameters.

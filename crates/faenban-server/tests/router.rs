@@ -672,3 +672,93 @@ async fn changes_are_filed_under_the_household_the_merge_kept() {
         "the other village does not"
     );
 }
+
+#[tokio::test]
+async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was_pushed() {
+    let server = Server::new();
+    let province = server.account("จังหวัด", Role::Province, &[], None);
+    let team = server.account("ทีม 4001", Role::Team, &["4001"], None);
+    let volunteer = server.account("มาลี", Role::Volunteer, &["40010101"], None);
+    let group = server.account("รายได้", Role::Dimension, &["40"], Some(Dimension::Income));
+    // Five whole households: three in district 4001, two in 4002.
+    let mut replica = Replica::new(device(1));
+    let mut changes = Vec::new();
+    for n in 0..5u128 {
+        let key = RecordKey::new(RecordKind::Household, Uuid::from_u128(0x5000 + n));
+        let village = if n < 3 { "40010101" } else { "40020101" };
+        for (field, value) in [
+            ("house_code", json!(format!("4001{:07}", n + 1))),
+            ("village", json!(village)),
+            ("address", json!(format!("{n} หมู่ 1"))),
+            ("entry", json!("tpmap_target")),
+            ("status", json!("active")),
+            ("welfare_card", json!(false)),
+        ] {
+            changes.push(replica.set(NOW, &key, field, value));
+        }
+    }
+    assert_eq!(
+        server.hello(&province, replica.device).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = server.push(&province, replica.device, 1, &changes).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, report) = server.get("/v1/report?level=district", &province).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["version"], 1);
+    assert_eq!(report["total"]["households"], 5);
+    let districts: Vec<&str> = report["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|area| area["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(districts, ["4001", "4002"]);
+    // The same as the core's report of the same records.
+    let store = Store::open(server.backend.path()).unwrap();
+    let mut records = Vec::new();
+    for kind in RecordKind::KNOWN {
+        records.extend(store.records(&kind).unwrap());
+    }
+    let direct = faenban_core::report::build(
+        records,
+        &faenban_core::Catalogues::builtin(),
+        &faenban_core::areas::Areas::builtin(),
+        &faenban_core::report::ReportOptions {
+            level: Some(faenban_core::codes::AreaLevel::District),
+            ..Default::default()
+        },
+    );
+    assert_eq!(report, serde_json::to_value(&direct).unwrap());
+
+    // A team sees its district only, and nothing outside it.
+    let (status, report) = server.get("/v1/report", &team).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["total"]["households"], 3);
+    let (status, body) = server.get("/v1/report?area=4002", &team).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("out_of_scope"))
+    );
+    // A working group sees its dimension only.
+    let (status, report) = server.get("/v1/report?dimension=health", &group).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let keys: Vec<&String> = report["total"]["dimensions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(keys, ["income"]);
+    // A volunteer's account is refused, with the reason.
+    let (status, body) = server.get("/v1/report", &volunteer).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("no_report"))
+    );
+    // Bad requests say what is wrong.
+    let (status, _) = server.get("/v1/report?fiscal_year=2025", &province).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = server.get("/v1/report?level=region", &province).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
