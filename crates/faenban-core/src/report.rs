@@ -296,7 +296,28 @@ pub fn build(
                     },
                 );
             }
-            RecordKind::Visit => visits.push((key, state)),
+            // A visit of a household already read is taken at once (the
+            // stores give households first), so that visits, the largest
+            // records, are not all held at once.
+            RecordKind::Visit => {
+                let household = state
+                    .shown("household")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
+                    .map(RecordId);
+                if household.is_some_and(|id| households.contains_key(&id)) {
+                    take_visit(
+                        &mut households,
+                        &mut conflicted,
+                        catalogues,
+                        &in_year,
+                        &key,
+                        &state,
+                    );
+                } else {
+                    visits.push((key, state));
+                }
+            }
             RecordKind::Assistance => {
                 if let Ok(record) = decode::<Assistance>(&key, &state) {
                     if record.in_conflict {
@@ -328,32 +349,14 @@ pub fn build(
         }
     }
     for (key, state) in visits {
-        let Ok(record) = decode::<Visit>(&key, &state) else {
-            continue;
-        };
-        let visit = record.value;
-        if record.in_conflict {
-            conflicted.insert(visit.household);
-        }
-        let Some(facts) = households.get_mut(&visit.household) else {
-            continue;
-        };
-        if record.archived || !in_year(visit.date) {
-            continue;
-        }
-        if visit.in_progress {
-            facts.unfinished = true;
-            continue;
-        }
-        let Ok(assessment) = assess_visit(catalogues, &visit, &state, facts.welfare_card) else {
-            continue;
-        };
-        facts.visits.push((
-            visit.date,
-            assessment.deprived,
-            assessment.target_poor,
-            visit.income_per_year,
-        ));
+        take_visit(
+            &mut households,
+            &mut conflicted,
+            catalogues,
+            &in_year,
+            &key,
+            &state,
+        );
     }
     for member in members {
         if member.relation == Relation::Head {
@@ -406,7 +409,14 @@ pub fn build(
         .filter(|(_, households)| households.len() > crate::model::HOUSEHOLDS_PER_OFFICIAL)
         .map(|(official, _)| *official)
         .collect();
-    let figures = |code: &str, level: &str, name_th: String| -> AreaFigures {
+    // Each area's figures from its own households and assistance, grouped
+    // once beforehand: a village-level report reads each household once.
+    let figures = |code: &str,
+                   level: &str,
+                   name_th: String,
+                   in_area: &[&HouseholdFacts],
+                   given_here: &[&(String, Assistance)]|
+     -> AreaFigures {
         let mut area = AreaFigures {
             code: code.to_owned(),
             level: level.to_owned(),
@@ -420,7 +430,7 @@ pub fn build(
         let mut first_total = 0u128;
         let mut latest_total = 0u128;
         let mut officials: HashSet<RecordId> = HashSet::new();
-        for facts in households.values().filter(|f| f.village.starts_with(code)) {
+        for facts in in_area.iter().copied() {
             area.households += 1;
             match facts.classification {
                 Some(Classification::NeedsWelfare) => area.classification.needs_welfare += 1,
@@ -525,10 +535,7 @@ pub fn build(
         area.pairing.officials_above_two =
             officials.iter().filter(|o| over_two.contains(o)).count() as u64;
         let mut sector_households: BTreeMap<String, HashSet<RecordId>> = BTreeMap::new();
-        for (_, help) in given
-            .iter()
-            .filter(|(village, _)| village.starts_with(code))
-        {
+        for (_, help) in given_here.iter().copied() {
             let sector = code_of(&help.sector);
             let totals = area.sectors.entry(sector.clone()).or_default();
             totals.records += 1;
@@ -558,6 +565,8 @@ pub fn build(
         .as_ref()
         .map(|area| area.as_str().to_owned())
         .unwrap_or_default();
+    let all: Vec<&HouseholdFacts> = households.values().collect();
+    let all_given: Vec<&(String, Assistance)> = given.iter().collect();
     let total = figures(
         &scope_code,
         options
@@ -569,21 +578,28 @@ pub fn build(
             .as_ref()
             .map(|area| areas.describe_th(area))
             .unwrap_or_default(),
+        &all,
+        &all_given,
     );
     let mut rows = Vec::new();
     if let Some(level) = options.level {
         let length = level_length(level);
-        let mut codes: Vec<String> = households
-            .values()
-            .filter_map(|facts| facts.village.get(..length).map(str::to_owned))
-            .collect();
-        codes.sort_unstable();
-        codes.dedup();
-        for code in codes {
-            let name = AreaCode::parse(&code)
+        let mut by_area: BTreeMap<&str, AreaRecords<'_>> = BTreeMap::new();
+        for facts in &all {
+            if let Some(code) = facts.village.get(..length) {
+                by_area.entry(code).or_default().0.push(facts);
+            }
+        }
+        for help in &all_given {
+            if let Some(entry) = help.0.get(..length).and_then(|code| by_area.get_mut(code)) {
+                entry.1.push(help);
+            }
+        }
+        for (code, (in_area, given_here)) in by_area {
+            let name = AreaCode::parse(code)
                 .map(|area| areas.describe_th(&area))
                 .unwrap_or_default();
-            rows.push(figures(&code, level_key(level), name));
+            rows.push(figures(code, level_key(level), name, &in_area, &given_here));
         }
     }
     Report {
@@ -594,6 +610,47 @@ pub fn build(
         total,
         areas: rows,
     }
+}
+
+/// One area's households and its assistance (with the village of each).
+type AreaRecords<'a> = (Vec<&'a HouseholdFacts>, Vec<&'a (String, Assistance)>);
+
+/// What a visit tells of its household: a finished one its deprivation and
+/// income; an unfinished one, a gap.
+fn take_visit(
+    households: &mut HashMap<RecordId, HouseholdFacts>,
+    conflicted: &mut HashSet<RecordId>,
+    catalogues: &Catalogues,
+    in_year: &impl Fn(chrono::NaiveDate) -> bool,
+    key: &RecordKey,
+    state: &RecordState,
+) {
+    let Ok(record) = decode::<Visit>(key, state) else {
+        return;
+    };
+    let visit = record.value;
+    if record.in_conflict {
+        conflicted.insert(visit.household);
+    }
+    let Some(facts) = households.get_mut(&visit.household) else {
+        return;
+    };
+    if record.archived || !in_year(visit.date) {
+        return;
+    }
+    if visit.in_progress {
+        facts.unfinished = true;
+        return;
+    }
+    let Ok(assessment) = assess_visit(catalogues, &visit, state, facts.welfare_card) else {
+        return;
+    };
+    facts.visits.push((
+        visit.date,
+        assessment.deprived,
+        assessment.target_poor,
+        visit.income_per_year,
+    ));
 }
 
 fn stage_rank(stage: Stage) -> u8 {

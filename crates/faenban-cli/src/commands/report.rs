@@ -32,11 +32,23 @@ pub struct ReportArgs<'a> {
 pub fn report(context: &mut Context, args: ReportArgs<'_>) -> Result<()> {
     let lang = context.lang;
     let options = options(lang, &args)?;
-    let mut records = Vec::new();
-    for kind in RecordKind::KNOWN {
-        records.extend(context.store.records(&kind)?);
-    }
+    // One kind at a time: the report keeps what it needs of each record,
+    // not the records.
+    let mut failed = None;
+    let records =
+        RecordKind::KNOWN
+            .into_iter()
+            .flat_map(|kind| match context.store.records(&kind) {
+                Ok(records) => records,
+                Err(error) => {
+                    failed.get_or_insert(error);
+                    Vec::new()
+                }
+            });
     let report = report::build(records, builtin_catalogues(), builtin_areas(), &options);
+    if let Some(error) = failed {
+        return Err(error.into());
+    }
     let text = match (args.format, context.json) {
         (ReportFormat::Json, _) | (_, true) => serde_json::to_string_pretty(&report)? + "\n",
         (ReportFormat::Csv, _) => csv(&report),
