@@ -141,7 +141,7 @@ pub enum Command {
         /// Only visits and assistance of this fiscal year (BE, 1 October to 30 September).
         #[arg(long)]
         fiscal_year: Option<i32>,
-        /// table (to read), json or csv.
+        /// table (to read), json, csv or xlsx (an Excel workbook; needs --output).
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
         /// Write to this file instead of the screen.
@@ -159,6 +159,8 @@ pub enum ReportFormat {
     Json,
     /// One row per area, for Excel.
     Csv,
+    /// An Excel workbook, a sheet per section (needs --output).
+    Xlsx,
 }
 
 /// `faenban outbox …`.

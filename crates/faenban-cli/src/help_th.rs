@@ -207,7 +207,7 @@ fn argument_th(path: &str, id: &str) -> Option<&'static str> {
         ("report", "area") => "เฉพาะพื้นที่นี้ (รหัสหมู่บ้าน ตำบล อำเภอ หรือจังหวัด)",
         ("report", "level") => "แสดงทีละพื้นที่ในระดับนี้ด้วย: province, district, subdistrict หรือ village",
         ("report", "fiscal_year") => "เฉพาะการสำรวจและการช่วยเหลือในปีงบประมาณนี้ (พ.ศ. 1 ต.ค. ถึง 30 ก.ย.)",
-        ("report", "format") => "table (อ่านบนจอ), json หรือ csv (สำหรับ Excel)",
+        ("report", "format") => "table (อ่านบนจอ), json, csv หรือ xlsx (ไฟล์ Excel ต้องใส่ --output)",
         ("report", "output") => "เขียนลงไฟล์นี้แทนการแสดงบนจอ",
         ("outbox show", "sequence") => "หมายเลข ตามที่ outbox list แสดง",
         ("outbox retry", "sequences") => "หมายเลข ตามที่ outbox list แสดง ถ้าไม่ใส่คือทั้งหมด",

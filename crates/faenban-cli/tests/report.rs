@@ -189,3 +189,103 @@ fn the_table_is_thai_and_bad_requests_are_refused_with_the_reason() {
     let (code, _) = laptop.fails(&["report", "--area", "4099"]);
     assert_eq!(code, 3);
 }
+
+#[test]
+fn the_workbook_holds_the_json_reports_figures_cell_by_cell() {
+    use calamine::{open_workbook, Data, Reader, Xlsx};
+    let laptop = province(120);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("รายงาน.xlsx");
+    laptop.ok(&[
+        "report",
+        "--level",
+        "district",
+        "--format",
+        "xlsx",
+        "--output",
+        path.to_str().unwrap(),
+    ]);
+    let report = laptop.json(&["report", "--format", "json", "--level", "district"]);
+    let mut book: Xlsx<_> = open_workbook(&path).unwrap();
+    assert_eq!(
+        book.sheet_names(),
+        ["สรุป", "รายด้าน", "รายได้ก่อนหลัง", "ภาคส่วน"]
+    );
+    let areas: Vec<&Value> = std::iter::once(&report["total"])
+        .chain(report["areas"].as_array().unwrap())
+        .collect();
+    let summary = book.worksheet_range("สรุป").unwrap();
+    assert_eq!(summary.get((0, 3)), Some(&Data::String("ครัวเรือน".into())));
+    for (n, area) in areas.iter().enumerate() {
+        let row = n + 1;
+        // Area codes stay text (a leading zero would not be lost); the
+        // total has none.
+        let code = area["code"].as_str().unwrap();
+        let cell = summary.get((row, 0));
+        if code.is_empty() {
+            assert!(
+                matches!(cell, Some(Data::Empty) | None),
+                "row {row}: {cell:?}"
+            );
+        } else {
+            assert_eq!(cell, Some(&Data::String(code.into())), "row {row}");
+        }
+        let number = |col: usize| match summary.get((row, col)) {
+            Some(Data::Float(value)) => *value as u64,
+            other => panic!("row {row} col {col}: {other:?}"),
+        };
+        assert_eq!(number(3), area["households"].as_u64().unwrap());
+        assert_eq!(number(4), area["target_poor"].as_u64().unwrap());
+        assert_eq!(
+            number(5),
+            area["classification"]["needs_welfare"].as_u64().unwrap()
+        );
+        assert_eq!(number(13), area["conflicts"].as_u64().unwrap());
+    }
+    // Per dimension, in TPMAP order, percentages as fractions.
+    let dimensions = book.worksheet_range("รายด้าน").unwrap();
+    let keys = ["health", "living", "education", "income", "accessibility"];
+    let mut row = 1;
+    for area in &areas {
+        for key in keys {
+            let d = &area["dimensions"][key];
+            let float = |col: usize| match dimensions.get((row, col)) {
+                Some(Data::Float(value)) => Some(*value),
+                Some(Data::Empty) | None => None,
+                other => panic!("row {row} col {col}: {other:?}"),
+            };
+            assert_eq!(
+                float(4).map(|v| v as u64),
+                d["deprived"].as_u64(),
+                "{key} row {row}"
+            );
+            assert_eq!(
+                float(5).map(|v| v as u64),
+                d["helped"].as_u64(),
+                "{key} row {row}"
+            );
+            let percent = d["percent_helped"]
+                .as_str()
+                .map(|p| p.parse::<f64>().unwrap() / 100.0);
+            match (float(6), percent) {
+                (Some(cell), Some(expected)) => assert!((cell - expected).abs() < 1e-12),
+                (cell, expected) => assert_eq!(cell, expected, "{key} row {row}"),
+            }
+            row += 1;
+        }
+    }
+    // Baht with two decimals, as numbers.
+    let sectors = book.worksheet_range("ภาคส่วน").unwrap();
+    let mut row = 1;
+    for area in &areas {
+        for (_, totals) in area["sectors"].as_object().unwrap() {
+            let expected: f64 = totals["baht"].as_str().unwrap().parse().unwrap();
+            assert_eq!(sectors.get((row, 5)), Some(&Data::Float(expected)));
+            row += 1;
+        }
+    }
+    // Asked for the screen, a workbook is refused.
+    let (code, stderr) = laptop.fails(&["--lang", "en", "report", "--format", "xlsx"]);
+    assert_eq!(code, 3);
+    assert!(stderr.contains("--output"), "{stderr}");
+}

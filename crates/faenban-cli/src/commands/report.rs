@@ -49,13 +49,15 @@ pub fn report(context: &mut Context, args: ReportArgs<'_>) -> Result<()> {
     if let Some(error) = failed {
         return Err(error.into());
     }
-    let text = match (args.format, context.json) {
-        (ReportFormat::Json, _) | (_, true) => serde_json::to_string_pretty(&report)? + "\n",
-        (ReportFormat::Csv, _) => csv(&report),
-        (ReportFormat::Table, _) => table(lang, &report),
+    let bytes = match (args.format, context.json) {
+        (ReportFormat::Xlsx, _) => workbook(&report)?,
+        (ReportFormat::Json, _) | (_, true) => {
+            (serde_json::to_string_pretty(&report)? + "\n").into_bytes()
+        }
+        (ReportFormat::Csv, _) => csv(&report).into_bytes(),
+        (ReportFormat::Table, _) => table(lang, &report).into_bytes(),
     };
-    let write =
-        |out: &mut dyn std::io::Write| -> Result<()> { Ok(out.write_all(text.as_bytes())?) };
+    let write = |out: &mut dyn std::io::Write| -> Result<()> { Ok(out.write_all(&bytes)?) };
     match args.output {
         Some(path) => write_atomically(path, write),
         None => write_stdout(write),
@@ -63,6 +65,13 @@ pub fn report(context: &mut Context, args: ReportArgs<'_>) -> Result<()> {
 }
 
 fn options(lang: Lang, args: &ReportArgs<'_>) -> Result<ReportOptions> {
+    if args.format == ReportFormat::Xlsx && args.output.is_none() {
+        return Err(bad_input(
+            lang,
+            "ไฟล์ Excel (xlsx) แสดงบนจอไม่ได้ ให้ระบุไฟล์ด้วย --output เช่น --output รายงาน.xlsx",
+            "a workbook (xlsx) cannot be shown on a screen; name a file with --output, e.g. --output report.xlsx",
+        ));
+    }
     let area: Option<AreaCode> = args.area.map(|a| area_code(lang, a, false)).transpose()?;
     let level = match args.level {
         None => None,
@@ -369,4 +378,200 @@ fn csv(report: &Report) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The report as a workbook: a sheet per section, Thai headers, the header
+/// row frozen, counts and baht as numbers, percentages as percentages, area
+/// codes as text.
+fn workbook(report: &Report) -> Result<Vec<u8>> {
+    use rust_xlsxwriter::{Format, Workbook, Worksheet};
+    let header = Format::new().set_bold();
+    let baht = Format::new().set_num_format("#,##0.00");
+    let percent = Format::new().set_num_format("0.00%");
+    let mut book = Workbook::new();
+    let areas: Vec<&AreaFigures> = std::iter::once(&report.total)
+        .chain(&report.areas)
+        .collect();
+    let name = |area: &AreaFigures| {
+        if area.code.is_empty() {
+            "ทุกพื้นที่".to_owned()
+        } else {
+            area.name_th.clone()
+        }
+    };
+    let decimal = |text: &str| text.parse::<f64>().ok();
+    let headings = |sheet: &mut Worksheet, titles: &[&str], wide: u16| -> Result<()> {
+        for (col, text) in titles.iter().enumerate() {
+            let col = col as u16;
+            sheet.write_string_with_format(0, col, *text, &header)?;
+            sheet.set_column_width(col, if col == wide { 40 } else { 18 })?;
+        }
+        sheet.set_freeze_panes(1, 0)?;
+        Ok(())
+    };
+
+    let sheet = book.add_worksheet();
+    sheet.set_name("สรุป")?;
+    headings(
+        sheet,
+        &[
+            "รหัสพื้นที่",
+            "ระดับ",
+            "พื้นที่",
+            "ครัวเรือน",
+            "คนจนเป้าหมาย",
+            "ต้องสงเคราะห์",
+            "พัฒนาได้",
+            "ยังไม่จัดกลุ่ม",
+            "มีเจ้าหน้าที่ดูแล",
+            "ยังไม่มีเจ้าหน้าที่",
+            "ยังไม่สำรวจ",
+            "สำรวจค้างไว้",
+            "ไม่มีหัวหน้าครัวเรือน",
+            "ข้อขัดแย้งรอตรวจ",
+        ],
+        2,
+    )?;
+    for (row, area) in areas.iter().enumerate() {
+        let row = row as u32 + 1;
+        sheet.write_string(row, 0, &area.code)?;
+        sheet.write_string(row, 1, &area.level)?;
+        sheet.write_string(row, 2, name(area))?;
+        let counts = [
+            area.households,
+            area.target_poor,
+            area.classification.needs_welfare,
+            area.classification.can_develop,
+            area.classification.unclassified,
+            area.pairing.with_official,
+            area.pairing.without_official,
+            area.gaps.never_surveyed,
+            area.gaps.unfinished_surveys,
+            area.gaps.no_head,
+            area.conflicts,
+        ];
+        for (offset, count) in counts.into_iter().enumerate() {
+            sheet.write_number(row, 3 + offset as u16, count as f64)?;
+        }
+    }
+
+    let sheet = book.add_worksheet();
+    sheet.set_name("รายด้าน")?;
+    headings(
+        sheet,
+        &[
+            "รหัสพื้นที่",
+            "พื้นที่",
+            "ด้าน",
+            "สำรวจ",
+            "ขาดแคลน",
+            "ได้รับช่วยเหลือ",
+            "ร้อยละที่ได้รับช่วยเหลือ",
+            "ช่วยทั้งที่ไม่ขาด",
+            "อยู่รอด",
+            "พอเพียง",
+            "ยั่งยืน",
+            "พ้นความขาดแคลน",
+            "ตกเป็นขาดแคลน",
+        ],
+        1,
+    )?;
+    let mut row = 1;
+    for area in &areas {
+        for key in in_tpmap_order(report) {
+            let Some(d) = area.dimensions.get(key) else {
+                continue;
+            };
+            sheet.write_string(row, 0, &area.code)?;
+            sheet.write_string(row, 1, name(area))?;
+            sheet.write_string(row, 2, dimension_label(Lang::Th, key))?;
+            for (col, count) in [(3, d.surveyed), (4, d.deprived), (5, d.helped)] {
+                sheet.write_number(row, col, count as f64)?;
+            }
+            if let Some(share) = d.percent_helped.as_deref().and_then(decimal) {
+                sheet.write_number_with_format(row, 6, share / 100.0, &percent)?;
+            }
+            let counts = [
+                d.helped_not_deprived,
+                d.stage.survive,
+                d.stage.sufficient,
+                d.stage.sustainable,
+                d.left_deprivation,
+                d.fell_into_deprivation,
+            ];
+            for (offset, count) in counts.into_iter().enumerate() {
+                sheet.write_number(row, 7 + offset as u16, count as f64)?;
+            }
+            row += 1;
+        }
+    }
+
+    let sheet = book.add_worksheet();
+    sheet.set_name("รายได้ก่อนหลัง")?;
+    headings(
+        sheet,
+        &[
+            "รหัสพื้นที่",
+            "พื้นที่",
+            "สำรวจสองครั้งขึ้นไป",
+            "มีรายได้ทั้งสองครั้ง",
+            "รายได้เฉลี่ยต่อเดือน ครั้งแรก (บาท)",
+            "รายได้เฉลี่ยต่อเดือน ล่าสุด (บาท)",
+            "ร้อยละที่เปลี่ยน",
+        ],
+        1,
+    )?;
+    for (row, area) in areas.iter().enumerate() {
+        let row = row as u32 + 1;
+        let income = &area.income;
+        sheet.write_string(row, 0, &area.code)?;
+        sheet.write_string(row, 1, name(area))?;
+        sheet.write_number(row, 2, income.households_revisited as f64)?;
+        sheet.write_number(row, 3, income.households_with_income as f64)?;
+        for (col, amount) in [
+            (4, income.first_mean_monthly),
+            (5, income.latest_mean_monthly),
+        ] {
+            if let Some(amount) = amount {
+                sheet.write_number_with_format(row, col, amount.satang() as f64 / 100.0, &baht)?;
+            }
+        }
+        if let Some(change) = income.percent_change.as_deref().and_then(decimal) {
+            sheet.write_number_with_format(row, 6, change / 100.0, &percent)?;
+        }
+    }
+
+    let sheet = book.add_worksheet();
+    sheet.set_name("ภาคส่วน")?;
+    headings(
+        sheet,
+        &[
+            "รหัสพื้นที่",
+            "พื้นที่",
+            "ภาคส่วน",
+            "รายการ",
+            "ครัวเรือน",
+            "จำนวนเงิน (บาท)",
+            "วางแผนไว้",
+            "กำลังดำเนินการ",
+            "เสร็จแล้ว",
+        ],
+        1,
+    )?;
+    let mut row = 1;
+    for area in &areas {
+        for (sector, totals) in &area.sectors {
+            sheet.write_string(row, 0, &area.code)?;
+            sheet.write_string(row, 1, name(area))?;
+            sheet.write_string(row, 2, sector)?;
+            sheet.write_number(row, 3, totals.records as f64)?;
+            sheet.write_number(row, 4, totals.households as f64)?;
+            sheet.write_number_with_format(row, 5, totals.baht.satang() as f64 / 100.0, &baht)?;
+            sheet.write_number(row, 6, totals.planned as f64)?;
+            sheet.write_number(row, 7, totals.in_progress as f64)?;
+            sheet.write_number(row, 8, totals.done as f64)?;
+            row += 1;
+        }
+    }
+    Ok(book.save_to_buffer()?)
 }
