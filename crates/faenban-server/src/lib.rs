@@ -74,6 +74,7 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .route("/v1/relay", post(relay))
         .route("/v1/changes", get(pull))
         .route("/v1/report", get(report))
+        .route("/v1/report.xlsx", get(report_workbook))
         .fallback(not_found)
         .layer(middleware::from_fn(log_request))
         // Pages of changes compress about sixfold at the fastest level; the
@@ -857,7 +858,66 @@ async fn report(
     headers: HeaderMap,
     query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let account = authenticate(&state, &headers).await?;
+    let json = report_of(&state, &headers, query, |report| {
+        serde_json::to_vec(report).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the report could not be written out",
+            )
+        })
+    })
+    .await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from(json),
+    )
+        .into_response())
+}
+
+/// `GET /v1/report.xlsx`: the same report as an Excel workbook, a sheet per
+/// section (the workbook `faenban report --format xlsx` writes).
+async fn report_workbook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let bytes = report_of(&state, &headers, query, |report| {
+        faenban_workbook::workbook(report).map_err(|error| {
+            tracing::error!(%error, "a report workbook could not be written");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the workbook could not be written",
+            )
+        })
+    })
+    .await?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"faenban-report.xlsx\"",
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+/// The report of the account's scope for the query, rendered by `render`
+/// off the async threads.
+async fn report_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+    render: impl FnOnce(&faenban_core::report::Report) -> Result<Vec<u8>, ApiError> + Send + 'static,
+) -> Result<Vec<u8>, ApiError> {
+    let account = authenticate(state, headers).await?;
     let Query(query) = query.map_err(|rejection| {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_query", rejection.to_string())
     })?;
@@ -932,24 +992,13 @@ async fn report(
         fiscal_year: query.fiscal_year,
     };
     let backend = state.backend.clone();
-    let json = blocking(&state, move || {
+    blocking(state, move || {
         let records = backend.all_records()?;
         let report =
             faenban_core::report::build(records, report_catalogues(), report_areas(), &options);
-        serde_json::to_vec(&report).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the report could not be written out",
-            )
-        })
+        render(&report)
     })
-    .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(json),
-    )
-        .into_response())
+    .await
 }
 
 fn report_catalogues() -> &'static faenban_core::Catalogues {

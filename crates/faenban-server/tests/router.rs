@@ -750,6 +750,29 @@ async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was
         .keys()
         .collect();
     assert_eq!(keys, ["income"]);
+    // The same report as a workbook.
+    let request = Request::get("/v1/report.xlsx?level=district")
+        .header(header::AUTHORIZATION, format!("Bearer {province}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(server.app.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(bytes.starts_with(b"PK"), "a zip file");
+    let (status, body) = server.get("/v1/report.xlsx", &volunteer).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::FORBIDDEN, Some("no_report"))
+    );
     // A volunteer's account is refused, with the reason.
     let (status, body) = server.get("/v1/report", &volunteer).await;
     assert_eq!(
