@@ -82,6 +82,8 @@ pub struct AreaFigures {
     pub pairing: PairingFigures,
     /// Assistance by partner sector.
     pub sectors: BTreeMap<String, AssistanceTotals>,
+    /// Assistance by the agency that gave it, as recorded.
+    pub agencies: BTreeMap<String, AssistanceTotals>,
     /// What is missing.
     pub gaps: Gaps,
     /// Households with a record in conflict, awaiting review.
@@ -172,7 +174,7 @@ pub struct PairingFigures {
     pub officials_above_two: u64,
 }
 
-/// Assistance records of one partner sector.
+/// Assistance records of one partner sector or agency.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssistanceTotals {
     /// Records.
@@ -534,29 +536,8 @@ pub fn build(
         area.pairing.officials = officials.len() as u64;
         area.pairing.officials_above_two =
             officials.iter().filter(|o| over_two.contains(o)).count() as u64;
-        let mut sector_households: BTreeMap<String, HashSet<RecordId>> = BTreeMap::new();
-        for (_, help) in given_here.iter().copied() {
-            let sector = code_of(&help.sector);
-            let totals = area.sectors.entry(sector.clone()).or_default();
-            totals.records += 1;
-            if let Some(amount) = help.amount {
-                totals.baht = totals.baht.checked_add(amount).unwrap_or(totals.baht);
-            }
-            match help.status {
-                AssistanceStatus::Planned => totals.planned += 1,
-                AssistanceStatus::InProgress => totals.in_progress += 1,
-                AssistanceStatus::Done => totals.done += 1,
-            }
-            sector_households
-                .entry(sector)
-                .or_default()
-                .insert(help.household);
-        }
-        for (sector, households) in sector_households {
-            if let Some(totals) = area.sectors.get_mut(&sector) {
-                totals.households = households.len() as u64;
-            }
-        }
+        area.sectors = totals_by(given_here, |help| code_of(&help.sector));
+        area.agencies = totals_by(given_here, |help| help.agency.trim().to_owned());
         area
     };
 
@@ -610,6 +591,35 @@ pub fn build(
         total,
         areas: rows,
     }
+}
+
+/// Assistance records totalled by `group` (a sector, an agency).
+fn totals_by(
+    given: &[&(String, Assistance)],
+    group: impl Fn(&Assistance) -> String,
+) -> BTreeMap<String, AssistanceTotals> {
+    let mut totals: BTreeMap<String, AssistanceTotals> = BTreeMap::new();
+    let mut households: BTreeMap<String, HashSet<RecordId>> = BTreeMap::new();
+    for (_, help) in given.iter().copied() {
+        let key = group(help);
+        let entry = totals.entry(key.clone()).or_default();
+        entry.records += 1;
+        if let Some(amount) = help.amount {
+            entry.baht = entry.baht.checked_add(amount).unwrap_or(entry.baht);
+        }
+        match help.status {
+            AssistanceStatus::Planned => entry.planned += 1,
+            AssistanceStatus::InProgress => entry.in_progress += 1,
+            AssistanceStatus::Done => entry.done += 1,
+        }
+        households.entry(key).or_default().insert(help.household);
+    }
+    for (key, helped) in households {
+        if let Some(entry) = totals.get_mut(&key) {
+            entry.households = helped.len() as u64;
+        }
+    }
+    totals
 }
 
 /// One area's households and its assistance (with the village of each).

@@ -284,6 +284,8 @@ fn every_figure_of_a_planted_programme_is_the_one_planted() {
         (4, 3, 1, 1, 2)
     );
     assert_eq!(public.baht, Baht::parse("4800.50").unwrap());
+    let agency = &total.agencies["อบต."];
+    assert_eq!((agency.records, agency.households), (4, 3));
     // A row per district, in code order, adding up to the total.
     let codes: Vec<&str> = report.areas.iter().map(|a| a.code.as_str()).collect();
     assert_eq!(codes, ["4001", "4002"]);

@@ -207,5 +207,37 @@ pub fn workbook(report: &Report) -> Result<Vec<u8>, XlsxError> {
             row += 1;
         }
     }
+    let sheet = book.add_worksheet();
+    sheet.set_name("หน่วยงาน")?;
+    headings(
+        sheet,
+        &[
+            "รหัสพื้นที่",
+            "พื้นที่",
+            "ภาคส่วน",
+            "รายการ",
+            "ครัวเรือน",
+            "จำนวนเงิน (บาท)",
+            "วางแผนไว้",
+            "กำลังดำเนินการ",
+            "เสร็จแล้ว",
+        ],
+        1,
+    )?;
+    let mut row = 1;
+    for area in &areas {
+        for (sector, totals) in &area.agencies {
+            sheet.write_string(row, 0, &area.code)?;
+            sheet.write_string(row, 1, name(area))?;
+            sheet.write_string(row, 2, sector)?;
+            sheet.write_number(row, 3, totals.records as f64)?;
+            sheet.write_number(row, 4, totals.households as f64)?;
+            sheet.write_number_with_format(row, 5, totals.baht.satang() as f64 / 100.0, &baht)?;
+            sheet.write_number(row, 6, totals.planned as f64)?;
+            sheet.write_number(row, 7, totals.in_progress as f64)?;
+            sheet.write_number(row, 8, totals.done as f64)?;
+            row += 1;
+        }
+    }
     book.save_to_buffer()
 }
