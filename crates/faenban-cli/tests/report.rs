@@ -209,7 +209,7 @@ fn the_workbook_holds_the_json_reports_figures_cell_by_cell() {
     let mut book: Xlsx<_> = open_workbook(&path).unwrap();
     assert_eq!(
         book.sheet_names(),
-        ["สรุป", "รายด้าน", "รายได้ก่อนหลัง", "ภาคส่วน"]
+        ["สรุป", "รายด้าน", "รายได้ก่อนหลัง", "ภาคส่วน", "หน่วยงาน"]
     );
     let areas: Vec<&Value> = std::iter::once(&report["total"])
         .chain(report["areas"].as_array().unwrap())
