@@ -175,69 +175,70 @@ pub fn workbook(report: &Report) -> Result<Vec<u8>, XlsxError> {
         }
     }
 
-    let sheet = book.add_worksheet();
-    sheet.set_name("ภาคส่วน")?;
-    headings(
-        sheet,
-        &[
-            "รหัสพื้นที่",
-            "พื้นที่",
-            "ภาคส่วน",
-            "รายการ",
-            "ครัวเรือน",
-            "จำนวนเงิน (บาท)",
-            "วางแผนไว้",
-            "กำลังดำเนินการ",
-            "เสร็จแล้ว",
-        ],
-        1,
+    totals_sheet(
+        &mut book,
+        "ภาคส่วน",
+        &areas,
+        &name,
+        &headings,
+        &baht,
+        |area| &area.sectors,
     )?;
-    let mut row = 1;
-    for area in &areas {
-        for (sector, totals) in &area.sectors {
-            sheet.write_string(row, 0, &area.code)?;
-            sheet.write_string(row, 1, name(area))?;
-            sheet.write_string(row, 2, sector)?;
-            sheet.write_number(row, 3, totals.records as f64)?;
-            sheet.write_number(row, 4, totals.households as f64)?;
-            sheet.write_number_with_format(row, 5, totals.baht.satang() as f64 / 100.0, &baht)?;
-            sheet.write_number(row, 6, totals.planned as f64)?;
-            sheet.write_number(row, 7, totals.in_progress as f64)?;
-            sheet.write_number(row, 8, totals.done as f64)?;
-            row += 1;
-        }
-    }
-    let sheet = book.add_worksheet();
-    sheet.set_name("หน่วยงาน")?;
-    headings(
-        sheet,
-        &[
-            "รหัสพื้นที่",
-            "พื้นที่",
-            "ภาคส่วน",
-            "รายการ",
-            "ครัวเรือน",
-            "จำนวนเงิน (บาท)",
-            "วางแผนไว้",
-            "กำลังดำเนินการ",
-            "เสร็จแล้ว",
-        ],
-        1,
+    totals_sheet(
+        &mut book,
+        "หน่วยงาน",
+        &areas,
+        &name,
+        &headings,
+        &baht,
+        |area| &area.agencies,
     )?;
-    let mut row = 1;
-    for area in &areas {
-        for (sector, totals) in &area.agencies {
-            sheet.write_string(row, 0, &area.code)?;
-            sheet.write_string(row, 1, name(area))?;
-            sheet.write_string(row, 2, sector)?;
-            sheet.write_number(row, 3, totals.records as f64)?;
-            sheet.write_number(row, 4, totals.households as f64)?;
-            sheet.write_number_with_format(row, 5, totals.baht.satang() as f64 / 100.0, &baht)?;
-            sheet.write_number(row, 6, totals.planned as f64)?;
-            sheet.write_number(row, 7, totals.in_progress as f64)?;
-            sheet.write_number(row, 8, totals.done as f64)?;
-            row += 1;
-        }
-    }
     book.save_to_buffer()
+}
+
+/// A sheet of assistance totals per area, by `pick` (its sectors, its agencies).
+fn totals_sheet(
+    book: &mut rust_xlsxwriter::Workbook,
+    title: &str,
+    areas: &[&AreaFigures],
+    name: &impl Fn(&AreaFigures) -> String,
+    headings: &impl Fn(&mut rust_xlsxwriter::Worksheet, &[&str], u16) -> Result<(), XlsxError>,
+    baht: &rust_xlsxwriter::Format,
+    pick: impl Fn(
+        &AreaFigures,
+    ) -> &std::collections::BTreeMap<String, faenban_core::report::AssistanceTotals>,
+) -> Result<(), XlsxError> {
+    let sheet = book.add_worksheet();
+    sheet.set_name(title)?;
+    headings(
+        sheet,
+        &[
+            "รหัสพื้นที่",
+            "พื้นที่",
+            title,
+            "รายการ",
+            "ครัวเรือน",
+            "จำนวนเงิน (บาท)",
+            "วางแผนไว้",
+            "กำลังดำเนินการ",
+            "เสร็จแล้ว",
+        ],
+        1,
+    )?;
+    let mut row = 1;
+    for area in areas {
+        for (group, totals) in pick(area) {
+            sheet.write_string(row, 0, &area.code)?;
+            sheet.write_string(row, 1, name(area))?;
+            sheet.write_string(row, 2, group)?;
+            sheet.write_number(row, 3, totals.records as f64)?;
+            sheet.write_number(row, 4, totals.households as f64)?;
+            sheet.write_number_with_format(row, 5, totals.baht.satang() as f64 / 100.0, baht)?;
+            sheet.write_number(row, 6, totals.planned as f64)?;
+            sheet.write_number(row, 7, totals.in_progress as f64)?;
+            sheet.write_number(row, 8, totals.done as f64)?;
+            row += 1;
+        }
+    }
+    Ok(())
 }
