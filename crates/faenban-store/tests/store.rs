@@ -481,3 +481,84 @@ fn a_held_back_change_stays_aside_once_when_the_outbox_is_numbered_anew() {
     assert!(laptop.held_back().unwrap().is_empty());
     assert_eq!(laptop.retry_held_back(None).unwrap(), 0);
 }
+
+#[test]
+fn a_version_4_laptop_keeps_its_outbox_through_the_sealed_bundle_and_held_back_upgrades() {
+    use faenban_core::{DeviceId, Replica};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    let own = DeviceKey::from_seed([4; 32]);
+    let other = DeviceId::from_u128(77);
+    let mut replica = Replica::new(own.device_id());
+    let home = RecordKey::new(RecordKind::Household, Uuid::from_u128(1));
+    let waiting = [
+        replica.set(1_795_000_000_000, &home, "village", json!("40010101")),
+        replica.set(1_795_000_000_000, &home, "address", json!("1 หมู่ 1")),
+    ];
+    {
+        // A version 4 file: two changes waiting in the outbox, another
+        // laptop's run carried readable for relay, and acknowledgements
+        // heard for both devices.
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../../../schema/migrations/0001_initial.sql"),
+            include_str!("../../../schema/migrations/0002_records_rowid.sql"),
+            include_str!("../../../schema/migrations/0003_sync.sql"),
+            include_str!("../../../schema/migrations/0004_device_keys.sql"),
+        ] {
+            connection.execute_batch(sql).unwrap();
+        }
+        connection
+            .execute(
+                "INSERT INTO meta VALUES ('device_id', ?1), ('device_name', 'v4'), ('device_key', ?2)",
+                rusqlite::params![own.device_id().to_string(), own.seed_hex()],
+            )
+            .unwrap();
+        for (n, change) in waiting.iter().enumerate() {
+            connection
+                .execute(
+                    "INSERT INTO changes (seq, wall_ms, counter, device, kind, record, field, body) \
+                     VALUES (?1, ?2, ?3, ?4, 'household', ?5, ?6, ?7)",
+                    rusqlite::params![
+                        n as i64 + 1,
+                        change.stamp.hlc.wall_ms as i64,
+                        change.stamp.hlc.counter,
+                        own.device_id().to_string(),
+                        home.id.to_string(),
+                        change.field.as_str(),
+                        serde_json::to_string(change).unwrap()
+                    ],
+                )
+                .unwrap();
+            connection
+                .execute(
+                    "INSERT INTO outbox (sequence, change_seq, shared) VALUES (?1, ?1, 0)",
+                    [n as i64 + 1],
+                )
+                .unwrap();
+        }
+        connection
+            .execute_batch(&format!(
+                "INSERT INTO relay_runs VALUES ('{other}', 1, 5, '{sig}', NULL); \
+                 INSERT INTO acks (device, held_through) VALUES ('{own_id}', 0), ('{other}', 4); \
+                 PRAGMA user_version = 4;",
+                sig = "ab".repeat(64),
+                own_id = own.device_id(),
+            ))
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.status().unwrap().unpushed, 2, "the outbox is whole");
+    let run = store.outbox_run(1000).unwrap().unwrap();
+    assert_eq!(run.changes, waiting);
+    assert!(store.held_back().unwrap().is_empty());
+    assert!(store.carried_letters().unwrap().is_empty());
+    let acks = store.acks().unwrap();
+    assert_eq!(
+        acks.iter().map(|ack| ack.device).collect::<Vec<_>>(),
+        [own.device_id()],
+        "only this laptop's own acknowledgement is kept"
+    );
+    let tables = store.schema_sql().unwrap().join("\n");
+    assert!(!tables.contains("table relay"), "{tables}");
+}
