@@ -112,15 +112,11 @@ impl Baht {
     /// The amount as people read it: thousands grouped, two decimals
     /// (`15,000.00`).
     pub fn grouped(self) -> String {
-        let whole = (self.satang / 100).to_string();
-        let mut out = String::with_capacity(whole.len() + whole.len() / 3 + 3);
-        for (i, c) in whole.chars().enumerate() {
-            if i > 0 && (whole.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        format!("{out}.{:02}", self.satang % 100)
+        format!(
+            "{}.{:02}",
+            group_thousands(self.satang / 100),
+            self.satang % 100
+        )
     }
 
     /// The sum, or `None` on overflow.
@@ -132,6 +128,19 @@ impl Baht {
     pub fn per(self, parts: u32) -> Option<Baht> {
         (parts > 0).then(|| Baht::from_satang(self.satang / u64::from(parts)))
     }
+}
+
+/// A whole number as people read it, its thousands grouped (`1,174`).
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// True when `whole` (digits and commas) groups its digits in threes from

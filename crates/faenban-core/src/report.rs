@@ -689,6 +689,18 @@ pub fn level_key(level: AreaLevel) -> &'static str {
     }
 }
 
+/// The area level a report key names (`district`), as [`level_key`] writes it.
+pub fn level_from_key(key: &str) -> Option<AreaLevel> {
+    [
+        AreaLevel::Province,
+        AreaLevel::District,
+        AreaLevel::Subdistrict,
+        AreaLevel::Village,
+    ]
+    .into_iter()
+    .find(|level| level_key(*level) == key)
+}
+
 fn level_length(level: AreaLevel) -> usize {
     match level {
         AreaLevel::Province => 2,

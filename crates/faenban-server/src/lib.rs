@@ -966,11 +966,10 @@ async fn report_of(
     };
     let level = match query.level.as_deref() {
         None => None,
-        Some("province") => Some(faenban_core::codes::AreaLevel::Province),
-        Some("district") => Some(faenban_core::codes::AreaLevel::District),
-        Some("subdistrict") => Some(faenban_core::codes::AreaLevel::Subdistrict),
-        Some("village") => Some(faenban_core::codes::AreaLevel::Village),
-        Some(other) => return Err(bad(format!("unknown level `{other}`"))),
+        Some(key) => Some(
+            faenban_core::report::level_from_key(key)
+                .ok_or_else(|| bad(format!("unknown level `{key}`")))?,
+        ),
     };
     let dimension = match (query.dimension.as_deref(), scope.dimension) {
         (_, Some(own)) => Some(own),

@@ -429,28 +429,7 @@ impl Store {
         from: u64,
         through: u64,
     ) -> Result<Vec<HeldBack>> {
-        if from > through {
-            return Ok(Vec::new());
-        }
-        let mut statement = self.connection.prepare_cached(
-            "SELECT sequence, code, message FROM refusals \
-             WHERE device = ?1 AND sequence BETWEEN ?2 AND ?3 ORDER BY sequence",
-        )?;
-        let rows = statement.query_map(
-            params![
-                device.to_string(),
-                from.min(i64::MAX as u64) as i64,
-                through.min(i64::MAX as u64) as i64
-            ],
-            |row| {
-                Ok(HeldBack {
-                    sequence: row.get::<_, i64>(0)? as u64,
-                    error: row.get(1)?,
-                    message: row.get(2)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        refusals_between(&self.connection, device, from, through)
     }
 
     /// How much of a device's outbox the server holds.
@@ -736,21 +715,37 @@ struct Applied {
     restamped: u32,
 }
 
-/// The held-back answers of sequences a push sends again.
+/// The held-back answers of sequences a push sends again (they follow one
+/// another, so the first and last bound them).
 fn refusals_among(
     tx: &Transaction<'_>,
     device: DeviceId,
     sequences: &[u64],
 ) -> Result<Vec<HeldBack>> {
-    let (Some(first), Some(last)) = (sequences.first(), sequences.last()) else {
+    match (sequences.first(), sequences.last()) {
+        (Some(first), Some(last)) => refusals_between(tx, device, *first, *last),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The sequences of `device`'s outbox in `from..=through` that were held
+/// back, with their reasons.
+fn refusals_between(
+    connection: &rusqlite::Connection,
+    device: DeviceId,
+    from: u64,
+    through: u64,
+) -> Result<Vec<HeldBack>> {
+    if from > through {
         return Ok(Vec::new());
-    };
-    let mut statement = tx.prepare_cached(
+    }
+    let bound = |sequence: u64| i64::try_from(sequence).unwrap_or(i64::MAX);
+    let mut statement = connection.prepare_cached(
         "SELECT sequence, code, message FROM refusals \
          WHERE device = ?1 AND sequence BETWEEN ?2 AND ?3 ORDER BY sequence",
     )?;
     let rows = statement.query_map(
-        params![device.to_string(), *first as i64, *last as i64],
+        params![device.to_string(), bound(from), bound(through)],
         |row| {
             Ok(HeldBack {
                 sequence: row.get::<_, i64>(0)? as u64,

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use faenban_core::codes::{AreaCode, AreaLevel};
+use faenban_core::codes::AreaCode;
 use faenban_core::report::{self, AreaFigures, Report, ReportOptions};
 use faenban_core::{Dimension, RecordKind};
 
@@ -75,17 +75,13 @@ fn options(lang: Lang, args: &ReportArgs<'_>) -> Result<ReportOptions> {
     let area: Option<AreaCode> = args.area.map(|a| area_code(lang, a, false)).transpose()?;
     let level = match args.level {
         None => None,
-        Some("province") => Some(AreaLevel::Province),
-        Some("district") => Some(AreaLevel::District),
-        Some("subdistrict") => Some(AreaLevel::Subdistrict),
-        Some("village") => Some(AreaLevel::Village),
-        Some(other) => {
-            return Err(bad_input(
+        Some(key) => Some(report::level_from_key(key).ok_or_else(|| {
+            bad_input(
                 lang,
-                format!("ระดับพื้นที่ `{other}` ไม่รู้จัก ใช้ province, district, subdistrict หรือ village"),
-                format!("unknown level `{other}`; use province, district, subdistrict or village"),
-            ))
-        }
+                format!("ระดับพื้นที่ `{key}` ไม่รู้จัก ใช้ province, district, subdistrict หรือ village"),
+                format!("unknown level `{key}`; use province, district, subdistrict or village"),
+            )
+        })?),
     };
     let dimension = match args.dimension {
         None => None,
@@ -138,15 +134,7 @@ fn column(text: &str, width: usize) -> String {
 }
 
 fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    faenban_core::money::group_thousands(n)
 }
 
 fn dimension_label(lang: Lang, key: &str) -> &'static str {
