@@ -226,6 +226,10 @@ impl IdleRelease {
                 }
             }
         }
+        // What SQLite and the requests freed stays in the allocator's arenas
+        // until it is asked for.
+        let given_back = crate::memory::give_back_freed();
+        tracing::debug!(given_back, "memory given back after a quiet spell");
         seen.2 = true;
     }
 }

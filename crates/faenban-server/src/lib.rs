@@ -6,6 +6,7 @@
 //! letting requests in flight finish (a push either commits or rolls back).
 
 pub mod backend;
+pub mod memory;
 pub mod token;
 
 use std::future::Future;
