@@ -228,30 +228,260 @@ pub fn percent_change(before: Baht, after: Baht) -> Option<String> {
     percent(difference, before).map(|text| format!("{sign}{text}"))
 }
 
-/// What is known of one household, for the figures.
-#[derive(Default)]
+/// What the report needs of one household and its records, whatever is
+/// asked: the stores keep one per household, rewritten as its records
+/// change, so that a report reads one small row per household instead of
+/// every record. The figures come from these alone ([`build_from_digests`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdDigest {
+    /// The household.
+    pub id: RecordId,
+    /// Its 8-digit village code.
+    pub village: String,
+    /// Its classification, if made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classification: Option<Classification>,
+    /// How it entered the programme.
+    pub entry: ProgrammeEntry,
+    /// Its livelihood group, if recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub livelihood: Option<Livelihood>,
+    /// A head is recorded among its members.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub head: bool,
+    /// A record of it (itself, a member, a visit, help) is in conflict.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub conflict: bool,
+    /// Finished visits, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visits: Vec<VisitDigest>,
+    /// The dates of visits left unfinished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<chrono::NaiveDate>,
+    /// Its assistance records (not archived).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assistance: Vec<HelpDigest>,
+    /// The officials paired with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub officials: Vec<RecordId>,
+}
+
+/// A finished visit, as the report counts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitDigest {
+    /// The day of the visit.
+    pub date: chrono::NaiveDate,
+    /// Bit `i` set when deprived in `Dimension::ALL[i]` by the catalogue.
+    pub deprived: u8,
+    /// Target poor at this visit.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub target_poor: bool,
+    /// The household's yearly income, if asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub income: Option<Baht>,
+}
+
+/// An assistance record, as the report counts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelpDigest {
+    /// The day given or planned.
+    pub date: chrono::NaiveDate,
+    /// The dimension it addresses.
+    pub dimension: Dimension,
+    /// Planned, under way or given.
+    pub status: AssistanceStatus,
+    /// Its stage.
+    pub stage: Stage,
+    /// The giver's sector.
+    pub sector: crate::model::Sector,
+    /// The agency that gave it, as recorded (trimmed).
+    pub agency: String,
+    /// The amount, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Baht>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+fn deprived_in(bits: u8, dimension: Dimension) -> bool {
+    bits & crate::sync::HouseholdPlace::bit(dimension) != 0
+}
+
+/// The digest of one household from its own record and every record that
+/// names it (members, visits, assistance, pairings; any order). `None` when
+/// the household is archived or cannot be read: the report leaves it out.
+pub fn digest_household<'a>(
+    household: (&RecordKey, &RecordState),
+    related: impl IntoIterator<Item = (&'a RecordKey, &'a RecordState)>,
+    catalogues: &Catalogues,
+) -> Option<HouseholdDigest> {
+    let (key, state) = household;
+    let record = decode::<Household>(key, state).ok()?;
+    if record.archived {
+        return None;
+    }
+    let value = record.value;
+    let mut digest = HouseholdDigest {
+        id: key.id,
+        village: value.village.as_str().to_owned(),
+        classification: value.classification,
+        entry: value.entry,
+        livelihood: value.livelihood,
+        head: false,
+        conflict: record.in_conflict,
+        visits: Vec::new(),
+        unfinished: Vec::new(),
+        assistance: Vec::new(),
+        officials: Vec::new(),
+    };
+    for (key, state) in related {
+        match key.kind {
+            RecordKind::Visit => {
+                let Ok(record) = decode::<Visit>(key, state) else {
+                    continue;
+                };
+                digest.conflict |= record.in_conflict;
+                let visit = record.value;
+                if record.archived || visit.household != digest.id {
+                    continue;
+                }
+                if visit.in_progress {
+                    digest.unfinished.push(visit.date);
+                    continue;
+                }
+                let Ok(assessment) = assess_visit(catalogues, &visit, state, value.welfare_card)
+                else {
+                    continue;
+                };
+                digest.visits.push(VisitDigest {
+                    date: visit.date,
+                    deprived: assessment
+                        .deprived
+                        .iter()
+                        .fold(0, |bits, d| bits | crate::sync::HouseholdPlace::bit(*d)),
+                    target_poor: assessment.target_poor,
+                    income: visit.income_per_year,
+                });
+            }
+            RecordKind::Assistance => {
+                let Ok(record) = decode::<Assistance>(key, state) else {
+                    continue;
+                };
+                digest.conflict |= record.in_conflict;
+                let help = record.value;
+                if record.archived || help.household != digest.id {
+                    continue;
+                }
+                digest.assistance.push(HelpDigest {
+                    date: help.date,
+                    dimension: help.dimension,
+                    status: help.status,
+                    stage: help.stage,
+                    sector: help.sector,
+                    agency: help.agency.trim().to_owned(),
+                    amount: help.amount,
+                });
+            }
+            RecordKind::Member => {
+                let Ok(record) = decode::<Member>(key, state) else {
+                    continue;
+                };
+                digest.conflict |= record.in_conflict;
+                if !record.archived
+                    && record.value.household == digest.id
+                    && record.value.relation == Relation::Head
+                {
+                    digest.head = true;
+                }
+            }
+            RecordKind::Pairing => {
+                if let Ok(record) = decode::<Pairing>(key, state) {
+                    if !record.archived && record.value.household == digest.id {
+                        digest.officials.push(record.value.official);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    digest.visits.sort_by_key(|visit| visit.date);
+    digest.unfinished.sort_unstable();
+    digest
+        .assistance
+        .sort_by(|a, b| (a.date, a.dimension).cmp(&(b.date, b.dimension)));
+    digest.officials.sort_unstable();
+    digest.officials.dedup();
+    Some(digest)
+}
+
+/// The household a record belongs to, as its `household` field names it.
+pub fn household_of(state: &RecordState) -> Option<RecordId> {
+    state
+        .shown("household")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .map(RecordId)
+}
+
+/// Computes the report from every record (any order) with the catalogues
+/// and area names: each household is digested, then
+/// [`build_from_digests`]. The stores keep the digests instead and call
+/// that directly.
+pub fn build(
+    records: impl IntoIterator<Item = (RecordKey, RecordState)>,
+    catalogues: &Catalogues,
+    areas: &Areas,
+    options: &ReportOptions,
+) -> Report {
+    let mut households = Vec::new();
+    let mut related: HashMap<RecordId, Vec<(RecordKey, RecordState)>> = HashMap::new();
+    for (key, state) in records {
+        if key.kind == RecordKind::Household {
+            households.push((key, state));
+        } else if let Some(household) = household_of(&state) {
+            related.entry(household).or_default().push((key, state));
+        }
+    }
+    let digests = households.iter().filter_map(|(key, state)| {
+        let own = related.get(&key.id).map(Vec::as_slice).unwrap_or_default();
+        digest_household(
+            (key, state),
+            own.iter().map(|(key, state)| (key, state)),
+            catalogues,
+        )
+    });
+    build_from_digests(digests, areas, options)
+}
+
+/// What is counted of one household for the report asked (its digest with
+/// the fiscal year applied).
 struct HouseholdFacts {
+    id: RecordId,
     village: String,
     classification: Option<Classification>,
-    entry: Option<ProgrammeEntry>,
+    entry: ProgrammeEntry,
     livelihood: Option<Livelihood>,
-    welfare_card: bool,
-    /// Finished visits, oldest first: the date, the deprived dimensions,
-    /// the yearly income.
-    visits: Vec<(chrono::NaiveDate, Vec<Dimension>, bool, Option<Baht>)>,
+    visits: Vec<VisitDigest>,
     unfinished: bool,
     head: bool,
     /// Per dimension: helped (under way or given), and the furthest stage.
     helped: HashMap<Dimension, Stage>,
-    officials: HashSet<RecordId>,
+    officials: Vec<RecordId>,
     conflict: bool,
 }
 
-/// Computes the report from every record (any order) with the catalogues
-/// and area names.
-pub fn build(
-    records: impl IntoIterator<Item = (RecordKey, RecordState)>,
-    catalogues: &Catalogues,
+/// An assistance record counted, with its household and village.
+struct Given {
+    village: String,
+    household: RecordId,
+    help: HelpDigest,
+}
+
+/// Computes the report from the households' digests (any order).
+pub fn build_from_digests(
+    digests: impl IntoIterator<Item = HouseholdDigest>,
     areas: &Areas,
     options: &ReportOptions,
 ) -> Report {
@@ -260,147 +490,57 @@ pub fn build(
             .fiscal_year
             .is_none_or(|year| fiscal_year_be(date) == year)
     };
-    let mut households: HashMap<RecordId, HouseholdFacts> = HashMap::new();
-    let mut visits = Vec::new();
-    let mut assistance = Vec::new();
-    let mut members = Vec::new();
-    let mut pairings = Vec::new();
-    let mut conflicted: HashSet<RecordId> = HashSet::new();
-    for (key, state) in records {
-        match key.kind {
-            RecordKind::Household => {
-                let Ok(record) = decode::<Household>(&key, &state) else {
-                    continue;
-                };
-                if record.archived {
-                    continue;
-                }
-                let household = record.value;
-                if options
-                    .area
-                    .as_ref()
-                    .is_some_and(|area| !area.contains(&household.village))
-                {
-                    continue;
-                }
-                if record.in_conflict {
-                    conflicted.insert(key.id);
-                }
-                households.insert(
-                    key.id,
-                    HouseholdFacts {
-                        village: household.village.as_str().to_owned(),
-                        classification: household.classification,
-                        entry: Some(household.entry),
-                        livelihood: household.livelihood,
-                        welfare_card: household.welfare_card,
-                        ..HouseholdFacts::default()
-                    },
-                );
-            }
-            // A visit of a household already read is taken at once (the
-            // stores give households first), so that visits, the largest
-            // records, are not all held at once.
-            RecordKind::Visit => {
-                let household = state
-                    .shown("household")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(|id| uuid::Uuid::parse_str(id).ok())
-                    .map(RecordId);
-                if household.is_some_and(|id| households.contains_key(&id)) {
-                    take_visit(
-                        &mut households,
-                        &mut conflicted,
-                        catalogues,
-                        &in_year,
-                        &key,
-                        &state,
-                    );
-                } else {
-                    visits.push((key, state));
-                }
-            }
-            RecordKind::Assistance => {
-                if let Ok(record) = decode::<Assistance>(&key, &state) {
-                    if record.in_conflict {
-                        conflicted.insert(record.value.household);
-                    }
-                    if !record.archived {
-                        assistance.push(record.value);
-                    }
-                }
-            }
-            RecordKind::Member => {
-                if let Ok(record) = decode::<Member>(&key, &state) {
-                    if record.in_conflict {
-                        conflicted.insert(record.value.household);
-                    }
-                    if !record.archived {
-                        members.push(record.value);
-                    }
-                }
-            }
-            RecordKind::Pairing => {
-                if let Ok(record) = decode::<Pairing>(&key, &state) {
-                    if !record.archived {
-                        pairings.push(record.value);
-                    }
-                }
-            }
-            _ => {}
+    let mut households: Vec<HouseholdFacts> = Vec::new();
+    let mut given: Vec<Given> = Vec::new();
+    // An official's load counts every household the store holds, in the
+    // area asked or not.
+    let mut officials_households: HashMap<RecordId, u64> = HashMap::new();
+    for digest in digests {
+        for official in &digest.officials {
+            *officials_households.entry(*official).or_default() += 1;
         }
-    }
-    for (key, state) in visits {
-        take_visit(
-            &mut households,
-            &mut conflicted,
-            catalogues,
-            &in_year,
-            &key,
-            &state,
-        );
-    }
-    for member in members {
-        if member.relation == Relation::Head {
-            if let Some(facts) = households.get_mut(&member.household) {
-                facts.head = true;
-            }
-        }
-    }
-    let mut officials_households: HashMap<RecordId, HashSet<RecordId>> = HashMap::new();
-    for pairing in &pairings {
-        officials_households
-            .entry(pairing.official)
-            .or_default()
-            .insert(pairing.household);
-        if let Some(facts) = households.get_mut(&pairing.household) {
-            facts.officials.insert(pairing.official);
-        }
-    }
-    let mut given: Vec<(String, Assistance)> = Vec::new();
-    for help in assistance {
-        let Some(facts) = households.get_mut(&help.household) else {
-            continue;
-        };
-        if !in_year(help.date) {
+        if options
+            .area
+            .as_ref()
+            .is_some_and(|area| !digest.village.starts_with(area.as_str()))
+        {
             continue;
         }
-        if help.status != AssistanceStatus::Planned {
-            let stage = facts.helped.entry(help.dimension).or_insert(help.stage);
-            if stage_rank(help.stage) > stage_rank(*stage) {
-                *stage = help.stage;
+        let mut helped: HashMap<Dimension, Stage> = HashMap::new();
+        for help in digest.assistance {
+            if !in_year(help.date) {
+                continue;
             }
+            if help.status != AssistanceStatus::Planned {
+                let stage = helped.entry(help.dimension).or_insert(help.stage);
+                if stage_rank(help.stage) > stage_rank(*stage) {
+                    *stage = help.stage;
+                }
+            }
+            given.push(Given {
+                village: digest.village.clone(),
+                household: digest.id,
+                help,
+            });
         }
-        given.push((facts.village.clone(), help));
+        let mut visits = digest.visits;
+        visits.retain(|visit| in_year(visit.date));
+        households.push(HouseholdFacts {
+            id: digest.id,
+            village: digest.village,
+            classification: digest.classification,
+            entry: digest.entry,
+            livelihood: digest.livelihood,
+            visits,
+            unfinished: digest.unfinished.iter().any(|date| in_year(*date)),
+            head: digest.head,
+            helped,
+            officials: digest.officials,
+            conflict: digest.conflict,
+        });
     }
-    for id in conflicted {
-        if let Some(facts) = households.get_mut(&id) {
-            facts.conflict = true;
-        }
-    }
-    for facts in households.values_mut() {
-        facts.visits.sort_by_key(|(date, ..)| *date);
-    }
+    // Code order, for rows grouped by area below.
+    households.sort_by(|a, b| (&a.village, a.id).cmp(&(&b.village, b.id)));
 
     let dimensions: Vec<Dimension> = match options.dimension {
         Some(dimension) => vec![dimension],
@@ -408,7 +548,7 @@ pub fn build(
     };
     let over_two: HashSet<RecordId> = officials_households
         .iter()
-        .filter(|(_, households)| households.len() > crate::model::HOUSEHOLDS_PER_OFFICIAL)
+        .filter(|(_, households)| **households > crate::model::HOUSEHOLDS_PER_OFFICIAL as u64)
         .map(|(official, _)| *official)
         .collect();
     // Each area's figures from its own households and assistance, grouped
@@ -417,7 +557,7 @@ pub fn build(
                    level: &str,
                    name_th: String,
                    in_area: &[&HouseholdFacts],
-                   given_here: &[&(String, Assistance)]|
+                   given_here: &[&Given]|
      -> AreaFigures {
         let mut area = AreaFigures {
             code: code.to_owned(),
@@ -440,9 +580,9 @@ pub fn build(
                 None => area.classification.unclassified += 1,
             }
             match facts.entry {
-                Some(ProgrammeEntry::TpmapTarget) | None => area.entry.tpmap_target += 1,
-                Some(ProgrammeEntry::ExclusionError) => area.entry.exclusion_error += 1,
-                Some(ProgrammeEntry::VulnerableGroup) => area.entry.vulnerable_group += 1,
+                ProgrammeEntry::TpmapTarget => area.entry.tpmap_target += 1,
+                ProgrammeEntry::ExclusionError => area.entry.exclusion_error += 1,
+                ProgrammeEntry::VulnerableGroup => area.entry.vulnerable_group += 1,
             }
             if let Some(livelihood) = facts.livelihood {
                 *area.livelihood.entry(code_of(&livelihood)).or_default() += 1;
@@ -467,15 +607,16 @@ pub fn build(
             if latest.is_none() {
                 area.gaps.never_surveyed += 1;
             }
-            if latest.is_some_and(|(_, _, target, _)| *target) {
+            if latest.is_some_and(|visit| visit.target_poor) {
                 area.target_poor += 1;
             }
             let revisited = facts.visits.len() >= 2;
             if revisited {
                 area.income.households_revisited += 1;
-                if let (Some((_, _, _, Some(before))), Some((_, _, _, Some(after)))) =
-                    (first, latest)
-                {
+                if let (Some(before), Some(after)) = (
+                    first.and_then(|visit| visit.income),
+                    latest.and_then(|visit| visit.income),
+                ) {
                     area.income.households_with_income += 1;
                     first_total += u128::from(before.satang());
                     latest_total += u128::from(after.satang());
@@ -486,7 +627,7 @@ pub fn build(
                     .dimensions
                     .get_mut(dimension.key())
                     .expect("inserted above");
-                let deprived = latest.is_some_and(|(_, d, ..)| d.contains(dimension));
+                let deprived = latest.is_some_and(|visit| deprived_in(visit.deprived, *dimension));
                 let helped = facts.helped.get(dimension);
                 if latest.is_some() {
                     numbers.surveyed += 1;
@@ -507,7 +648,7 @@ pub fn build(
                     _ => {}
                 }
                 if revisited {
-                    let was = first.is_some_and(|(_, d, ..)| d.contains(dimension));
+                    let was = first.is_some_and(|visit| deprived_in(visit.deprived, *dimension));
                     match (was, deprived) {
                         (true, false) => numbers.left_deprivation += 1,
                         (false, true) => numbers.fell_into_deprivation += 1,
@@ -537,7 +678,7 @@ pub fn build(
         area.pairing.officials_above_two =
             officials.iter().filter(|o| over_two.contains(o)).count() as u64;
         area.sectors = totals_by(given_here, |help| code_of(&help.sector));
-        area.agencies = totals_by(given_here, |help| help.agency.trim().to_owned());
+        area.agencies = totals_by(given_here, |help| help.agency.clone());
         area
     };
 
@@ -546,8 +687,8 @@ pub fn build(
         .as_ref()
         .map(|area| area.as_str().to_owned())
         .unwrap_or_default();
-    let all: Vec<&HouseholdFacts> = households.values().collect();
-    let all_given: Vec<&(String, Assistance)> = given.iter().collect();
+    let all: Vec<&HouseholdFacts> = households.iter().collect();
+    let all_given: Vec<&Given> = given.iter().collect();
     let total = figures(
         &scope_code,
         options
@@ -572,7 +713,11 @@ pub fn build(
             }
         }
         for help in &all_given {
-            if let Some(entry) = help.0.get(..length).and_then(|code| by_area.get_mut(code)) {
+            if let Some(entry) = help
+                .village
+                .get(..length)
+                .and_then(|code| by_area.get_mut(code))
+            {
                 entry.1.push(help);
             }
         }
@@ -595,12 +740,13 @@ pub fn build(
 
 /// Assistance records totalled by `group` (a sector, an agency).
 fn totals_by(
-    given: &[&(String, Assistance)],
-    group: impl Fn(&Assistance) -> String,
+    given: &[&Given],
+    group: impl Fn(&HelpDigest) -> String,
 ) -> BTreeMap<String, AssistanceTotals> {
     let mut totals: BTreeMap<String, AssistanceTotals> = BTreeMap::new();
     let mut households: BTreeMap<String, HashSet<RecordId>> = BTreeMap::new();
-    for (_, help) in given.iter().copied() {
+    for given in given.iter().copied() {
+        let help = &given.help;
         let key = group(help);
         let entry = totals.entry(key.clone()).or_default();
         entry.records += 1;
@@ -612,7 +758,7 @@ fn totals_by(
             AssistanceStatus::InProgress => entry.in_progress += 1,
             AssistanceStatus::Done => entry.done += 1,
         }
-        households.entry(key).or_default().insert(help.household);
+        households.entry(key).or_default().insert(given.household);
     }
     for (key, helped) in households {
         if let Some(entry) = totals.get_mut(&key) {
@@ -622,46 +768,8 @@ fn totals_by(
     totals
 }
 
-/// One area's households and its assistance (with the village of each).
-type AreaRecords<'a> = (Vec<&'a HouseholdFacts>, Vec<&'a (String, Assistance)>);
-
-/// What a visit tells of its household: a finished one its deprivation and
-/// income; an unfinished one, a gap.
-fn take_visit(
-    households: &mut HashMap<RecordId, HouseholdFacts>,
-    conflicted: &mut HashSet<RecordId>,
-    catalogues: &Catalogues,
-    in_year: &impl Fn(chrono::NaiveDate) -> bool,
-    key: &RecordKey,
-    state: &RecordState,
-) {
-    let Ok(record) = decode::<Visit>(key, state) else {
-        return;
-    };
-    let visit = record.value;
-    if record.in_conflict {
-        conflicted.insert(visit.household);
-    }
-    let Some(facts) = households.get_mut(&visit.household) else {
-        return;
-    };
-    if record.archived || !in_year(visit.date) {
-        return;
-    }
-    if visit.in_progress {
-        facts.unfinished = true;
-        return;
-    }
-    let Ok(assessment) = assess_visit(catalogues, &visit, state, facts.welfare_card) else {
-        return;
-    };
-    facts.visits.push((
-        visit.date,
-        assessment.deprived,
-        assessment.target_poor,
-        visit.income_per_year,
-    ));
-}
+/// One area's households and its assistance.
+type AreaRecords<'a> = (Vec<&'a HouseholdFacts>, Vec<&'a Given>);
 
 fn stage_rank(stage: Stage) -> u8 {
     match stage {

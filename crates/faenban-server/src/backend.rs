@@ -65,8 +65,15 @@ pub trait Backend: Send + Sync + 'static {
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()>;
     /// Every device bound to an account.
     fn devices(&self) -> Result<Vec<BoundDevice>>;
-    /// Every merged record, of every kind the server keeps (for the report).
-    fn all_records(&self) -> Result<Vec<(faenban_core::RecordKey, faenban_core::RecordState)>>;
+    /// The report (`docs/report.md`) of every household the server holds,
+    /// as `options` asks.
+    fn report(
+        &self,
+        areas: &faenban_core::areas::Areas,
+        options: &faenban_core::report::ReportOptions,
+    ) -> Result<faenban_core::report::Report>;
+    /// A number that changes whenever a push may have changed a report.
+    fn report_generation(&self) -> Result<u64>;
     /// How much of a device's outbox the server holds.
     fn held_through(&self, device: DeviceId) -> Result<u64>;
     /// The held-back sequences of a device's outbox in `from..=through`.
@@ -459,13 +466,16 @@ impl Backend for SqliteBackend {
         self.reader().devices()
     }
 
-    fn all_records(&self) -> Result<Vec<(faenban_core::RecordKey, faenban_core::RecordState)>> {
-        let reader = self.reader();
-        let mut records = Vec::new();
-        for kind in faenban_core::RecordKind::KNOWN {
-            records.extend(reader.records(&kind)?);
-        }
-        Ok(records)
+    fn report(
+        &self,
+        areas: &faenban_core::areas::Areas,
+        options: &faenban_core::report::ReportOptions,
+    ) -> Result<faenban_core::report::Report> {
+        self.reader().report(areas, options)
+    }
+
+    fn report_generation(&self) -> Result<u64> {
+        self.reader().feed_head()
     }
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {

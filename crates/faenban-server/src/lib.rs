@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod memory;
+mod office;
 pub mod token;
 
 use std::future::Future;
@@ -51,6 +52,8 @@ pub struct AppState {
     /// Bounds the request bodies read at once (each up to
     /// [`MAX_BODY_BYTES`]), so that a flood of pushes holds bounded memory.
     bodies: Arc<tokio::sync::Semaphore>,
+    /// Reports already computed, for as long as no push changes them.
+    reports: Arc<office::ReportCache>,
 }
 
 /// How many request bodies may be read at once.
@@ -74,8 +77,8 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .route("/v1/push", post(push))
         .route("/v1/relay", post(relay))
         .route("/v1/changes", get(pull))
-        .route("/v1/report", get(report))
-        .route("/v1/report.xlsx", get(report_workbook))
+        .route("/v1/report", get(office::report))
+        .route("/v1/report.xlsx", get(office::report_workbook))
         .fallback(not_found)
         .layer(middleware::from_fn(log_request))
         // Pages of changes compress about sixfold at the fastest level; the
@@ -86,6 +89,7 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
             backend,
             store_calls: Arc::new(tokio::sync::Semaphore::new(STORE_CALLS)),
             bodies: Arc::new(tokio::sync::Semaphore::new(BODIES)),
+            reports: Arc::default(),
         })
 }
 
@@ -198,7 +202,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
@@ -306,7 +310,7 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 /// Runs blocking store work off the async runtime, a few at a time.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -339,7 +343,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The account of the request's bearer token.
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Account, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Account, ApiError> {
     Ok(authenticate_with_digest(state, headers).await?.0)
 }
 
@@ -835,180 +842,6 @@ fn pull_for_reply(
         });
     }
     Ok(pulled)
-}
-
-/// `GET /v1/report` parameters.
-#[derive(Debug, Deserialize)]
-struct ReportQuery {
-    #[serde(default)]
-    area: Option<String>,
-    #[serde(default)]
-    level: Option<String>,
-    #[serde(default)]
-    dimension: Option<String>,
-    #[serde(default)]
-    fiscal_year: Option<i32>,
-}
-
-/// `GET /v1/report`: the report (`docs/report.md`) of the account's scope,
-/// as the CLI computes it from a pulled file. A province account sees
-/// everything; a team its areas; a working group its dimension in its
-/// areas; a volunteer's account is refused (it reports from its laptop).
-async fn report(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let json = report_of(&state, &headers, query, |report| {
-        serde_json::to_vec(report).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the report could not be written out",
-            )
-        })
-    })
-    .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        Body::from(json),
-    )
-        .into_response())
-}
-
-/// `GET /v1/report.xlsx`: the same report as an Excel workbook, a sheet per
-/// section (the workbook `faenban report --format xlsx` writes).
-async fn report_workbook(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Response, ApiError> {
-    let bytes = report_of(&state, &headers, query, |report| {
-        faenban_workbook::workbook(report).map_err(|error| {
-            tracing::error!(%error, "a report workbook could not be written");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the workbook could not be written",
-            )
-        })
-    })
-    .await?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            ),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"faenban-report.xlsx\"",
-            ),
-        ],
-        Body::from(bytes),
-    )
-        .into_response())
-}
-
-/// The report of the account's scope for the query, rendered by `render`
-/// off the async threads.
-async fn report_of(
-    state: &AppState,
-    headers: &HeaderMap,
-    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
-    render: impl FnOnce(&faenban_core::report::Report) -> Result<Vec<u8>, ApiError> + Send + 'static,
-) -> Result<Vec<u8>, ApiError> {
-    let account = authenticate(state, headers).await?;
-    let Query(query) = query.map_err(|rejection| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", rejection.to_string())
-    })?;
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", message);
-    let scope = account.scope.clone();
-    if scope.role == faenban_core::sync::Role::Volunteer {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "no_report",
-            "a volunteer's account has no report from the server; run `faenban report` on the laptop",
-        ));
-    }
-    let area = query
-        .area
-        .as_deref()
-        .map(faenban_core::codes::AreaCode::parse)
-        .transpose()
-        .map_err(|invalid| bad(format!("area: {invalid}")))?;
-    // The area asked must lie in the account's; an account of one area
-    // reports on it by default, one of several must say which.
-    let area = match (area, scope.is_everything(), scope.areas.as_slice()) {
-        (area, true, _) => area,
-        (None, false, [only]) => Some(
-            faenban_core::codes::AreaCode::parse(only)
-                .map_err(|invalid| bad(invalid.to_string()))?,
-        ),
-        (None, false, _) => {
-            return Err(bad(format!(
-                "this account covers several areas ({}); ask for one with ?area=",
-                scope.areas.join(", ")
-            )))
-        }
-        (Some(area), false, areas) => {
-            if !areas
-                .iter()
-                .any(|own| area.as_str().starts_with(own.as_str()))
-            {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "out_of_scope",
-                    format!("area {} is outside this account's areas", area.as_str()),
-                ));
-            }
-            Some(area)
-        }
-    };
-    let level = match query.level.as_deref() {
-        None => None,
-        Some(key) => Some(
-            faenban_core::report::level_from_key(key)
-                .ok_or_else(|| bad(format!("unknown level `{key}`")))?,
-        ),
-    };
-    let dimension = match (query.dimension.as_deref(), scope.dimension) {
-        (_, Some(own)) => Some(own),
-        (None, None) => None,
-        (Some(key), None) => Some(
-            faenban_core::Dimension::from_key(key)
-                .ok_or_else(|| bad(format!("unknown dimension `{key}`")))?,
-        ),
-    };
-    if query.fiscal_year.is_some_and(|year| year < 2400) {
-        return Err(bad(
-            "the fiscal year is in the Buddhist Era (e.g. 2569)".into()
-        ));
-    }
-    let options = faenban_core::report::ReportOptions {
-        area,
-        level,
-        dimension,
-        fiscal_year: query.fiscal_year,
-    };
-    let backend = state.backend.clone();
-    blocking(state, move || {
-        let records = backend.all_records()?;
-        let report =
-            faenban_core::report::build(records, report_catalogues(), report_areas(), &options);
-        render(&report)
-    })
-    .await
-}
-
-fn report_catalogues() -> &'static faenban_core::Catalogues {
-    static CATALOGUES: std::sync::OnceLock<faenban_core::Catalogues> = std::sync::OnceLock::new();
-    CATALOGUES.get_or_init(faenban_core::Catalogues::builtin)
-}
-
-fn report_areas() -> &'static faenban_core::areas::Areas {
-    static AREAS: std::sync::OnceLock<faenban_core::areas::Areas> = std::sync::OnceLock::new();
-    AREAS.get_or_init(faenban_core::areas::Areas::builtin)
 }
 
 /// `GET /v1/changes` parameters.

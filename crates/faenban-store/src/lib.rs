@@ -9,6 +9,7 @@
 
 pub mod bundle;
 mod error;
+mod report;
 mod schema;
 pub mod server;
 pub mod sync;
@@ -134,6 +135,7 @@ impl Store {
         schema::migrate(&mut store.connection, version)?;
         if !store.connection.is_readonly(rusqlite::MAIN_DB)? {
             store.ensure_device_key()?;
+            report::make_if_stale(&mut store.connection)?;
         }
         Ok(store)
     }
@@ -326,6 +328,7 @@ impl Store {
             search_index: self.search_index,
             refuse_reused_stamps: false,
             recorded_here: Vec::new(),
+            digests_due: report::DigestsDue::default(),
         })
     }
 
@@ -570,6 +573,8 @@ pub struct Session<'a> {
     /// Records this command changed on this laptop, checked at the end
     /// against the account's scope (when the laptop knows it).
     recorded_here: Vec<RecordKey>,
+    /// Households whose report digest this command must make again.
+    digests_due: report::DigestsDue,
 }
 
 /// Where the account's scope, as the server gave it at the last hello, is
@@ -594,6 +599,8 @@ pub struct NotForThisAccount {
 #[derive(Debug)]
 struct Touched {
     state: RecordState,
+    /// The household it named when this command loaded it.
+    household_before: Option<faenban_core::RecordId>,
     /// A searchable field changed: its search terms must be rewritten.
     search: bool,
 }
@@ -641,7 +648,15 @@ impl Session<'_> {
             self.flush()?;
         }
         let search = false;
-        self.touched.insert(key.clone(), Touched { state, search });
+        let household_before = faenban_core::report::household_of(&state);
+        self.touched.insert(
+            key.clone(),
+            Touched {
+                state,
+                household_before,
+                search,
+            },
+        );
         Ok(())
     }
 
@@ -698,6 +713,7 @@ impl Session<'_> {
 
     fn commit(mut self) -> Result<()> {
         self.flush()?;
+        report::refresh(&self.tx, self.digests_due.take())?;
         // A write that changed nothing (a re-sent push) writes nothing, and
         // its commit costs no disk write.
         if self.clock != self.clock_before {
@@ -714,6 +730,9 @@ impl Session<'_> {
     fn flush(&mut self) -> Result<()> {
         for (key, touched) in self.touched.drain() {
             save_state(&self.tx, &key, &touched.state)?;
+            self.digests_due.note(&key, touched.household_before);
+            self.digests_due
+                .note(&key, faenban_core::report::household_of(&touched.state));
             if touched.search {
                 save_search_terms(&self.tx, &key, &touched.state)?;
             }

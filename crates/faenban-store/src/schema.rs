@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/0004_device_keys.sql"),
     include_str!("../../../schema/migrations/0005_sealed_bundles.sql"),
     include_str!("../../../schema/migrations/0006_held_back.sql"),
+    include_str!("../../../schema/migrations/0007_report_digests.sql"),
 ];
 
 /// The schema version this build writes.

@@ -454,6 +454,17 @@ impl Store {
         })
     }
 
+    /// The number of the feed's last entry (0 when empty): every push that
+    /// changes a record adds to the feed, so a report computed at one head
+    /// holds until the head moves.
+    pub fn feed_head(&self) -> Result<u64> {
+        let last: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT MAX(seq) FROM feed")?
+            .query_row([], |row| row.get(0))?;
+        Ok(last.unwrap_or(0) as u64)
+    }
+
     /// One page of the changes in `scope` after `since`, at most `limit`,
     /// read from one snapshot of the database.
     ///

@@ -8,12 +8,9 @@ use std::path::Path;
 use anyhow::Result;
 use faenban_core::codes::AreaCode;
 use faenban_core::report::{self, AreaFigures, Report, ReportOptions};
-use faenban_core::{Dimension, RecordKind};
+use faenban_core::Dimension;
 
-use super::{
-    area_code, bad_input, builtin_areas, builtin_catalogues, pad, write_atomically, write_stdout,
-    Context,
-};
+use super::{area_code, bad_input, builtin_areas, pad, write_atomically, write_stdout, Context};
 use crate::cli::ReportFormat;
 use crate::lang::Lang;
 
@@ -32,23 +29,9 @@ pub struct ReportArgs<'a> {
 pub fn report(context: &mut Context, args: ReportArgs<'_>) -> Result<()> {
     let lang = context.lang;
     let options = options(lang, &args)?;
-    // One kind at a time: the report keeps what it needs of each record,
-    // not the records.
-    let mut failed = None;
-    let records =
-        RecordKind::KNOWN
-            .into_iter()
-            .flat_map(|kind| match context.store.records(&kind) {
-                Ok(records) => records,
-                Err(error) => {
-                    failed.get_or_insert(error);
-                    Vec::new()
-                }
-            });
-    let report = report::build(records, builtin_catalogues(), builtin_areas(), &options);
-    if let Some(error) = failed {
-        return Err(error.into());
-    }
+    // From the households' digests, which the store keeps current with
+    // every write: one small row per household, not every record.
+    let report = context.store.report(builtin_areas(), &options)?;
     let bytes = match (args.format, context.json) {
         (ReportFormat::Xlsx, _) => faenban_workbook::workbook(&report)?,
         (ReportFormat::Json, _) | (_, true) => {
