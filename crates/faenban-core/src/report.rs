@@ -410,7 +410,7 @@ pub fn digest_household<'a>(
     digest.unfinished.sort_unstable();
     digest
         .assistance
-        .sort_by(|a, b| (a.date, a.dimension).cmp(&(b.date, b.dimension)));
+        .sort_by_key(|help| (help.date, help.dimension));
     digest.officials.sort_unstable();
     digest.officials.dedup();
     Some(digest)

@@ -65,7 +65,11 @@ fn assert_same_report(store: &Store) {
 #[derive(Clone, Debug)]
 enum Edit {
     /// A member, visit, assistance record or pairing moved to another household.
-    Move { kind: usize, record: usize, to: usize },
+    Move {
+        kind: usize,
+        record: usize,
+        to: usize,
+    },
     /// A record of any kind archived.
     Archive { kind: usize, record: usize },
     /// A record restored.
@@ -76,8 +80,11 @@ enum Edit {
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
-        (0..4usize, any::<usize>(), any::<usize>())
-            .prop_map(|(kind, record, to)| Edit::Move { kind, record, to }),
+        (0..4usize, any::<usize>(), any::<usize>()).prop_map(|(kind, record, to)| Edit::Move {
+            kind,
+            record,
+            to
+        }),
         (0..5usize, any::<usize>()).prop_map(|(kind, record)| Edit::Archive { kind, record }),
         (0..5usize, any::<usize>()).prop_map(|(kind, record)| Edit::Restore { kind, record }),
         (any::<usize>(), any::<bool>())
@@ -129,7 +136,9 @@ fn apply(store: &mut Store, edit: &Edit) {
                 "can_develop"
             };
             store
-                .write(NOW, |session| session.set(&key, "classification", json!(value)))
+                .write(NOW, |session| {
+                    session.set(&key, "classification", json!(value))
+                })
                 .unwrap();
         }
     }
