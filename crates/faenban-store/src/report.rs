@@ -124,27 +124,17 @@ impl Store {
             .prepare_cached("SELECT digest FROM report_digests")?;
         let mut rows = statement.query([])?;
         let mut failure: Option<Error> = None;
-        let digests = std::iter::from_fn(|| loop {
-            let row = match rows.next() {
-                Ok(Some(row)) => row,
+        let digests = std::iter::from_fn(|| {
+            let parsed = match rows.next() {
+                Ok(Some(row)) => row
+                    .get_ref(0)
+                    .and_then(|text| Ok(text.as_str()?))
+                    .map_err(Error::from)
+                    .and_then(|text| Ok(serde_json::from_str::<HouseholdDigest>(text)?)),
                 Ok(None) => return None,
-                Err(error) => {
-                    failure = Some(error.into());
-                    return None;
-                }
+                Err(error) => Err(error.into()),
             };
-            let parsed = row
-                .get_ref(0)
-                .map_err(Error::from)
-                .and_then(|text| Ok(text.as_str().map_err(rusqlite::Error::from)?))
-                .and_then(|text| Ok(serde_json::from_str::<HouseholdDigest>(text)?));
-            match parsed {
-                Ok(digest) => return Some(digest),
-                Err(error) => {
-                    failure = Some(error);
-                    return None;
-                }
-            }
+            parsed.map_err(|error| failure = Some(error)).ok()
         });
         let report = report::build_from_digests(digests, areas, options);
         match failure {
