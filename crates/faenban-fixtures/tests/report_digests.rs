@@ -183,3 +183,44 @@ fn an_upgraded_file_makes_every_digest_when_opened() {
     assert_eq!(store.report_digests().unwrap().len(), 60);
     assert_same_report(&store);
 }
+
+#[test]
+fn a_rolled_back_item_of_a_group_leaves_no_trace_in_the_digests() {
+    let mut store = Store::open_in_memory().unwrap();
+    populate(&mut store, &Spec::khon_kaen(11, 10)).unwrap();
+    let (household, state) = store.records(&RecordKind::Household).unwrap().remove(0);
+    let before = state.shown("classification").cloned();
+    let other = if before == Some(json!("needs_welfare")) {
+        "can_develop"
+    } else {
+        "needs_welfare"
+    };
+    let member = store
+        .records(&RecordKind::Member)
+        .unwrap()
+        .into_iter()
+        .find(|(_, state)| state.shown("household") == Some(&json!(household.id.0.to_string())))
+        .expect("a member of the household")
+        .0;
+    // The first item changes the household, writes what it holds (enough
+    // other records for that, as a long push does), and fails; the second
+    // changes one of its members, so that its digest is made again.
+    let results = store
+        .write_group(NOW, vec![true, false], |session, fails| {
+            if fails {
+                session.set(&household, "classification", json!(other))?;
+                for n in 0..5_000u128 {
+                    let key = RecordKey::new(RecordKind::Official, uuid::Uuid::from_u128(n + 1));
+                    session.set(&key, "name", json!(format!("official {n}")))?;
+                }
+                return Err(faenban_store::Error::Corrupt("refused".into()));
+            }
+            session.set(&member, "occupation", json!("ทำนา"))?;
+            Ok(())
+        })
+        .unwrap();
+    assert!(results[0].is_err() && results[1].is_ok());
+    let after = store.record(&household).unwrap().unwrap();
+    assert_eq!(after.shown("classification"), before.as_ref());
+    assert_same_report(&store);
+}

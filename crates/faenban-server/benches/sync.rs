@@ -204,6 +204,7 @@ fn main() -> anyhow::Result<()> {
     }
     // 4. What setting refused records aside costs.
     let held = held_back_cost(scratch.path(), &mut keys)?;
+    let digests = report_digest_cost(scratch.path(), &mut keys)?;
 
     // 5. Many devices at once, against the real binary.
     let load = load_test(scratch.path())?;
@@ -234,6 +235,14 @@ fn main() -> anyhow::Result<()> {
         "| re-push of every batch already held | {:.2} s, **{:.0} changes/s** |",
         repush.as_secs_f64(),
         per_s(total_changes, repush)
+    );
+    println!(
+        "| merge of {} fully recorded households ({} changes: members, a visit, assistance, pairings), the report's digests kept / not kept | {:.2} s / {:.2} s: keeping them costs **{:.2}×** |",
+        digests.households,
+        digests.changes,
+        digests.kept.as_secs_f64(),
+        digests.not_kept.as_secs_f64(),
+        digests.kept.as_secs_f64() / digests.not_kept.as_secs_f64()
     );
     println!(
         "| server database after the merge | {:.0} MB |",
@@ -631,6 +640,58 @@ struct HeldBackCost {
     changes: usize,
     all_in: Duration,
     half_out: Duration,
+}
+
+/// What keeping the report's household digests current costs a merge.
+struct DigestCost {
+    households: usize,
+    changes: usize,
+    kept: Duration,
+    not_kept: Duration,
+}
+
+/// The same fully recorded households pushed into two servers, one that
+/// keeps the report's digests and one that does not.
+fn report_digest_cost(scratch: &Path, keys: &mut Keys) -> anyhow::Result<DigestCost> {
+    const HOUSEHOLDS: usize = 2_000;
+    let mut laptop = Store::open_in_memory()?;
+    populate(&mut laptop, &Spec::khon_kaen(2569, HOUSEHOLDS))?;
+    let device = keys.remember(laptop.device_key()?.expect("populate makes a device"));
+    let outbox = laptop.outbox()?;
+    let runs: Vec<PushInput> = outbox
+        .chunks(BATCH)
+        .map(|chunk| {
+            let changes: Vec<Change> = chunk.iter().map(|(_, change)| change.clone()).collect();
+            keys.signed(device, chunk[0].0, changes)
+        })
+        .collect();
+    let mut times = Vec::new();
+    for keep in [true, false] {
+        let backend = SqliteBackend::open(&scratch.join(format!("digests-{keep}")))?;
+        backend.keep_report_digests(keep);
+        let token = account(&backend, "province", Role::Province, &[])?;
+        let province = backend
+            .account_by_token(&token::hash(&token))?
+            .expect("account just made");
+        backend.hello(
+            &province,
+            device,
+            "bench",
+            &keys.key(device).public(),
+            1_800_000_000_000,
+        )?;
+        let started = Instant::now();
+        for run in runs.clone() {
+            backend.push(&province, run, 1_800_000_000_000)?;
+        }
+        times.push(started.elapsed());
+    }
+    Ok(DigestCost {
+        households: HOUSEHOLDS,
+        changes: outbox.len(),
+        kept: times[0],
+        not_kept: times[1],
+    })
 }
 
 fn held_back_cost(scratch: &Path, keys: &mut Keys) -> anyhow::Result<HeldBackCost> {

@@ -363,6 +363,12 @@ impl SqliteBackend {
         &self.path
     }
 
+    /// Whether pushes keep the report's household digests current (the
+    /// default; see [`Store::keep_report_digests`]).
+    pub fn keep_report_digests(&self, keep: bool) {
+        self.writer().keep_report_digests(keep);
+    }
+
     fn writer(&self) -> std::sync::MutexGuard<'_, Store> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         // A panic while holding the lock left no transaction open (rusqlite

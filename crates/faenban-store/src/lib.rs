@@ -70,6 +70,8 @@ pub struct Store {
     connection: Connection,
     /// Whether records get search terms (a laptop searches; the server does not).
     search_index: bool,
+    /// Keep the report's household digests current with every write.
+    report_digests: bool,
 }
 
 impl Store {
@@ -131,6 +133,7 @@ impl Store {
         let mut store = Store {
             connection,
             search_index: true,
+            report_digests: true,
         };
         schema::migrate(&mut store.connection, version)?;
         if !store.connection.is_readonly(rusqlite::MAIN_DB)? {
@@ -145,6 +148,14 @@ impl Store {
     pub fn without_search_index(mut self) -> Store {
         self.search_index = false;
         self
+    }
+
+    /// Whether writes keep the report's household digests current (the
+    /// default). Without, a write that touches a household marks them all
+    /// to be made again at the next open: for measuring what keeping them
+    /// costs, never a report that is wrong.
+    pub fn keep_report_digests(&mut self, keep: bool) {
+        self.report_digests = keep;
     }
 
     /// Sets a connection pragma (the server tunes its cache and checkpoints).
@@ -296,8 +307,7 @@ impl Store {
                 Err(error) => {
                     // Nothing of this item stays: not its rows, not the
                     // states it had in memory, not its clock readings.
-                    session.touched.clear();
-                    session.clock = item_clock;
+                    session.forget_since(item_clock);
                     session.tx.execute_batch("ROLLBACK TO item; RELEASE item")?;
                     results.push(Err(error));
                 }
@@ -329,6 +339,7 @@ impl Store {
             refuse_reused_stamps: false,
             recorded_here: Vec::new(),
             digests_due: report::DigestsDue::default(),
+            report_digests: self.report_digests,
         })
     }
 
@@ -575,6 +586,8 @@ pub struct Session<'a> {
     recorded_here: Vec<RecordKey>,
     /// Households whose report digest this command must make again.
     digests_due: report::DigestsDue,
+    /// Whether to make them ([`Store::keep_report_digests`]).
+    report_digests: bool,
 }
 
 /// Where the account's scope, as the server gave it at the last hello, is
@@ -713,7 +726,12 @@ impl Session<'_> {
 
     fn commit(mut self) -> Result<()> {
         self.flush()?;
-        report::refresh(&self.tx, self.digests_due.take())?;
+        let due = self.digests_due.take();
+        if self.report_digests {
+            report::refresh(&self.tx, due, self.digests_due.states())?;
+        } else if !due.is_empty() {
+            report::mark_stale(&self.tx)?;
+        }
         // A write that changed nothing (a re-sent push) writes nothing, and
         // its commit costs no disk write.
         if self.clock != self.clock_before {
@@ -726,6 +744,15 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// Forgets what this command held in memory (states, kept states for
+    /// the digests, clock readings since `clock`) when a savepoint it took
+    /// is rolled back.
+    pub(crate) fn forget_since(&mut self, clock: Clock) {
+        self.touched.clear();
+        self.digests_due.forget_states();
+        self.clock = clock;
+    }
+
     /// Writes every touched record's state (and search terms).
     fn flush(&mut self) -> Result<()> {
         for (key, touched) in self.touched.drain() {
@@ -735,6 +762,9 @@ impl Session<'_> {
                 .note(&key, faenban_core::report::household_of(&touched.state));
             if touched.search {
                 save_search_terms(&self.tx, &key, &touched.state)?;
+            }
+            if self.report_digests {
+                self.digests_due.keep_state(key, touched.state);
             }
         }
         Ok(())

@@ -1,15 +1,16 @@
 //! The report's household digests: rewritten with every change to a
 //! household's records, read by [`Store::report`].
 
-use std::collections::HashSet;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use faenban_core::areas::Areas;
 use faenban_core::report::{self, HouseholdDigest, Report, ReportOptions};
-use faenban_core::{Catalogues, RecordId, RecordKey, RecordKind};
+use faenban_core::{Catalogues, RecordId, RecordKey, RecordKind, RecordState};
 use rusqlite::{params, Connection};
 
 use crate::error::{Error, Result};
-use crate::{load_state, query_records_on, read_meta, write_meta, Store};
+use crate::{load_state, read_meta, write_meta, Store};
 
 /// The `meta` key that says whether every household's digest is there
 /// (`current`) or must be made from the records (`stale`, after the
@@ -24,23 +25,37 @@ fn catalogues() -> &'static Catalogues {
 
 /// Rewrites the digests of `households` from their records as they stand
 /// in this transaction (removing those archived or gone).
+/// `written` holds states this transaction wrote, so that they need not be
+/// read back and decoded again.
 pub(crate) fn refresh(
     connection: &Connection,
     households: impl IntoIterator<Item = RecordId>,
+    written: &HashMap<RecordKey, RecordState>,
 ) -> Result<()> {
     for household in households {
         let key = RecordKey::new(RecordKind::Household, household.0);
         let id = household.0.to_string();
-        let digest = match load_state(connection, &key)? {
-            Some(state) => {
-                let related = query_records_on(
-                    connection,
-                    "SELECT kind, id, state FROM records WHERE household = ?1",
-                    [&id],
-                )?;
+        let state = |key: &RecordKey| -> Result<Option<Cow<'_, RecordState>>> {
+            Ok(match written.get(key) {
+                Some(state) => Some(Cow::Borrowed(state)),
+                None => load_state(connection, key)?.map(Cow::Owned),
+            })
+        };
+        let digest = match state(&key)? {
+            Some(own) => {
+                let mut related = Vec::new();
+                for (kind, record) in related_keys(connection, &id)? {
+                    let Ok(record) = uuid::Uuid::parse_str(&record) else {
+                        continue;
+                    };
+                    let related_key = RecordKey::new(RecordKind::from_name(&kind), record);
+                    if let Some(related_state) = state(&related_key)? {
+                        related.push((related_key, related_state));
+                    }
+                }
                 report::digest_household(
-                    (&key, &state),
-                    related.iter().map(|(key, state)| (key, state)),
+                    (&key, &own),
+                    related.iter().map(|(key, state)| (key, &**state)),
                     catalogues(),
                 )
             }
@@ -66,6 +81,19 @@ pub(crate) fn refresh(
     Ok(())
 }
 
+/// The kind and id of every record that names `household`.
+fn related_keys(connection: &Connection, household: &str) -> Result<Vec<(String, String)>> {
+    let mut statement =
+        connection.prepare_cached("SELECT kind, id FROM records WHERE household = ?1")?;
+    let rows = statement.query_map([household], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks every digest to be made again at the next open.
+pub(crate) fn mark_stale(connection: &Connection) -> Result<()> {
+    write_meta(connection, DIGESTS, "stale")
+}
+
 /// Makes every household's digest if a new schema left them to make.
 pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
     if read_meta(connection, DIGESTS)?.as_deref() != Some("stale") {
@@ -81,28 +109,53 @@ pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
     let households = households
         .iter()
         .filter_map(|id| uuid::Uuid::parse_str(id).ok().map(RecordId));
-    refresh(&tx, households)?;
+    refresh(&tx, households, &HashMap::new())?;
     write_meta(&tx, DIGESTS, "current")?;
     tx.commit()?;
     Ok(())
 }
 
-/// The households a write touched, to refresh at its commit.
+/// The households a write touched, to refresh at its commit, and the
+/// states it wrote (up to [`KEPT_STATES`]).
 #[derive(Debug, Default)]
-pub(crate) struct DigestsDue(HashSet<RecordId>);
+pub(crate) struct DigestsDue {
+    households: HashSet<RecordId>,
+    states: HashMap<RecordKey, RecordState>,
+}
+
+/// How many written states a write keeps for its digests; past this the
+/// rest are read back from the file.
+const KEPT_STATES: usize = 16_384;
 
 impl DigestsDue {
     /// A record was written: its household's digest (and, for a record
     /// that moved, its former household's) must be made again.
     pub(crate) fn note(&mut self, key: &RecordKey, household: Option<RecordId>) {
         if key.kind == RecordKind::Household {
-            self.0.insert(key.id);
+            self.households.insert(key.id);
         }
-        self.0.extend(household);
+        self.households.extend(household);
     }
 
+    /// A state just written, for the digests made at the commit.
+    pub(crate) fn keep_state(&mut self, key: RecordKey, state: RecordState) {
+        if self.states.len() < KEPT_STATES || self.states.contains_key(&key) {
+            self.states.insert(key, state);
+        }
+    }
+
+    /// Drops the kept states (a savepoint rolled back what they say).
+    pub(crate) fn forget_states(&mut self) {
+        self.states.clear();
+    }
+
+    pub(crate) fn states(&self) -> &HashMap<RecordKey, RecordState> {
+        &self.states
+    }
+
+    /// The households due, leaving the kept states until the commit ends.
     pub(crate) fn take(&mut self) -> HashSet<RecordId> {
-        std::mem::take(&mut self.0)
+        std::mem::take(&mut self.households)
     }
 }
 

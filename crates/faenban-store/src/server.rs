@@ -651,8 +651,7 @@ fn push_in(
             Err(Error::RefusedRecords(refusals)) => {
                 // Nothing of this round stays: not its rows, not the states
                 // it had in memory, not its clock readings.
-                session.touched.clear();
-                session.clock = clock;
+                session.forget_since(clock);
                 session
                     .tx
                     .execute_batch("ROLLBACK TO records; RELEASE records")?;

@@ -5,7 +5,8 @@
 //! them), with any stamps, values, sequences and relay claims. Whatever it
 //! sends, the victim's acknowledged changes stay as they were, the victim's
 //! next change still lands as new, nothing of the victim's village changes
-//! or reaches the attacker, and every record stays readable.
+//! or reaches the attacker, every record stays readable, and the report
+//! kept from the pushes says what the records say.
 
 use faenban_core::sync::{Role, Scope};
 use faenban_core::{Change, DeviceId, Hlc, RecordKey, RecordKind, Replica, Stamp};
@@ -400,6 +401,24 @@ fn check(world: &World) -> Result<(), TestCaseError> {
             state.shown("household"),
             Some(&json!(world.victims_records[0].id.to_string()))
         );
+    }
+    // The office's report, from the digests the pushes kept, says what
+    // the records say: refused and held-back rounds leave no trace in it.
+    let areas = faenban_core::areas::Areas::builtin();
+    let catalogues = faenban_core::Catalogues::builtin();
+    for level in [None, Some(faenban_core::codes::AreaLevel::Village)] {
+        let options = faenban_core::report::ReportOptions {
+            level,
+            ..Default::default()
+        };
+        let kept = world.server.report(&areas, &options).unwrap();
+        let expected = faenban_core::report::build(
+            world.server.all_records().unwrap(),
+            &catalogues,
+            &areas,
+            &options,
+        );
+        prop_assert_eq!(kept, expected);
     }
     // The attacker's pull holds nothing of the victim's village.
     let page = world
