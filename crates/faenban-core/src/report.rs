@@ -238,6 +238,9 @@ pub struct HouseholdDigest {
     pub id: RecordId,
     /// Its 8-digit village code.
     pub village: String,
+    /// Its house code (รหัสบ้าน).
+    #[serde(default)]
+    pub house_code: String,
     /// Its classification, if made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<Classification>,
@@ -326,6 +329,7 @@ pub fn digest_household<'a>(
     let mut digest = HouseholdDigest {
         id: key.id,
         village: value.village.as_str().to_owned(),
+        house_code: value.house_code.to_string(),
         classification: value.classification,
         entry: value.entry,
         livelihood: value.livelihood,
@@ -414,6 +418,93 @@ pub fn digest_household<'a>(
     digest.officials.sort_unstable();
     digest.officials.dedup();
     Some(digest)
+}
+
+/// One household as the office's list of a village shows it: no name, no
+/// national ID.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdRow {
+    /// The household.
+    pub id: RecordId,
+    /// Its house code.
+    pub house_code: String,
+    /// Its classification, if made.
+    pub classification: Option<Classification>,
+    /// The dimensions it is deprived in at its latest finished visit (in
+    /// the fiscal year asked); `None` if never surveyed.
+    pub deprived: Option<Vec<Dimension>>,
+    /// Per dimension helped in: the furthest status and stage reached.
+    pub help: Vec<(Dimension, AssistanceStatus, Stage)>,
+    /// The officials paired with it.
+    pub officials: Vec<RecordId>,
+    /// A record of it awaits review.
+    pub conflict: bool,
+}
+
+/// The households of one area (any level) as the office lists them, by
+/// house code, with the fiscal year and dimension asked applied as the
+/// report applies them.
+pub fn household_rows(
+    digests: impl IntoIterator<Item = HouseholdDigest>,
+    area: &AreaCode,
+    options: &ReportOptions,
+) -> Vec<HouseholdRow> {
+    let in_year = |date: chrono::NaiveDate| {
+        options
+            .fiscal_year
+            .is_none_or(|year| fiscal_year_be(date) == year)
+    };
+    let shown = |dimension: Dimension| options.dimension.is_none_or(|only| only == dimension);
+    let mut rows: Vec<HouseholdRow> = digests
+        .into_iter()
+        .filter(|digest| digest.village.starts_with(area.as_str()))
+        .map(|digest| {
+            let latest = digest.visits.iter().rev().find(|visit| in_year(visit.date));
+            let deprived = latest.map(|visit| {
+                Dimension::ALL
+                    .into_iter()
+                    .filter(|d| shown(*d) && deprived_in(visit.deprived, *d))
+                    .collect()
+            });
+            let mut help: Vec<(Dimension, AssistanceStatus, Stage)> = Vec::new();
+            for given in digest.assistance.iter().filter(|help| in_year(help.date)) {
+                if !shown(given.dimension) {
+                    continue;
+                }
+                match help.iter_mut().find(|(d, ..)| *d == given.dimension) {
+                    Some((_, status, stage)) => {
+                        if status_rank(given.status) > status_rank(*status) {
+                            *status = given.status;
+                        }
+                        if stage_rank(given.stage) > stage_rank(*stage) {
+                            *stage = given.stage;
+                        }
+                    }
+                    None => help.push((given.dimension, given.status, given.stage)),
+                }
+            }
+            help.sort_by_key(|(dimension, ..)| *dimension);
+            HouseholdRow {
+                id: digest.id,
+                house_code: digest.house_code,
+                classification: digest.classification,
+                deprived,
+                help,
+                officials: digest.officials,
+                conflict: digest.conflict,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.house_code, a.id).cmp(&(&b.house_code, b.id)));
+    rows
+}
+
+fn status_rank(status: AssistanceStatus) -> u8 {
+    match status {
+        AssistanceStatus::Planned => 0,
+        AssistanceStatus::InProgress => 1,
+        AssistanceStatus::Done => 2,
+    }
 }
 
 /// The household a record belongs to, as its `household` field names it.

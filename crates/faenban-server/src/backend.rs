@@ -74,6 +74,13 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<faenban_core::report::Report>;
     /// A number that changes whenever a push may have changed a report.
     fn report_generation(&self) -> Result<u64>;
+    /// The households of an area as the office lists them, with the names
+    /// of their officials.
+    fn household_rows(
+        &self,
+        area: &faenban_core::codes::AreaCode,
+        options: &faenban_core::report::ReportOptions,
+    ) -> Result<Vec<(faenban_core::report::HouseholdRow, Vec<String>)>>;
     /// How much of a device's outbox the server holds.
     fn held_through(&self, device: DeviceId) -> Result<u64>;
     /// The held-back sequences of a device's outbox in `from..=through`.
@@ -482,6 +489,14 @@ impl Backend for SqliteBackend {
 
     fn report_generation(&self) -> Result<u64> {
         self.reader().feed_head()
+    }
+
+    fn household_rows(
+        &self,
+        area: &faenban_core::codes::AreaCode,
+        options: &faenban_core::report::ReportOptions,
+    ) -> Result<Vec<(faenban_core::report::HouseholdRow, Vec<String>)>> {
+        self.reader().household_rows(area, options)
     }
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod memory;
 mod office;
 pub mod token;
+mod war_room;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct AppState {
     bodies: Arc<tokio::sync::Semaphore>,
     /// Reports already computed, for as long as no push changes them.
     reports: Arc<office::ReportCache>,
+    /// Browsers signed in to the War Room.
+    sessions: Arc<war_room::Sessions>,
 }
 
 /// How many request bodies may be read at once.
@@ -79,6 +82,10 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .route("/v1/changes", get(pull))
         .route("/v1/report", get(office::report))
         .route("/v1/report.xlsx", get(office::report_workbook))
+        .route("/war-room", get(war_room::page))
+        .route("/war-room/style.css", get(war_room::style))
+        .route("/war-room/sign-in", post(war_room::sign_in))
+        .route("/war-room/sign-out", post(war_room::sign_out))
         .fallback(not_found)
         .layer(middleware::from_fn(log_request))
         // Pages of changes compress about sixfold at the fastest level; the
@@ -90,6 +97,7 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
             store_calls: Arc::new(tokio::sync::Semaphore::new(STORE_CALLS)),
             bodies: Arc::new(tokio::sync::Semaphore::new(BODIES)),
             reports: Arc::default(),
+            sessions: Arc::default(),
         })
 }
 
@@ -372,13 +380,31 @@ async fn authenticate_with_digest(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .unwrap_or_default();
-    if !token::looks_valid(token) {
+    account_of_token(state, token).await
+}
+
+/// The account of a token (from a bearer header or the War Room's sign-in
+/// form), and the token's SHA-256.
+pub(crate) async fn account_of_token(
+    state: &AppState,
+    token: &str,
+) -> Result<(Account, Vec<u8>), ApiError> {
+    account_of_token_hash(state, token::looks_valid(token).then(|| token::hash(token))).await
+}
+
+/// The account of a token's SHA-256 (`None`: not a token at all).
+pub(crate) async fn account_of_token_hash(
+    state: &AppState,
+    hash: Option<Vec<u8>>,
+) -> Result<(Account, Vec<u8>), ApiError> {
+    let unauthorized =
+        |code: &str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
+    let Some(hash) = hash else {
         return Err(unauthorized(
             "bad_token",
             "the token is not one this server issued (mistyped or forged)",
         ));
-    }
-    let hash = token::hash(token);
+    };
     let backend = state.backend.clone();
     let lookup = hash.clone();
     let account = blocking(state, move || Ok(backend.account_by_token(&lookup)?)).await?;

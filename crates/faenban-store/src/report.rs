@@ -169,6 +169,46 @@ impl Store {
         rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
     }
 
+    /// The households of an area as the office lists them (the core's
+    /// [`report::household_rows`]), with the names of their officials.
+    pub fn household_rows(
+        &self,
+        area: &faenban_core::codes::AreaCode,
+        options: &ReportOptions,
+    ) -> Result<Vec<(report::HouseholdRow, Vec<String>)>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT digest FROM report_digests WHERE village >= ?1 AND village < ?1 || ':'",
+        )?;
+        let rows = statement.query_map([area.as_str()], |row| row.get::<_, String>(0))?;
+        let digests = rows
+            .map(|row| Ok(serde_json::from_str::<HouseholdDigest>(&row?)?))
+            .collect::<Result<Vec<_>>>()?;
+        let mut names: HashMap<RecordId, String> = HashMap::new();
+        report::household_rows(digests, area, options)
+            .into_iter()
+            .map(|row| {
+                let mut officials = Vec::new();
+                for official in &row.officials {
+                    if !names.contains_key(official) {
+                        let key = RecordKey::new(RecordKind::Official, official.0);
+                        let name = load_state(&self.connection, &key)?
+                            .and_then(|state| {
+                                faenban_core::model::decode::<faenban_core::model::Official>(
+                                    &key, &state,
+                                )
+                                .ok()
+                            })
+                            .map(|record| record.value.name)
+                            .unwrap_or_default();
+                        names.insert(*official, name);
+                    }
+                    officials.push(names[official].clone());
+                }
+                Ok((row, officials))
+            })
+            .collect()
+    }
+
     /// The report of this file's households (`docs/report.md`), from their
     /// digests.
     pub fn report(&self, areas: &Areas, options: &ReportOptions) -> Result<Report> {
