@@ -187,6 +187,9 @@ pub struct Spec {
     pub detail: Detail,
     /// The province whose subdistricts the villages are in.
     pub province: AreaCode,
+    /// Each fully detailed household is surveyed a second time a year
+    /// later, its income and some answers changed (before/after figures).
+    pub second_visit: bool,
 }
 
 impl Spec {
@@ -197,6 +200,7 @@ impl Spec {
             households,
             detail: Detail::Full,
             province: AreaCode::parse("40").expect("valid"),
+            second_visit: false,
         }
     }
 }
@@ -511,6 +515,35 @@ fn add_household(
             Answer::Pass
         };
         s.set(&visit_key, &answer_field(&indicator.code), json!(answer))?;
+    }
+    if spec.second_visit {
+        // A year on: income up or down by up to a fifth, and each failed
+        // indicator passed with even odds.
+        let later = visit_day + Days::new(365);
+        let change = rng.below(41) as i64 - 15;
+        let income_later = (income as i64 + income as i64 * change / 100).max(0) as u64;
+        let second = s.create(
+            rng.record_id(),
+            &Visit {
+                date: later,
+                income_per_year: Some(Baht::from_baht(income_later)),
+                ..visit.clone()
+            },
+        )?;
+        summary.visits += 1;
+        let first = s.require(&visit_key)?;
+        for indicator in &catalogue.indicators {
+            let field = answer_field(&indicator.code);
+            let Some(answer) = first.shown(&field).cloned() else {
+                continue;
+            };
+            let answer = if answer == json!(Answer::Fail) && rng.chance(50) {
+                json!(Answer::Pass)
+            } else {
+                answer
+            };
+            s.set(&second, &field, answer)?;
+        }
     }
     // Help for up to two of the dimensions it lacks.
     failed.dedup();

@@ -29,6 +29,9 @@ struct Args {
     /// Households and heads only (about ten changes each), for benchmarks.
     #[arg(long)]
     minimal: bool,
+    /// Survey every household a second time a year later (before/after).
+    #[arg(long)]
+    second_visit: bool,
     /// The province (2 digits; Khon Kaen 40, Kalasin 46, Sisaket 33).
     #[arg(long, default_value = "40")]
     province: String,
@@ -63,6 +66,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             Detail::Full
         },
         province: AreaCode::parse(&args.province)?,
+        second_visit: args.second_visit,
     };
     let mut store = Store::open(&args.db)?;
     let held = store.status()?.records;
