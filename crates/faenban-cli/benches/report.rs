@@ -91,7 +91,9 @@ fn main() -> anyhow::Result<()> {
             Command::new(cli)
                 .arg("--db")
                 .arg(&database)
-                .args(["report", "--level", "village", "--format", "csv", "--output"])
+                .args([
+                    "report", "--level", "village", "--format", "csv", "--output",
+                ])
                 .arg(scratch.path().join("villages.csv")),
         )
     })?;
@@ -101,7 +103,9 @@ fn main() -> anyhow::Result<()> {
         Command::new(cli)
             .arg("--db")
             .arg(&database)
-            .args(["report", "--level", "village", "--format", "xlsx", "--output"])
+            .args([
+                "report", "--level", "village", "--format", "xlsx", "--output",
+            ])
             .arg(&workbook),
     )?;
     let xlsx_bytes = std::fs::metadata(&workbook)?.len();

@@ -15,6 +15,7 @@ use faenban_core::sync::Role;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use support::*;
+use tower::ServiceExt as _;
 
 fn cases() -> u32 {
     std::env::var("DECODER_CASES")
@@ -194,4 +195,80 @@ fn arbitrary_bytes_to_every_endpoint_get_an_answer_with_a_reason() {
     );
     let request = Request::get("/health").body(Body::empty()).unwrap();
     assert_eq!(runtime.block_on(server.send(request)).0, StatusCode::OK);
+}
+
+#[test]
+fn mangled_war_room_forms_and_queries_get_a_page_never_a_failure() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = Server::new();
+    let token = server.account("ศจพ.จ.", Role::Province, &[], None);
+    let answer = |request: Request<Body>| {
+        let response = runtime
+            .block_on(server.app.clone().oneshot(request))
+            .unwrap();
+        let status = response.status();
+        let csp = response
+            .headers()
+            .get(header::CONTENT_SECURITY_POLICY)
+            .is_some();
+        let cookie = response
+            .headers()
+            .get(header::SET_COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        (status, csp, cookie)
+    };
+    // Sign-in forms.
+    let form = format!("token={token}&lang=th").into_bytes();
+    runner()
+        .run(&mangled(form), |bytes| {
+            let request = Request::post("/war-room/sign-in")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(bytes))
+                .unwrap();
+            let (status, csp, _) = answer(request);
+            prop_assert!(
+                status == StatusCode::SEE_OTHER || status.is_client_error(),
+                "{status}"
+            );
+            prop_assert!(csp);
+            Ok(())
+        })
+        .unwrap();
+    // Page queries, signed in.
+    let request = Request::post("/war-room/sign-in")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!("token={token}")))
+        .unwrap();
+    let (status, _, cookie) = answer(request);
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap().split(';').next().unwrap().to_owned();
+    runner()
+        .run(
+            &mangled(b"area=4001&dimension=income&fiscal_year=2569&lang=en".to_vec()),
+            |bytes| {
+                let query: String = bytes
+                    .iter()
+                    .map(|b| match b {
+                        b'a'..=b'z' | b'0'..=b'9' | b'=' | b'&' | b'_' => char::from(*b),
+                        _ => '%',
+                    })
+                    .collect();
+                let request = Request::get(format!("/war-room?{query}"))
+                    .header(header::COOKIE, &cookie)
+                    .body(Body::empty())
+                    .unwrap();
+                let (status, csp, _) = answer(request);
+                prop_assert!(
+                    status.is_success() || status.is_client_error(),
+                    "{query}: {status}"
+                );
+                prop_assert!(csp);
+                Ok(())
+            },
+        )
+        .unwrap();
 }

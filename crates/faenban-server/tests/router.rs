@@ -785,3 +785,135 @@ async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was
     let (status, _) = server.get("/v1/report?level=region", &province).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// A War Room request's status, body and `Set-Cookie`.
+async fn war_room(server: &Server, request: Request<Body>) -> (StatusCode, String, Option<String>) {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let response = server.app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap(), cookie)
+}
+
+fn sign_in_request(token: &str, behind_tls: bool) -> Request<Body> {
+    let mut request = Request::post("/war-room/sign-in")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if behind_tls {
+        request = request.header("x-forwarded-proto", "https");
+    }
+    request
+        .body(Body::from(format!("token={token}&lang=en")))
+        .unwrap()
+}
+
+fn page_request(path: &str, cookie: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_war_room_session_is_a_strict_cookie_that_ends_with_its_account() {
+    let server = Server::new();
+    let team = server.account("ทีมอำเภอเมือง", Role::Team, &["4001"], None);
+    let province = server.account("province", Role::Province, &[], None);
+    let mut laptop = Store::open_in_memory().unwrap();
+    faenban_fixtures::populate(&mut laptop, &faenban_fixtures::Spec::khon_kaen(5, 120)).unwrap();
+    push_store(&server, &province, &laptop).await;
+    let in_district = laptop
+        .records(&RecordKind::Household)
+        .unwrap()
+        .iter()
+        .filter(|(_, state)| {
+            state
+                .shown("village")
+                .and_then(Value::as_str)
+                .is_some_and(|village| village.starts_with("4001"))
+        })
+        .count();
+    assert!(in_district > 0);
+
+    // Without a session: the sign-in form; a made-up cookie is no session.
+    let (status, body, _) =
+        war_room(&server, page_request("/war-room", "faenban_session=00")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("name=\"token\""));
+    let forged = format!("faenban_session={}", "ab".repeat(32));
+    let (_, body, _) = war_room(&server, page_request("/war-room", &forged)).await;
+    assert!(body.contains("name=\"token\"") && !body.contains("id=\"place\""));
+
+    // A wrong token is refused with the form again.
+    let (status, _, cookie) = war_room(&server, sign_in_request("fbn_nothing", false)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(cookie.is_none());
+
+    // Signed in: HttpOnly, SameSite=Strict, scoped to the page; Secure only
+    // behind TLS.
+    let (status, _, cookie) = war_room(&server, sign_in_request(&team, false)).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = cookie.unwrap();
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/war-room",
+        "Max-Age=28800",
+    ] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"));
+    let (_, _, secure) = war_room(&server, sign_in_request(&team, true)).await;
+    assert!(secure.unwrap().contains("; Secure"));
+    let session = cookie.split(';').next().unwrap().to_owned();
+
+    // The team's district, by default; its households are counted.
+    let (status, body, _) = war_room(&server, page_request("/war-room?lang=en", &session)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(&format!("id=\"households\" data-value=\"{in_district}\"")),
+        "{body}"
+    );
+    // Another district is refused with a page that says so.
+    let (status, body, _) = war_room(
+        &server,
+        page_request("/war-room?area=4002&lang=en", &session),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("outside this account"), "{body}");
+    // A bad query is a page too.
+    let (status, _, _) =
+        war_room(&server, page_request("/war-room?fiscal_year=abc", &session)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Revoking the account ends the session at once.
+    server.backend.revoke_account("ทีมอำเภอเมือง", NOW).unwrap();
+    let (status, body, _) = war_room(&server, page_request("/war-room", &session)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("name=\"token\"") && !body.contains("id=\"place\""));
+}
+
+#[tokio::test]
+async fn signing_out_of_the_war_room_ends_the_session() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    let (_, _, cookie) = war_room(&server, sign_in_request(&province, false)).await;
+    let session = cookie.unwrap().split(';').next().unwrap().to_owned();
+    let (_, body, _) = war_room(&server, page_request("/war-room", &session)).await;
+    assert!(body.contains("id=\"place\""));
+    let request = Request::post("/war-room/sign-out")
+        .header(header::COOKIE, &session)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("lang=th"))
+        .unwrap();
+    let (status, _, cleared) = war_room(&server, request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(cleared.unwrap().contains("Max-Age=0"));
+    let (_, body, _) = war_room(&server, page_request("/war-room", &session)).await;
+    assert!(!body.contains("id=\"place\""));
+}
