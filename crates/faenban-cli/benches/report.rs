@@ -247,7 +247,7 @@ fn median(times: &mut [Duration]) -> Duration {
 fn median_run(
     mut run: impl FnMut() -> anyhow::Result<(Duration, u64)>,
 ) -> anyhow::Result<(Duration, u64)> {
-    let mut runs = vec![run()?, run()?, run()?];
+    let mut runs = [run()?, run()?, run()?];
     runs.sort_by_key(|(time, _)| *time);
     Ok(runs[1])
 }
