@@ -12,7 +12,9 @@
 //!
 //! `cargo bench -p faenban-cli --bench report -- --households N` (200,000
 //! by default; `--data DIR` keeps the generated server folder there and
-//! reuses it on the next run). What keeping the report current costs a
+//! reuses it on the next run; `--scale-digests N` measures again on a
+//! file of N households' digests copied from those, for a province larger
+//! than the disk can hold whole). What keeping the report current costs a
 //! push is in `cargo bench -p faenban-server --bench sync`.
 
 use std::path::{Path, PathBuf};
@@ -29,11 +31,13 @@ use faenban_store::Store;
 fn main() -> anyhow::Result<()> {
     let mut households = 200_000;
     let mut data: Option<PathBuf> = None;
+    let mut scale_to: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--households" => households = args.next().unwrap_or_default().parse()?,
             "--data" => data = args.next().map(PathBuf::from),
+            "--scale-digests" => scale_to = Some(args.next().unwrap_or_default().parse()?),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -73,10 +77,75 @@ fn main() -> anyhow::Result<()> {
     let token = std::fs::read_to_string(&token_file)?;
     let file_bytes = std::fs::metadata(&database)?.len();
     let digests = Store::open(&database)?.report_digests()?.len();
+    let real = measure(scratch.path(), &data, &token)?;
+    println!();
+    println!(
+        "{digests} households in a {:.1} GB server file",
+        file_bytes as f64 / 1e9
+    );
+    print_figures(&real);
 
+    if let Some(target) = scale_to {
+        let scaled = scaled_copy(scratch.path(), &database, target)?;
+        let figures = measure(
+            scratch.path(),
+            &scaled,
+            &std::fs::read_to_string(scaled.join("province.token"))?,
+        )?;
+        println!();
+        println!(
+            "{target} households' digests (the {digests} above, copied with new ids) in a server file holding nothing else",
+        );
+        print_figures(&figures);
+    }
+    Ok(())
+}
+
+/// A server folder whose file holds only `target` households' digests,
+/// copies (with new ids) of those in `source`: what a report reads of a
+/// province that size, where generating the whole province would not fit
+/// on this disk.
+fn scaled_copy(scratch: &Path, source: &Path, target: usize) -> anyhow::Result<PathBuf> {
+    let data = scratch.join(format!("scaled-{target}"));
+    let backend = SqliteBackend::open(&data)?;
+    let token = token::generate()?;
+    let scope = Scope {
+        role: Role::Province,
+        areas: Vec::new(),
+        dimension: None,
+    };
+    backend.add_account("province", &scope, &token::hash(&token), 1_800_000_000_000)?;
+    drop(backend);
+    std::fs::write(data.join("province.token"), &token)?;
+    let connection = rusqlite::Connection::open(data.join(DATABASE_FILE))?;
+    connection.execute("ATTACH DATABASE ?1 AS source", [source.to_string_lossy()])?;
+    let mut copy = 0u32;
+    loop {
+        let held: i64 =
+            connection.query_row("SELECT COUNT(*) FROM report_digests", [], |row| row.get(0))?;
+        if held as usize >= target {
+            break;
+        }
+        // A new id per copy: the first group of the id names the copy.
+        connection.execute(
+            "INSERT INTO report_digests (household, village, digest) \
+             SELECT printf('%08x', ?1) || substr(household, 9), village, \
+                    json_set(digest, '$.i', printf('%08x', ?1) || substr(household, 9)) \
+             FROM source.report_digests LIMIT ?2",
+            rusqlite::params![copy + 0x7000_0000, target as i64 - held],
+        )?;
+        copy += 1;
+    }
+    Ok(data)
+}
+
+/// Everything the benchmark measures, for one server folder.
+fn measure(scratch: &Path, data: &Path, token: &str) -> anyhow::Result<Figures> {
+    let database = data.join(DATABASE_FILE);
+    let token = token.to_owned();
     // 1. The CLI as a new process, three times each.
     let cli = env!("CARGO_BIN_EXE_faenban");
-    let province_json = scratch.path().join("report.json");
+    let province_json = scratch.join("report.json");
     let province = median_run(|| {
         measured(
             Command::new(cli)
@@ -94,11 +163,11 @@ fn main() -> anyhow::Result<()> {
                 .args([
                     "report", "--level", "village", "--format", "csv", "--output",
                 ])
-                .arg(scratch.path().join("villages.csv")),
+                .arg(scratch.join("villages.csv")),
         )
     })?;
     // 2. The workbook of every village.
-    let workbook = scratch.path().join("villages.xlsx");
+    let workbook = scratch.join("villages.xlsx");
     let xlsx = measured(
         Command::new(cli)
             .arg("--db")
@@ -181,11 +250,31 @@ fn main() -> anyhow::Result<()> {
         })
     })?;
 
-    println!();
-    println!(
-        "{digests} households in a {:.1} GB server file",
-        file_bytes as f64 / 1e9
-    );
+    Ok(Figures {
+        province,
+        villages,
+        xlsx,
+        xlsx_bytes,
+        server,
+    })
+}
+
+struct Figures {
+    province: (Duration, u64),
+    villages: (Duration, u64),
+    xlsx: (Duration, u64),
+    xlsx_bytes: u64,
+    server: Served,
+}
+
+fn print_figures(figures: &Figures) {
+    let Figures {
+        province,
+        villages,
+        xlsx,
+        xlsx_bytes,
+        server,
+    } = figures;
     println!();
     println!("| measure | result |");
     println!("|---|---|");
@@ -203,7 +292,7 @@ fn main() -> anyhow::Result<()> {
         "| `faenban report --level village --format xlsx` | {:.2} s, {:.0} MB peak, {:.1} MB workbook |",
         xlsx.0.as_secs_f64(),
         xlsx.1 as f64 / 1024.0,
-        xlsx_bytes as f64 / 1e6
+        *xlsx_bytes as f64 / 1e6
     );
     println!(
         "| `GET /v1/report?level=district` (the province): first / warm (median of 10) | {:.0} ms / **{:.1} ms** |",
@@ -221,7 +310,6 @@ fn main() -> anyhow::Result<()> {
         server.workbook_time.as_secs_f64(),
         server.workbook_bytes as f64 / 1e6
     );
-    Ok(())
 }
 
 struct Served {

@@ -172,28 +172,103 @@ impl Serialize for Baht {
 
 impl<'de> Deserialize<'de> for Baht {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Wire<'a> {
-            WholeBaht(u64),
-            Text(std::borrow::Cow<'a, str>),
+        struct Amount;
+        impl serde::de::Visitor<'_> for Amount {
+            type Value = Baht;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an amount in baht: a decimal string or whole baht")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, baht: u64) -> Result<Baht, E> {
+                baht.checked_mul(100)
+                    .map(Baht::from_satang)
+                    .ok_or_else(|| E::custom("amount is too large"))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, baht: i64) -> Result<Baht, E> {
+                u64::try_from(baht)
+                    .map_err(|_| E::custom("amount is negative"))
+                    .and_then(|baht| self.visit_u64(baht))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Baht, E> {
+                // What the program itself writes (`1234.50`) is read without
+                // allocating; anything else goes through the full parser.
+                if let Some(amount) = Baht::parse_plain(text) {
+                    return Ok(amount);
+                }
+                // What is stored or synced is read whatever its size: a
+                // record must never become unreadable. The ceiling is for
+                // what is typed.
+                Baht::parse_at_most(text, "amount", Baht::from_satang(u64::MAX)).map_err(E::custom)
+            }
         }
-        match Wire::deserialize(deserializer)? {
-            Wire::WholeBaht(baht) => baht
-                .checked_mul(100)
-                .map(Baht::from_satang)
-                .ok_or_else(|| serde::de::Error::custom("amount is too large")),
-            // What is stored or synced is read whatever its size: a record
-            // must never become unreadable. The ceiling is for what is typed.
-            Wire::Text(text) => Baht::parse_at_most(&text, "amount", Baht::from_satang(u64::MAX))
-                .map_err(serde::de::Error::custom),
+        deserializer.deserialize_any(Amount)
+    }
+}
+
+impl Baht {
+    /// `digits` or `digits.dd` in ASCII, as [`Baht`]'s `Display` writes it.
+    fn parse_plain(text: &str) -> Option<Baht> {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        if whole.is_empty()
+            || whole.len() > 17
+            || fraction.len() > 2
+            || !whole
+                .bytes()
+                .chain(fraction.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
+            return None;
         }
+        let whole: u64 = whole.parse().ok()?;
+        let mut satang: u64 = fraction.parse().unwrap_or(0);
+        if fraction.len() == 1 {
+            satang *= 10;
+        }
+        whole
+            .checked_mul(100)?
+            .checked_add(satang)
+            .map(Baht::from_satang)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quick_reading_of_stored_amounts_agrees_with_the_full_parser() {
+        for text in [
+            "0",
+            "7",
+            "1234",
+            "1234.5",
+            "1234.50",
+            "0.05",
+            "00.5",
+            "99999999999999999",
+            "1,234.50",
+            "๑๒๓",
+            "12 บาท",
+            "-5",
+            "1.234",
+            "",
+            ".5",
+            "5.",
+        ] {
+            let full = Baht::parse_at_most(text, "amount", Baht::from_satang(u64::MAX)).ok();
+            if let Some(quick) = Baht::parse_plain(text) {
+                assert_eq!(Some(quick), full, "{text}");
+            }
+            let read: Option<Baht> = serde_json::from_value(serde_json::json!(text)).ok();
+            assert_eq!(read, full, "{text}");
+        }
+        let whole: Baht = serde_json::from_value(serde_json::json!(25)).unwrap();
+        assert_eq!(whole, Baht::from_baht(25));
+        assert!(serde_json::from_value::<Baht>(serde_json::json!(-1)).is_err());
+    }
 
     #[test]
     fn amounts_parse_exactly() {

@@ -4,7 +4,11 @@
 //! never disagree. Pure: records in, figures out. `docs/report.md` defines
 //! every figure in words a district officer can check.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+
+// Ids and agency names hashed many times per household: a fast hash, not
+// one that resists flooding (the keys are the store's own).
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -232,40 +236,50 @@ pub fn percent_change(before: Baht, after: Baht) -> Option<String> {
 /// asked: the stores keep one per household, rewritten as its records
 /// change, so that a report reads one small row per household instead of
 /// every record. The figures come from these alone ([`build_from_digests`]).
+/// Stored as JSON with one- and two-letter keys and dates as day numbers:
+/// a province reads hundreds of thousands of them per report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HouseholdDigest {
     /// The household.
+    #[serde(rename = "i")]
     pub id: RecordId,
     /// Its 8-digit village code.
+    #[serde(rename = "v")]
     pub village: String,
     /// Its house code (รหัสบ้าน).
-    #[serde(default)]
+    #[serde(rename = "h", default)]
     pub house_code: String,
     /// Its classification, if made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub classification: Option<Classification>,
     /// How it entered the programme.
+    #[serde(rename = "e")]
     pub entry: ProgrammeEntry,
     /// Its livelihood group, if recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
     pub livelihood: Option<Livelihood>,
     /// A head is recorded among its members.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(rename = "hd", default, skip_serializing_if = "is_false")]
     pub head: bool,
     /// A record of it (itself, a member, a visit, help) is in conflict.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(rename = "x", default, skip_serializing_if = "is_false")]
     pub conflict: bool,
     /// Finished visits, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "vs", default, skip_serializing_if = "Vec::is_empty")]
     pub visits: Vec<VisitDigest>,
     /// The dates of visits left unfinished.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "u",
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "day_numbers"
+    )]
     pub unfinished: Vec<chrono::NaiveDate>,
     /// Its assistance records (not archived).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "a", default, skip_serializing_if = "Vec::is_empty")]
     pub assistance: Vec<HelpDigest>,
     /// The officials paired with it.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
     pub officials: Vec<RecordId>,
 }
 
@@ -273,14 +287,16 @@ pub struct HouseholdDigest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VisitDigest {
     /// The day of the visit.
+    #[serde(rename = "d", with = "day_number")]
     pub date: chrono::NaiveDate,
     /// Bit `i` set when deprived in `Dimension::ALL[i]` by the catalogue.
+    #[serde(rename = "p")]
     pub deprived: u8,
     /// Target poor at this visit.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(rename = "t", default, skip_serializing_if = "is_false")]
     pub target_poor: bool,
     /// The household's yearly income, if asked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
     pub income: Option<Baht>,
 }
 
@@ -288,20 +304,65 @@ pub struct VisitDigest {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HelpDigest {
     /// The day given or planned.
+    #[serde(rename = "d", with = "day_number")]
     pub date: chrono::NaiveDate,
     /// The dimension it addresses.
+    #[serde(rename = "n")]
     pub dimension: Dimension,
     /// Planned, under way or given.
+    #[serde(rename = "s")]
     pub status: AssistanceStatus,
     /// Its stage.
+    #[serde(rename = "g")]
     pub stage: Stage,
     /// The giver's sector.
+    #[serde(rename = "c")]
     pub sector: crate::model::Sector,
     /// The agency that gave it, as recorded (trimmed).
+    #[serde(rename = "y")]
     pub agency: String,
     /// The amount, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Baht>,
+}
+
+/// A date as its day number from the Common Era (`2025-02-14` is 739296):
+/// a tenth of the time to read back.
+mod day_number {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(date: &NaiveDate, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_i32(date.num_days_from_ce())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<NaiveDate, D::Error> {
+        let days = i32::deserialize(input)?;
+        NaiveDate::from_num_days_from_ce_opt(days)
+            .ok_or_else(|| serde::de::Error::custom("not a day number"))
+    }
+}
+
+/// Dates as day numbers, for a list.
+mod day_numbers {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(dates: &[NaiveDate], out: S) -> Result<S::Ok, S::Error> {
+        out.collect_seq(dates.iter().map(|date| date.num_days_from_ce()))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        input: D,
+    ) -> Result<Vec<NaiveDate>, D::Error> {
+        Vec::<i32>::deserialize(input)?
+            .into_iter()
+            .map(|days| {
+                NaiveDate::from_num_days_from_ce_opt(days)
+                    .ok_or_else(|| serde::de::Error::custom("not a day number"))
+            })
+            .collect()
+    }
 }
 
 fn is_false(value: &bool) -> bool {
@@ -551,23 +612,32 @@ pub fn build(
 struct HouseholdFacts {
     id: RecordId,
     village: String,
+    /// The village code as a number, for sorting and grouping by area.
+    village_number: u32,
     classification: Option<Classification>,
     entry: ProgrammeEntry,
     livelihood: Option<Livelihood>,
-    visits: Vec<VisitDigest>,
+    /// The first and the latest finished visit in the year, and whether
+    /// there were two or more.
+    first: Option<VisitDigest>,
+    latest: Option<VisitDigest>,
+    revisited: bool,
     unfinished: bool,
     head: bool,
-    /// Per dimension: helped (under way or given), and the furthest stage.
-    helped: HashMap<Dimension, Stage>,
+    /// Per dimension (in `Dimension::ALL` order): the furthest stage of
+    /// help under way or given.
+    helped: [Option<Stage>; 5],
     officials: Vec<RecordId>,
     conflict: bool,
+    /// Its assistance records in the year.
+    given: Vec<HelpDigest>,
 }
 
-/// An assistance record counted, with its household and village.
-struct Given {
-    village: String,
-    household: RecordId,
-    help: HelpDigest,
+fn dimension_index(dimension: Dimension) -> usize {
+    Dimension::ALL
+        .iter()
+        .position(|d| *d == dimension)
+        .expect("every dimension is in ALL")
 }
 
 /// Computes the report from the households' digests (any order).
@@ -582,10 +652,9 @@ pub fn build_from_digests(
             .is_none_or(|year| fiscal_year_be(date) == year)
     };
     let mut households: Vec<HouseholdFacts> = Vec::new();
-    let mut given: Vec<Given> = Vec::new();
     // An official's load counts every household the store holds, in the
     // area asked or not.
-    let mut officials_households: HashMap<RecordId, u64> = HashMap::new();
+    let mut officials_households: FxHashMap<RecordId, u64> = FxHashMap::default();
     for digest in digests {
         for official in &digest.officials {
             *officials_households.entry(*official).or_default() += 1;
@@ -597,180 +666,59 @@ pub fn build_from_digests(
         {
             continue;
         }
-        let mut helped: HashMap<Dimension, Stage> = HashMap::new();
-        for help in digest.assistance {
-            if !in_year(help.date) {
-                continue;
-            }
+        let mut helped: [Option<Stage>; 5] = [None; 5];
+        let mut given = digest.assistance;
+        given.retain(|help| in_year(help.date));
+        for help in &given {
             if help.status != AssistanceStatus::Planned {
-                let stage = helped.entry(help.dimension).or_insert(help.stage);
-                if stage_rank(help.stage) > stage_rank(*stage) {
-                    *stage = help.stage;
+                let stage = &mut helped[dimension_index(help.dimension)];
+                if stage.is_none_or(|reached| stage_rank(help.stage) > stage_rank(reached)) {
+                    *stage = Some(help.stage);
                 }
             }
-            given.push(Given {
-                village: digest.village.clone(),
-                household: digest.id,
-                help,
-            });
         }
-        let mut visits = digest.visits;
-        visits.retain(|visit| in_year(visit.date));
+        let mut visits = digest
+            .visits
+            .into_iter()
+            .filter(|visit| in_year(visit.date));
+        let first = visits.next();
+        let latest = visits.last();
+        let revisited = latest.is_some();
+        let latest = latest.or_else(|| first.clone());
         households.push(HouseholdFacts {
             id: digest.id,
+            village_number: digest.village.parse().unwrap_or(u32::MAX),
             village: digest.village,
             classification: digest.classification,
             entry: digest.entry,
             livelihood: digest.livelihood,
-            visits,
+            first,
+            latest,
+            revisited,
             unfinished: digest.unfinished.iter().any(|date| in_year(*date)),
             head: digest.head,
             helped,
             officials: digest.officials,
             conflict: digest.conflict,
+            given,
         });
     }
     // Code order, for rows grouped by area below.
-    households.sort_by(|a, b| (&a.village, a.id).cmp(&(&b.village, b.id)));
+    households.sort_unstable_by_key(|facts| (facts.village_number, facts.id));
 
     let dimensions: Vec<Dimension> = match options.dimension {
         Some(dimension) => vec![dimension],
         None => Dimension::ALL.to_vec(),
     };
-    let over_two: HashSet<RecordId> = officials_households
+    let over_two: FxHashSet<RecordId> = officials_households
         .iter()
         .filter(|(_, households)| **households > crate::model::HOUSEHOLDS_PER_OFFICIAL as u64)
         .map(|(official, _)| *official)
         .collect();
-    // Each area's figures from its own households and assistance, grouped
-    // once beforehand: a village-level report reads each household once.
-    let figures = |code: &str,
-                   level: &str,
-                   name_th: String,
-                   in_area: &[&HouseholdFacts],
-                   given_here: &[&Given]|
-     -> AreaFigures {
-        let mut area = AreaFigures {
-            code: code.to_owned(),
-            level: level.to_owned(),
-            name_th,
-            ..AreaFigures::default()
-        };
-        for dimension in &dimensions {
-            area.dimensions
-                .insert(dimension.key().to_owned(), DimensionFigures::default());
-        }
-        let mut first_total = 0u128;
-        let mut latest_total = 0u128;
-        let mut officials: HashSet<RecordId> = HashSet::new();
-        for facts in in_area.iter().copied() {
-            area.households += 1;
-            match facts.classification {
-                Some(Classification::NeedsWelfare) => area.classification.needs_welfare += 1,
-                Some(Classification::CanDevelop) => area.classification.can_develop += 1,
-                None => area.classification.unclassified += 1,
-            }
-            match facts.entry {
-                ProgrammeEntry::TpmapTarget => area.entry.tpmap_target += 1,
-                ProgrammeEntry::ExclusionError => area.entry.exclusion_error += 1,
-                ProgrammeEntry::VulnerableGroup => area.entry.vulnerable_group += 1,
-            }
-            if let Some(livelihood) = facts.livelihood {
-                *area.livelihood.entry(code_of(&livelihood)).or_default() += 1;
-            }
-            if !facts.head {
-                area.gaps.no_head += 1;
-            }
-            if facts.unfinished {
-                area.gaps.unfinished_surveys += 1;
-            }
-            if facts.conflict {
-                area.conflicts += 1;
-            }
-            if facts.officials.is_empty() {
-                area.pairing.without_official += 1;
-            } else {
-                area.pairing.with_official += 1;
-                officials.extend(facts.officials.iter().copied());
-            }
-            let latest = facts.visits.last();
-            let first = facts.visits.first();
-            if latest.is_none() {
-                area.gaps.never_surveyed += 1;
-            }
-            if latest.is_some_and(|visit| visit.target_poor) {
-                area.target_poor += 1;
-            }
-            let revisited = facts.visits.len() >= 2;
-            if revisited {
-                area.income.households_revisited += 1;
-                if let (Some(before), Some(after)) = (
-                    first.and_then(|visit| visit.income),
-                    latest.and_then(|visit| visit.income),
-                ) {
-                    area.income.households_with_income += 1;
-                    first_total += u128::from(before.satang());
-                    latest_total += u128::from(after.satang());
-                }
-            }
-            for dimension in &dimensions {
-                let numbers = area
-                    .dimensions
-                    .get_mut(dimension.key())
-                    .expect("inserted above");
-                let deprived = latest.is_some_and(|visit| deprived_in(visit.deprived, *dimension));
-                let helped = facts.helped.get(dimension);
-                if latest.is_some() {
-                    numbers.surveyed += 1;
-                }
-                if deprived {
-                    numbers.deprived += 1;
-                }
-                match (deprived, helped) {
-                    (true, Some(stage)) => {
-                        numbers.helped += 1;
-                        match stage {
-                            Stage::Survive => numbers.stage.survive += 1,
-                            Stage::Sufficient => numbers.stage.sufficient += 1,
-                            Stage::Sustainable => numbers.stage.sustainable += 1,
-                        }
-                    }
-                    (false, Some(_)) => numbers.helped_not_deprived += 1,
-                    _ => {}
-                }
-                if revisited {
-                    let was = first.is_some_and(|visit| deprived_in(visit.deprived, *dimension));
-                    match (was, deprived) {
-                        (true, false) => numbers.left_deprivation += 1,
-                        (false, true) => numbers.fell_into_deprivation += 1,
-                        _ => {}
-                    }
-                }
-            }
-        }
-        for numbers in area.dimensions.values_mut() {
-            numbers.percent_helped = percent(numbers.helped, numbers.deprived);
-        }
-        let with_income = area.income.households_with_income;
-        if with_income > 0 {
-            // Monthly means: the yearly totals over twelve months and the
-            // households, rounded down to the satang.
-            let mean = |total: u128| {
-                Baht::from_satang(
-                    u64::try_from(total / (12 * u128::from(with_income))).unwrap_or(u64::MAX),
-                )
-            };
-            let (before, after) = (mean(first_total), mean(latest_total));
-            area.income.first_mean_monthly = Some(before);
-            area.income.latest_mean_monthly = Some(after);
-            area.income.percent_change = percent_change(before, after);
-        }
-        area.pairing.officials = officials.len() as u64;
-        area.pairing.officials_above_two =
-            officials.iter().filter(|o| over_two.contains(o)).count() as u64;
-        area.sectors = totals_by(given_here, |help| code_of(&help.sector));
-        area.agencies = totals_by(given_here, |help| help.agency.clone());
-        area
+    // Each area's figures from its own households, grouped once
+    // beforehand: a village-level report reads each household once.
+    let figures = |code: &str, level: &str, name_th: String, in_area: &[HouseholdFacts]| {
+        area_figures(code, level, name_th, in_area, &dimensions, &over_two)
     };
 
     let scope_code = options
@@ -778,8 +726,6 @@ pub fn build_from_digests(
         .as_ref()
         .map(|area| area.as_str().to_owned())
         .unwrap_or_default();
-    let all: Vec<&HouseholdFacts> = households.iter().collect();
-    let all_given: Vec<&Given> = given.iter().collect();
     let total = figures(
         &scope_code,
         options
@@ -791,32 +737,33 @@ pub fn build_from_digests(
             .as_ref()
             .map(|area| areas.describe_th(area))
             .unwrap_or_default(),
-        &all,
-        &all_given,
+        &households,
     );
     let mut rows = Vec::new();
     if let Some(level) = options.level {
         let length = level_length(level);
-        let mut by_area: BTreeMap<&str, AreaRecords<'_>> = BTreeMap::new();
-        for facts in &all {
-            if let Some(code) = facts.village.get(..length) {
-                by_area.entry(code).or_default().0.push(facts);
+        // Households are in code order: each area is one run of them.
+        let divisor = 10u32.pow(8 - length as u32);
+        let mut start = 0;
+        while start < households.len() {
+            let area = households[start].village_number / divisor;
+            let end = start
+                + households[start..]
+                    .iter()
+                    .take_while(|facts| facts.village_number / divisor == area)
+                    .count();
+            if let Some(code) = households[start].village.get(..length) {
+                let name = AreaCode::parse(code)
+                    .map(|area| areas.describe_th(&area))
+                    .unwrap_or_default();
+                rows.push(figures(
+                    code,
+                    level_key(level),
+                    name,
+                    &households[start..end],
+                ));
             }
-        }
-        for help in &all_given {
-            if let Some(entry) = help
-                .village
-                .get(..length)
-                .and_then(|code| by_area.get_mut(code))
-            {
-                entry.1.push(help);
-            }
-        }
-        for (code, (in_area, given_here)) in by_area {
-            let name = AreaCode::parse(code)
-                .map(|area| areas.describe_th(&area))
-                .unwrap_or_default();
-            rows.push(figures(code, level_key(level), name, &in_area, &given_here));
+            start = end;
         }
     }
     Report {
@@ -829,17 +776,172 @@ pub fn build_from_digests(
     }
 }
 
-/// Assistance records totalled by `group` (a sector, an agency).
-fn totals_by(
-    given: &[&Given],
-    group: impl Fn(&HelpDigest) -> String,
-) -> BTreeMap<String, AssistanceTotals> {
-    let mut totals: BTreeMap<String, AssistanceTotals> = BTreeMap::new();
-    let mut households: BTreeMap<String, HashSet<RecordId>> = BTreeMap::new();
-    for given in given.iter().copied() {
-        let help = &given.help;
-        let key = group(help);
-        let entry = totals.entry(key.clone()).or_default();
+/// The figures of one area from its households.
+fn area_figures(
+    code: &str,
+    level: &str,
+    name_th: String,
+    in_area: &[HouseholdFacts],
+    dimensions: &[Dimension],
+    over_two: &FxHashSet<RecordId>,
+) -> AreaFigures {
+    let mut area = AreaFigures {
+        code: code.to_owned(),
+        level: level.to_owned(),
+        name_th,
+        ..AreaFigures::default()
+    };
+    let mut per_dimension: [DimensionFigures; 5] = Default::default();
+    let mut livelihoods: Vec<(Livelihood, u64)> = Vec::new();
+    let mut first_total = 0u128;
+    let mut latest_total = 0u128;
+    let mut officials: FxHashSet<RecordId> = FxHashSet::default();
+    let mut sectors: Vec<(crate::model::Sector, Totals)> = Vec::new();
+    let mut agencies: FxHashMap<&str, Totals> = FxHashMap::default();
+    for facts in in_area {
+        area.households += 1;
+        match facts.classification {
+            Some(Classification::NeedsWelfare) => area.classification.needs_welfare += 1,
+            Some(Classification::CanDevelop) => area.classification.can_develop += 1,
+            None => area.classification.unclassified += 1,
+        }
+        match facts.entry {
+            ProgrammeEntry::TpmapTarget => area.entry.tpmap_target += 1,
+            ProgrammeEntry::ExclusionError => area.entry.exclusion_error += 1,
+            ProgrammeEntry::VulnerableGroup => area.entry.vulnerable_group += 1,
+        }
+        if let Some(livelihood) = facts.livelihood {
+            match livelihoods.iter_mut().find(|(l, _)| *l == livelihood) {
+                Some((_, count)) => *count += 1,
+                None => livelihoods.push((livelihood, 1)),
+            }
+        }
+        if !facts.head {
+            area.gaps.no_head += 1;
+        }
+        if facts.unfinished {
+            area.gaps.unfinished_surveys += 1;
+        }
+        if facts.conflict {
+            area.conflicts += 1;
+        }
+        if facts.officials.is_empty() {
+            area.pairing.without_official += 1;
+        } else {
+            area.pairing.with_official += 1;
+            officials.extend(facts.officials.iter().copied());
+        }
+        let (first, latest) = (facts.first.as_ref(), facts.latest.as_ref());
+        if latest.is_none() {
+            area.gaps.never_surveyed += 1;
+        }
+        if latest.is_some_and(|visit| visit.target_poor) {
+            area.target_poor += 1;
+        }
+        if facts.revisited {
+            area.income.households_revisited += 1;
+            if let (Some(before), Some(after)) = (
+                first.and_then(|visit| visit.income),
+                latest.and_then(|visit| visit.income),
+            ) {
+                area.income.households_with_income += 1;
+                first_total += u128::from(before.satang());
+                latest_total += u128::from(after.satang());
+            }
+        }
+        for dimension in dimensions {
+            let index = dimension_index(*dimension);
+            let numbers = &mut per_dimension[index];
+            let deprived = latest.is_some_and(|visit| deprived_in(visit.deprived, *dimension));
+            if latest.is_some() {
+                numbers.surveyed += 1;
+            }
+            if deprived {
+                numbers.deprived += 1;
+            }
+            match (deprived, facts.helped[index]) {
+                (true, Some(stage)) => {
+                    numbers.helped += 1;
+                    match stage {
+                        Stage::Survive => numbers.stage.survive += 1,
+                        Stage::Sufficient => numbers.stage.sufficient += 1,
+                        Stage::Sustainable => numbers.stage.sustainable += 1,
+                    }
+                }
+                (false, Some(_)) => numbers.helped_not_deprived += 1,
+                _ => {}
+            }
+            if facts.revisited {
+                let was = first.is_some_and(|visit| deprived_in(visit.deprived, *dimension));
+                match (was, deprived) {
+                    (true, false) => numbers.left_deprivation += 1,
+                    (false, true) => numbers.fell_into_deprivation += 1,
+                    _ => {}
+                }
+            }
+        }
+        for help in &facts.given {
+            let sector = match sectors.iter_mut().find(|(s, _)| *s == help.sector) {
+                Some((_, totals)) => totals,
+                None => {
+                    sectors.push((help.sector, Totals::default()));
+                    &mut sectors.last_mut().expect("just pushed").1
+                }
+            };
+            sector.add(facts.id, help);
+            agencies
+                .entry(help.agency.as_str())
+                .or_default()
+                .add(facts.id, help);
+        }
+    }
+    for dimension in dimensions {
+        let mut numbers = std::mem::take(&mut per_dimension[dimension_index(*dimension)]);
+        numbers.percent_helped = percent(numbers.helped, numbers.deprived);
+        area.dimensions.insert(dimension.key().to_owned(), numbers);
+    }
+    area.livelihood = livelihoods
+        .into_iter()
+        .map(|(livelihood, count)| (code_of(&livelihood), count))
+        .collect();
+    let with_income = area.income.households_with_income;
+    if with_income > 0 {
+        // Monthly means: the yearly totals over twelve months and the
+        // households, rounded down to the satang.
+        let mean = |total: u128| {
+            Baht::from_satang(
+                u64::try_from(total / (12 * u128::from(with_income))).unwrap_or(u64::MAX),
+            )
+        };
+        let (before, after) = (mean(first_total), mean(latest_total));
+        area.income.first_mean_monthly = Some(before);
+        area.income.latest_mean_monthly = Some(after);
+        area.income.percent_change = percent_change(before, after);
+    }
+    area.pairing.officials = officials.len() as u64;
+    area.pairing.officials_above_two =
+        officials.iter().filter(|o| over_two.contains(o)).count() as u64;
+    area.sectors = sectors
+        .into_iter()
+        .map(|(sector, totals)| (code_of(&sector), totals.finish()))
+        .collect();
+    area.agencies = agencies
+        .into_iter()
+        .map(|(agency, totals)| (agency.to_owned(), totals.finish()))
+        .collect();
+    area
+}
+
+/// Assistance totals being counted, with the households helped.
+#[derive(Default)]
+struct Totals {
+    totals: AssistanceTotals,
+    households: FxHashSet<RecordId>,
+}
+
+impl Totals {
+    fn add(&mut self, household: RecordId, help: &HelpDigest) {
+        let entry = &mut self.totals;
         entry.records += 1;
         if let Some(amount) = help.amount {
             entry.baht = entry.baht.checked_add(amount).unwrap_or(entry.baht);
@@ -849,18 +951,14 @@ fn totals_by(
             AssistanceStatus::InProgress => entry.in_progress += 1,
             AssistanceStatus::Done => entry.done += 1,
         }
-        households.entry(key).or_default().insert(given.household);
+        self.households.insert(household);
     }
-    for (key, helped) in households {
-        if let Some(entry) = totals.get_mut(&key) {
-            entry.households = helped.len() as u64;
-        }
-    }
-    totals
-}
 
-/// One area's households and its assistance.
-type AreaRecords<'a> = (Vec<&'a HouseholdFacts>, Vec<&'a Given>);
+    fn finish(mut self) -> AssistanceTotals {
+        self.totals.households = self.households.len() as u64;
+        self.totals
+    }
+}
 
 fn stage_rank(stage: Stage) -> u8 {
     match stage {
