@@ -289,3 +289,59 @@ fn the_workbook_holds_the_json_reports_figures_cell_by_cell() {
     assert_eq!(code, 3);
     assert!(stderr.contains("--output"), "{stderr}");
 }
+
+/// LibreOffice (headless, Debian's `libreoffice-calc-nogui`; `.ci/run`
+/// installs it) opens the workbook and reads back the summary's figures
+/// as the JSON report gives them: the file is one a spreadsheet program
+/// other than the library that wrote it can read.
+#[test]
+fn libreoffice_opens_the_workbook_and_reads_its_figures() {
+    let soffice = std::path::Path::new("/usr/bin/soffice");
+    assert!(
+        soffice.exists(),
+        "/usr/bin/soffice is missing: install Debian's `libreoffice-calc-nogui` \
+         (`.ci/run` does) to run this test"
+    );
+    let laptop = province(60);
+    let dir = tempfile::tempdir().unwrap();
+    let workbook = dir.path().join("report.xlsx");
+    laptop.ok(&[
+        "report",
+        "--level",
+        "district",
+        "--format",
+        "xlsx",
+        "--output",
+        workbook.to_str().unwrap(),
+    ]);
+    let report = laptop.json(&["report", "--format", "json", "--level", "district"]);
+    let output = std::process::Command::new(soffice)
+        .arg(format!(
+            "-env:UserInstallation=file://{}",
+            dir.path().join("profile").display()
+        ))
+        .args(["--headless", "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76"])
+        .arg("--outdir")
+        .arg(dir.path())
+        .arg(&workbook)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // The first sheet, สรุป: a header row, the total, then a row per district.
+    let csv = std::fs::read_to_string(dir.path().join("report.csv")).unwrap();
+    let rows: Vec<Vec<String>> = faenban_core::csv::parse(&csv)
+        .unwrap()
+        .into_iter()
+        .map(|row| row.fields)
+        .collect();
+    assert_eq!(rows[0][3], "ครัวเรือน", "{csv}");
+    let areas: Vec<&Value> = std::iter::once(&report["total"])
+        .chain(report["areas"].as_array().unwrap())
+        .collect();
+    assert_eq!(rows.len(), areas.len() + 1, "{csv}");
+    for (row, area) in rows[1..].iter().zip(areas) {
+        assert_eq!(row[0], area["code"].as_str().unwrap(), "{csv}");
+        assert_eq!(row[3], area["households"].to_string(), "{csv}");
+        assert_eq!(row[4], area["target_poor"].to_string(), "{csv}");
+    }
+}
