@@ -320,7 +320,11 @@ fn libreoffice_opens_the_workbook_and_reads_its_figures() {
             "-env:UserInstallation=file://{}",
             dir.path().join("profile").display()
         ))
-        .args(["--headless", "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76"])
+        .args([
+            "--headless",
+            "--convert-to",
+            "csv:Text - txt - csv (StarCalc):44,34,76",
+        ])
         .arg("--outdir")
         .arg(dir.path())
         .arg(&workbook)
