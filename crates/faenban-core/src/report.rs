@@ -682,7 +682,7 @@ pub fn build_from_digests(
             .into_iter()
             .filter(|visit| in_year(visit.date));
         let first = visits.next();
-        let latest = visits.last();
+        let latest = visits.next_back();
         let revisited = latest.is_some();
         let latest = latest.or_else(|| first.clone());
         households.push(HouseholdFacts {
