@@ -180,7 +180,7 @@ fn measure(scratch: &Path, data: &Path, token: &str) -> anyhow::Result<Figures> 
     let xlsx_bytes = std::fs::metadata(&workbook)?.len();
 
     // 3–5. The server.
-    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(&data)?);
+    let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::open(data)?);
     let runtime = tokio::runtime::Runtime::new()?;
     let server = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
