@@ -163,7 +163,7 @@ proptest! {
 }
 
 #[test]
-fn an_upgraded_file_makes_every_digest_when_opened() {
+fn an_upgraded_file_makes_every_digest_when_opened_in_this_builds_form() {
     let folder = tempfile::tempdir().unwrap();
     let path = folder.path().join("faenban.db");
     {
@@ -176,6 +176,20 @@ fn an_upgraded_file_makes_every_digest_when_opened() {
         raw.execute_batch(
             "DELETE FROM report_digests; \
              UPDATE meta SET value = 'stale' WHERE key = 'report_digests';",
+        )
+        .unwrap();
+    }
+    {
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.report_digests().unwrap().len(), 60);
+        assert_same_report(&store);
+    }
+    {
+        // As an earlier build's digests would be: another form.
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute_batch(
+            "UPDATE report_digests SET digest = '{\"household\":1}'; \
+             UPDATE meta SET value = 'current' WHERE key = 'report_digests';",
         )
         .unwrap();
     }

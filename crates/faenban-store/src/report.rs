@@ -12,10 +12,15 @@ use rusqlite::{params, Connection};
 use crate::error::{Error, Result};
 use crate::{load_state, read_meta, write_meta, Store};
 
-/// The `meta` key that says whether every household's digest is there
-/// (`current`) or must be made from the records (`stale`, after the
-/// upgrade that added them).
+/// The `meta` key that says whether every household's digest is there in
+/// this build's form ([`DIGEST_FORM`]) or must be made from the records
+/// (anything else: `stale` after the upgrade that added them, or a form an
+/// earlier build wrote).
 const DIGESTS: &str = "report_digests";
+
+/// The form of the digests this build writes; a change to
+/// `HouseholdDigest`'s stored form changes it, and files are made again.
+const DIGEST_FORM: &str = "form 2";
 
 /// The catalogues a digest's deprivation is assessed with.
 fn catalogues() -> &'static Catalogues {
@@ -94,9 +99,10 @@ pub(crate) fn mark_stale(connection: &Connection) -> Result<()> {
     write_meta(connection, DIGESTS, "stale")
 }
 
-/// Makes every household's digest if a new schema left them to make.
+/// Makes every household's digest if they are not there in this build's
+/// form.
 pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
-    if read_meta(connection, DIGESTS)?.as_deref() != Some("stale") {
+    if read_meta(connection, DIGESTS)?.as_deref() == Some(DIGEST_FORM) {
         return Ok(());
     }
     let tx = connection.transaction()?;
@@ -110,7 +116,7 @@ pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
         .iter()
         .filter_map(|id| uuid::Uuid::parse_str(id).ok().map(RecordId));
     refresh(&tx, households, &HashMap::new())?;
-    write_meta(&tx, DIGESTS, "current")?;
+    write_meta(&tx, DIGESTS, DIGEST_FORM)?;
     tx.commit()?;
     Ok(())
 }
