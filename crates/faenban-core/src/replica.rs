@@ -115,25 +115,44 @@ impl Outbox {
     }
 
     /// Re-stamps the pending changes that no one else has seen and whose
-    /// stamp is beyond the (corrected) clock's time plus the allowed drift.
+    /// stamp is beyond the (corrected) clock's time plus the allowed drift
+    /// ([`restamp_future`]).
     ///
     /// Called after a sync corrected the clock. Returns the re-stamped
     /// changes, to be applied to the device's own state, where each replaces
     /// its earlier copy.
     pub fn restamp_future(&mut self, clock: &mut Clock, local_wall_ms: u64) -> Vec<Change> {
-        let now = clock.corrected(local_wall_ms);
-        let mut restamped = Vec::new();
-        for entry in &mut self.pending {
-            if entry.shared || !is_from_the_future(&entry.change.stamp, now) {
-                continue;
+        let restamped = restamp_future(&self.pending, clock, local_wall_ms);
+        for (sequence, change) in &restamped {
+            if let Some(entry) = self.pending.iter_mut().find(|e| e.sequence == *sequence) {
+                entry.change = change.clone();
             }
-            let device = entry.change.stamp.device;
-            let stamp = Stamp::new(clock.tick(local_wall_ms), device);
-            entry.change = entry.change.clone().restamped(stamp);
-            restamped.push(entry.change.clone());
         }
-        restamped
+        restamped.into_iter().map(|(_, change)| change).collect()
     }
+}
+
+/// The outbox's rule once a sync has corrected the clock: the pending
+/// changes that get a new stamp, with it, by sequence, oldest first. Only a
+/// change that never left the device (no one else may hold it) and whose
+/// stamp is beyond the corrected time plus the allowed drift; its new stamp
+/// is the clock's next tick. [`Outbox`] and the laptop's store both call it.
+pub fn restamp_future<'a>(
+    entries: impl IntoIterator<Item = &'a OutboxEntry>,
+    clock: &mut Clock,
+    local_wall_ms: u64,
+) -> Vec<(u64, Change)> {
+    let now = clock.corrected(local_wall_ms);
+    let mut restamped = Vec::new();
+    for entry in entries {
+        if entry.shared || !is_from_the_future(&entry.change.stamp, now) {
+            continue;
+        }
+        let device = entry.change.stamp.device;
+        let stamp = Stamp::new(clock.tick(local_wall_ms), device);
+        restamped.push((entry.sequence, entry.change.clone().restamped(stamp)));
+    }
+    restamped
 }
 
 /// A change as the server accepted it.

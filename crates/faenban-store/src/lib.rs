@@ -835,8 +835,16 @@ impl Session<'_> {
         if self.recorded_here.last() != Some(&change.record) {
             self.recorded_here.push(change.record.clone());
         }
-        self.apply(change.clone(), true)?;
-        Ok(change)
+        let mut change = change;
+        loop {
+            if let (_, Some(_)) = self.apply_logged(change.clone(), true)? {
+                return Ok(change);
+            }
+            // The log holds this stamp already: the device handed out this
+            // reading before (its clock went back after a correction). A
+            // change made here is never a duplicate; it takes the next one.
+            change.stamp = self.next_stamp();
+        }
     }
 
     /// The next outbox sequence. It never goes back, even after the outbox

@@ -8,9 +8,8 @@
 //! from where the file says it was: pushes are idempotent on the server, and
 //! the pull cursor moves only with the changes it covers.
 
-use faenban_core::clock::is_from_the_future;
 use faenban_core::sync::{DeviceName, ErrorBody, HeldBack, PullFrom, Reply};
-use faenban_core::{Change, DeviceId, Outcome, Stamp};
+use faenban_core::{Change, DeviceId, OutboxEntry, Outcome, Stamp};
 use faenban_keys::{PublicKey, Signature};
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest as _, Sha256};
@@ -527,37 +526,51 @@ impl Store {
     pub fn correct_clock(&mut self, server_ms: u64, local_wall_ms: u64) -> Result<ClockCorrection> {
         self.write(local_wall_ms, |session| {
             let moved_ms = session.clock.correct_to_server(server_ms, local_wall_ms);
-            let now = session.clock.corrected(local_wall_ms);
-            let future: Vec<(i64, Change)> = {
+            // The whole outbox as the core's rule sees it; the rule picks.
+            let entries: Vec<OutboxEntry> = {
                 let mut statement = session.tx.prepare_cached(
-                    "SELECT outbox.sequence, changes.body FROM outbox \
-                     JOIN changes ON changes.seq = outbox.change_seq \
-                     WHERE outbox.shared = 0 ORDER BY outbox.sequence",
+                    "SELECT outbox.sequence, outbox.shared, changes.body FROM outbox \
+                     JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence",
                 )?;
                 let rows = statement.query_map([], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, bool>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
                 })?;
-                let mut future = Vec::new();
+                let mut entries = Vec::new();
                 for row in rows {
-                    let (sequence, body) = row?;
-                    let change: Change = serde_json::from_str(&body)?;
-                    if is_from_the_future(&change.stamp, now) {
-                        future.push((sequence, change));
-                    }
+                    let (sequence, shared, body) = row?;
+                    entries.push(OutboxEntry {
+                        sequence: sequence as u64,
+                        shared,
+                        change: serde_json::from_str(&body)?,
+                    });
                 }
-                future
+                entries
             };
+            let future =
+                faenban_core::replica::restamp_future(&entries, &mut session.clock, local_wall_ms);
             let restamped = future.len() as u64;
-            for (sequence, change) in future {
-                let stamp = Stamp::new(session.clock.tick(local_wall_ms), session.device);
-                let (_, log_seq) = session.apply_logged(change.restamped(stamp), false)?;
-                let log_seq = log_seq.ok_or_else(|| {
-                    Error::Corrupt("a re-stamped change was already in the log".into())
-                })?;
+            for (sequence, mut change) in future {
+                // A stamp is a change's identity: one the log already holds
+                // (two corrections to the same millisecond of server time
+                // can hand out the same reading again) is never reused; the
+                // clock ticks on until the stamp is new.
+                let log_seq = loop {
+                    if let (_, Some(log_seq)) = session.apply_logged(change.clone(), false)? {
+                        break log_seq;
+                    }
+                    let stamp = Stamp::new(session.clock.tick(local_wall_ms), session.device);
+                    // The reading that collided was never logged: it is
+                    // replaced, not kept among the previous stamps.
+                    change.stamp = stamp;
+                };
                 session
                     .tx
                     .prepare_cached("UPDATE outbox SET change_seq = ?1 WHERE sequence = ?2")?
-                    .execute(params![log_seq, sequence])?;
+                    .execute(params![log_seq, sequence as i64])?;
             }
             Ok(ClockCorrection {
                 moved_ms,
