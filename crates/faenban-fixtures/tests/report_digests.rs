@@ -238,3 +238,25 @@ fn a_rolled_back_item_of_a_group_leaves_no_trace_in_the_digests() {
     assert_eq!(after.shown("classification"), before.as_ref());
     assert_same_report(&store);
 }
+
+#[test]
+fn digests_not_kept_are_never_reported_from() {
+    let mut store = Store::open_in_memory().unwrap();
+    populate(&mut store, &Spec::khon_kaen(13, 20)).unwrap();
+    store.keep_report_digests(false);
+    let (household, _) = store.records(&RecordKind::Household).unwrap().remove(0);
+    store
+        .write(NOW, |session| session.archive(&household))
+        .unwrap();
+    // The kept digests still count the archived household; the report
+    // does not use them.
+    assert_same_report(&store);
+    assert_eq!(
+        store
+            .report(&Areas::builtin(), &ReportOptions::default())
+            .unwrap()
+            .total
+            .households,
+        19
+    );
+}

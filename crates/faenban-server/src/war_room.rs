@@ -37,6 +37,9 @@ const SESSION_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
 /// that repeated sign-ins cannot grow the server's memory.
 const MAX_SESSIONS: usize = 10_000;
 
+/// The most sessions of one account (a projector, a few officers' phones).
+const SESSIONS_PER_ACCOUNT: usize = 16;
+
 /// Signed-in browsers: the SHA-256 of each session cookie, with the token
 /// hash it stands for and when it ends. Kept in memory: a restarted server
 /// asks everyone to sign in again.
@@ -62,6 +65,18 @@ impl Sessions {
         let mut sessions = self.lock();
         let now = Instant::now();
         sessions.retain(|_, (_, ends)| *ends > now);
+        // One account's sign-ins cannot push everyone else's out: past a
+        // few, its own oldest session ends.
+        let own: Vec<([u8; 32], Instant)> = sessions
+            .iter()
+            .filter(|(_, (hash, _))| *hash == token_hash)
+            .map(|(key, (_, ends))| (*key, *ends))
+            .collect();
+        if own.len() >= SESSIONS_PER_ACCOUNT {
+            if let Some((oldest, _)) = own.iter().min_by_key(|(_, ends)| *ends) {
+                sessions.remove(oldest);
+            }
+        }
         if sessions.len() >= MAX_SESSIONS {
             if let Some(oldest) = sessions
                 .iter()
@@ -189,6 +204,11 @@ pub(crate) async fn page(
     // takes effect at once.
     let account = match account_of_token_hash(&state, Some(token_hash)).await {
         Ok((account, _)) => account,
+        Err(error) if error.status_and_message().0 != StatusCode::UNAUTHORIZED => {
+            // A busy or failing store is no reason to sign anyone out.
+            let (status, message) = error.status_and_message();
+            return html(status, sign_in_page(lang, Some(&message)));
+        }
         Err(_) => {
             state.sessions.close(&cookie);
             let message = lang.pick(
@@ -220,6 +240,9 @@ pub(crate) async fn sign_in(
         );
     };
     let lang = Lang::of(form.lang.as_deref());
+    if from_another_site(&headers) {
+        return refused_from_another_site(lang);
+    }
     let (account, token_hash) = match account_of_token(&state, form.token.trim()).await {
         Ok(found) => found,
         Err(_) => {
@@ -236,6 +259,9 @@ pub(crate) async fn sign_in(
             "A volunteer's account has no War Room; run `faenban report` on the laptop.",
         );
         return html(StatusCode::FORBIDDEN, sign_in_page(lang, Some(message)));
+    }
+    if let Some(previous) = session_cookie(&headers) {
+        state.sessions.close(&previous);
     }
     let cookie = match state.sessions.open(token_hash) {
         Ok(cookie) => cookie,
@@ -259,6 +285,9 @@ pub(crate) async fn sign_out(
     form: Result<Form<SignOut>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let lang = Lang::of(form.ok().and_then(|Form(form)| form.lang).as_deref());
+    if from_another_site(&headers) {
+        return refused_from_another_site(lang);
+    }
     if let Some(cookie) = session_cookie(&headers) {
         state.sessions.close(&cookie);
     }
@@ -268,6 +297,35 @@ pub(crate) async fn sign_out(
         Some(format!(
             "{COOKIE}=; Path=/war-room; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
         )),
+    )
+}
+
+/// A sign-in or sign-out form sent by a page of another site (which could
+/// sign a browser in as someone else, or out): refused. Browsers say where
+/// a request comes from in `Sec-Fetch-Site`, and older ones in `Origin`.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (text("origin"), text("host")) {
+        (Some("null"), _) => true,
+        (Some(origin), Some(host)) => origin.split_once("://").map(|(_, rest)| rest) != Some(host),
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn refused_from_another_site(lang: Lang) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        sign_in_page(
+            lang,
+            Some(lang.pick(
+                "คำขอนี้มาจากเว็บไซต์อื่น จึงไม่รับ",
+                "This request came from another site and was refused.",
+            )),
+        ),
     )
 }
 
@@ -392,7 +450,7 @@ fn sign_in_page(lang: Lang, message: Option<&str>) -> String {
 
 fn error_page(lang: Lang, account: &Account, message: &str) -> String {
     let mut page = head(lang, lang.pick("ห้องสถานการณ์", "War Room"));
-    page.push_str(&top_bar(lang, account, &Link::default()));
+    page.push_str(&top_bar(lang, account, &Link::default(), None));
     let _ = write!(
         page,
         "<main><p class=\"error\" id=\"message\">{}</p><p><a href=\"/war-room?lang={}\">{}</a></p></main></body></html>",
@@ -428,7 +486,7 @@ impl Link {
     }
 }
 
-fn top_bar(lang: Lang, account: &Account, link: &Link) -> String {
+fn top_bar(lang: Lang, account: &Account, link: &Link, here: Option<&str>) -> String {
     let other = Link {
         lang: Some(match lang {
             Lang::Th => Lang::En,
@@ -443,7 +501,7 @@ fn top_bar(lang: Lang, account: &Account, link: &Link) -> String {
          <button type=\"submit\" id=\"sign-out\">{}</button></form></header>",
         lang.pick("ห้องสถานการณ์ขจัดความยากจน", "Poverty War Room"),
         escape(&account.name),
-        other.to(None),
+        other.to(here),
         lang.pick("English", "ภาษาไทย"),
         lang.key(),
         lang.pick("ออกจากระบบ", "Sign out"),
@@ -467,6 +525,10 @@ async fn area_page(
             )
         })?),
     };
+    let no_area = query.area.as_deref().is_none_or(str::is_empty);
+    if no_area && !account.scope.is_everything() && account.scope.areas.len() > 1 {
+        return Ok(areas_page(lang, account));
+    }
     let mut asked = ReportQuery {
         area: query.area.clone(),
         level: None,
@@ -514,6 +576,36 @@ async fn area_page(
     ))
 }
 
+/// For an account of several areas: one link to each.
+fn areas_page(lang: Lang, account: &Account) -> String {
+    let areas = report_areas();
+    let link = Link {
+        lang: Some(lang),
+        ..Link::default()
+    };
+    let mut page = head(lang, lang.pick("ห้องสถานการณ์", "War Room"));
+    page.push_str(&top_bar(lang, account, &link, None));
+    let _ = write!(
+        page,
+        "<main><h2 id=\"place\">{}</h2><ul id=\"areas\">",
+        lang.pick("พื้นที่ของบัญชีนี้", "This account's areas")
+    );
+    for code in &account.scope.areas {
+        let name = AreaCode::parse(code)
+            .map(|area| area_name(areas, lang, &area))
+            .unwrap_or_else(|_| code.clone());
+        let _ = write!(
+            page,
+            "<li><a href=\"{}\" data-drill=\"{}\">{}</a></li>",
+            link.to(Some(code)),
+            escape(code),
+            escape(&name)
+        );
+    }
+    page.push_str("</ul></main></body></html>");
+    page
+}
+
 fn render(
     lang: Lang,
     account: &Account,
@@ -531,7 +623,7 @@ fn render(
         lang,
         &format!("{} — {place}", lang.pick("ห้องสถานการณ์", "War Room")),
     );
-    page.push_str(&top_bar(lang, account, link));
+    page.push_str(&top_bar(lang, account, link, area.map(AreaCode::as_str)));
     page.push_str("<main>");
     page.push_str(&crumbs(lang, account, area, link));
     page.push_str(&filters(lang, account, area, link));

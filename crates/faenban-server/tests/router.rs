@@ -917,3 +917,54 @@ async fn signing_out_of_the_war_room_ends_the_session() {
     let (_, body, _) = war_room(&server, page_request("/war-room", &session)).await;
     assert!(!body.contains("id=\"place\""));
 }
+
+#[tokio::test]
+async fn a_war_room_form_from_another_site_is_refused() {
+    let server = Server::new();
+    let province = server.account("province", Role::Province, &[], None);
+    for (name, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+    ] {
+        let mut request = sign_in_request(&province, false);
+        request.headers_mut().insert(name, value.parse().unwrap());
+        let (status, _, cookie) = war_room(&server, request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {value}");
+        assert!(cookie.is_none(), "{name}: {value}");
+    }
+    // The page's own form: same origin.
+    let mut request = sign_in_request(&province, false);
+    request
+        .headers_mut()
+        .insert("sec-fetch-site", "same-origin".parse().unwrap());
+    let (status, _, cookie) = war_room(&server, request).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(cookie.is_some());
+}
+
+#[tokio::test]
+async fn an_account_of_several_areas_starts_from_a_list_of_them() {
+    let server = Server::new();
+    let team = server.account("two districts", Role::Team, &["4001", "4002"], None);
+    let (_, _, cookie) = war_room(&server, sign_in_request(&team, false)).await;
+    let session = cookie.unwrap().split(';').next().unwrap().to_owned();
+    let (status, body, _) = war_room(&server, page_request("/war-room?lang=en", &session)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("data-drill=\"4001\"") && body.contains("data-drill=\"4002\""),
+        "{body}"
+    );
+    let (status, body, _) = war_room(
+        &server,
+        page_request("/war-room?lang=en&area=4002", &session),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The language switch stays in the area.
+    assert!(
+        body.contains("href=\"/war-room?lang=th&amp;area=4002\" id=\"switch-lang\""),
+        "{body}"
+    );
+}

@@ -138,7 +138,10 @@ impl Store {
         schema::migrate(&mut store.connection, version)?;
         if !store.connection.is_readonly(rusqlite::MAIN_DB)? {
             store.ensure_device_key()?;
-            report::make_if_stale(&mut store.connection)?;
+            // A file whose digests cannot be made now (a damaged record,
+            // a full disk) still opens: its reports are then computed from
+            // the records, and the next open tries again.
+            let _ = report::make_if_stale(&mut store.connection);
         }
         Ok(store)
     }

@@ -13,14 +13,23 @@ use crate::error::{Error, Result};
 use crate::{load_state, read_meta, write_meta, Store};
 
 /// The `meta` key that says whether every household's digest is there in
-/// this build's form ([`DIGEST_FORM`]) or must be made from the records
+/// this build's form ([`digest_form`]) or must be made from the records
 /// (anything else: `stale` after the upgrade that added them, or a form an
 /// earlier build wrote).
 const DIGESTS: &str = "report_digests";
 
-/// The form of the digests this build writes; a change to
-/// `HouseholdDigest`'s stored form changes it, and files are made again.
-const DIGEST_FORM: &str = "form 2";
+/// The form of the digests this build writes: `HouseholdDigest`'s stored
+/// form and the catalogues its deprivation was assessed with. A change to
+/// either makes every file's digests again.
+fn digest_form() -> &'static str {
+    static FORM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FORM.get_or_init(|| {
+        use sha2::{Digest as _, Sha256};
+        let catalogues = Sha256::digest(format!("{:?}", catalogues()).as_bytes());
+        let short: String = catalogues[..6].iter().map(|b| format!("{b:02x}")).collect();
+        format!("form 2, catalogues {short}")
+    })
+}
 
 /// The catalogues a digest's deprivation is assessed with.
 fn catalogues() -> &'static Catalogues {
@@ -102,7 +111,7 @@ pub(crate) fn mark_stale(connection: &Connection) -> Result<()> {
 /// Makes every household's digest if they are not there in this build's
 /// form.
 pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
-    if read_meta(connection, DIGESTS)?.as_deref() == Some(DIGEST_FORM) {
+    if read_meta(connection, DIGESTS)?.as_deref() == Some(digest_form()) {
         return Ok(());
     }
     let tx = connection.transaction()?;
@@ -116,7 +125,7 @@ pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
         .iter()
         .filter_map(|id| uuid::Uuid::parse_str(id).ok().map(RecordId));
     refresh(&tx, households, &HashMap::new())?;
-    write_meta(&tx, DIGESTS, DIGEST_FORM)?;
+    write_meta(&tx, DIGESTS, digest_form())?;
     tx.commit()?;
     Ok(())
 }
@@ -131,7 +140,7 @@ pub(crate) struct DigestsDue {
 
 /// How many written states a write keeps for its digests; past this the
 /// rest are read back from the file.
-const KEPT_STATES: usize = 16_384;
+const KEPT_STATES: usize = 4_096;
 
 impl DigestsDue {
     /// A record was written: its household's digest (and, for a record
@@ -166,8 +175,47 @@ impl DigestsDue {
 }
 
 impl Store {
+    /// Whether every household's digest is there in this build's form. Not
+    /// when a file could not be upgraded (opened read-only, or the making
+    /// failed), nor after writes that did not keep them.
+    fn digests_current(&self) -> Result<bool> {
+        Ok(read_meta(&self.connection, DIGESTS)?.as_deref() == Some(digest_form()))
+    }
+
+    /// The digests made from the records themselves, for a file whose kept
+    /// digests cannot be trusted: slow, but never wrong.
+    fn digests_from_records(&self) -> Result<Vec<HouseholdDigest>> {
+        let mut records = Vec::new();
+        for kind in RecordKind::KNOWN {
+            records.extend(self.records(&kind)?);
+        }
+        let mut households = Vec::new();
+        let mut related: HashMap<RecordId, Vec<(RecordKey, RecordState)>> = HashMap::new();
+        for (key, state) in records {
+            if key.kind == RecordKind::Household {
+                households.push((key, state));
+            } else if let Some(household) = report::household_of(&state) {
+                related.entry(household).or_default().push((key, state));
+            }
+        }
+        Ok(households
+            .iter()
+            .filter_map(|(key, state)| {
+                let own = related.get(&key.id).map(Vec::as_slice).unwrap_or_default();
+                report::digest_household(
+                    (key, state),
+                    own.iter().map(|(key, state)| (key, state)),
+                    catalogues(),
+                )
+            })
+            .collect())
+    }
+
     /// Every household's digest, in no particular order.
     pub fn report_digests(&self) -> Result<Vec<HouseholdDigest>> {
+        if !self.digests_current()? {
+            return self.digests_from_records();
+        }
         let mut statement = self
             .connection
             .prepare_cached("SELECT digest FROM report_digests")?;
@@ -182,13 +230,16 @@ impl Store {
         area: &faenban_core::codes::AreaCode,
         options: &ReportOptions,
     ) -> Result<Vec<(report::HouseholdRow, Vec<String>)>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT digest FROM report_digests WHERE village >= ?1 AND village < ?1 || ':'",
-        )?;
-        let rows = statement.query_map([area.as_str()], |row| row.get::<_, String>(0))?;
-        let digests = rows
-            .map(|row| Ok(serde_json::from_str::<HouseholdDigest>(&row?)?))
-            .collect::<Result<Vec<_>>>()?;
+        let digests = if self.digests_current()? {
+            let mut statement = self.connection.prepare_cached(
+                "SELECT digest FROM report_digests WHERE village >= ?1 AND village < ?1 || ':'",
+            )?;
+            let rows = statement.query_map([area.as_str()], |row| row.get::<_, String>(0))?;
+            rows.map(|row| Ok(serde_json::from_str::<HouseholdDigest>(&row?)?))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            self.digests_from_records()?
+        };
         let mut names: HashMap<RecordId, String> = HashMap::new();
         report::household_rows(digests, area, options)
             .into_iter()
@@ -218,6 +269,13 @@ impl Store {
     /// The report of this file's households (`docs/report.md`), from their
     /// digests.
     pub fn report(&self, areas: &Areas, options: &ReportOptions) -> Result<Report> {
+        if !self.digests_current()? {
+            return Ok(report::build_from_digests(
+                self.digests_from_records()?,
+                areas,
+                options,
+            ));
+        }
         let mut statement = self
             .connection
             .prepare_cached("SELECT digest FROM report_digests")?;
