@@ -48,15 +48,7 @@ fn main() -> anyhow::Result<()> {
 
     if !token_file.exists() {
         let started = Instant::now();
-        let backend = SqliteBackend::open(&data)?;
-        let token = token::generate()?;
-        let scope = Scope {
-            role: Role::Province,
-            areas: Vec::new(),
-            dimension: None,
-        };
-        backend.add_account("province", &scope, &token::hash(&token), 1_800_000_000_000)?;
-        drop(backend);
+        let token = province_account(&data)?;
         let mut store = Store::open(&database)?.without_search_index();
         let spec = Spec {
             second_visit: true,
@@ -101,13 +93,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A server folder whose file holds only `target` households' digests,
-/// copies (with new ids) of those in `source`: what a report reads of a
-/// province that size, where generating the whole province would not fit
-/// on this disk.
-fn scaled_copy(scratch: &Path, source: &Path, target: usize) -> anyhow::Result<PathBuf> {
-    let data = scratch.join(format!("scaled-{target}"));
-    let backend = SqliteBackend::open(&data)?;
+/// A new server folder with a province account; its token.
+fn province_account(data: &Path) -> anyhow::Result<String> {
+    let backend = SqliteBackend::open(data)?;
     let token = token::generate()?;
     let scope = Scope {
         role: Role::Province,
@@ -115,7 +103,16 @@ fn scaled_copy(scratch: &Path, source: &Path, target: usize) -> anyhow::Result<P
         dimension: None,
     };
     backend.add_account("province", &scope, &token::hash(&token), 1_800_000_000_000)?;
-    drop(backend);
+    Ok(token)
+}
+
+/// A server folder whose file holds only `target` households' digests,
+/// copies (with new ids) of those in `source`: what a report reads of a
+/// province that size, where generating the whole province would not fit
+/// on this disk.
+fn scaled_copy(scratch: &Path, source: &Path, target: usize) -> anyhow::Result<PathBuf> {
+    let data = scratch.join(format!("scaled-{target}"));
+    let token = province_account(&data)?;
     std::fs::write(data.join("province.token"), &token)?;
     let connection = rusqlite::Connection::open(data.join(DATABASE_FILE))?;
     connection.execute("ATTACH DATABASE ?1 AS source", [source.to_string_lossy()])?;

@@ -160,13 +160,25 @@ async fn sign_in(client: &Client, base: &str, token: &str) {
     client.goto(&format!("{base}/war-room")).await.unwrap();
     let field = client.find(Locator::Id("token")).await.unwrap();
     field.send_keys(token).await.unwrap();
+    click(client, Locator::Id("sign-in")).await;
+}
+
+async fn click(client: &Client, locator: Locator<'_>) {
     client
-        .find(Locator::Id("sign-in"))
+        .find(locator)
         .await
-        .unwrap()
+        .unwrap_or_else(|error| panic!("nothing to click: {error}"))
         .click()
         .await
         .unwrap();
+}
+
+async fn wait_for(client: &Client, locator: Locator<'_>) {
+    client
+        .wait()
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|error| panic!("never appeared: {error}"));
 }
 
 async fn text_of(client: &Client, id: &str) -> String {
@@ -225,20 +237,12 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
     assert_eq!(households.as_deref(), Some("240"));
 
     // One dimension.
-    client
-        .find(Locator::Css("a[data-dimension-link=income]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css(
-            "#filters a.chosen[data-dimension-link=income]",
-        ))
-        .await
-        .unwrap();
+    click(&client, Locator::Css("a[data-dimension-link=income]")).await;
+    wait_for(
+        &client,
+        Locator::Css("#filters a.chosen[data-dimension-link=income]"),
+    )
+    .await;
     let income = report(&base, &province, "level=district&dimension=income").await;
     assert_eq!(shown_progress(&client).await, expected_progress(&income));
     let shown = client.source().await.unwrap();
@@ -266,11 +270,11 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
             .unwrap();
         area = link.attr("data-drill").await.unwrap().unwrap();
         link.click().await.unwrap();
-        client
-            .wait()
-            .for_element(Locator::Css(&format!("#crumbs a[href*='area={area}']")))
-            .await
-            .unwrap();
+        wait_for(
+            &client,
+            Locator::Css(&format!("#crumbs a[href*='area={area}']")),
+        )
+        .await;
         let expected = report(&base, &province, &format!("area={area}&level={level}")).await;
         assert_eq!(shown_progress(&client).await, expected_progress(&expected));
     }
@@ -281,11 +285,7 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
     let village_code = village.attr("data-drill").await.unwrap().unwrap();
     assert!(village_code.starts_with(&area) && village_code.len() == 8);
     village.click().await.unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("households-list"))
-        .await
-        .unwrap();
+    wait_for(&client, Locator::Id("households-list")).await;
     let listed = client
         .find_all(Locator::Css("#households-list tr[data-household]"))
         .await
@@ -321,18 +321,8 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
     assert!(!national_ids.iter().any(|id| page.contains(id.as_str())));
 
     // English, on the same village.
-    client
-        .find(Locator::Id("switch-lang"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("html[lang=en]"))
-        .await
-        .unwrap();
+    click(&client, Locator::Id("switch-lang")).await;
+    wait_for(&client, Locator::Css("html[lang=en]")).await;
     assert!(text_of(&client, "sign-out").await.contains("Sign out"));
 
     // Nothing was loaded from anywhere but this server.
@@ -355,18 +345,8 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
     }
 
     // Signing out ends the session: the page asks for a token again.
-    client
-        .find(Locator::Id("sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap();
+    click(&client, Locator::Id("sign-out")).await;
+    wait_for(&client, Locator::Id("token")).await;
     client.goto(&format!("{base}/war-room")).await.unwrap();
     assert!(client.find(Locator::Id("place")).await.is_err());
 
