@@ -12,21 +12,27 @@ pub enum Lang {
 }
 
 impl Lang {
-    /// Thai when the locale says so (`LC_ALL`, `LC_MESSAGES`, `LANG` starting with `th`).
+    /// Thai unless the locale names another language (`LC_ALL`,
+    /// `LC_MESSAGES`, `LANG`, the first one set): `en_US.UTF-8` gives
+    /// English; `th_TH.UTF-8`, a locale that names no language (`C`,
+    /// `C.UTF-8`, `POSIX`) or none at all gives Thai, the language of the
+    /// people faenban is for.
     pub fn from_locale() -> Lang {
         for variable in ["LC_ALL", "LC_MESSAGES", "LANG"] {
             if let Ok(value) = std::env::var(variable) {
                 if value.is_empty() {
                     continue;
                 }
-                return if value.to_lowercase().starts_with("th") {
+                let value = value.to_lowercase();
+                let names_no_language = value == "c" || value.starts_with("c.") || value == "posix";
+                return if value.starts_with("th") || names_no_language {
                     Lang::Th
                 } else {
                     Lang::En
                 };
             }
         }
-        Lang::En
+        Lang::Th
     }
 
     /// Picks the Thai or the English text.

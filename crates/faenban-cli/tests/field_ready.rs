@@ -530,3 +530,27 @@ fn thai_digits_and_the_kedmanee_one_answer_the_guided_survey() {
         "{exported}"
     );
 }
+
+/// Thai is the default: with no locale, or one that names no language
+/// (`C.UTF-8`, common on servers and fresh installs), the binary speaks
+/// Thai; a locale that names English gives English.
+#[test]
+fn thai_is_spoken_unless_the_locale_names_another_language() {
+    let laptop = support::Laptop::initialized();
+    for (locale, thai) in [
+        (None, true),
+        (Some("C.UTF-8"), true),
+        (Some("POSIX"), true),
+        (Some("th_TH.UTF-8"), true),
+        (Some("en_US.UTF-8"), false),
+    ] {
+        let mut command = laptop.cmd(&["household", "show", "9999-999999-9"]);
+        command.env_remove("LANG");
+        if let Some(locale) = locale {
+            command.env("LANG", locale);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.contains("ไม่พบ"), thai, "{locale:?}: {stderr}");
+    }
+}

@@ -31,10 +31,12 @@ impl Laptop {
 
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut command = Command::cargo_bin("faenban").unwrap();
+        // Tests read English unless they ask for Thai (`--lang th`); with
+        // no locale the binary speaks Thai (`tests/field_ready.rs`).
         command
-            .env_remove("LANG")
             .env_remove("LC_ALL")
-            .env_remove("LC_MESSAGES");
+            .env_remove("LC_MESSAGES")
+            .env("LANG", "en_US.UTF-8");
         command.arg("--db").arg(&self.db).args(args);
         command
     }
