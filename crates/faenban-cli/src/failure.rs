@@ -178,6 +178,13 @@ fn from_store(lang: Lang, error: &faenban_store::Error) -> Failure {
         E::ReadOnly => storage("เขียนไฟล์ฐานข้อมูลไม่ได้ (ไฟล์หรือโฟลเดอร์เป็นแบบอ่านอย่างเดียว)"),
         E::Corrupt(_) => storage("ไฟล์ฐานข้อมูลเสียหาย หรือไม่ใช่ฐานข้อมูลของ faenban"),
         E::DiskFull => storage("พื้นที่ดิสก์เต็ม คำสั่งนี้ไม่ได้บันทึกอะไรเลย"),
+        // The program failed, not the file: the file is not called damaged.
+        E::Internal(_) => Failure::new(
+            Kind::Other,
+            lang,
+            "โปรแกรม faenban ทำงานผิดพลาดภายใน คำสั่งนี้ไม่ได้บันทึกอะไรเลย ไฟล์ข้อมูลไม่เสียหาย ลองใหม่อีกครั้ง ถ้ายังเป็นอยู่ให้แจ้งผู้ดูแลระบบ",
+            error.to_string(),
+        ),
         E::NotInitialized => Failure::new(
             Kind::Storage,
             lang,
@@ -270,4 +277,33 @@ fn doing_th(step: &str) -> String {
         }
     }
     step.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_inside_the_program_does_not_call_the_file_damaged() {
+        let error = faenban_store::Error::Internal("the server failed on this batch".into());
+        for lang in [Lang::Th, Lang::En] {
+            let failure = from_store(lang, &error);
+            assert_eq!(failure.kind.code(), 1);
+            assert!(
+                !failure.message.contains("is damaged"),
+                "{}",
+                failure.message
+            );
+            assert!(
+                failure
+                    .message
+                    .contains("nothing of this command was saved")
+                    || failure.message.contains("ไม่ได้บันทึกอะไรเลย"),
+                "{}",
+                failure.message
+            );
+        }
+        let damaged = from_store(Lang::En, &faenban_store::Error::Corrupt("x".into()));
+        assert_eq!(damaged.kind.code(), 6);
+    }
 }

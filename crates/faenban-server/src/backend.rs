@@ -158,7 +158,7 @@ fn push_in_group(
             Ok(result) => return result,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(faenban_store::Error::Corrupt(
+                return Err(faenban_store::Error::Internal(
                     "a push was dropped without an answer".into(),
                 ))
             }
@@ -205,6 +205,7 @@ fn same_error(error: &faenban_store::Error) -> faenban_store::Error {
         E::Locked => E::Locked,
         E::DiskFull => E::DiskFull,
         E::ReadOnly => E::ReadOnly,
+        E::Internal(what) => E::Internal(what.clone()),
         other => E::Corrupt(other.to_string()),
     }
 }
@@ -294,12 +295,12 @@ impl SqliteBackend {
     /// Opens (creating if needed) the server's store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteBackend> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|error| faenban_store::Error::Corrupt(format!("data folder: {error}")))?;
+            .map_err(|error| faenban_store::Error::Internal(format!("data folder: {error}")))?;
         let path = data_dir.join(DATABASE_FILE);
         let mut writer = Store::open(&path)?.without_search_index();
         if writer.device()?.is_none() {
             let key = DeviceKey::generate().map_err(|error| {
-                faenban_store::Error::Corrupt(format!("making the server's key: {error}"))
+                faenban_store::Error::Internal(format!("making the server's key: {error}"))
             })?;
             writer.init("server", &key)?;
         }
@@ -347,7 +348,7 @@ impl SqliteBackend {
                 let _ = checkpoints.checkpoint(i64::MAX);
             })
             .map_err(|error| {
-                faenban_store::Error::Corrupt(format!("checkpoint thread: {error}"))
+                faenban_store::Error::Internal(format!("checkpoint thread: {error}"))
             })?;
         Ok(SqliteBackend {
             writer,

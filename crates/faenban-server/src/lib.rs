@@ -271,6 +271,14 @@ impl From<faenban_store::Error> for ApiError {
                 "disk_full",
                 "the server's disk is full; nothing of this request was stored",
             ),
+            E::Internal(what) => {
+                tracing::error!(what, "internal failure");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the request failed inside the server; nothing of it was stored",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::new(

@@ -27,6 +27,10 @@ pub enum Error {
     /// The file is not a faenban database, or is damaged.
     #[error("the database file is damaged or is not a faenban database ({0})")]
     Corrupt(String),
+    /// The program failed, not the file: a bug caught, no randomness for a
+    /// key, a thread that could not start. Nothing of the command was kept.
+    #[error("faenban failed inside ({0}); nothing of this command was saved")]
+    Internal(String),
     /// The disk is full.
     #[error("the disk is full; nothing was saved from this command")]
     DiskFull,

@@ -226,7 +226,7 @@ impl Store {
             return Ok(());
         }
         let key = DeviceKey::generate()
-            .map_err(|error| Error::Corrupt(format!("making the device key: {error}")))?;
+            .map_err(|error| Error::Internal(format!("making the device key: {error}")))?;
         write_meta(&self.connection, DEVICE_KEY, &key.seed_hex())
     }
 
@@ -301,7 +301,7 @@ impl Store {
                     Ok(value)
                 })
             }))
-            .unwrap_or_else(|_| Err(Error::Corrupt("the server failed on this batch".into())));
+            .unwrap_or_else(|_| Err(Error::Internal("the server failed on this batch".into())));
             match result {
                 Ok(value) => {
                     session.tx.execute_batch("RELEASE item")?;
