@@ -171,11 +171,12 @@ fn an_upgraded_file_makes_every_digest_when_opened_in_this_builds_form() {
         populate(&mut store, &Spec::khon_kaen(7, 60)).unwrap();
     }
     {
-        // As the upgrade to schema 7 leaves a file: no digest, marked stale.
+        // Back to what a schema 6 file is: no digests table, no marker.
         let raw = rusqlite::Connection::open(&path).unwrap();
         raw.execute_batch(
-            "DELETE FROM report_digests; \
-             UPDATE meta SET value = 'stale' WHERE key = 'report_digests';",
+            "DROP TABLE report_digests; \
+             DELETE FROM meta WHERE key = 'report_digests'; \
+             PRAGMA user_version = 6;",
         )
         .unwrap();
     }
