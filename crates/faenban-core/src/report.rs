@@ -578,7 +578,7 @@ pub fn household_of(state: &RecordState) -> Option<RecordId> {
 }
 
 /// Computes the report from every record (any order) with the catalogues
-/// and area names: each household is digested, then
+/// and area names: each household is digested ([`digest_all`]), then
 /// [`build_from_digests`]. The stores keep the digests instead and call
 /// that directly.
 pub fn build(
@@ -587,6 +587,15 @@ pub fn build(
     areas: &Areas,
     options: &ReportOptions,
 ) -> Report {
+    build_from_digests(digest_all(records, catalogues), areas, options)
+}
+
+/// Every household's digest from every record (any order): each record
+/// goes with the household its `household` field names.
+pub fn digest_all(
+    records: impl IntoIterator<Item = (RecordKey, RecordState)>,
+    catalogues: &Catalogues,
+) -> Vec<HouseholdDigest> {
     let mut households = Vec::new();
     let mut related: HashMap<RecordId, Vec<(RecordKey, RecordState)>> = HashMap::new();
     for (key, state) in records {
@@ -596,15 +605,17 @@ pub fn build(
             related.entry(household).or_default().push((key, state));
         }
     }
-    let digests = households.iter().filter_map(|(key, state)| {
-        let own = related.get(&key.id).map(Vec::as_slice).unwrap_or_default();
-        digest_household(
-            (key, state),
-            own.iter().map(|(key, state)| (key, state)),
-            catalogues,
-        )
-    });
-    build_from_digests(digests, areas, options)
+    households
+        .iter()
+        .filter_map(|(key, state)| {
+            let own = related.get(&key.id).map(Vec::as_slice).unwrap_or_default();
+            digest_household(
+                (key, state),
+                own.iter().map(|(key, state)| (key, state)),
+                catalogues,
+            )
+        })
+        .collect()
 }
 
 /// What is counted of one household for the report asked (its digest with

@@ -189,26 +189,7 @@ impl Store {
         for kind in RecordKind::KNOWN {
             records.extend(self.records(&kind)?);
         }
-        let mut households = Vec::new();
-        let mut related: HashMap<RecordId, Vec<(RecordKey, RecordState)>> = HashMap::new();
-        for (key, state) in records {
-            if key.kind == RecordKind::Household {
-                households.push((key, state));
-            } else if let Some(household) = report::household_of(&state) {
-                related.entry(household).or_default().push((key, state));
-            }
-        }
-        Ok(households
-            .iter()
-            .filter_map(|(key, state)| {
-                let own = related.get(&key.id).map(Vec::as_slice).unwrap_or_default();
-                report::digest_household(
-                    (key, state),
-                    own.iter().map(|(key, state)| (key, state)),
-                    catalogues(),
-                )
-            })
-            .collect())
+        Ok(report::digest_all(records, catalogues()))
     }
 
     /// Every household's digest, in no particular order.
