@@ -838,14 +838,21 @@ impl Session<'_> {
         if self.recorded_here.last() != Some(&change.record) {
             self.recorded_here.push(change.record.clone());
         }
-        let mut change = change;
+        Ok(self.apply_own(change, true)?.0)
+    }
+
+    /// Applies a change this device stamped, as a new change: a stamp the
+    /// log already holds means the device handed out that reading before
+    /// (its clock went back after a correction), and a change of its own
+    /// is never a duplicate, so it takes the next reading until its stamp
+    /// is new. Returns the change as logged, and its place in the log.
+    pub(crate) fn apply_own(&mut self, mut change: Change, local: bool) -> Result<(Change, i64)> {
         loop {
-            if let (_, Some(_)) = self.apply_logged(change.clone(), true)? {
-                return Ok(change);
+            if let (_, Some(log_seq)) = self.apply_logged(change.clone(), local)? {
+                return Ok((change, log_seq));
             }
-            // The log holds this stamp already: the device handed out this
-            // reading before (its clock went back after a correction). A
-            // change made here is never a duplicate; it takes the next one.
+            // The reading that collided was never logged: it is replaced,
+            // not kept among the previous stamps.
             change.stamp = self.next_stamp();
         }
     }

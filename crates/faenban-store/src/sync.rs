@@ -9,7 +9,7 @@
 //! the pull cursor moves only with the changes it covers.
 
 use faenban_core::sync::{DeviceName, ErrorBody, HeldBack, PullFrom, Reply};
-use faenban_core::{Change, DeviceId, OutboxEntry, Outcome, Stamp};
+use faenban_core::{Change, DeviceId, OutboxEntry, Outcome};
 use faenban_keys::{PublicKey, Signature};
 use rusqlite::{params, OptionalExtension};
 use sha2::{Digest as _, Sha256};
@@ -553,20 +553,10 @@ impl Store {
             let future =
                 faenban_core::replica::restamp_future(&entries, &mut session.clock, local_wall_ms);
             let restamped = future.len() as u64;
-            for (sequence, mut change) in future {
-                // A stamp is a change's identity: one the log already holds
-                // (two corrections to the same millisecond of server time
-                // can hand out the same reading again) is never reused; the
-                // clock ticks on until the stamp is new.
-                let log_seq = loop {
-                    if let (_, Some(log_seq)) = session.apply_logged(change.clone(), false)? {
-                        break log_seq;
-                    }
-                    let stamp = Stamp::new(session.clock.tick(local_wall_ms), session.device);
-                    // The reading that collided was never logged: it is
-                    // replaced, not kept among the previous stamps.
-                    change.stamp = stamp;
-                };
+            for (sequence, change) in future {
+                // Two corrections to the same millisecond of server time can
+                // hand out the same reading again: never reused.
+                let (_, log_seq) = session.apply_own(change, false)?;
                 session
                     .tx
                     .prepare_cached("UPDATE outbox SET change_seq = ?1 WHERE sequence = ?2")?
