@@ -846,7 +846,7 @@ pub(crate) fn parse_device(text: &str) -> Result<DeviceId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use faenban_core::{Hlc, RecordKey, RecordKind};
+    use faenban_core::{Hlc, RecordKey, RecordKind, Stamp};
 
     fn run(records: &[u128]) -> OutboxRun {
         let device = DeviceId::from_u128(1);
