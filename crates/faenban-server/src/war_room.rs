@@ -529,23 +529,20 @@ async fn area_page(
     if no_area && !account.scope.is_everything() && account.scope.areas.len() > 1 {
         return Ok(areas_page(lang, account));
     }
-    let mut asked = ReportQuery {
+    let asked = ReportQuery {
         area: query.area.clone(),
         level: None,
         dimension: query.dimension.clone(),
         fiscal_year,
     };
-    // First the area and its checks, then the level below it.
-    let options = report_options(&account.scope, &asked)?;
+    // The area as the account may ask it; the rows are the level below.
+    let mut options = report_options(&account.scope, &asked)?;
     let area = options.area.clone();
-    let level = match area.as_ref().map(AreaCode::level) {
-        None => AreaLevel::District,
-        Some(AreaLevel::Province) => AreaLevel::District,
+    options.level = Some(match area.as_ref().map(AreaCode::level) {
+        None | Some(AreaLevel::Province) => AreaLevel::District,
         Some(AreaLevel::District) => AreaLevel::Subdistrict,
         Some(AreaLevel::Subdistrict | AreaLevel::Village) => AreaLevel::Village,
-    };
-    asked.level = Some(faenban_core::report::level_key(level).to_owned());
-    let options = report_options(&account.scope, &asked)?;
+    });
     let report = scoped_report(state, options.clone()).await?;
     let households = match &area {
         Some(village) if village.level() == AreaLevel::Village => {
