@@ -219,6 +219,11 @@ impl ApiError {
             },
         }
     }
+
+    /// The status and the message of a refusal, for a page that shows it.
+    pub(crate) fn status_and_message(&self) -> (StatusCode, String) {
+        (self.status, self.body.message.clone())
+    }
 }
 
 impl IntoResponse for ApiError {

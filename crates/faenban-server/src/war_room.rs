@@ -1142,10 +1142,3 @@ fn household_list(
     out.push_str("</tbody></table></div></section>");
     out
 }
-
-impl ApiError {
-    /// The status and the message of a refusal, for a page that shows it.
-    pub(crate) fn status_and_message(&self) -> (StatusCode, String) {
-        (self.status, self.body.message.clone())
-    }
-}
