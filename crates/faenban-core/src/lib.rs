@@ -13,7 +13,8 @@
 //!   dimension.
 //! * [`clock`], [`change`], [`merge`], [`replica`]: hybrid logical clocks,
 //!   per-field changes, the merge and its conflicts, and making changes.
-//! * [`sync`]: the sync protocol's messages, wire form and scope rules.
+//! * [`sync`]: the sync protocol's messages, wire form and scope rules;
+//!   [`refusal`]: the stable code of every refusal.
 
 pub mod areas;
 pub mod catalogue;
@@ -27,6 +28,7 @@ pub mod limits;
 pub mod merge;
 pub mod model;
 pub mod money;
+pub mod refusal;
 pub mod replica;
 pub mod report;
 pub mod sync;
@@ -37,4 +39,5 @@ pub use clock::{Clock, DeviceId, Hlc, Stamp, MAX_FUTURE_DRIFT_MS};
 pub use error::{Error, InvalidValue, Result};
 pub use merge::{Conflict, Entry, FieldState, Outcome, RecordState, State};
 pub use money::Baht;
+pub use refusal::RefusalCode;
 pub use replica::{normalize_arrival, Arrival, Outbox, OutboxEntry, Replica};

@@ -9,9 +9,76 @@ use std::time::Duration;
 
 use faenban_core::sync::Scope;
 use faenban_core::DeviceId;
+use faenban_core::RefusalCode;
 use faenban_keys::{DeviceKey, PublicKey};
 use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOutcome};
-use faenban_store::{Result, Store, SCHEMA_VERSION};
+use faenban_store::{Store, SCHEMA_VERSION};
+
+/// What can go wrong in any backend, in the terms the HTTP layer answers
+/// in: a refusal the client must act on, a store that cannot take the
+/// request now (busy, read-only, full), or a failure inside. No store's
+/// own error type crosses this line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The request was refused; nothing of it was stored.
+    #[error("{message}")]
+    Refused {
+        /// Why, as a stable code.
+        code: RefusalCode,
+        /// What is wrong and what to do, in English.
+        message: String,
+    },
+    /// A record an administrator named does not exist.
+    #[error("no {kind} named {name}")]
+    NotFound {
+        /// `account` or `device`.
+        kind: String,
+        /// The name or id given.
+        name: String,
+    },
+    /// Another writer holds the store; try again shortly.
+    #[error("the store is busy")]
+    Busy,
+    /// The store cannot be written (read-only file, folder or replica).
+    #[error("the store cannot be written (read-only)")]
+    ReadOnly,
+    /// The store's disk is full.
+    #[error("the store's disk is full")]
+    DiskFull,
+    /// The store failed: damaged, or an I/O error.
+    #[error("the store failed: {0}")]
+    Storage(String),
+    /// The program failed, not the store.
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+impl From<faenban_store::Error> for BackendError {
+    fn from(error: faenban_store::Error) -> BackendError {
+        use faenban_store::Error as E;
+        match error {
+            E::Refused { code, message } => BackendError::Refused { code, message },
+            E::RefusedRecords(refusals) => {
+                let first = refusals.into_iter().next();
+                BackendError::Refused {
+                    code: first
+                        .as_ref()
+                        .map_or(RefusalCode::OutOfScope, |refusal| refusal.code),
+                    message: first.map_or_else(String::new, |refusal| refusal.message),
+                }
+            }
+            E::NotFound { kind, id } => BackendError::NotFound { kind, name: id },
+            E::Locked => BackendError::Busy,
+            E::ReadOnly | E::OlderReadOnly => BackendError::ReadOnly,
+            E::DiskFull => BackendError::DiskFull,
+            E::Internal(what) => BackendError::Internal(what),
+            other => BackendError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// A backend's result.
+pub type Result<T, E = BackendError> = std::result::Result<T, E>;
 
 /// What the sync server needs from its store. Every method is blocking; the
 /// HTTP layer calls them off the async runtime.
@@ -158,7 +225,7 @@ fn push_in_group(
             Ok(result) => return result,
             Err(mpsc::RecvTimeoutError::Timeout) => continue,
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(faenban_store::Error::Internal(
+                return Err(BackendError::Internal(
                     "a push was dropped without an answer".into(),
                 ))
             }
@@ -177,15 +244,18 @@ fn apply_queue(backend: &SqliteBackend, mut writer: std::sync::MutexGuard<'_, St
         .into_iter()
         .map(|waiting| ((waiting.account, waiting.input), waiting.answer))
         .unzip();
-    match writer.push_group(pushes, now_ms) {
+    match writer
+        .push_group(pushes, now_ms)
+        .map_err(BackendError::from)
+    {
         Ok(results) => {
             for (result, answer) in results.into_iter().zip(answers) {
-                let _ = answer.send(result);
+                let _ = answer.send(result.map_err(BackendError::from));
             }
         }
         Err(error) => {
             for answer in answers {
-                let _ = answer.send(Err(same_error(&error)));
+                let _ = answer.send(Err(error.clone()));
             }
         }
     }
@@ -195,18 +265,6 @@ fn apply_queue(backend: &SqliteBackend, mut writer: std::sync::MutexGuard<'_, St
             // A reader in the way: the next check tries again.
             tracing::debug!(%error, "log not truncated this time");
         }
-    }
-}
-
-/// The same failure, for every push of a group that failed as a whole.
-fn same_error(error: &faenban_store::Error) -> faenban_store::Error {
-    use faenban_store::Error as E;
-    match error {
-        E::Locked => E::Locked,
-        E::DiskFull => E::DiskFull,
-        E::ReadOnly => E::ReadOnly,
-        E::Internal(what) => E::Internal(what.clone()),
-        other => E::Corrupt(other.to_string()),
     }
 }
 
@@ -295,18 +353,18 @@ impl SqliteBackend {
     /// Opens (creating if needed) the server's store in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<SqliteBackend> {
         std::fs::create_dir_all(data_dir)
-            .map_err(|error| faenban_store::Error::Internal(format!("data folder: {error}")))?;
+            .map_err(|error| BackendError::Internal(format!("data folder: {error}")))?;
         let path = data_dir.join(DATABASE_FILE);
         let mut writer = Store::open(&path)?.without_search_index();
         if writer.device()?.is_none() {
             let key = DeviceKey::generate().map_err(|error| {
-                faenban_store::Error::Internal(format!("making the server's key: {error}"))
+                BackendError::Internal(format!("making the server's key: {error}"))
             })?;
             writer.init("server", &key)?;
         }
         let key = writer
             .device_key()?
-            .ok_or_else(|| faenban_store::Error::Corrupt("the server has no key".into()))?;
+            .ok_or_else(|| BackendError::Storage("the server has no key".into()))?;
         // The writer keeps the pages it merges into hot; checkpoints happen
         // on their own thread.
         writer.pragma("cache_size", -65_536)?;
@@ -347,9 +405,7 @@ impl SqliteBackend {
                 }
                 let _ = checkpoints.checkpoint(i64::MAX);
             })
-            .map_err(|error| {
-                faenban_store::Error::Internal(format!("checkpoint thread: {error}"))
-            })?;
+            .map_err(|error| BackendError::Internal(format!("checkpoint thread: {error}")))?;
         Ok(SqliteBackend {
             writer,
             readers,
@@ -410,7 +466,7 @@ impl SqliteBackend {
 
 impl Backend for SqliteBackend {
     fn account_by_token(&self, token_hash: &[u8]) -> Result<Option<Account>> {
-        self.reader().account_by_token(token_hash)
+        Ok(self.reader().account_by_token(token_hash)?)
     }
 
     fn hello(
@@ -421,7 +477,7 @@ impl Backend for SqliteBackend {
         key: &PublicKey,
         now_ms: u64,
     ) -> Result<u64> {
-        self.writer().hello(account, device, name, key, now_ms)
+        Ok(self.writer().hello(account, device, name, key, now_ms)?)
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
@@ -435,7 +491,7 @@ impl Backend for SqliteBackend {
         check: Option<&str>,
         limit: usize,
     ) -> Result<PulledPage> {
-        self.reader().pull(scope, since, check, limit)
+        Ok(self.reader().pull(scope, since, check, limit)?)
     }
 
     fn add_account(
@@ -445,7 +501,7 @@ impl Backend for SqliteBackend {
         token_hash: &[u8],
         now_ms: u64,
     ) -> Result<Account> {
-        self.writer().add_account(name, scope, token_hash, now_ms)
+        Ok(self.writer().add_account(name, scope, token_hash, now_ms)?)
     }
 
     fn add_accounts(
@@ -453,31 +509,31 @@ impl Backend for SqliteBackend {
         accounts: &[(String, Scope, Vec<u8>)],
         now_ms: u64,
     ) -> Result<Vec<Account>> {
-        self.writer().add_accounts(accounts, now_ms)
+        Ok(self.writer().add_accounts(accounts, now_ms)?)
     }
 
     fn accounts(&self) -> Result<Vec<Account>> {
-        self.reader().accounts()
+        Ok(self.reader().accounts()?)
     }
 
     fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account> {
-        self.writer().revoke_account(name, now_ms)
+        Ok(self.writer().revoke_account(name, now_ms)?)
     }
 
     fn edit_account(&self, name: &str, scope: &Scope) -> Result<Account> {
-        self.writer().edit_account(name, scope)
+        Ok(self.writer().edit_account(name, scope)?)
     }
 
     fn release_device(&self, device: DeviceId) -> Result<()> {
-        self.writer().release_device(device)
+        Ok(self.writer().release_device(device)?)
     }
 
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()> {
-        self.writer().enroll_device(device, account)
+        Ok(self.writer().enroll_device(device, account)?)
     }
 
     fn devices(&self) -> Result<Vec<BoundDevice>> {
-        self.reader().devices()
+        Ok(self.reader().devices()?)
     }
 
     fn report(
@@ -485,11 +541,11 @@ impl Backend for SqliteBackend {
         areas: &faenban_core::areas::Areas,
         options: &faenban_core::report::ReportOptions,
     ) -> Result<faenban_core::report::Report> {
-        self.reader().report(areas, options)
+        Ok(self.reader().report(areas, options)?)
     }
 
     fn report_generation(&self) -> Result<u64> {
-        self.reader().feed_head()
+        Ok(self.reader().feed_head()?)
     }
 
     fn household_rows(
@@ -497,11 +553,11 @@ impl Backend for SqliteBackend {
         area: &faenban_core::codes::AreaCode,
         options: &faenban_core::report::ReportOptions,
     ) -> Result<Vec<(faenban_core::report::HouseholdRow, Vec<String>)>> {
-        self.reader().household_rows(area, options)
+        Ok(self.reader().household_rows(area, options)?)
     }
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {
-        self.reader().held_through(device)
+        Ok(self.reader().held_through(device)?)
     }
 
     fn refusals_between(
@@ -510,11 +566,11 @@ impl Backend for SqliteBackend {
         from: u64,
         through: u64,
     ) -> Result<Vec<faenban_core::sync::HeldBack>> {
-        self.reader().refusals_between(device, from, through)
+        Ok(self.reader().refusals_between(device, from, through)?)
     }
 
     fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>> {
-        self.reader().device_binding(device)
+        Ok(self.reader().device_binding(device)?)
     }
 
     fn schema_version(&self) -> i64 {

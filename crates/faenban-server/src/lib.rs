@@ -26,6 +26,7 @@ use faenban_core::sync::{
     ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, RelayRequest,
     RelayResponse, Reply, ReplyPage, ReplyPull, PROTOCOL_VERSION,
 };
+use faenban_core::RefusalCode;
 use faenban_keys::{PublicKey, Signature};
 use faenban_store::server::{Account, PushInput};
 use serde::de::DeserializeOwned;
@@ -34,7 +35,7 @@ use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
-pub use backend::{Backend, SqliteBackend};
+pub use backend::{Backend, BackendError, SqliteBackend};
 
 /// The largest request body accepted, after decompression: a push batch is
 /// at most 1 MiB of changes, and the rest is room for its envelope.
@@ -210,11 +211,15 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: RefusalCode,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             body: ErrorBody {
-                error: code.to_owned(),
+                error: code.as_str().to_owned(),
                 message: message.into(),
             },
         }
@@ -232,67 +237,88 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<faenban_store::Error> for ApiError {
-    fn from(error: faenban_store::Error) -> ApiError {
-        use faenban_store::Error as E;
+impl From<BackendError> for ApiError {
+    fn from(error: BackendError) -> ApiError {
         match error {
-            E::Refused { code, message } => {
-                let status = match code {
-                    "out_of_scope" | "wrong_device" | "wrong_author" | "wrong_key"
-                    | "bad_signature" | "revoked" => StatusCode::FORBIDDEN,
-                    "sequence_gap" | "sequence_reused" | "stamp_reused" | "unknown_device"
-                    | "cursor_ahead" => StatusCode::CONFLICT,
-                    "bad_value" | "limit_exceeded" => StatusCode::UNPROCESSABLE_ENTITY,
-                    _ => StatusCode::BAD_REQUEST,
-                };
-                ApiError::new(status, code, message)
+            BackendError::Refused { code, message } => {
+                ApiError::new(status_of(code), code, message)
             }
-            E::RefusedRecords(refusals) => {
-                let first = refusals.into_iter().next();
-                ApiError::from(E::Refused {
-                    code: first
-                        .as_ref()
-                        .map_or("out_of_scope", |refusal| refusal.code),
-                    message: first.map_or_else(String::new, |refusal| refusal.message),
-                })
-            }
-            E::Locked => ApiError::new(
+            BackendError::NotFound { kind, name } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                RefusalCode::NotFound,
+                format!("no {kind} named {name}"),
+            ),
+            BackendError::Busy => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
+                RefusalCode::Busy,
                 "the server is busy; try again shortly",
             ),
-            E::ReadOnly => {
-                tracing::error!(
-                    "the server's database cannot be written (read-only file or folder)"
-                );
+            BackendError::ReadOnly => {
+                tracing::error!("the server's store cannot be written (read-only)");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "read_only",
+                    RefusalCode::ReadOnly,
                     "the server's store cannot be written at the moment; nothing of this request was stored; try again later",
                 )
             }
-            E::DiskFull => ApiError::new(
+            BackendError::DiskFull => ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "disk_full",
+                RefusalCode::DiskFull,
                 "the server's disk is full; nothing of this request was stored",
             ),
-            E::Internal(what) => {
+            BackendError::Internal(what) => {
                 tracing::error!(what, "internal failure");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
+                    RefusalCode::Internal,
                     "the request failed inside the server; nothing of it was stored",
                 )
             }
-            other => {
-                tracing::error!(error = %other, "storage failure");
+            BackendError::Storage(what) => {
+                tracing::error!(what, "storage failure");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage",
+                    RefusalCode::Storage,
                     "the server could not use its store; nothing of this request was stored",
                 )
             }
         }
+    }
+}
+
+/// The HTTP status a refusal is answered with.
+fn status_of(code: RefusalCode) -> StatusCode {
+    use RefusalCode as C;
+    match code {
+        C::OutOfScope
+        | C::WrongDevice
+        | C::WrongAuthor
+        | C::WrongKey
+        | C::BadSignature
+        | C::Revoked
+        | C::NoReport => StatusCode::FORBIDDEN,
+        C::SequenceGap | C::SequenceReused | C::StampReused | C::UnknownDevice | C::CursorAhead => {
+            StatusCode::CONFLICT
+        }
+        C::BadValue | C::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+        C::MissingToken | C::BadToken => StatusCode::UNAUTHORIZED,
+        C::NotFound => StatusCode::NOT_FOUND,
+        C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        C::Busy | C::ShuttingDown | C::ReadOnly => StatusCode::SERVICE_UNAVAILABLE,
+        C::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
+        C::Storage | C::Internal | C::NoRandomness => StatusCode::INTERNAL_SERVER_ERROR,
+        C::Malformed
+        | C::UnreadableBody
+        | C::ProtocolVersion
+        | C::SchemaVersion
+        | C::BadSequence
+        | C::BadQuery
+        | C::TooManyChanges
+        | C::WrongTypes
+        | C::BadIndex
+        | C::BadLetter
+        | C::BadAccount => StatusCode::BAD_REQUEST,
     }
 }
 
@@ -316,7 +342,7 @@ async fn log_request(request: Request, next: Next) -> Response {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        RefusalCode::NotFound,
         "no such endpoint; see docs/sync-protocol.md",
     )
 }
@@ -345,7 +371,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
+                RefusalCode::ShuttingDown,
                 "the server is shutting down; try again shortly",
             )
         })?;
@@ -357,7 +383,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
     .map_err(|_| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            RefusalCode::Internal,
             "the request failed inside the server; nothing of it was stored",
         )
     })?
@@ -378,10 +404,10 @@ async fn authenticate_with_digest(
     headers: &HeaderMap,
 ) -> Result<(Account, Vec<u8>), ApiError> {
     let unauthorized =
-        |code: &str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
+        |code: RefusalCode, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized(
-            "missing_token",
+            RefusalCode::MissingToken,
             "no token: send `Authorization: Bearer <token>` (run `faenban login`)",
         ));
     };
@@ -411,10 +437,10 @@ pub(crate) async fn account_of_token_hash(
     hash: Option<Vec<u8>>,
 ) -> Result<(Account, Vec<u8>), ApiError> {
     let unauthorized =
-        |code: &str, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
+        |code: RefusalCode, message: &str| ApiError::new(StatusCode::UNAUTHORIZED, code, message);
     let Some(hash) = hash else {
         return Err(unauthorized(
-            "bad_token",
+            RefusalCode::BadToken,
             "the token is not one this server issued (mistyped or forged)",
         ));
     };
@@ -423,11 +449,11 @@ pub(crate) async fn account_of_token_hash(
     let account = blocking(state, move || Ok(backend.account_by_token(&lookup)?)).await?;
     match account {
         None => Err(unauthorized(
-            "bad_token",
+            RefusalCode::BadToken,
             "the token is not one this server issued (mistyped or forged)",
         )),
         Some(account) if account.revoked_ms.is_some() => Err(unauthorized(
-            "revoked",
+            RefusalCode::Revoked,
             "this account's token was revoked; ask the administrator for a new one",
         )),
         Some(account) => Ok((account, hash)),
@@ -446,7 +472,7 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<
     let _permit = state.bodies.acquire().await.map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            RefusalCode::ShuttingDown,
             "the server is shutting down; try again shortly",
         )
     })?;
@@ -458,7 +484,7 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<
     .map_err(|_| {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
+            RefusalCode::BodyTimeout,
             format!(
                 "the request body did not arrive within {} s; nothing of it was stored",
                 BODY_READ_TIMEOUT.as_secs()
@@ -473,7 +499,7 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<
             if too_big {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
+                    RefusalCode::TooLarge,
                     format!(
                         "the request is larger than {} MiB once decompressed; send at most {} changes or 1 MiB per batch",
                         MAX_BODY_BYTES >> 20,
@@ -483,7 +509,7 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<
             } else {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "unreadable_body",
+                    RefusalCode::UnreadableBody,
                     "the request body could not be read (cut off, or badly compressed)",
                 )
             }
@@ -503,12 +529,12 @@ async fn read_json<T: DeserializeOwned>(state: &AppState, body: Body) -> Result<
         match error.classify() {
             Category::Data => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "wrong_types",
+                RefusalCode::WrongTypes,
                 format!("the request is JSON of the wrong shape (a missing, unknown or mistyped key) at {at}"),
             ),
             _ => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "malformed",
+                RefusalCode::Malformed,
                 format!("the request is not complete JSON ({at})"),
             ),
         }
@@ -521,7 +547,7 @@ fn check_protocol(protocol: u32) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "protocol_version",
+            RefusalCode::ProtocolVersion,
             format!(
                 "this server speaks sync protocol {PROTOCOL_VERSION}, the request protocol {protocol}; update faenban on the {}",
                 if protocol > PROTOCOL_VERSION { "server" } else { "laptop" }
@@ -540,7 +566,7 @@ async fn hello(
     let key = PublicKey::from_hex(&request.public_key).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_value",
+            RefusalCode::BadValue,
             "`public_key` is not an Ed25519 public key in 64 lowercase hex digits",
         )
     })?;
@@ -549,14 +575,14 @@ async fn hello(
     if !proven {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "bad_signature",
+            RefusalCode::BadSignature,
             "the hello's proof is not this key's signature for this device and token",
         ));
     }
     if !faenban_core::limits::is_device_name(&request.name) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_value",
+            RefusalCode::BadValue,
             format!(
                 "a device name is 1 to {} characters with no control characters",
                 faenban_core::limits::MAX_DEVICE_NAME_CHARS
@@ -593,7 +619,7 @@ async fn push(
     if request.schema < 1 || request.schema > state.backend.schema_version() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "schema_version",
+            RefusalCode::SchemaVersion,
             if request.schema < 1 {
                 format!(
                     "a store schema starts at 1; this push says {}",
@@ -614,7 +640,7 @@ async fn push(
         Some(text) => Some(PublicKey::from_hex(text).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_value",
+                RefusalCode::BadValue,
                 "`public_key` is not an Ed25519 public key in 64 lowercase hex digits",
             )
         })?),
@@ -681,7 +707,7 @@ fn decoded_run(
     if changes.len() > faenban_core::sync::MAX_BATCH_CHANGES {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_changes",
+            RefusalCode::TooManyChanges,
             format!(
                 "a batch holds at most {} changes; this one holds {}",
                 faenban_core::sync::MAX_BATCH_CHANGES,
@@ -692,14 +718,14 @@ fn decoded_run(
     let changes = changes.decode().map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_index",
+            RefusalCode::BadIndex,
             error.to_string(),
         )
     })?;
     let signature = Signature::from_hex(signature).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_value",
+            RefusalCode::BadValue,
             "`signature` is not an Ed25519 signature in 128 lowercase hex digits",
         )
     })?;
@@ -742,7 +768,7 @@ async fn relay(
     let bad_letter = |why: &str| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "bad_letter",
+            RefusalCode::BadLetter,
             format!("the letter cannot be taken: {why}; it will never be, so drop it (its device still has its outbox)"),
         )
     };
@@ -755,7 +781,7 @@ async fn relay(
         let Some((owner, Some(key))) = backend.device_binding(device)? else {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "unknown_device",
+                RefusalCode::UnknownDevice,
                 format!("device {device} has not said hello to this server with its key; its letters can be opened once it has"),
             ));
         };
@@ -773,7 +799,7 @@ async fn relay(
         };
         if owner.revoked_ms.is_some() {
             reply.refused = Some(ErrorBody {
-                error: "revoked".into(),
+                error: RefusalCode::Revoked.as_str().into(),
                 message: "this laptop's account was revoked; its changes are not accepted".into(),
             });
             return Ok((reply, key));
@@ -860,8 +886,8 @@ fn pull_for_reply(
     while pulled.more && pulled.pages.len() < REPLY_PAGES {
         let page = match backend.pull(scope, since, check.as_deref(), MAX_PAGE) {
             Ok(page) => page,
-            Err(faenban_store::Error::Refused {
-                code: "cursor_ahead",
+            Err(BackendError::Refused {
+                code: RefusalCode::CursorAhead,
                 ..
             }) if since > 0 => {
                 since = 0;
@@ -905,7 +931,7 @@ async fn pull(
     let Query(query) = query.map_err(|rejection| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_query",
+            RefusalCode::BadQuery,
             format!("{rejection}; expected ?since=<cursor>&limit=<1..{MAX_PAGE}>"),
         )
     })?;
@@ -931,7 +957,7 @@ async fn pull(
             tracing::error!(%error, "a pull page could not be written out");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                RefusalCode::Internal,
                 "the request failed inside the server",
             )
         })

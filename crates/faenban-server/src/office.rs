@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use faenban_core::report::{Report, ReportOptions};
 use faenban_core::sync::{Role, Scope};
+use faenban_core::RefusalCode;
 use serde::Deserialize;
 
 use crate::{authenticate, blocking, ApiError, AppState};
@@ -41,7 +42,7 @@ pub(crate) async fn report(
         serde_json::to_vec(&*report).map_err(|_| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                RefusalCode::Internal,
                 "the report could not be written out",
             )
         })
@@ -67,7 +68,7 @@ pub(crate) async fn report_workbook(
             tracing::error!(%error, "a report workbook could not be written");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                RefusalCode::Internal,
                 "the workbook could not be written",
             )
         })
@@ -97,7 +98,11 @@ async fn report_of(
 ) -> Result<Arc<Report>, ApiError> {
     let account = authenticate(state, headers).await?;
     let Query(query) = query.map_err(|rejection| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_query", rejection.to_string())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            RefusalCode::BadQuery,
+            rejection.to_string(),
+        )
     })?;
     let options = report_options(&account.scope, &query)?;
     scoped_report(state, options).await
@@ -110,11 +115,12 @@ pub(crate) fn report_options(
     scope: &Scope,
     query: &ReportQuery,
 ) -> Result<ReportOptions, ApiError> {
-    let bad = |message: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", message);
+    let bad =
+        |message: String| ApiError::new(StatusCode::BAD_REQUEST, RefusalCode::BadQuery, message);
     if scope.role == Role::Volunteer {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "no_report",
+            RefusalCode::NoReport,
             "a volunteer's account has no report from the server; run `faenban report` on the laptop",
         ));
     }
@@ -146,7 +152,7 @@ pub(crate) fn report_options(
             {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
-                    "out_of_scope",
+                    RefusalCode::OutOfScope,
                     format!("area {} is outside this account's areas", area.as_str()),
                 ));
             }

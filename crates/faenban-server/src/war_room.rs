@@ -20,6 +20,7 @@ use faenban_core::money::group_thousands;
 use faenban_core::report::{AreaFigures, HouseholdRow, Report};
 use faenban_core::sync::Role;
 use faenban_core::Dimension;
+use faenban_core::RefusalCode;
 use faenban_store::server::Account;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -57,7 +58,7 @@ impl Sessions {
         getrandom::fill(&mut secret).map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "no_randomness",
+                RefusalCode::NoRandomness,
                 "the server could not make a session; try again",
             )
         })?;
@@ -520,7 +521,7 @@ async fn area_page(
         Some(text) => Some(text.trim().parse::<i32>().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "bad_query",
+                RefusalCode::BadQuery,
                 "the fiscal year is a Buddhist Era year, such as 2569",
             )
         })?),

@@ -90,3 +90,27 @@ fn the_openapi_description_is_what_the_server_does() {
         "{report}"
     );
 }
+
+/// The description lists exactly the refusal codes the server can send:
+/// a mobile client written from it can handle every one.
+#[test]
+fn the_openapi_description_lists_every_refusal_code() {
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/openapi.yaml"
+    ))
+    .expect("docs/openapi.yaml");
+    let error_body = &spec[spec.find("    ErrorBody:").expect("an ErrorBody schema")..];
+    let listed = &error_body[error_body.find("enum:").expect("an enum of codes")..];
+    let listed: std::collections::BTreeSet<&str> = listed
+        .lines()
+        .skip(1)
+        .map_while(|line| line.trim().strip_prefix("- "))
+        .collect();
+    let sent: std::collections::BTreeSet<&str> = faenban_core::RefusalCode::ALL
+        .iter()
+        .filter(|code| **code != faenban_core::RefusalCode::BadAccount)
+        .map(|code| code.as_str())
+        .collect();
+    assert_eq!(listed, sent, "docs/openapi.yaml's ErrorBody codes");
+}

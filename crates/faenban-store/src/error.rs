@@ -51,8 +51,8 @@ pub enum Error {
     /// A sync request was refused; nothing of it was stored.
     #[error("{message}")]
     Refused {
-        /// A stable code, such as `out_of_scope`.
-        code: &'static str,
+        /// Why, as a stable code.
+        code: faenban_core::RefusalCode,
         /// What is wrong and what to do.
         message: String,
     },
@@ -104,8 +104,8 @@ impl From<faenban_core::InvalidValue> for Error {
 pub struct RecordRefusal {
     /// The record.
     pub record: faenban_core::RecordKey,
-    /// A stable code: `out_of_scope`, `bad_value` or `limit_exceeded`.
-    pub code: &'static str,
+    /// `OutOfScope`, `BadValue` or `LimitExceeded`.
+    pub code: faenban_core::RefusalCode,
     /// What is wrong, in English.
     pub message: String,
 }
@@ -113,7 +113,7 @@ pub struct RecordRefusal {
 /// A refusal of one record's changes.
 pub(crate) fn refused_record(
     record: &faenban_core::RecordKey,
-    code: &'static str,
+    code: faenban_core::RefusalCode,
     message: impl Into<String>,
 ) -> Error {
     Error::RefusedRecords(vec![RecordRefusal {
@@ -124,7 +124,7 @@ pub(crate) fn refused_record(
 }
 
 /// A refusal with this code and message.
-pub(crate) fn refused(code: &'static str, message: impl Into<String>) -> Error {
+pub(crate) fn refused(code: faenban_core::RefusalCode, message: impl Into<String>) -> Error {
     Error::Refused {
         code,
         message: message.into(),

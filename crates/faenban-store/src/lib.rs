@@ -886,7 +886,7 @@ impl Session<'_> {
                 && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
             {
                 return Err(error::refused(
-                    "stamp_reused",
+                    faenban_core::RefusalCode::StampReused,
                     format!(
                         "the server already holds a different change under the stamp of a change to {} {} (field {}); nothing of this batch was applied",
                         change.record.kind, change.record.id, change.field

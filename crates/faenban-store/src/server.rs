@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use faenban_core::limits;
 use faenban_core::model::{assess_visit, latest_visits};
 use faenban_core::sync::{ChangeSetBuilder, HeldBack, HouseholdPlace, Refusal, Role, Scope};
+use faenban_core::RefusalCode;
 use faenban_core::{
     normalize_arrival, Catalogues, Change, DeviceId, Dimension, Outcome, RecordId, RecordKey,
     RecordKind,
@@ -133,7 +134,7 @@ impl Store {
     ) -> Result<Account> {
         let name = name.trim();
         if name.is_empty() {
-            return Err(refused("bad_account", "an account needs a name"));
+            return Err(refused(RefusalCode::BadAccount, "an account needs a name"));
         }
         check_scope_shape(scope)?;
         let exists: bool = self.connection.query_row(
@@ -143,7 +144,7 @@ impl Store {
         )?;
         if exists {
             return Err(refused(
-                "bad_account",
+                RefusalCode::BadAccount,
                 format!("an account named `{name}` already exists"),
             ));
         }
@@ -248,7 +249,7 @@ impl Store {
     ) -> Result<u64> {
         if self.device()?.is_some_and(|own| own.id == device) {
             return Err(refused(
-                "wrong_device",
+                RefusalCode::WrongDevice,
                 "no laptop may claim the server's own device id",
             ));
         }
@@ -279,7 +280,7 @@ impl Store {
                 }
                 if device_id_of(key) != device && device_seen(&tx, device)? {
                     return Err(refused(
-                        "wrong_device",
+                        RefusalCode::WrongDevice,
                         format!(
                             "device {device} was made by an older faenban and has already reached the server through another laptop; the administrator can enroll it: faenban-server device enroll --device {device} --account NAME"
                         ),
@@ -489,7 +490,7 @@ impl Store {
             // restored from a backup, or this is another server at the same
             // address. Pulling on from there would skip what is numbered again.
             return Err(refused(
-                "cursor_ahead",
+                RefusalCode::CursorAhead,
                 format!(
                     "this server's changes end at {last}, before the laptop's cursor {since}; pull again from 0"
                 ),
@@ -498,7 +499,7 @@ impl Store {
         if let Some(check) = check.filter(|_| since > 0) {
             if fingerprint(&snapshot, since)?.as_deref() != Some(check) {
                 return Err(refused(
-                    "cursor_ahead",
+                    RefusalCode::CursorAhead,
                     format!(
                         "entry {since} of this server's changes is not the one the laptop pulled last; pull again from 0"
                     ),
@@ -544,13 +545,13 @@ fn push_in(
     let (device, relay, first_sequence) = (input.device, input.relay, input.first_sequence);
     if first_sequence == 0 {
         return Err(refused(
-            "bad_sequence",
+            RefusalCode::BadSequence,
             "outbox sequences start at 1; first_sequence was 0",
         ));
     }
     if device == session.device {
         return Err(refused(
-            "wrong_device",
+            RefusalCode::WrongDevice,
             "no outbox may claim the server's own device; nothing of this batch was applied",
         ));
     }
@@ -558,7 +559,7 @@ fn push_in(
     let changes = input.changes;
     // Records whose changes are refused for what they say: set aside, the
     // rest of the batch goes on.
-    let mut set_aside: HashMap<RecordKey, (&'static str, String)> = HashMap::new();
+    let mut set_aside: HashMap<RecordKey, (RefusalCode, String)> = HashMap::new();
     for (position, change) in changes.iter().enumerate() {
         // Every stamp a change carries is its own device's: a stamp names
         // the change, and a stamp of another device would take that
@@ -568,7 +569,7 @@ fn push_in(
             .find(|stamp| stamp.device != device);
         if let Some(stamp) = foreign {
             return Err(refused(
-                "wrong_author",
+                RefusalCode::WrongAuthor,
                 format!(
                     "change {position} carries a stamp of device {}, not of device {device} whose outbox this is; nothing of this batch was applied",
                     stamp.device
@@ -577,7 +578,7 @@ fn push_in(
         }
         if let Err(exceeded) = limits::check_change(change) {
             set_aside.entry(change.record.clone()).or_insert((
-                "limit_exceeded",
+                RefusalCode::LimitExceeded,
                 format!(
                     "change {position} ({} {}): {}",
                     change.record.kind,
@@ -599,7 +600,7 @@ fn push_in(
                 held + 1
             )
         };
-        return Err(refused("sequence_gap", message));
+        return Err(refused(RefusalCode::SequenceGap, message));
     }
     let mut outcome = PushOutcome {
         held_through: held,
@@ -660,7 +661,7 @@ fn push_in(
                     return Err(refused(
                         first
                             .as_ref()
-                            .map_or("out_of_scope", |refusal| refusal.code),
+                            .map_or(RefusalCode::OutOfScope, |refusal| refusal.code),
                         format!(
                             "{}; nothing of this batch was applied",
                             first.map_or(String::new(), |refusal| refusal.message)
@@ -703,13 +704,13 @@ fn push_in(
                 .execute(params![
                     device.to_string(),
                     *sequence as i64,
-                    code,
+                    code.as_str(),
                     message,
                     server_wall_ms as i64
                 ])?;
             outcome.held_back.push(HeldBack {
                 sequence: *sequence,
-                error: (*code).to_owned(),
+                error: code.as_str().to_owned(),
                 message: message.clone(),
             });
         }
@@ -859,7 +860,7 @@ fn apply_fresh(
 fn check_scope_shape(scope: &Scope) -> Result<()> {
     if !scope.is_everything() && scope.areas.is_empty() {
         return Err(refused(
-            "bad_account",
+            RefusalCode::BadAccount,
             format!(
                 "a {} account needs at least one area code",
                 scope.role.as_str()
@@ -868,7 +869,7 @@ fn check_scope_shape(scope: &Scope) -> Result<()> {
     }
     if (scope.role == Role::Dimension) != scope.dimension.is_some() {
         return Err(refused(
-            "bad_account",
+            RefusalCode::BadAccount,
             "a dimension (working group) account needs --dimension, and only it takes one",
         ));
     }
@@ -900,7 +901,7 @@ fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account>> {
 
 fn wrong_device(device: DeviceId) -> Error {
     refused(
-        "wrong_device",
+        RefusalCode::WrongDevice,
         format!(
             "device {device} belongs to another account; each laptop syncs with the account it first logged in with"
         ),
@@ -909,7 +910,7 @@ fn wrong_device(device: DeviceId) -> Error {
 
 fn wrong_key(device: DeviceId) -> Error {
     refused(
-        "wrong_key",
+        RefusalCode::WrongKey,
         format!(
             "device {device} is bound to another key; a device id is claimed only with the key it was first bound with"
         ),
@@ -995,7 +996,7 @@ fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> R
             Some(key) => (key, account.scope.clone()),
             None => {
                 return Err(refused(
-                    "unknown_device",
+                    RefusalCode::UnknownDevice,
                     format!("device {device} has not bound its key yet; sync again from the start"),
                 ))
             }
@@ -1003,13 +1004,13 @@ fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> R
         (Some(_), false) => return Err(wrong_device(device)),
         (None, false) => {
             return Err(refused(
-                "unknown_device",
+                RefusalCode::UnknownDevice,
                 format!("device {device} has not said hello to this server; sync again from the start"),
             ))
         }
         (Some(owner), true) if owner.revoked => {
             return Err(refused(
-                "revoked",
+                RefusalCode::Revoked,
                 format!("device {device} belongs to a revoked account; its changes are not accepted"),
             ))
         }
@@ -1017,7 +1018,7 @@ fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> R
             Some(key) => (key, account_scope(tx, owner.account)?),
             None => {
                 return Err(refused(
-                    "unknown_device",
+                    RefusalCode::UnknownDevice,
                     format!(
                         "device {device} has not said hello since it got its key; its outbox can be relayed once it has"
                     ),
@@ -1028,7 +1029,7 @@ fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> R
             Some(key) if device_id_of(&key) == device => (key, account.scope.clone()),
             _ => {
                 return Err(refused(
-                    "unknown_device",
+                    RefusalCode::UnknownDevice,
                     format!(
                         "device {device} is not known to this server, and the relay does not carry the key its id is made from"
                     ),
@@ -1043,7 +1044,7 @@ fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> R
         &input.signature,
     ) {
         return Err(refused(
-            "bad_signature",
+            RefusalCode::BadSignature,
             format!(
                 "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
             ),
@@ -1137,7 +1138,7 @@ impl HeldRuns {
             Ok(())
         } else {
             Err(refused(
-                "sequence_reused",
+                RefusalCode::SequenceReused,
                 format!(
                     "the server already holds a different change as sequence {sequence} of device {device}; nothing of this batch was applied"
                 ),
@@ -1335,7 +1336,7 @@ fn check_merged_record(
         limits::check_record(&state, device).map_err(|exceeded| {
             refused_record(
                 key,
-                "limit_exceeded",
+                RefusalCode::LimitExceeded,
                 format!("{} {}: {}", key.kind, key.id, exceeded.describe()),
             )
         })?;
@@ -1345,7 +1346,7 @@ fn check_merged_record(
         let refusal = |reason: Refusal| {
             refused_record(
                 key,
-                "out_of_scope",
+                RefusalCode::OutOfScope,
                 format!(
                     "{} {} as merged is outside this account's scope: {}",
                     key.kind,
@@ -1427,7 +1428,7 @@ fn areas() -> &'static faenban_core::areas::Areas {
 fn out_of_scope(position: usize, change: &Change, reason: Refusal) -> Error {
     refused_record(
         &change.record,
-        "out_of_scope",
+        RefusalCode::OutOfScope,
         format!(
             "change {position} ({} {}, field {}) is outside this account's scope: {}",
             change.record.kind,
@@ -1441,7 +1442,7 @@ fn out_of_scope(position: usize, change: &Change, reason: Refusal) -> Error {
 fn bad_value(position: usize, change: &Change, what: &str) -> Error {
     refused_record(
         &change.record,
-        "bad_value",
+        RefusalCode::BadValue,
         format!(
             "change {position} ({} {}, field {}) {what}",
             change.record.kind, change.record.id, change.field

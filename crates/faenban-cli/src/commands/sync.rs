@@ -14,6 +14,7 @@ use faenban_core::sync::{
     ChangeSet, HelloRequest, PushRequest, RelayRequest, MAX_BATCH_BYTES, MAX_BATCH_CHANGES,
     PROTOCOL_VERSION,
 };
+use faenban_core::RefusalCode;
 use faenban_keys::DeviceKey;
 use faenban_store::bundle::SealedBytes;
 use faenban_store::sync::{OutboxRun, SyncSettings};
@@ -22,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::{now_ms, Context};
+
 use crate::client::{Client, ClientError, Retry};
 use crate::failure::{Failure, Kind};
 
@@ -216,8 +218,10 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
         let response = match push_run(&client, &run, &key) {
             Ok(response) => response,
             Err(ClientError::Refused { code, .. })
-                if matches!(code.as_str(), "sequence_reused" | "sequence_gap")
-                    && realigned.insert(code.clone()) =>
+                if matches!(
+                    RefusalCode::from_name(&code),
+                    Some(RefusalCode::SequenceReused | RefusalCode::SequenceGap)
+                ) && realigned.insert(code.clone()) =>
             {
                 // The outbox's numbering disagrees with the server's, each
                 // way at most once per sync. `sequence_reused`: this file
@@ -230,7 +234,9 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
                 let held = say_hello(&client, &device, &key, &settings.token)
                     .map_err(|error| network_failure(context, error))?
                     .held_through;
-                let (count, th, en) = if code == "sequence_reused" {
+                let (count, th, en) = if RefusalCode::from_name(&code)
+                    == Some(RefusalCode::SequenceReused)
+                {
                     (
                         context.store.renumber_outbox_after(held)?,
                         "ไฟล์นี้ใช้เลขลำดับที่เซิร์ฟเวอร์มีอยู่แล้ว (อาจกู้คืนจากสำเนา) จัดเลขใหม่ให้การแก้ไขที่รอส่ง:",
@@ -333,7 +339,10 @@ pub fn sync(context: &mut Context, retries: u32) -> anyhow::Result<()> {
     loop {
         let page = match client.pull(cursor, check.as_deref(), 1000) {
             Ok(page) => page,
-            Err(ClientError::Refused { code, .. }) if code == "cursor_ahead" && cursor > 0 => {
+            Err(ClientError::Refused { code, .. })
+                if RefusalCode::from_name(&code) == Some(RefusalCode::CursorAhead)
+                    && cursor > 0 =>
+            {
                 // The server was restored from a backup: pull everything
                 // again; what is already here counts as duplicates.
                 cursor = 0;
@@ -589,17 +598,27 @@ fn network_failure(context: &Context, error: ClientError) -> Failure {
 
 /// What a refusal code of the server means, in Thai.
 pub(super) fn refusal_th(code: &str) -> &'static str {
-    match code {
-        "bad_token" | "missing_token" => "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่",
-        "revoked" => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
-        "out_of_scope" => "การแก้ไขอยู่นอกพื้นที่หรือนอกหน้าที่ที่บัญชีนี้รับผิดชอบ",
-        "wrong_device" => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
-        "wrong_key" | "bad_signature" => {
+    use RefusalCode as C;
+    match RefusalCode::from_name(code) {
+        Some(C::BadToken | C::MissingToken) => {
+            "เซิร์ฟเวอร์ไม่รู้จักโทเคนนี้ ตรวจโทเคนแล้วรัน faenban login ใหม่"
+        }
+        Some(C::Revoked) => "บัญชีนี้ถูกยกเลิกแล้ว ติดต่อผู้ดูแลระบบเพื่อขอโทเคนใหม่",
+        Some(C::OutOfScope) => "การแก้ไขอยู่นอกพื้นที่หรือนอกหน้าที่ที่บัญชีนี้รับผิดชอบ",
+        Some(C::WrongDevice) => "เครื่องนี้ผูกกับบัญชีอื่นบนเซิร์ฟเวอร์แล้ว",
+        Some(C::WrongKey | C::BadSignature) => {
             "เซิร์ฟเวอร์ยืนยันกุญแจของเครื่องนี้ไม่ได้ (รหัสเครื่องผูกกับกุญแจอื่น หรือข้อมูลถูกแก้ระหว่างทาง)"
         }
-        "limit_exceeded" | "bad_value" => "มีการแก้ไขที่ค่าใหญ่เกินหรือรูปแบบไม่ถูกต้อง เซิร์ฟเวอร์ไม่รับทั้งชุด",
-        "stamp_reused" => "เซิร์ฟเวอร์มีการแก้ไขอื่นภายใต้ตราเวลาเดียวกันอยู่แล้ว",
-        "protocol_version" => "โปรแกรม faenban ในเครื่องนี้หรือบนเซิร์ฟเวอร์เก่าเกินไป ให้อัปเดต",
+        Some(C::LimitExceeded | C::BadValue) => "มีการแก้ไขที่ค่าใหญ่เกินหรือรูปแบบไม่ถูกต้อง เซิร์ฟเวอร์ไม่รับทั้งชุด",
+        Some(C::StampReused) => "เซิร์ฟเวอร์มีการแก้ไขอื่นภายใต้ตราเวลาเดียวกันอยู่แล้ว",
+        Some(C::ProtocolVersion | C::SchemaVersion) => {
+            "โปรแกรม faenban ในเครื่องนี้หรือบนเซิร์ฟเวอร์เก่าเกินไป ให้อัปเดต"
+        }
+        Some(C::Busy | C::ShuttingDown) => "เซิร์ฟเวอร์ไม่ว่างหรือกำลังปิด ลอง sync ใหม่อีกสักครู่",
+        Some(C::DiskFull | C::ReadOnly | C::Storage | C::Internal) => {
+            "เซิร์ฟเวอร์มีปัญหาภายใน ไม่ได้เก็บอะไรจากคำขอนี้ ลอง sync ใหม่ภายหลัง"
+        }
+        Some(C::UnknownDevice) => "เซิร์ฟเวอร์ยังไม่รู้จักเครื่องนี้ ให้ sync ใหม่ตั้งแต่ต้น",
         _ => "เซิร์ฟเวอร์ไม่รับคำขอ",
     }
 }
