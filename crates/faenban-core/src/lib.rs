@@ -14,7 +14,8 @@
 //! * [`clock`], [`change`], [`merge`], [`replica`]: hybrid logical clocks,
 //!   per-field changes, the merge and its conflicts, and making changes.
 //! * [`sync`]: the sync protocol's messages, wire form and scope rules;
-//!   [`refusal`]: the stable code of every refusal.
+//!   [`refusal`]: the stable code of every refusal; [`push`]: what a push
+//!   does, decided for every server backend.
 
 pub mod areas;
 pub mod catalogue;
@@ -28,6 +29,7 @@ pub mod limits;
 pub mod merge;
 pub mod model;
 pub mod money;
+pub mod push;
 pub mod refusal;
 pub mod replica;
 pub mod report;

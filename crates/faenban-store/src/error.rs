@@ -99,28 +99,17 @@ impl From<faenban_core::InvalidValue> for Error {
     }
 }
 
-/// Why the changes of one record in a push were refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordRefusal {
-    /// The record.
-    pub record: faenban_core::RecordKey,
-    /// `OutOfScope`, `BadValue` or `LimitExceeded`.
-    pub code: faenban_core::RefusalCode,
-    /// What is wrong, in English.
-    pub message: String,
-}
+pub use faenban_core::push::RecordRefusal;
 
-/// A refusal of one record's changes.
-pub(crate) fn refused_record(
-    record: &faenban_core::RecordKey,
-    code: faenban_core::RefusalCode,
-    message: impl Into<String>,
-) -> Error {
-    Error::RefusedRecords(vec![RecordRefusal {
-        record: record.clone(),
-        code,
-        message: message.into(),
-    }])
+impl From<faenban_core::push::PushError<Error>> for Error {
+    fn from(error: faenban_core::push::PushError<Error>) -> Error {
+        use faenban_core::push::PushError;
+        match error {
+            PushError::Batch { code, message } => Error::Refused { code, message },
+            PushError::Records(refusals) => Error::RefusedRecords(refusals),
+            PushError::Store(error) => error,
+        }
+    }
 }
 
 /// A refusal with this code and message.

@@ -650,6 +650,11 @@ impl Session<'_> {
         }
     }
 
+    /// A record's merged state if this command holds it in memory.
+    pub(crate) fn touched_state(&self, key: &RecordKey) -> Option<&RecordState> {
+        self.touched.get(key).map(|touched| &touched.state)
+    }
+
     /// The state of a record this command is changing, loaded once.
     fn touch(&mut self, key: &RecordKey) -> Result<&mut Touched> {
         if !self.touched.contains_key(key) {

@@ -6,22 +6,19 @@
 //! change log and merged records, merged by the same core), initialized with
 //! the server's own device id, which stamps the changes it re-stamps.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::collections::HashMap;
 
-use faenban_core::limits;
-use faenban_core::model::{assess_visit, latest_visits};
-use faenban_core::sync::{ChangeSetBuilder, HeldBack, HouseholdPlace, Refusal, Role, Scope};
-use faenban_core::RefusalCode;
+use faenban_core::push::{self, Announce, Holdings as _};
+use faenban_core::sync::{ChangeSetBuilder, HeldBack, HouseholdPlace, Role, Scope};
 use faenban_core::{
-    normalize_arrival, Catalogues, Change, DeviceId, Dimension, Outcome, RecordId, RecordKey,
-    RecordKind,
+    normalize_arrival, Change, DeviceId, Dimension, Hlc, Outcome, RecordId, RecordKey, RecordKind,
+    RefusalCode,
 };
 use faenban_keys::{device_id_of, PublicKey, Signature};
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::Value;
 
-use crate::error::{refused, refused_record, Error, RecordRefusal, Result};
+use crate::error::{refused, Error, Result};
 use crate::{load_state, Session, Store};
 
 /// An account, as the server keeps it (without its token).
@@ -111,17 +108,6 @@ pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// How many feed rows one pull page may read past, in scope or not, so that
 /// a narrow scope on a large feed still answers promptly.
 const SCAN_PER_PAGE: usize = 50_000;
-
-/// Why a change is in the feed: it arrived, or its household moved village,
-/// or its household's deprivation changed (see `update_place`).
-const ANNOUNCE_ARRIVAL: i64 = 0;
-const ANNOUNCE_MOVED: i64 = 1;
-const ANNOUNCE_DEPRIVATION: i64 = 2;
-
-fn catalogues() -> &'static Catalogues {
-    static CATALOGUES: OnceLock<Catalogues> = OnceLock::new();
-    CATALOGUES.get_or_init(Catalogues::builtin)
-}
 
 impl Store {
     /// Adds an account; `token_hash` is the SHA-256 of its token.
@@ -529,95 +515,34 @@ impl Store {
     }
 }
 
-/// One push inside a group (see [`Store::push_group`]).
-/// How many times a push sets records aside and tries the rest again
-/// before it refuses the whole batch: each round finds every refusal it can
-/// in one pass, so a second round is needed only where a record depended on
-/// one set aside (a member of a household refused).
-const SET_ASIDE_ROUNDS: usize = 8;
-
+/// One push inside a group (see [`Store::push_group`]): the core's plan
+/// ([`faenban_core::push`]) executed in the group's transaction.
 fn push_in(
     session: &mut Session<'_>,
     account: &Account,
     input: PushInput,
     server_wall_ms: u64,
 ) -> Result<PushOutcome> {
-    let (device, relay, first_sequence) = (input.device, input.relay, input.first_sequence);
-    if first_sequence == 0 {
-        return Err(refused(
-            RefusalCode::BadSequence,
-            "outbox sequences start at 1; first_sequence was 0",
-        ));
-    }
-    if device == session.device {
-        return Err(refused(
-            RefusalCode::WrongDevice,
-            "no outbox may claim the server's own device; nothing of this batch was applied",
-        ));
-    }
+    push::check_claim(session.device, input.device, input.first_sequence)?;
     let scope = check_device(&session.tx, account, &input)?;
-    let changes = input.changes;
-    // Records whose changes are refused for what they say: set aside, the
-    // rest of the batch goes on.
-    let mut set_aside: HashMap<RecordKey, (RefusalCode, String)> = HashMap::new();
-    for (position, change) in changes.iter().enumerate() {
-        // Every stamp a change carries is its own device's: a stamp names
-        // the change, and a stamp of another device would take that
-        // device's change's place.
-        let foreign = std::iter::once(&change.stamp)
-            .chain(&change.previous_stamps)
-            .find(|stamp| stamp.device != device);
-        if let Some(stamp) = foreign {
-            return Err(refused(
-                RefusalCode::WrongAuthor,
-                format!(
-                    "change {position} carries a stamp of device {}, not of device {device} whose outbox this is; nothing of this batch was applied",
-                    stamp.device
-                ),
-            ));
-        }
-        if let Err(exceeded) = limits::check_change(change) {
-            set_aside.entry(change.record.clone()).or_insert((
-                RefusalCode::LimitExceeded,
-                format!(
-                    "change {position} ({} {}): {}",
-                    change.record.kind,
-                    change.record.id,
-                    exceeded.describe()
-                ),
-            ));
-        }
-    }
-    let held = held_through(&session.tx, device)?;
-    if first_sequence > held + 1 {
-        // A relaying account learns nothing of how far another device's
-        // outbox is held.
-        let message = if relay {
-            "this relayed outbox does not follow on from what the server holds of it; nothing of this batch was applied".to_owned()
-        } else {
-            format!(
-                "the server holds device {device}'s outbox through sequence {held}; this batch starts at {first_sequence}; send from {}",
-                held + 1
-            )
-        };
-        return Err(refused(RefusalCode::SequenceGap, message));
-    }
+    let device = input.device;
+    let batch = push::Batch {
+        device,
+        relay: input.relay,
+        first_sequence: input.first_sequence,
+        changes: input.changes,
+    };
+    let server_device = session.device;
+    let push::Admission {
+        held,
+        resent,
+        fresh,
+        mut set_aside,
+    } = push::admit(server_device, batch, &mut SessionHoldings::new(session))?;
     let mut outcome = PushOutcome {
         held_through: held,
         ..PushOutcome::default()
     };
-    let mut fresh = Vec::with_capacity(changes.len());
-    let mut held_runs = HeldRuns::default();
-    let mut resent = Vec::new();
-    for (offset, change) in changes.into_iter().enumerate() {
-        let sequence = first_sequence + offset as u64;
-        if sequence <= held {
-            held_runs.check(&session.tx, device, sequence, &change)?;
-            resent.push(sequence);
-        } else {
-            fresh.push((sequence, change));
-        }
-    }
     // A batch sent again (its answer lost): what was held back then is
     // answered as held back again, the rest as held.
     let refused_before = refusals_among(&session.tx, device, &resent)?;
@@ -656,7 +581,7 @@ fn push_in(
                 session
                     .tx
                     .execute_batch("ROLLBACK TO records; RELEASE records")?;
-                if round == SET_ASIDE_ROUNDS {
+                if round == push::SET_ASIDE_ROUNDS {
                     let first = refusals.into_iter().next();
                     return Err(refused(
                         first
@@ -669,9 +594,7 @@ fn push_in(
                     ));
                 }
                 for refusal in refusals {
-                    set_aside
-                        .entry(refusal.record)
-                        .or_insert((refusal.code, refusal.message));
+                    set_aside.entry(refusal.record.clone()).or_insert(refusal);
                 }
             }
             Err(other) => return Err(other),
@@ -694,7 +617,7 @@ fn push_in(
             stamps
         ])?;
     for (sequence, change) in &fresh {
-        if let Some((code, message)) = set_aside.get(&change.record) {
+        if let Some(refusal) = set_aside.get(&change.record) {
             session
                 .tx
                 .prepare_cached(
@@ -704,14 +627,14 @@ fn push_in(
                 .execute(params![
                     device.to_string(),
                     *sequence as i64,
-                    code.as_str(),
-                    message,
+                    refusal.code.as_str(),
+                    refusal.message,
                     server_wall_ms as i64
                 ])?;
             outcome.held_back.push(HeldBack {
                 sequence: *sequence,
-                error: code.as_str().to_owned(),
-                message: message.clone(),
+                error: refusal.code.as_str().to_owned(),
+                message: refusal.message.clone(),
             });
         }
     }
@@ -768,11 +691,11 @@ fn refusals_between(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Applies the changes of a push that are not set aside: checks their
-/// scope, merges them, checks the merged records, and files them in the
-/// feed. A refusal of some records' changes comes back as
-/// [`Error::RefusedRecords`], for the caller to set them aside and try the
-/// rest again.
+/// Applies the changes of a push that are not set aside, as the core's
+/// plan says: checks their scope, merges them, checks the merged records,
+/// files them in the feed and places the households they moved. A refusal
+/// of some records' changes comes back as [`Error::RefusedRecords`], for
+/// the caller to set them aside and try the rest again.
 fn apply_fresh(
     session: &mut Session<'_>,
     scope: &Scope,
@@ -781,11 +704,7 @@ fn apply_fresh(
     server_wall_ms: u64,
 ) -> Result<Applied> {
     let mut outcome = Applied::default();
-    let ScopeCheck {
-        households,
-        leaving,
-    } = check_scope(&session.tx, scope, &fresh)?;
-    let mut moved: HashSet<RecordId> = HashSet::new();
+    let checked = push::check_scope(scope, &fresh, &mut SessionHoldings::new(session))?;
     let mut logged: Vec<(i64, RecordKey)> = Vec::with_capacity(fresh.len());
     let mut records: Vec<RecordKey> = fresh.iter().map(|(_, c)| c.record.clone()).collect();
     records.sort_unstable();
@@ -793,18 +712,6 @@ fn apply_fresh(
     session.refuse_reused_stamps = true;
     for (_, change) in fresh {
         let record = change.record.clone();
-        if change.record.kind == RecordKind::Household && change.field == "village"
-            || change.record.kind == RecordKind::Visit
-            || change.record.kind == RecordKind::Household && change.field == "welfare_card"
-        {
-            moved.extend(
-                households
-                    .get(&change.record)
-                    .into_iter()
-                    .flatten()
-                    .copied(),
-            );
-        }
         let arrival = normalize_arrival(change, &mut session.clock, session.device, server_wall_ms);
         outcome.restamped += u32::from(arrival.restamped);
         let (result, log_seq) = session.apply_logged(arrival.change, false)?;
@@ -815,44 +722,156 @@ fn apply_fresh(
             outcome.duplicates += 1;
         }
     }
-    check_merged(session, scope, device, &records)?;
-    session.flush()?;
-    // Filed under the household each record belongs to once merged, not
-    // the one the batch claims: a losing `household` change must not carry
-    // the record's other changes to the wrong village.
+    let mut refusals = Vec::new();
+    for key in &records {
+        let Some(state) = session.current(key)? else {
+            continue;
+        };
+        let state = state.into_owned();
+        let verdict = push::check_merged(
+            scope,
+            device,
+            key,
+            &state,
+            &mut SessionHoldings::new(session),
+        )?;
+        refusals.extend(verdict.err());
+    }
+    if !refusals.is_empty() {
+        return Err(Error::RefusedRecords(refusals));
+    }
+    // Filed under the household each record belongs to once merged.
     let mut merged_household: HashMap<RecordKey, Option<RecordId>> = HashMap::new();
+    let mut holdings = SessionHoldings::new(session);
+    let mut filings = Vec::with_capacity(logged.len());
     for (log_seq, record) in &logged {
         let household = match merged_household.get(record) {
             Some(household) => *household,
             None => {
-                let household = if record.kind == RecordKind::Household {
-                    Some(record.id)
-                } else {
-                    stored_household(&session.tx, record)?
-                };
+                let household = holdings.household_of(record)?;
                 merged_household.insert(record.clone(), household);
                 household
             }
         };
+        filings.push((*log_seq, push::filed_under(&record.kind, household)));
+    }
+    let moves: Vec<(RecordKey, RecordId)> = checked
+        .leaving
+        .iter()
+        .filter_map(|(record, left)| {
+            let now = merged_household.get(record).copied().flatten();
+            push::moved_to(*left, now).map(|now| (record.clone(), now))
+        })
+        .collect();
+    session.flush()?;
+    for (log_seq, filed) in filings {
         session
             .tx
             .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
-            .execute(params![log_seq, feed_household(&record.kind, household)])?;
-    }
-    for (record, left) in &leaving {
-        // A visit that leaves a household may have been its latest.
-        if record.kind == RecordKind::Visit {
-            moved.insert(*left);
-        }
+            .execute(params![log_seq, filed_column(filed)])?;
     }
     let first_logged = logged.first().map(|(log_seq, _)| *log_seq);
-    for household in moved {
-        update_place(session, household, first_logged)?;
+    for household in &checked.to_place {
+        place_household(session, *household, first_logged)?;
     }
-    for (record, left) in leaving {
-        announce_moved_record(&session.tx, &record, left)?;
+    for (record, now) in moves {
+        announce_moved_record(&session.tx, &record, now)?;
     }
     Ok(outcome)
+}
+
+/// The server's holdings as one push's session sees them: what it has
+/// merged so far included.
+struct SessionHoldings<'s, 'c> {
+    session: &'s Session<'c>,
+    /// The last run of arrivals read, so that a re-sent batch is checked
+    /// without a lookup per change.
+    run: Option<(u64, u64, Vec<u8>)>,
+}
+
+impl<'s, 'c> SessionHoldings<'s, 'c> {
+    fn new(session: &'s Session<'c>) -> Self {
+        SessionHoldings { session, run: None }
+    }
+}
+
+impl push::Holdings for SessionHoldings<'_, '_> {
+    type Error = Error;
+
+    fn held_through(&mut self, device: DeviceId) -> Result<u64> {
+        held_through(&self.session.tx, device)
+    }
+
+    fn held_stamp(&mut self, device: DeviceId, sequence: u64) -> Result<Option<Hlc>> {
+        let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
+        if !self.run.as_ref().is_some_and(covers) {
+            self.run = self
+                .session
+                .tx
+                .prepare_cached(
+                    "SELECT first_sequence, last_sequence, stamps FROM arrivals \
+                     WHERE device = ?1 AND first_sequence <= ?2 \
+                     ORDER BY first_sequence DESC LIMIT 1",
+                )?
+                .query_row(params![device.to_string(), sequence as i64], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as u64,
+                        row.get::<_, i64>(1)? as u64,
+                        row.get::<_, Vec<u8>>(2)?,
+                    ))
+                })
+                .optional()?;
+        }
+        Ok(self
+            .run
+            .as_ref()
+            .filter(|run| covers(run))
+            .and_then(|(first, _, stamps)| {
+                let at = (sequence - first) as usize * STAMP_BYTES;
+                let bytes = stamps.get(at..at + STAMP_BYTES)?;
+                Some(Hlc {
+                    wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+                    counter: u32::from_le_bytes(bytes[8..].try_into().ok()?),
+                })
+            }))
+    }
+
+    fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>> {
+        if record.kind == RecordKind::Household {
+            return Ok(Some(record.id));
+        }
+        match self.session.touched_state(record) {
+            Some(state) => Ok(faenban_core::report::household_of(state)),
+            None => stored_household(&self.session.tx, record),
+        }
+    }
+
+    fn place(&mut self, household: RecordId) -> Result<Option<HouseholdPlace>> {
+        stored_place(&self.session.tx, household)
+    }
+
+    fn merged_village(&mut self, household: RecordId) -> Result<Option<String>> {
+        let key = RecordKey {
+            kind: RecordKind::Household,
+            id: household,
+        };
+        Ok(self.session.current(&key)?.and_then(|state| {
+            state
+                .shown("village")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
+    fn household_exists(&mut self, household: RecordId) -> Result<bool> {
+        Ok(self
+            .session
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM records WHERE kind = 'household' AND id = ?1)",
+            )?
+            .query_row([household.to_string()], |row| row.get(0))?)
+    }
 }
 
 /// An account's scope is one it can have: areas unless it covers
@@ -1074,412 +1093,18 @@ fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u
     Ok(held.unwrap_or(0) as u64)
 }
 
-/// The household a feed entry is filed under. Officials belong to no
-/// household and every account reads them. A record that should belong to a
-/// household the server does not know yet (possible only for province and
-/// admin pushes) is filed under the empty name, which no scope reads but
-/// the province's, rather than shown to everyone.
-fn feed_household(kind: &RecordKind, household: Option<RecordId>) -> Option<String> {
-    match (kind, household) {
-        (_, Some(household)) => Some(household.to_string()),
-        (RecordKind::Official, None) => None,
-        (_, None) => Some(String::new()),
+/// How a store column keeps where a feed entry is filed: the household's
+/// id, NULL for everyone, the empty name for no known household.
+fn filed_column(filed: push::FiledUnder) -> Option<String> {
+    match filed {
+        push::FiledUnder::Household(household) => Some(household.to_string()),
+        push::FiledUnder::Everyone => None,
+        push::FiledUnder::NoKnownHousehold => Some(String::new()),
     }
 }
 
 /// Bytes per stamp in `arrivals.stamps`: wall_ms (8) and counter (4).
 const STAMP_BYTES: usize = 12;
-
-/// The held runs of one device's outbox, read once per push: a re-sent
-/// batch is checked against them without a lookup per change.
-#[derive(Default)]
-struct HeldRuns {
-    run: Option<(u64, u64, Vec<u8>)>,
-}
-
-impl HeldRuns {
-    /// Refuses a change that is not the one held under its sequence.
-    fn check(
-        &mut self,
-        tx: &Transaction<'_>,
-        device: DeviceId,
-        sequence: u64,
-        change: &Change,
-    ) -> Result<()> {
-        let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
-        if !self.run.as_ref().is_some_and(covers) {
-            self.run = tx
-                .prepare_cached(
-                    "SELECT first_sequence, last_sequence, stamps FROM arrivals \
-                     WHERE device = ?1 AND first_sequence <= ?2 \
-                     ORDER BY first_sequence DESC LIMIT 1",
-                )?
-                .query_row(params![device.to_string(), sequence as i64], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)? as u64,
-                        row.get::<_, i64>(1)? as u64,
-                        row.get::<_, Vec<u8>>(2)?,
-                    ))
-                })
-                .optional()?;
-        }
-        let held = self
-            .run
-            .as_ref()
-            .filter(|run| covers(run))
-            .and_then(|(first, _, stamps)| {
-                let at = (sequence - first) as usize * STAMP_BYTES;
-                let bytes = stamps.get(at..at + STAMP_BYTES)?;
-                let wall_ms = u64::from_le_bytes(bytes[..8].try_into().ok()?);
-                let counter = u32::from_le_bytes(bytes[8..].try_into().ok()?);
-                Some((wall_ms, counter))
-            });
-        if held == Some((change.stamp.hlc.wall_ms, change.stamp.hlc.counter)) {
-            Ok(())
-        } else {
-            Err(refused(
-                RefusalCode::SequenceReused,
-                format!(
-                    "the server already holds a different change as sequence {sequence} of device {device}; nothing of this batch was applied"
-                ),
-            ))
-        }
-    }
-}
-
-/// Checks every change against the account's scope before anything is
-/// applied, and that the values scope is decided by are well formed.
-///
-/// Every household a record is placed in by the batch (every `household`
-/// value, not only the last: the merge keeps the highest stamp, not the
-/// last in the batch), every village the batch gives a household, and the
-/// place the server already has for each, must be the account's. The
-/// merged result is checked again after the merge (`check_merged`).
-fn check_scope(tx: &Transaction<'_>, scope: &Scope, fresh: &[(u64, Change)]) -> Result<ScopeCheck> {
-    let mut refusals = Vec::new();
-    let mut batch_households: HashMap<&RecordKey, Vec<RecordId>> = HashMap::new();
-    let mut batch_villages: HashMap<RecordId, Vec<&str>> = HashMap::new();
-    for (position, (_, change)) in fresh.iter().enumerate() {
-        let key = &change.record;
-        let checked = (|| -> Result<()> {
-            match (&key.kind, change.field.as_str()) {
-                (RecordKind::Household, "village") => {
-                    let village = village_value(&change.value).ok_or_else(|| {
-                        bad_value(
-                            position,
-                            change,
-                            "does not give a real 8-digit village code",
-                        )
-                    })?;
-                    // Every village a household passes through in the batch,
-                    // not only the last, must be the account's.
-                    if !scope.covers_village(village) {
-                        return Err(out_of_scope(position, change, Refusal::OutsideAreas));
-                    }
-                    batch_villages.entry(key.id).or_default().push(village);
-                }
-                (kind, "household") if *kind != RecordKind::Household => {
-                    let household = household_value(&change.value).ok_or_else(|| {
-                        bad_value(position, change, "does not name a household by its id")
-                    })?;
-                    batch_households.entry(key).or_default().push(household);
-                }
-                (RecordKind::Assistance, "dimension") if scope.role == Role::Dimension => {
-                    let own = scope.dimension.map(Dimension::key);
-                    if change.value.as_str() != own {
-                        return Err(out_of_scope(position, change, Refusal::OtherDimension));
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        })();
-        noted(&mut refusals, checked)?;
-    }
-    let mut households: HashMap<RecordKey, Vec<RecordId>> = HashMap::new();
-    // The household a record belongs to on the server now, when the batch
-    // moves it to another.
-    let mut leaving: HashMap<RecordKey, RecordId> = HashMap::new();
-    let mut places: HashMap<RecordId, Option<HouseholdPlace>> = HashMap::new();
-    let mut known: HashMap<RecordId, bool> = HashMap::new();
-    for (position, (_, change)) in fresh.iter().enumerate() {
-        let key = &change.record;
-        if households.contains_key(key) || refusals.iter().any(|refusal| &refusal.record == key) {
-            continue;
-        }
-        let checked = (|| -> Result<Vec<RecordId>> {
-            let mut candidates: Vec<RecordId> = Vec::new();
-            if key.kind == RecordKind::Household {
-                candidates.push(key.id);
-            } else {
-                let stored = stored_household(tx, key)?;
-                if let Some(named) = batch_households.get(key) {
-                    if let Some(stored) = stored.filter(|stored| named.iter().any(|n| n != stored))
-                    {
-                        leaving.insert(key.clone(), stored);
-                    }
-                    candidates.extend(named.iter().copied());
-                }
-                candidates.extend(stored);
-                candidates.sort_unstable();
-                candidates.dedup();
-            }
-            if !scope.is_everything() {
-                if candidates.is_empty() {
-                    scope
-                        .may_write(&key.kind, None)
-                        .map_err(|reason| out_of_scope(position, change, reason))?;
-                }
-                for household in &candidates {
-                    if let std::collections::hash_map::Entry::Vacant(entry) =
-                        places.entry(*household)
-                    {
-                        entry.insert(stored_place(tx, *household)?);
-                    }
-                    let stored = places[household]
-                        .clone()
-                        .filter(|place| !place.village.is_empty());
-                    let batch = batch_villages.get(household);
-                    match (&stored, batch) {
-                        (Some(stored), _) => scope
-                            .may_write(&key.kind, Some(stored))
-                            .map_err(|reason| out_of_scope(position, change, reason))?,
-                        (None, None) => {
-                            return Err(out_of_scope(position, change, Refusal::UnknownHousehold))
-                        }
-                        (None, Some(_)) => {
-                            // A household the server holds but never placed is
-                            // the province's to place, not the first
-                            // volunteer's who learns its id.
-                            let is_known = match known.get(household) {
-                                Some(is_known) => *is_known,
-                                None => {
-                                    let is_known = household_exists(tx, *household)?;
-                                    known.insert(*household, is_known);
-                                    is_known
-                                }
-                            };
-                            if is_known {
-                                return Err(out_of_scope(
-                                    position,
-                                    change,
-                                    Refusal::UnplacedHousehold,
-                                ));
-                            }
-                        }
-                    }
-                    for village in batch.into_iter().flatten() {
-                        let place = HouseholdPlace {
-                            village: (*village).to_owned(),
-                            deprived: stored.as_ref().map_or(0, |p| p.deprived),
-                        };
-                        scope
-                            .may_write(&key.kind, Some(&place))
-                            .map_err(|reason| out_of_scope(position, change, reason))?;
-                    }
-                }
-            }
-            Ok(candidates)
-        })();
-        match checked {
-            Ok(candidates) => {
-                households.insert(key.clone(), candidates);
-            }
-            Err(error) => {
-                leaving.remove(key);
-                noted(&mut refusals, Err(error))?;
-            }
-        }
-    }
-    if !refusals.is_empty() {
-        return Err(Error::RefusedRecords(refusals));
-    }
-    Ok(ScopeCheck {
-        households,
-        leaving,
-    })
-}
-
-/// Checks each record a push changed as the merge left it: no field holds
-/// more values than the limits allow, and, for an account with a scope,
-/// the record still belongs to a household the account may change (its
-/// merged `household`, that household's merged `village`) and a working
-/// group's assistance is in its own dimension.
-fn check_merged(
-    session: &Session<'_>,
-    scope: &Scope,
-    device: DeviceId,
-    records: &[RecordKey],
-) -> Result<()> {
-    let mut refusals = Vec::new();
-    for key in records {
-        let checked = check_merged_record(session, scope, device, key);
-        noted(&mut refusals, checked)?;
-    }
-    if refusals.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::RefusedRecords(refusals))
-    }
-}
-
-fn check_merged_record(
-    session: &Session<'_>,
-    scope: &Scope,
-    device: DeviceId,
-    key: &RecordKey,
-) -> Result<()> {
-    {
-        let Some(state) = session.current(key)? else {
-            return Ok(());
-        };
-        limits::check_record(&state, device).map_err(|exceeded| {
-            refused_record(
-                key,
-                RefusalCode::LimitExceeded,
-                format!("{} {}: {}", key.kind, key.id, exceeded.describe()),
-            )
-        })?;
-        if scope.is_everything() {
-            return Ok(());
-        }
-        let refusal = |reason: Refusal| {
-            refused_record(
-                key,
-                RefusalCode::OutOfScope,
-                format!(
-                    "{} {} as merged is outside this account's scope: {}",
-                    key.kind,
-                    key.id,
-                    reason.describe()
-                ),
-            )
-        };
-        let household = if key.kind == RecordKind::Household {
-            Some(key.id)
-        } else {
-            match state.shown("household") {
-                None => None,
-                Some(value) => {
-                    Some(household_value(value).ok_or_else(|| refusal(Refusal::UnknownHousehold))?)
-                }
-            }
-        };
-        let place = match household {
-            None => None,
-            Some(household) => {
-                let stored = stored_place(&session.tx, household)?;
-                let household_key = RecordKey {
-                    kind: RecordKind::Household,
-                    id: household,
-                };
-                let village = match session.current(&household_key)? {
-                    Some(household_state) => household_state
-                        .shown("village")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                    None => stored.as_ref().map(|place| place.village.clone()),
-                };
-                let village = village
-                    .filter(|village| !village.is_empty())
-                    .ok_or_else(|| refusal(Refusal::UnknownHousehold))?;
-                Some(HouseholdPlace {
-                    village,
-                    deprived: stored.map_or(0, |place| place.deprived),
-                })
-            }
-        };
-        scope
-            .may_write(&key.kind, place.as_ref())
-            .map_err(refusal)?;
-        if scope.role == Role::Dimension && key.kind == RecordKind::Assistance {
-            let own = scope.dimension.map(Dimension::key);
-            if state.shown("dimension").and_then(Value::as_str) != own {
-                return Err(refusal(Refusal::OtherDimension));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A `village` value that is a real village code, as written.
-fn village_value(value: &Value) -> Option<&str> {
-    let text = value.as_str()?;
-    let code = faenban_core::codes::AreaCode::parse(text).ok()?;
-    (code.as_str() == text
-        && code.level() == faenban_core::codes::AreaLevel::Village
-        && areas().check(&code).is_ok())
-    .then_some(text)
-}
-
-/// A `household` value that names a household id in its canonical form
-/// (the form every store files records under).
-fn household_value(value: &Value) -> Option<RecordId> {
-    let text = value.as_str()?;
-    let id = uuid::Uuid::parse_str(text).ok()?;
-    (id.hyphenated().to_string() == text).then_some(RecordId(id))
-}
-
-fn areas() -> &'static faenban_core::areas::Areas {
-    static AREAS: OnceLock<faenban_core::areas::Areas> = OnceLock::new();
-    AREAS.get_or_init(faenban_core::areas::Areas::builtin)
-}
-
-fn out_of_scope(position: usize, change: &Change, reason: Refusal) -> Error {
-    refused_record(
-        &change.record,
-        RefusalCode::OutOfScope,
-        format!(
-            "change {position} ({} {}, field {}) is outside this account's scope: {}",
-            change.record.kind,
-            change.record.id,
-            change.field,
-            reason.describe()
-        ),
-    )
-}
-
-fn bad_value(position: usize, change: &Change, what: &str) -> Error {
-    refused_record(
-        &change.record,
-        RefusalCode::BadValue,
-        format!(
-            "change {position} ({} {}, field {}) {what}",
-            change.record.kind, change.record.id, change.field
-        ),
-    )
-}
-
-/// Notes a refusal of one record's changes and lets the check go on to
-/// the next change, so that one pass finds every record to set aside; any
-/// other failure stops the check. True when the change passed.
-fn noted(refusals: &mut Vec<RecordRefusal>, result: Result<()>) -> Result<bool> {
-    match result {
-        Ok(()) => Ok(true),
-        Err(Error::RefusedRecords(mut more)) => {
-            refusals.append(&mut more);
-            Ok(false)
-        }
-        Err(other) => Err(other),
-    }
-}
-
-fn household_exists(tx: &Transaction<'_>, household: RecordId) -> Result<bool> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM records WHERE kind = 'household' AND id = ?1)",
-        )?
-        .query_row([household.to_string()], |row| row.get(0))?)
-}
-
-/// What the scope check learned about a batch.
-struct ScopeCheck {
-    /// The households each changed record may belong to: the ones the batch
-    /// names and the one the server has.
-    households: HashMap<RecordKey, Vec<RecordId>>,
-    /// Records the batch moves to another household, with the one they leave.
-    leaving: HashMap<RecordKey, RecordId>,
-}
 
 fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<RecordId>> {
     let household: Option<Option<String>> = tx
@@ -1506,35 +1131,26 @@ fn stored_place(tx: &Transaction<'_>, household: RecordId) -> Result<Option<Hous
         .optional()?)
 }
 
-/// A record that now belongs to another household than `left` has its
-/// changes announced again under the new one, so that the accounts of the
-/// new household's village receive its whole history.
-fn announce_moved_record(tx: &Transaction<'_>, record: &RecordKey, left: RecordId) -> Result<()> {
-    let Some(now) = stored_household(tx, record)? else {
-        return Ok(());
-    };
-    if now == left {
-        // A concurrent change kept it where it was.
-        return Ok(());
-    }
+/// A record that now belongs to another household has its changes
+/// announced again under the new one ([`push::moved_to`]), so that the
+/// accounts of the new household's village receive its whole history.
+fn announce_moved_record(tx: &Transaction<'_>, record: &RecordKey, now: RecordId) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO feed (change_seq, household, announce) \
          SELECT seq, ?1, ?2 FROM changes WHERE kind = ?3 AND record = ?4 ORDER BY seq",
     )?
     .execute(params![
         now.to_string(),
-        ANNOUNCE_MOVED,
+        Announce::Moved.as_i64(),
         record.kind.as_str(),
         record.id.to_string()
     ])?;
     Ok(())
 }
 
-/// Recomputes where a household is and where it is deprived. If that
-/// changed for a household already placed, its changes are announced again
-/// in the feed, so that accounts whose scope it has just entered receive its
-/// whole history.
-fn update_place(
+/// Places a household again ([`push::place_of`]) and announces its
+/// records' changes as [`push::placement`] says.
+fn place_household(
     session: &mut Session<'_>,
     household: RecordId,
     first_logged: Option<i64>,
@@ -1546,33 +1162,15 @@ fn update_place(
     let Some(state) = load_state(&session.tx, &key)? else {
         return Ok(());
     };
-    let village = state
-        .shown("village")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let welfare_card = state
-        .shown("welfare_card")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
     let visits = crate::query_records_on(
         &session.tx,
         "SELECT kind, id, state FROM records WHERE household = ?1 AND kind = 'visit'",
         params![household.to_string()],
     )?;
-    let mut deprived = 0u8;
-    if let Some((visit, visit_state)) = latest_visits(visits).remove(&household) {
-        if let Ok(assessment) = assess_visit(catalogues(), &visit, &visit_state, welfare_card) {
-            for dimension in Dimension::ALL {
-                if assessment.is_deprived_in(dimension) {
-                    deprived |= HouseholdPlace::bit(dimension);
-                }
-            }
-        }
-    }
-    let place = HouseholdPlace { village, deprived };
+    let place = push::place_of(household, &state, visits);
     let before = stored_place(&session.tx, household)?;
-    if before.as_ref() == Some(&place) {
+    let placement = push::placement(before.as_ref(), &place);
+    if placement == push::Placement::Unchanged {
         return Ok(());
     }
     session
@@ -1587,41 +1185,35 @@ fn update_place(
             place.village,
             place.deprived
         ])?;
-    let Some(before) = before else {
-        // Placed for the first time: changes to its records that reached the
-        // server before its village did (filed under it, but unreadable for
-        // want of a place) are announced again for the scopes that now
-        // cover it.
-        if let Some(first_logged) = first_logged {
+    match placement {
+        push::Placement::First => {
+            if let Some(first_logged) = first_logged {
+                session.tx.execute(
+                    "INSERT INTO feed (change_seq, household, announce) \
+                     SELECT c.seq, ?1, ?2 FROM changes c \
+                     WHERE c.kind = 'household' AND c.record = ?1 AND c.seq < ?3 \
+                     UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
+                     JOIN changes c ON c.kind = r.kind AND c.record = r.id \
+                     WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
+                    params![
+                        household.to_string(),
+                        Announce::Moved.as_i64(),
+                        first_logged
+                    ],
+                )?;
+            }
+        }
+        push::Placement::AnnounceAll(announce) => {
             session.tx.execute(
                 "INSERT INTO feed (change_seq, household, announce) \
-                 SELECT c.seq, ?1, ?2 FROM changes c \
-                 WHERE c.kind = 'household' AND c.record = ?1 AND c.seq < ?3 \
+                 SELECT c.seq, ?1, ?2 FROM changes c WHERE c.kind = 'household' AND c.record = ?1 \
                  UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
-                 JOIN changes c ON c.kind = r.kind AND c.record = r.id \
-                 WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
-                params![household.to_string(), ANNOUNCE_MOVED, first_logged],
+                 JOIN changes c ON c.kind = r.kind AND c.record = r.id WHERE r.household = ?1 \
+                 ORDER BY 1",
+                params![household.to_string(), announce.as_i64()],
             )?;
         }
-        return Ok(());
-    };
-    {
-        let announce = if before.village != place.village {
-            ANNOUNCE_MOVED
-        } else if place.deprived & !before.deprived != 0 {
-            ANNOUNCE_DEPRIVATION
-        } else {
-            // Fewer deprivations: no scope gains the household.
-            return Ok(());
-        };
-        session.tx.execute(
-            "INSERT INTO feed (change_seq, household, announce) \
-             SELECT c.seq, ?1, ?2 FROM changes c WHERE c.kind = 'household' AND c.record = ?1 \
-             UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
-             JOIN changes c ON c.kind = r.kind AND c.record = r.id WHERE r.household = ?1 \
-             ORDER BY 1",
-            params![household.to_string(), announce],
-        )?;
+        push::Placement::Quiet | push::Placement::Unchanged => {}
     }
     Ok(())
 }
@@ -1651,15 +1243,9 @@ fn fingerprint(connection: &rusqlite::Connection, seq: u64) -> Result<Option<Str
 /// filters it; below, it reads each household's feed entries by index.
 const INDEXED_PULL_HOUSEHOLDS: usize = 5_000;
 
-/// True when a change in the feed for this reason is for this scope: a
-/// change announced again matters only to the scopes its household may just
-/// have entered.
+/// True when a feed entry for this stored reason is for this scope.
 fn announced_for(scope: &Scope, announce: i64) -> bool {
-    match announce {
-        ANNOUNCE_ARRIVAL => true,
-        ANNOUNCE_MOVED => !scope.is_everything(),
-        _ => scope.role == Role::Dimension,
-    }
+    Announce::from_i64(announce).is_some_and(|announce| announce.reaches(scope))
 }
 
 /// The households an area-scoped account may read, if there are few
@@ -1718,11 +1304,9 @@ fn pull_households(
     )?;
     // Filtered here, not after the limit, so that no entry for this scope is
     // left behind a limit filled with entries that are not.
-    let announces = if scope.role == Role::Dimension {
-        ANNOUNCE_DEPRIVATION
-    } else {
-        ANNOUNCE_MOVED
-    };
+    let announces = Announce::widest_for(scope)
+        .as_i64()
+        .max(Announce::Moved.as_i64());
     // Each source's first `limit + 1` entries hold the page's: a later page
     // starts after the last one returned.
     let take = limit as i64 + 1;
