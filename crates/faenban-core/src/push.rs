@@ -349,10 +349,10 @@ pub fn check_scope<H: Holdings>(
         return Err(PushError::Records(refusals));
     }
     for (_, change) in fresh {
-        let places_it = match (&change.record.kind, change.field.as_str()) {
-            (RecordKind::Household, "village" | "welfare_card") | (RecordKind::Visit, _) => true,
-            _ => false,
-        };
+        let places_it = matches!(
+            (&change.record.kind, change.field.as_str()),
+            (RecordKind::Household, "village" | "welfare_card") | (RecordKind::Visit, _)
+        );
         if places_it {
             checked
                 .to_place
@@ -599,22 +599,43 @@ impl Announce {
 
 /// True when an account reads a feed entry for `announce`, filed where it
 /// is; `place` is where the entry's household is now (`None` if it has
-/// never been placed).
+/// never been placed), `record_now` the household the entry's record
+/// belongs to now (a household's record belongs to itself).
+///
+/// A scoped account does not read entries of records that have since left
+/// the household they are filed under: a household that enters a scope
+/// brings the history of the people and visits it has now, not of those who
+/// moved away before (their history was announced again where they went).
 pub fn reads_entry(
     scope: &Scope,
     announce: Announce,
     filed: FiledUnder,
     place: Option<&HouseholdPlace>,
+    record_now: Option<RecordId>,
 ) -> bool {
     if !announce.reaches(scope) {
         return false;
     }
+    if scope.is_everything() {
+        return true;
+    }
+    let unplaced = HouseholdPlace::default();
     match filed {
         FiledUnder::Everyone => scope.may_read(None),
-        FiledUnder::Household(_) | FiledUnder::NoKnownHousehold => {
-            let unplaced = HouseholdPlace::default();
-            scope.may_read(Some(place.unwrap_or(&unplaced)))
+        FiledUnder::Household(_) => {
+            still_filed_right(filed, record_now) && scope.may_read(Some(place.unwrap_or(&unplaced)))
         }
+        FiledUnder::NoKnownHousehold => scope.may_read(Some(&unplaced)),
+    }
+}
+
+/// False for an entry filed under a household its record has since left
+/// (see [`reads_entry`]); `record_now` is the household the record belongs
+/// to now.
+pub fn still_filed_right(filed: FiledUnder, record_now: Option<RecordId>) -> bool {
+    match filed {
+        FiledUnder::Household(household) => record_now == Some(household),
+        FiledUnder::Everyone | FiledUnder::NoKnownHousehold => true,
     }
 }
 

@@ -524,6 +524,62 @@ async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
     );
 }
 
+/// A household that enters a village brings the people it has now: a
+/// member who moved out before is not part of its history there, on a
+/// laptop that pulls the village from the start (the narrow pull) nor on a
+/// team's that scans the feed (the wide one).
+#[tokio::test]
+async fn a_household_entering_a_village_does_not_bring_a_member_who_left_it() {
+    let server = Server::new();
+    let province = server.account("จังหวัด", Role::Province, &[], None);
+    let volunteer = server.account("อสม. ปลายทาง", Role::Volunteer, &["40020101"], None);
+    let team = server.account("ทีมอำเภอ", Role::Team, &["4002"], None);
+    let office = device(1);
+    server.hello(&province, office).await;
+    let (mut replica, mut changes) = households(1, "40010203", 1, NOW);
+    let household = changes[0].record.clone();
+    let elsewhere = RecordKey::new(RecordKind::Household, Uuid::from_u128(900));
+    changes.push(replica.set(NOW, &elsewhere, "village", json!("40010203")));
+    let stays = RecordKey::new(RecordKind::Member, Uuid::from_u128(901));
+    let leaves = RecordKey::new(RecordKind::Member, Uuid::from_u128(902));
+    for member in [&stays, &leaves] {
+        changes.push(replica.set(NOW, member, "household", json!(household.id.to_string())));
+        changes.push(replica.set(NOW, member, "first_name", json!("บุญมี")));
+    }
+    let moves = [
+        replica.set(
+            NOW + 1,
+            &leaves,
+            "household",
+            json!(elsewhere.id.to_string()),
+        ),
+        replica.set(NOW + 2, &household, "village", json!("40020101")),
+    ];
+    // One push each: the member's first changes are filed under the
+    // household, it leaves, and only then does the household move.
+    let mut sequence = 1;
+    for batch in [changes.as_slice(), &moves[..1], &moves[1..]] {
+        let (status, body) = server.push(&province, office, sequence, batch).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        sequence += batch.len() as u64;
+    }
+    for account in [&volunteer, &team] {
+        let pulled = server.pull_all(account).await;
+        assert!(
+            pulled.iter().any(|c| c.record == stays),
+            "the member who stays"
+        );
+        assert!(
+            pulled.iter().any(|c| c.record == household),
+            "the household"
+        );
+        assert!(
+            pulled.iter().all(|c| c.record != leaves),
+            "nothing of the member who left"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_at_the_same_time_each_apply_exactly_what_is_in_scope() {
     let server = Arc::new(Server::new());

@@ -1289,11 +1289,11 @@ fn pull_households(
     limit: usize,
     last: u64,
 ) -> Result<PulledPage> {
-    let mut entries: Vec<(i64, i64)> = Vec::new();
-    let mut collect = |rows: &mut rusqlite::Rows<'_>| -> Result<()> {
+    let mut entries: Vec<(i64, i64, Option<RecordId>)> = Vec::new();
+    let mut collect = |rows: &mut rusqlite::Rows<'_>, household: Option<RecordId>| -> Result<()> {
         while let Some(row) = rows.next()? {
             if announced_for(scope, row.get(2)?) {
-                entries.push((row.get(0)?, row.get(1)?));
+                entries.push((row.get(0)?, row.get(1)?, household));
             }
         }
         Ok(())
@@ -1311,33 +1311,58 @@ fn pull_households(
     // starts after the last one returned.
     let take = limit as i64 + 1;
     for household in households {
-        collect(&mut by_household.query(params![household, since as i64, take, announces])?)?;
+        let id = household.parse().ok().map(RecordId);
+        collect(
+            &mut by_household.query(params![household, since as i64, take, announces])?,
+            id,
+        )?;
     }
     let mut of_no_household = connection.prepare_cached(
         "SELECT seq, change_seq, announce FROM feed WHERE household IS NULL AND seq > ?1 \
          AND announce = 0 ORDER BY seq LIMIT ?2",
     )?;
-    collect(&mut of_no_household.query(params![since as i64, take])?)?;
+    collect(
+        &mut of_no_household.query(params![since as i64, take])?,
+        None,
+    )?;
     entries.sort_unstable();
     let mut more = entries.len() > limit;
     entries.truncate(limit);
-    let mut body = connection.prepare_cached("SELECT body FROM changes WHERE seq = ?1")?;
+    // With the household the change's record belongs to now: entries of a
+    // record that has left the household are not for its scopes.
+    let mut body = connection.prepare_cached(
+        "SELECT c.body, c.kind, c.record, r.household FROM changes c \
+         LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record WHERE c.seq = ?1",
+    )?;
     let mut builder = ChangeSetBuilder::new();
     let mut bytes = 0;
     let mut taken = 0;
-    for (_, change_seq) in &entries {
+    for (_, change_seq, filed) in &entries {
         if bytes >= MAX_PAGE_BYTES {
             more = true;
             break;
         }
-        let json: String = body.query_row([change_seq], |row| row.get(0))?;
-        bytes += json.len();
-        builder.push(&serde_json::from_str::<Change>(&json)?);
         taken += 1;
+        let mut rows = body.query([change_seq])?;
+        let Some(row) = rows.next()? else {
+            continue;
+        };
+        let filed = match filed {
+            Some(household) => push::FiledUnder::Household(*household),
+            None => push::FiledUnder::Everyone,
+        };
+        // Every household read here is in scope (`households_in_scope`).
+        let record_now = record_household_now(row.get_ref(1)?, row.get_ref(2)?, row.get_ref(3)?)?;
+        if !push::still_filed_right(filed, record_now) {
+            continue;
+        }
+        let json = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        bytes += json.len();
+        builder.push(&serde_json::from_str::<Change>(json)?);
     }
     entries.truncate(taken);
     let next = match entries.last() {
-        Some((seq, _)) if more => *seq as u64,
+        Some((seq, _, _)) if more => *seq as u64,
         // Everything in scope up to the end of the feed in this snapshot.
         _ => last.max(since),
     };
@@ -1359,12 +1384,23 @@ fn pull_by_scanning(
     limit: usize,
     last: u64,
 ) -> Result<PulledPage> {
-    let mut statement = connection.prepare_cached(
-        "SELECT f.seq, f.household, p.village, p.deprived, c.body, f.announce FROM feed f \
-         JOIN changes c ON c.seq = f.change_seq \
-         LEFT JOIN places p ON p.household = f.household \
-         WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
-    )?;
+    // The province's scope reads every entry: no join to places or records.
+    let mut statement = if scope.is_everything() {
+        connection.prepare_cached(
+            "SELECT f.seq, NULL, NULL, NULL, c.body, f.announce, NULL, NULL, NULL FROM feed f \
+             JOIN changes c ON c.seq = f.change_seq \
+             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
+        )?
+    } else {
+        connection.prepare_cached(
+            "SELECT f.seq, f.household, p.village, p.deprived, c.body, f.announce, \
+             c.kind, c.record, r.household FROM feed f \
+             JOIN changes c ON c.seq = f.change_seq \
+             LEFT JOIN places p ON p.household = f.household \
+             LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \
+             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
+        )?
+    };
     let scan = if scope.is_everything() {
         limit
     } else {
@@ -1376,17 +1412,27 @@ fn pull_by_scanning(
     let mut bytes = 0;
     while let Some(row) = rows.next()? {
         next = row.get::<_, i64>(0)? as u64;
-        let in_scope = announced_for(scope, row.get(5)?)
-            && (scope.is_everything() || {
-                let household: Option<String> = row.get(1)?;
-                let village: Option<String> = row.get(2)?;
-                let deprived: Option<i64> = row.get(3)?;
-                let place = household.map(|_| HouseholdPlace {
-                    village: village.unwrap_or_default(),
-                    deprived: deprived.unwrap_or(0) as u8,
-                });
-                scope.may_read(place.as_ref())
-            });
+        let Some(announce) = Announce::from_i64(row.get(5)?) else {
+            continue;
+        };
+        // The province's rows carry no household, place or record: its
+        // scope reads every place.
+        let filed = match row.get::<_, Option<String>>(1)? {
+            None => push::FiledUnder::Everyone,
+            Some(household) => match household.parse() {
+                Ok(id) => push::FiledUnder::Household(RecordId(id)),
+                Err(_) => push::FiledUnder::NoKnownHousehold,
+            },
+        };
+        let place = match row.get::<_, Option<String>>(2)? {
+            Some(village) => Some(HouseholdPlace {
+                village,
+                deprived: row.get::<_, Option<i64>>(3)?.unwrap_or(0) as u8,
+            }),
+            None => None,
+        };
+        let record_now = record_household_now(row.get_ref(6)?, row.get_ref(7)?, row.get_ref(8)?)?;
+        let in_scope = push::reads_entry(scope, announce, filed, place.as_ref(), record_now);
         if in_scope {
             let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
             bytes += body.len();
@@ -1404,4 +1450,33 @@ fn pull_by_scanning(
         more: last > next,
         check: None,
     })
+}
+
+/// The household a change's record belongs to now, from the change's kind
+/// and record and the record's `household` column (a household's record
+/// belongs to itself).
+fn record_household_now(
+    kind: rusqlite::types::ValueRef<'_>,
+    record: rusqlite::types::ValueRef<'_>,
+    household: rusqlite::types::ValueRef<'_>,
+) -> Result<Option<RecordId>> {
+    let text = |value: rusqlite::types::ValueRef<'_>| -> Result<Option<RecordId>> {
+        match value {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            value => Ok(value
+                .as_str()
+                .map_err(rusqlite::Error::from)?
+                .parse()
+                .ok()
+                .map(RecordId)),
+        }
+    };
+    if kind == rusqlite::types::ValueRef::Null {
+        return Ok(None);
+    }
+    if kind.as_str().map_err(rusqlite::Error::from)? == RecordKind::Household.as_str() {
+        text(record)
+    } else {
+        text(household)
+    }
 }
