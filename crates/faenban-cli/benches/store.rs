@@ -195,7 +195,7 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     let mut statement = source.prepare(
         "SELECT wall_ms, counter, device, kind, record, field, body FROM changes ORDER BY seq",
     )?;
-    type Row = (i64, i64, String, String, String, String, String);
+    type Row = (i64, i64, String, String, String, String, Vec<u8>);
     let rows: Vec<Row> = statement
         .query_map([], |r| {
             Ok((
@@ -219,7 +219,7 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     raw.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
          counter INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, \
-         record TEXT NOT NULL, field TEXT NOT NULL, body TEXT NOT NULL, \
+         record TEXT NOT NULL, field TEXT NOT NULL, body BLOB NOT NULL, \
          UNIQUE (wall_ms, counter, device)); \
          CREATE INDEX changes_by_record ON changes (kind, record, seq);",
     )?;
@@ -246,12 +246,12 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
 /// The house code and village of one household in the file.
 fn one_household(db: &Path) -> anyhow::Result<(String, String)> {
     let connection = Connection::open(db)?;
-    let state: String = connection.query_row(
+    let state: Vec<u8> = connection.query_row(
         "SELECT state FROM records WHERE kind = 'household' ORDER BY id LIMIT 1",
         [],
         |r| r.get(0),
     )?;
-    let state: faenban_core::RecordState = serde_json::from_str(&state)?;
+    let state = faenban_core::codec::decode_state(&state)?;
     let shown = |field| {
         state
             .shown(field)

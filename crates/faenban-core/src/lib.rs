@@ -12,7 +12,8 @@
 //! * [`catalogue`]: BMN indicator catalogues as data; deprivation per TPMAP
 //!   dimension.
 //! * [`clock`], [`change`], [`merge`], [`replica`]: hybrid logical clocks,
-//!   per-field changes, the merge and its conflicts, and making changes.
+//!   per-field changes, the merge and its conflicts, and making changes;
+//!   [`codec`]: their compact stored form.
 //! * [`sync`]: the sync protocol's messages, wire form and scope rules;
 //!   [`refusal`]: the stable code of every refusal; [`push`]: what a push
 //!   does, decided for every server backend.
@@ -21,6 +22,7 @@ pub mod areas;
 pub mod catalogue;
 pub mod change;
 pub mod clock;
+pub mod codec;
 pub mod codes;
 pub mod csv;
 pub mod dates;

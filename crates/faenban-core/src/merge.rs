@@ -60,12 +60,12 @@ pub enum Outcome {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct FieldState {
     // One live value is the common case; keep it inline.
-    live: SmallVec<[Entry; 1]>,
+    pub(crate) live: SmallVec<[Entry; 1]>,
     /// Stamps some known change superseded, sorted.
-    superseded: Vec<Stamp>,
+    pub(crate) superseded: Vec<Stamp>,
     /// Stamps some known change carried before it was re-stamped, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    replaced: Vec<Stamp>,
+    pub(crate) replaced: Vec<Stamp>,
 }
 
 impl FieldState {
@@ -201,9 +201,9 @@ impl Conflict {
 /// record's archive changes had seen.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecordState {
-    fields: Vec<(FieldName, FieldState)>,
+    pub(crate) fields: Vec<(FieldName, FieldState)>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    observed_by_archives: Vec<Stamp>,
+    pub(crate) observed_by_archives: Vec<Stamp>,
 }
 
 impl RecordState {

@@ -336,7 +336,7 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
     connection.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
          counter INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, \
-         record TEXT NOT NULL, field TEXT NOT NULL, body TEXT NOT NULL, \
+         record TEXT NOT NULL, field TEXT NOT NULL, body BLOB NOT NULL, \
          UNIQUE (wall_ms, counter, device))",
     )?;
     let mut connection = connection;
@@ -356,7 +356,7 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
                     change.record.kind.as_str(),
                     change.record.id.to_string(),
                     change.field.as_str(),
-                    serde_json::to_string(change)?,
+                    faenban_core::codec::encode_change_body(change),
                 ])?;
             }
         }

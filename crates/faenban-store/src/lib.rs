@@ -378,9 +378,8 @@ impl Store {
         while let Some(row) = rows.next().map_err(Error::from)? {
             let kind: String = row.get(0).map_err(Error::from)?;
             let id: String = row.get(1).map_err(Error::from)?;
-            let state: String = row.get(2).map_err(Error::from)?;
             let key = record_key(RecordKind::from_name(&kind), &id)?;
-            let state = serde_json::from_str(&state).map_err(Error::from)?;
+            let state = state_from_blob(row.get_ref(2).map_err(Error::from)?)?;
             visit(key, state)?;
         }
         Ok(())
@@ -462,12 +461,15 @@ impl Store {
     /// Every change known for a record, oldest first as they arrived here.
     pub fn history(&self, key: &RecordKey) -> Result<Vec<Change>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT body FROM changes WHERE kind = ?1 AND record = ?2 ORDER BY seq",
+            "SELECT wall_ms, counter, device, kind, record, field, body FROM changes \
+             WHERE kind = ?1 AND record = ?2 ORDER BY seq",
         )?;
-        let rows = statement.query_map(params![key.kind.as_str(), key.id.to_string()], |row| {
-            row.get::<_, String>(0)
-        })?;
-        rows.map(|row| Ok(serde_json::from_str(&row?)?)).collect()
+        let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
+        let mut changes = Vec::new();
+        while let Some(row) = rows.next()? {
+            changes.push(change_from_row(row, 0)?);
+        }
+        Ok(changes)
     }
 
     /// Every open conflict, in record order.
@@ -475,18 +477,13 @@ impl Store {
         let mut statement = self.connection.prepare_cached(
             "SELECT kind, id, state FROM records WHERE in_conflict = 1 ORDER BY kind, id",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-            ))
-        })?;
+        let mut rows = statement.query([])?;
         let mut conflicts = Vec::new();
-        for row in rows {
-            let (kind, id, state) = row?;
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            let id: String = row.get(1)?;
             let key = record_key(RecordKind::from_name(&kind), &id)?;
-            let state: RecordState = serde_json::from_str(&state)?;
+            let state = state_from_blob(row.get_ref(2)?)?;
             conflicts.extend(state.conflicts(&key));
         }
         Ok(conflicts)
@@ -496,17 +493,16 @@ impl Store {
     /// first, with their device sequence numbers.
     pub fn outbox(&self) -> Result<Vec<(u64, Change)>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT outbox.sequence, changes.body FROM outbox \
-             JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence",
+            "SELECT outbox.sequence, c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, \
+             c.body FROM outbox JOIN changes c ON c.seq = outbox.change_seq \
+             ORDER BY outbox.sequence",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (sequence, body) = row?;
-            Ok((sequence as u64, serde_json::from_str(&body)?))
-        })
-        .collect()
+        let mut rows = statement.query([])?;
+        let mut outbox = Vec::new();
+        while let Some(row) = rows.next()? {
+            outbox.push((row.get::<_, i64>(0)? as u64, change_from_row(row, 1)?));
+        }
+        Ok(outbox)
     }
 
     /// What `status` shows.
@@ -919,7 +915,7 @@ impl Session<'_> {
 /// Appends a change to the log; its log sequence, or `None` if the log
 /// already holds it.
 fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
-    let body = serde_json::to_string(change)?;
+    let body = faenban_core::codec::encode_change_body(change);
     let inserted = tx
         .prepare_cached(
             "INSERT OR IGNORE INTO changes (wall_ms, counter, device, kind, record, field, body) \
@@ -939,21 +935,52 @@ fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
 
 /// The change the log holds under this change's stamp.
 fn logged_body(tx: &Transaction<'_>, change: &Change) -> Result<Option<Change>> {
-    let body: Option<String> = tx
-        .prepare_cached(
-            "SELECT body FROM changes WHERE wall_ms = ?1 AND counter = ?2 AND device = ?3",
-        )?
-        .query_row(
-            params![
-                change.stamp.hlc.wall_ms as i64,
-                change.stamp.hlc.counter,
-                change.stamp.device.to_string()
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    body.map(|body| Ok(serde_json::from_str(&body)?))
-        .transpose()
+    let mut statement = tx.prepare_cached(
+        "SELECT wall_ms, counter, device, kind, record, field, body FROM changes \
+         WHERE wall_ms = ?1 AND counter = ?2 AND device = ?3",
+    )?;
+    let mut rows = statement.query(params![
+        change.stamp.hlc.wall_ms as i64,
+        change.stamp.hlc.counter,
+        change.stamp.device.to_string()
+    ])?;
+    rows.next()?.map(|row| change_from_row(row, 0)).transpose()
+}
+
+/// The change a row holds in its columns `wall_ms, counter, device, kind,
+/// record, field, body`, from `first` on.
+pub(crate) fn change_from_row(row: &rusqlite::Row<'_>, first: usize) -> Result<Change> {
+    let wall_ms: i64 = row.get(first)?;
+    let counter: u32 = row.get(first + 1)?;
+    let device: String = row.get(first + 2)?;
+    let kind: String = row.get(first + 3)?;
+    let record: String = row.get(first + 4)?;
+    let field: String = row.get(first + 5)?;
+    let device = Uuid::parse_str(&device)
+        .map_err(|error| Error::Corrupt(format!("the device of a change: {error}")))?;
+    let stamp = faenban_core::Stamp::new(
+        faenban_core::Hlc {
+            wall_ms: wall_ms as u64,
+            counter,
+        },
+        DeviceId(device),
+    );
+    let record = record_key(RecordKind::from_name(&kind), &record)?;
+    let body = match row.get_ref(first + 6)? {
+        rusqlite::types::ValueRef::Blob(bytes) => bytes,
+        _ => return Err(Error::Corrupt("a change body that is not a blob".into())),
+    };
+    faenban_core::codec::decode_change(stamp, record, field.into(), body)
+        .map_err(|error| Error::Corrupt(error.to_string()))
+}
+
+/// A record's state as the `records` table keeps it.
+pub(crate) fn state_from_blob(value: rusqlite::types::ValueRef<'_>) -> Result<RecordState> {
+    match value {
+        rusqlite::types::ValueRef::Blob(bytes) => faenban_core::codec::decode_state(bytes)
+            .map_err(|error| Error::Corrupt(error.to_string())),
+        _ => Err(Error::Corrupt("a record state that is not a blob".into())),
+    }
 }
 
 fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
@@ -971,7 +998,7 @@ fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Res
     .execute(params![
         key.kind.as_str(),
         key.id.to_string(),
-        serde_json::to_string(state)?,
+        faenban_core::codec::encode_state(state),
         household,
         state.is_archived(),
         state.has_conflict(),
@@ -1033,13 +1060,11 @@ fn normalize_term(text: &str) -> String {
 }
 
 fn load_state(connection: &Connection, key: &RecordKey) -> Result<Option<RecordState>> {
-    let json: Option<String> = connection
-        .prepare_cached("SELECT state FROM records WHERE kind = ?1 AND id = ?2")?
-        .query_row(params![key.kind.as_str(), key.id.to_string()], |row| {
-            row.get(0)
-        })
-        .optional()?;
-    json.map(|json| Ok(serde_json::from_str(&json)?))
+    let mut statement =
+        connection.prepare_cached("SELECT state FROM records WHERE kind = ?1 AND id = ?2")?;
+    let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
+    rows.next()?
+        .map(|row| state_from_blob(row.get_ref(0)?))
         .transpose()
 }
 
@@ -1084,19 +1109,15 @@ fn query_records_on(
     parameters: impl rusqlite::Params,
 ) -> Result<Vec<(RecordKey, RecordState)>> {
     let mut statement = connection.prepare_cached(sql)?;
-    let rows = statement.query_map(parameters, |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (kind, id, state) = row?;
-        Ok((
+    let mut rows = statement.query(parameters)?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        let kind: String = row.get(0)?;
+        let id: String = row.get(1)?;
+        records.push((
             record_key(RecordKind::from_name(&kind), &id)?,
-            serde_json::from_str(&state)?,
-        ))
-    })
-    .collect()
+            state_from_blob(row.get_ref(2)?)?,
+        ));
+    }
+    Ok(records)
 }

@@ -1,8 +1,8 @@
 //! Schema migrations, applied in order and counted by `PRAGMA user_version`.
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection, Transaction};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The migrations, oldest first; migration `i` brings the schema from
 /// version `i` to `i + 1`. They live in `schema/migrations/` as plain SQL.
@@ -14,7 +14,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/0005_sealed_bundles.sql"),
     include_str!("../../../schema/migrations/0006_held_back.sql"),
     include_str!("../../../schema/migrations/0007_report_digests.sql"),
+    include_str!("../../../schema/migrations/0008_compact_encoding.sql"),
 ];
+
+/// The version whose migration also rewrites the stored JSON in the
+/// compact form, which SQL cannot write.
+const COMPACT_ENCODING: i64 = 8;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -39,9 +44,60 @@ pub(crate) fn migrate_to(connection: &mut Connection, from: i64, to: i64) -> Res
         .skip(from as usize)
     {
         tx.execute_batch(sql)?;
+        if index as i64 + 1 == COMPACT_ENCODING {
+            rewrite_in_compact_form(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// How many rows the rewrite reads at a time.
+const REWRITE_CHUNK: i64 = 10_000;
+
+/// Rewrites every change body and record state still kept as JSON in the
+/// core's compact form. A row that is not the JSON it should be stops the
+/// upgrade, and the file stays as it was.
+fn rewrite_in_compact_form(tx: &Transaction<'_>) -> Result<()> {
+    let unreadable =
+        |what: &str, error: serde_json::Error| Error::Corrupt(format!("a stored {what}: {error}"));
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT seq, body FROM changes WHERE seq > ?1 AND typeof(body) = 'text' \
+                 ORDER BY seq LIMIT ?2",
+            )?
+            .query_map([after, REWRITE_CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last, _)) = rows.last() else { break };
+        after = *last;
+        let mut update = tx.prepare_cached("UPDATE changes SET body = ?1 WHERE seq = ?2")?;
+        for (seq, json) in &rows {
+            let change: faenban_core::Change =
+                serde_json::from_str(json).map_err(|error| unreadable("change", error))?;
+            update.execute(params![faenban_core::codec::encode_change_body(&change), seq])?;
+        }
+    }
+    let mut after = 0i64;
+    loop {
+        let rows: Vec<(i64, String)> = tx
+            .prepare_cached(
+                "SELECT rowid, state FROM records WHERE rowid > ?1 AND typeof(state) = 'text' \
+                 ORDER BY rowid LIMIT ?2",
+            )?
+            .query_map([after, REWRITE_CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some((last, _)) = rows.last() else { break };
+        after = *last;
+        let mut update = tx.prepare_cached("UPDATE records SET state = ?1 WHERE rowid = ?2")?;
+        for (rowid, json) in &rows {
+            let state: faenban_core::RecordState =
+                serde_json::from_str(json).map_err(|error| unreadable("record state", error))?;
+            update.execute(params![faenban_core::codec::encode_state(&state), rowid])?;
+        }
+    }
     Ok(())
 }
 

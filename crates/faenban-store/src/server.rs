@@ -1331,8 +1331,9 @@ fn pull_households(
     // With the household the change's record belongs to now: entries of a
     // record that has left the household are not for its scopes.
     let mut body = connection.prepare_cached(
-        "SELECT c.body, c.kind, c.record, r.household FROM changes c \
-         LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record WHERE c.seq = ?1",
+        "SELECT c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body, r.household \
+         FROM changes c LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \
+         WHERE c.seq = ?1",
     )?;
     let mut builder = ChangeSetBuilder::new();
     let mut bytes = 0;
@@ -1352,13 +1353,13 @@ fn pull_households(
             None => push::FiledUnder::Everyone,
         };
         // Every household read here is in scope (`households_in_scope`).
-        let record_now = record_household_now(row.get_ref(1)?, row.get_ref(2)?, row.get_ref(3)?)?;
+        let record_now = record_household_now(row.get_ref(3)?, row.get_ref(4)?, row.get_ref(7)?)?;
         if !push::still_filed_right(filed, record_now) {
             continue;
         }
-        let json = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-        bytes += json.len();
-        builder.push(&serde_json::from_str::<Change>(json)?);
+        let change = crate::change_from_row(row, 0)?;
+        bytes += stored_size(row, 0)?;
+        builder.push(&change);
     }
     entries.truncate(taken);
     let next = match entries.last() {
@@ -1387,14 +1388,15 @@ fn pull_by_scanning(
     // The province's scope reads every entry: no join to places or records.
     let mut statement = if scope.is_everything() {
         connection.prepare_cached(
-            "SELECT f.seq, NULL, NULL, NULL, c.body, f.announce, NULL, NULL, NULL FROM feed f \
+            "SELECT f.seq, NULL, NULL, NULL, f.announce, NULL, \
+             c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body FROM feed f \
              JOIN changes c ON c.seq = f.change_seq \
              WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
         )?
     } else {
         connection.prepare_cached(
-            "SELECT f.seq, f.household, p.village, p.deprived, c.body, f.announce, \
-             c.kind, c.record, r.household FROM feed f \
+            "SELECT f.seq, f.household, p.village, p.deprived, f.announce, r.household, \
+             c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body FROM feed f \
              JOIN changes c ON c.seq = f.change_seq \
              LEFT JOIN places p ON p.household = f.household \
              LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \
@@ -1412,7 +1414,7 @@ fn pull_by_scanning(
     let mut bytes = 0;
     while let Some(row) = rows.next()? {
         next = row.get::<_, i64>(0)? as u64;
-        let Some(announce) = Announce::from_i64(row.get(5)?) else {
+        let Some(announce) = Announce::from_i64(row.get(4)?) else {
             continue;
         };
         // The province's rows carry no household, place or record: its
@@ -1431,12 +1433,11 @@ fn pull_by_scanning(
             }),
             None => None,
         };
-        let record_now = record_household_now(row.get_ref(6)?, row.get_ref(7)?, row.get_ref(8)?)?;
+        let record_now = record_household_now(row.get_ref(9)?, row.get_ref(10)?, row.get_ref(5)?)?;
         let in_scope = push::reads_entry(scope, announce, filed, place.as_ref(), record_now);
         if in_scope {
-            let body = row.get_ref(4)?.as_str().map_err(rusqlite::Error::from)?;
-            bytes += body.len();
-            let change: Change = serde_json::from_str(body)?;
+            let change = crate::change_from_row(row, 6)?;
+            bytes += stored_size(row, 6)?;
             builder.push(&change);
             if builder.len() >= limit || bytes >= MAX_PAGE_BYTES {
                 break;
@@ -1450,6 +1451,14 @@ fn pull_by_scanning(
         more: last > next,
         check: None,
     })
+}
+
+/// About how many bytes a change read from row columns `first..first + 7`
+/// takes: its body (which holds the value, what can make a change large)
+/// and its fixed columns.
+fn stored_size(row: &rusqlite::Row<'_>, first: usize) -> Result<usize> {
+    const COLUMNS: usize = 100;
+    Ok(COLUMNS + row.get_ref(first + 6)?.as_bytes().map_or(0, <[u8]>::len))
 }
 
 /// The household a change's record belongs to now, from the change's kind

@@ -11,7 +11,7 @@
 use faenban_core::sync::{DeviceName, ErrorBody, HeldBack, PullFrom, Reply};
 use faenban_core::{Change, DeviceId, OutboxEntry, Outcome};
 use faenban_keys::{PublicKey, Signature};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
@@ -257,12 +257,11 @@ impl Store {
             return Ok(None);
         };
         let mut statement = self.connection.prepare_cached(
-            "SELECT outbox.sequence, changes.body FROM outbox \
-             JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence LIMIT ?1",
+            "SELECT outbox.sequence, c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, \
+             c.body FROM outbox JOIN changes c ON c.seq = outbox.change_seq \
+             ORDER BY outbox.sequence LIMIT ?1",
         )?;
-        let rows = statement.query_map([one_more(max_changes)], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })?;
+        let rows = statement.query([one_more(max_changes)])?;
         Ok(collect_run(device.id, rows)?.map(|run| run.cut(max_changes)))
     }
 
@@ -376,30 +375,23 @@ impl Store {
     /// first, with the server's reasons.
     pub fn held_back(&self) -> Result<Vec<HeldChange>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT held_back.sequence, changes.body, held_back.code, held_back.message, \
-             held_back.held_ms FROM held_back JOIN changes ON changes.seq = held_back.change_seq \
+            "SELECT held_back.sequence, held_back.code, held_back.message, held_back.held_ms, \
+             c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body \
+             FROM held_back JOIN changes c ON c.seq = held_back.change_seq \
              ORDER BY held_back.held_ms, held_back.sequence",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (sequence, body, code, message, held_ms) = row?;
-            Ok(HeldChange {
-                sequence: sequence as u64,
-                change: serde_json::from_str(&body)?,
-                code,
-                message,
-                held_ms: held_ms as u64,
-            })
-        })
-        .collect()
+        let mut rows = statement.query([])?;
+        let mut held = Vec::new();
+        while let Some(row) = rows.next()? {
+            held.push(HeldChange {
+                sequence: row.get::<_, i64>(0)? as u64,
+                change: crate::change_from_row(row, 4)?,
+                code: row.get(1)?,
+                message: row.get(2)?,
+                held_ms: row.get::<_, i64>(3)? as u64,
+            });
+        }
+        Ok(held)
     }
 
     /// Queues held-back changes again at the end of the outbox, under new
@@ -474,19 +466,16 @@ impl Store {
         ) else {
             return Ok(false);
         };
-        let body: Option<String> = self
-            .connection
-            .prepare_cached(
-                "SELECT changes.body FROM outbox JOIN changes ON changes.seq = outbox.change_seq \
-                 WHERE outbox.sequence = ?1",
-            )?
-            .query_row([ack.held_through as i64], |row| row.get(0))
-            .optional()?;
-        let Some(body) = body else {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body \
+             FROM outbox JOIN changes c ON c.seq = outbox.change_seq WHERE outbox.sequence = ?1",
+        )?;
+        let mut rows = statement.query([ack.held_through as i64])?;
+        let Some(row) = rows.next()? else {
             // Nothing there to drop up to (already acknowledged, or never made).
             return Ok(false);
         };
-        let change: Change = serde_json::from_str(&body)?;
+        let change = crate::change_from_row(row, 0)?;
         Ok(server_key.verifies_ack(ack.device, ack.held_through, &change.stamp, &signature))
     }
 
@@ -529,23 +518,17 @@ impl Store {
             // The whole outbox as the core's rule sees it; the rule picks.
             let entries: Vec<OutboxEntry> = {
                 let mut statement = session.tx.prepare_cached(
-                    "SELECT outbox.sequence, outbox.shared, changes.body FROM outbox \
-                     JOIN changes ON changes.seq = outbox.change_seq ORDER BY outbox.sequence",
+                    "SELECT outbox.sequence, outbox.shared, c.wall_ms, c.counter, c.device, \
+                     c.kind, c.record, c.field, c.body FROM outbox \
+                     JOIN changes c ON c.seq = outbox.change_seq ORDER BY outbox.sequence",
                 )?;
-                let rows = statement.query_map([], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, bool>(1)?,
-                        row.get::<_, String>(2)?,
-                    ))
-                })?;
+                let mut rows = statement.query([])?;
                 let mut entries = Vec::new();
-                for row in rows {
-                    let (sequence, shared, body) = row?;
+                while let Some(row) = rows.next()? {
                     entries.push(OutboxEntry {
-                        sequence: sequence as u64,
-                        shared,
-                        change: serde_json::from_str(&body)?,
+                        sequence: row.get::<_, i64>(0)? as u64,
+                        shared: row.get(1)?,
+                        change: crate::change_from_row(row, 2)?,
                     });
                 }
                 entries
@@ -809,14 +792,11 @@ fn one_more(max_changes: usize) -> i64 {
         .saturating_add(1)
 }
 
-fn collect_run(
-    device: DeviceId,
-    rows: impl Iterator<Item = rusqlite::Result<(i64, String)>>,
-) -> Result<Option<OutboxRun>> {
+fn collect_run(device: DeviceId, mut rows: rusqlite::Rows<'_>) -> Result<Option<OutboxRun>> {
     let mut run: Option<OutboxRun> = None;
-    for row in rows {
-        let (sequence, body) = row?;
-        let change: Change = serde_json::from_str(&body)?;
+    while let Some(row) = rows.next()? {
+        let sequence: i64 = row.get(0)?;
+        let change = crate::change_from_row(row, 1)?;
         match &mut run {
             None => {
                 run = Some(OutboxRun {
