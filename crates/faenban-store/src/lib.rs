@@ -337,6 +337,7 @@ impl Store {
             clock_before: clock,
             local_wall_ms,
             touched: HashMap::new(),
+            device_numbers: HashMap::new(),
             next_outbox: None,
             search_index: self.search_index,
             refuse_reused_stamps: false,
@@ -461,8 +462,8 @@ impl Store {
     /// Every change known for a record, oldest first as they arrived here.
     pub fn history(&self, key: &RecordKey) -> Result<Vec<Change>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT wall_ms, counter, device, kind, record, field, body FROM changes \
-             WHERE kind = ?1 AND record = ?2 ORDER BY seq",
+            "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, \
+             c.field, c.body FROM changes c WHERE kind = ?1 AND record = ?2 ORDER BY seq",
         )?;
         let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
         let mut changes = Vec::new();
@@ -493,7 +494,7 @@ impl Store {
     /// first, with their device sequence numbers.
     pub fn outbox(&self) -> Result<Vec<(u64, Change)>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT outbox.sequence, c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, \
+            "SELECT outbox.sequence, c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, \
              c.body FROM outbox JOIN changes c ON c.seq = outbox.change_seq \
              ORDER BY outbox.sequence",
         )?;
@@ -572,6 +573,9 @@ pub struct Session<'a> {
     clock: Clock,
     local_wall_ms: u64,
     touched: HashMap<RecordKey, Touched>,
+    /// The numbers the change log knows devices by, as this command has
+    /// read or given them (forgotten with whatever rolls back).
+    device_numbers: HashMap<DeviceId, i64>,
     next_outbox: Option<i64>,
     search_index: bool,
     /// The clock as the transaction found it.
@@ -753,6 +757,7 @@ impl Session<'_> {
     /// is rolled back.
     pub(crate) fn forget_since(&mut self, clock: Clock) {
         self.touched.clear();
+        self.device_numbers.clear();
         self.digests_due.forget_states();
         self.clock = clock;
     }
@@ -882,7 +887,8 @@ impl Session<'_> {
     /// [`Session::apply`], also returning the change's place in the log
     /// (`None` for a change the log already held).
     fn apply_logged(&mut self, change: Change, local: bool) -> Result<(Outcome, Option<i64>)> {
-        let Some(change_seq) = log_change(&self.tx, &change)? else {
+        let device = self.device_number(change.stamp.device)?;
+        let Some(change_seq) = log_change(&self.tx, &change, device)? else {
             if self.refuse_reused_stamps
                 && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
             {
@@ -912,9 +918,28 @@ impl Session<'_> {
     }
 }
 
-/// Appends a change to the log; its log sequence, or `None` if the log
-/// already holds it.
-fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
+impl Session<'_> {
+    /// The number the change log knows `device` by, given on first sight.
+    fn device_number(&mut self, device: DeviceId) -> Result<i64> {
+        if let Some(number) = self.device_numbers.get(&device) {
+            return Ok(*number);
+        }
+        let text = device.to_string();
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO device_numbers (device) VALUES (?1)")?
+            .execute([&text])?;
+        let number: i64 = self
+            .tx
+            .prepare_cached("SELECT n FROM device_numbers WHERE device = ?1")?
+            .query_row([&text], |row| row.get(0))?;
+        self.device_numbers.insert(device, number);
+        Ok(number)
+    }
+}
+
+/// Appends a change to the log, its device known by `device`; its log
+/// sequence, or `None` if the log already holds it.
+fn log_change(tx: &Transaction<'_>, change: &Change, device: i64) -> Result<Option<i64>> {
     let body = faenban_core::codec::encode_change_body(change);
     let inserted = tx
         .prepare_cached(
@@ -924,7 +949,7 @@ fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
         .execute(params![
             change.stamp.hlc.wall_ms as i64,
             change.stamp.hlc.counter,
-            change.stamp.device.to_string(),
+            device,
             change.record.kind.as_str(),
             change.record.id.to_string(),
             change.field.as_str(),
@@ -936,8 +961,10 @@ fn log_change(tx: &Transaction<'_>, change: &Change) -> Result<Option<i64>> {
 /// The change the log holds under this change's stamp.
 fn logged_body(tx: &Transaction<'_>, change: &Change) -> Result<Option<Change>> {
     let mut statement = tx.prepare_cached(
-        "SELECT wall_ms, counter, device, kind, record, field, body FROM changes \
-         WHERE wall_ms = ?1 AND counter = ?2 AND device = ?3",
+        "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), \
+         c.kind, c.record, c.field, c.body FROM changes c \
+         WHERE wall_ms = ?1 AND counter = ?2 \
+         AND device = (SELECT n FROM device_numbers WHERE device = ?3)",
     )?;
     let mut rows = statement.query(params![
         change.stamp.hlc.wall_ms as i64,

@@ -1,6 +1,6 @@
 //! Schema migrations, applied in order and counted by `PRAGMA user_version`.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::error::{Error, Result};
 
@@ -36,6 +36,16 @@ pub(crate) fn migrate_to(connection: &mut Connection, from: i64, to: i64) -> Res
     if from >= to {
         return Ok(());
     }
+    // A migration that rebuilds a table others refer to (version 8 does)
+    // needs foreign keys off while it runs: SQLite's own procedure, which
+    // checks them again before the upgrade commits.
+    connection.pragma_update(None, "foreign_keys", false)?;
+    let migrated = migrate_in_one_transaction(connection, from, to);
+    connection.pragma_update(None, "foreign_keys", true)?;
+    migrated
+}
+
+fn migrate_in_one_transaction(connection: &mut Connection, from: i64, to: i64) -> Result<()> {
     let tx = connection.transaction()?;
     for (index, sql) in MIGRATIONS
         .iter()
@@ -48,6 +58,15 @@ pub(crate) fn migrate_to(connection: &mut Connection, from: i64, to: i64) -> Res
             rewrite_in_compact_form(&tx)?;
         }
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
+    }
+    let broken: Option<String> = tx
+        .prepare("PRAGMA foreign_key_check")?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    if let Some(table) = broken {
+        return Err(Error::Corrupt(format!(
+            "the upgrade would leave rows of {table} pointing at nothing; the file was not changed"
+        )));
     }
     tx.commit()?;
     Ok(())

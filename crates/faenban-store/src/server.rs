@@ -1225,7 +1225,7 @@ fn fingerprint(connection: &rusqlite::Connection, seq: u64) -> Result<Option<Str
     }
     Ok(connection
         .prepare_cached(
-            "SELECT c.wall_ms, c.counter, c.device FROM feed f \
+            "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device) FROM feed f \
              JOIN changes c ON c.seq = f.change_seq WHERE f.seq = ?1",
         )?
         .query_row([seq as i64], |row| {
@@ -1331,7 +1331,7 @@ fn pull_households(
     // With the household the change's record belongs to now: entries of a
     // record that has left the household are not for its scopes.
     let mut body = connection.prepare_cached(
-        "SELECT c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body, r.household \
+        "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body, r.household \
          FROM changes c LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \
          WHERE c.seq = ?1",
     )?;
@@ -1389,14 +1389,14 @@ fn pull_by_scanning(
     let mut statement = if scope.is_everything() {
         connection.prepare_cached(
             "SELECT f.seq, NULL, NULL, NULL, f.announce, NULL, \
-             c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body FROM feed f \
+             c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body FROM feed f \
              JOIN changes c ON c.seq = f.change_seq \
              WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
         )?
     } else {
         connection.prepare_cached(
             "SELECT f.seq, f.household, p.village, p.deprived, f.announce, r.household, \
-             c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body FROM feed f \
+             c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body FROM feed f \
              JOIN changes c ON c.seq = f.change_seq \
              LEFT JOIN places p ON p.household = f.household \
              LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \

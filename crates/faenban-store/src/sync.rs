@@ -257,7 +257,7 @@ impl Store {
             return Ok(None);
         };
         let mut statement = self.connection.prepare_cached(
-            "SELECT outbox.sequence, c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, \
+            "SELECT outbox.sequence, c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, \
              c.body FROM outbox JOIN changes c ON c.seq = outbox.change_seq \
              ORDER BY outbox.sequence LIMIT ?1",
         )?;
@@ -313,7 +313,8 @@ impl Store {
         tx.execute("DELETE FROM outbox", [])?;
         let queued = tx.execute(
             "INSERT INTO outbox (sequence, change_seq, shared) \
-             SELECT ?1 + ROW_NUMBER() OVER (ORDER BY seq), seq, 1 FROM changes WHERE device = ?2 \
+             SELECT ?1 + ROW_NUMBER() OVER (ORDER BY seq), seq, 1 FROM changes \
+             WHERE device = (SELECT n FROM device_numbers WHERE device = ?2) \
              AND seq NOT IN (SELECT change_seq FROM held_back)",
             params![held_through as i64, device.to_string()],
         )?;
@@ -376,7 +377,7 @@ impl Store {
     pub fn held_back(&self) -> Result<Vec<HeldChange>> {
         let mut statement = self.connection.prepare_cached(
             "SELECT held_back.sequence, held_back.code, held_back.message, held_back.held_ms, \
-             c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body \
+             c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body \
              FROM held_back JOIN changes c ON c.seq = held_back.change_seq \
              ORDER BY held_back.held_ms, held_back.sequence",
         )?;
@@ -467,7 +468,7 @@ impl Store {
             return Ok(false);
         };
         let mut statement = self.connection.prepare_cached(
-            "SELECT c.wall_ms, c.counter, c.device, c.kind, c.record, c.field, c.body \
+            "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body \
              FROM outbox JOIN changes c ON c.seq = outbox.change_seq WHERE outbox.sequence = ?1",
         )?;
         let mut rows = statement.query([ack.held_through as i64])?;
@@ -518,7 +519,7 @@ impl Store {
             // The whole outbox as the core's rule sees it; the rule picks.
             let entries: Vec<OutboxEntry> = {
                 let mut statement = session.tx.prepare_cached(
-                    "SELECT outbox.sequence, outbox.shared, c.wall_ms, c.counter, c.device, \
+                    "SELECT outbox.sequence, outbox.shared, c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), \
                      c.kind, c.record, c.field, c.body FROM outbox \
                      JOIN changes c ON c.seq = outbox.change_seq ORDER BY outbox.sequence",
                 )?;
