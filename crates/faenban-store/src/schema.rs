@@ -96,7 +96,10 @@ fn rewrite_in_compact_form(tx: &Transaction<'_>) -> Result<()> {
         for (seq, json) in &rows {
             let change: faenban_core::Change =
                 serde_json::from_str(json).map_err(|error| unreadable("change", error))?;
-            update.execute(params![faenban_core::codec::encode_change_body(&change), seq])?;
+            update.execute(params![
+                faenban_core::codec::encode_change_body(&change),
+                seq
+            ])?;
         }
     }
     let mut after = 0i64;
