@@ -100,9 +100,9 @@ pub struct PulledPage {
     pub check: Option<String>,
 }
 
-/// A pull page stops once its changes pass this many bytes (as stored
-/// JSON): a page of a thousand large notes must not hold the server's
-/// memory, whatever `limit` a client asks for.
+/// A pull page stops once its changes pass about this many bytes (as
+/// stored, with their columns): a page of a thousand large notes must not
+/// hold the server's memory, whatever `limit` a client asks for.
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
 /// How many feed rows one pull page may read past, in scope or not, so that
