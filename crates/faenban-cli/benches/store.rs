@@ -195,7 +195,7 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     let mut statement = source.prepare(
         "SELECT wall_ms, counter, device, kind, record, field, body FROM changes ORDER BY seq",
     )?;
-    type Row = (i64, i64, String, String, String, String, Vec<u8>);
+    type Row = (i64, i64, i64, String, String, String, Vec<u8>);
     let rows: Vec<Row> = statement
         .query_map([], |r| {
             Ok((
@@ -218,7 +218,7 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     raw.pragma_update(None, "cache_size", -32_768)?;
     raw.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
-         counter INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, \
+         counter INTEGER NOT NULL, device INTEGER NOT NULL, kind TEXT NOT NULL, \
          record TEXT NOT NULL, field TEXT NOT NULL, body BLOB NOT NULL, \
          UNIQUE (wall_ms, counter, device)); \
          CREATE INDEX changes_by_record ON changes (kind, record, seq);",

@@ -2,7 +2,6 @@
 //! database, runs one command, and reports failures with a documented exit code.
 
 mod cli;
-mod client;
 mod commands;
 mod failure;
 mod help_th;

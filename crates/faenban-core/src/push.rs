@@ -76,9 +76,13 @@ pub trait Holdings {
     type Error;
     /// The highest sequence of `device`'s outbox the server holds (0: none).
     fn held_through(&mut self, device: DeviceId) -> Result<u64, Self::Error>;
-    /// The clock reading of the change held as `sequence` of `device`'s
-    /// outbox (a held-back change's too).
-    fn held_stamp(&mut self, device: DeviceId, sequence: u64) -> Result<Option<Hlc>, Self::Error>;
+    /// What the server holds as `sequence` of `device`'s outbox (a
+    /// held-back change's too).
+    fn held_arrival(
+        &mut self,
+        device: DeviceId,
+        sequence: u64,
+    ) -> Result<Option<HeldArrival>, Self::Error>;
     /// The household a record belongs to as merged.
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>, Self::Error>;
     /// Where a household was last placed ([`placement`]).
@@ -88,6 +92,35 @@ pub trait Holdings {
     fn merged_village(&mut self, household: RecordId) -> Result<Option<String>, Self::Error>;
     /// True when the backend holds the household's record.
     fn household_exists(&mut self, household: RecordId) -> Result<bool, Self::Error>;
+}
+
+/// What a server keeps of each sequence of an outbox it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeldArrival {
+    /// The change's clock reading.
+    pub hlc: Hlc,
+    /// [`crate::codec::fingerprint`] of the change (`None` for sequences
+    /// held before servers kept it).
+    pub fingerprint: Option<u64>,
+}
+
+impl HeldArrival {
+    /// What to keep of a change that arrives.
+    pub fn of(change: &Change) -> HeldArrival {
+        HeldArrival {
+            hlc: change.stamp.hlc,
+            fingerprint: Some(crate::codec::fingerprint(change)),
+        }
+    }
+
+    /// True when `change` is the one held: the same stamp, and the same
+    /// content where the server kept its fingerprint.
+    pub fn is(&self, change: &Change) -> bool {
+        self.hlc == change.stamp.hlc
+            && self
+                .fingerprint
+                .is_none_or(|held| held == crate::codec::fingerprint(change))
+    }
 }
 
 /// One device's outbox run, as pushed (its signature already checked).
@@ -150,6 +183,10 @@ pub fn check_claim<E>(
 /// own; every stamp a change carries is of the outbox's device; a change
 /// sent again is the one held under its sequence. A change over the limits
 /// sets its record aside.
+///
+/// A change is the one held under its sequence only if its stamp and its
+/// content are: a laptop restored from a backup may give the same clock
+/// readings to different changes, which must not be taken for duplicates.
 pub fn admit<H: Holdings>(
     server_device: DeviceId,
     batch: Batch,
@@ -215,10 +252,10 @@ pub fn admit<H: Holdings>(
     for (offset, change) in changes.into_iter().enumerate() {
         let sequence = first_sequence + offset as u64;
         if sequence <= held {
-            let stamp = holdings
-                .held_stamp(device, sequence)
+            let held = holdings
+                .held_arrival(device, sequence)
                 .map_err(PushError::Store)?;
-            if stamp != Some(change.stamp.hlc) {
+            if !held.is_some_and(|held| held.is(&change)) {
                 return Err(self::batch(
                     RefusalCode::SequenceReused,
                     format!(

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use faenban_core::push::{
-    self, Admission, Announce, Batch, FiledUnder, Holdings, Placement, PushError,
+    self, Admission, Announce, Batch, FiledUnder, HeldArrival, Holdings, Placement, PushError,
 };
 use faenban_core::sync::{HouseholdPlace, Role, Scope};
 use faenban_core::{
@@ -47,7 +47,7 @@ struct MemoryServer {
     log: Vec<Change>,
     feed: Vec<Entry>,
     places: HashMap<RecordId, HouseholdPlace>,
-    arrivals: HashMap<DeviceId, Vec<Hlc>>,
+    arrivals: HashMap<DeviceId, Vec<HeldArrival>>,
 }
 
 struct View<'a>(&'a MemoryServer);
@@ -63,7 +63,11 @@ impl Holdings for View<'_> {
             .map_or(0, |held| held.len() as u64))
     }
 
-    fn held_stamp(&mut self, device: DeviceId, sequence: u64) -> Result<Option<Hlc>, Self::Error> {
+    fn held_arrival(
+        &mut self,
+        device: DeviceId,
+        sequence: u64,
+    ) -> Result<Option<HeldArrival>, Self::Error> {
         Ok(self
             .0
             .arrivals
@@ -172,7 +176,7 @@ impl MemoryServer {
         self.arrivals
             .entry(device)
             .or_default()
-            .extend(fresh.iter().map(|(_, change)| change.stamp.hlc));
+            .extend(fresh.iter().map(|(_, change)| HeldArrival::of(change)));
         Ok(())
     }
 

@@ -335,11 +335,13 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
-         counter INTEGER NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, \
+         counter INTEGER NOT NULL, device INTEGER NOT NULL, kind TEXT NOT NULL, \
          record TEXT NOT NULL, field TEXT NOT NULL, body BLOB NOT NULL, \
          UNIQUE (wall_ms, counter, device))",
     )?;
     let mut connection = connection;
+    // Devices by number, as the store's change log keeps them.
+    let mut numbers: std::collections::HashMap<DeviceId, i64> = std::collections::HashMap::new();
     let started = Instant::now();
     for run in runs {
         let tx = connection.transaction()?;
@@ -352,7 +354,10 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
                 insert.execute(params![
                     change.stamp.hlc.wall_ms as i64,
                     change.stamp.hlc.counter,
-                    change.stamp.device.to_string(),
+                    {
+                        let next = numbers.len() as i64 + 1;
+                        *numbers.entry(change.stamp.device).or_insert(next)
+                    },
                     change.record.kind.as_str(),
                     change.record.id.to_string(),
                     change.field.as_str(),

@@ -553,10 +553,12 @@ fn push_in(
     }
     // The stamps of every fresh sequence, held back or not: the server
     // holds the sequence either way, and knows it again when it is resent.
-    let mut stamps = Vec::with_capacity(fresh.len() * STAMP_BYTES);
+    let mut stamps = Vec::with_capacity(fresh.len() * ARRIVAL_BYTES);
     for (_, change) in &fresh {
-        stamps.extend_from_slice(&change.stamp.hlc.wall_ms.to_le_bytes());
-        stamps.extend_from_slice(&change.stamp.hlc.counter.to_le_bytes());
+        let held = push::HeldArrival::of(change);
+        stamps.extend_from_slice(&held.hlc.wall_ms.to_le_bytes());
+        stamps.extend_from_slice(&held.hlc.counter.to_le_bytes());
+        stamps.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
     }
     let (first_fresh, last_fresh) = (fresh[0].0, fresh[fresh.len() - 1].0);
     let mut round = 0;
@@ -802,7 +804,11 @@ impl push::Holdings for SessionHoldings<'_, '_> {
         held_through(&self.session.tx, device)
     }
 
-    fn held_stamp(&mut self, device: DeviceId, sequence: u64) -> Result<Option<Hlc>> {
+    fn held_arrival(
+        &mut self,
+        device: DeviceId,
+        sequence: u64,
+    ) -> Result<Option<push::HeldArrival>> {
         let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
         if !self.run.as_ref().is_some_and(covers) {
             self.run = self
@@ -826,12 +832,25 @@ impl push::Holdings for SessionHoldings<'_, '_> {
             .run
             .as_ref()
             .filter(|run| covers(run))
-            .and_then(|(first, _, stamps)| {
-                let at = (sequence - first) as usize * STAMP_BYTES;
-                let bytes = stamps.get(at..at + STAMP_BYTES)?;
-                Some(Hlc {
-                    wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-                    counter: u32::from_le_bytes(bytes[8..].try_into().ok()?),
+            .and_then(|(first, last, stamps)| {
+                // Runs held before fingerprints were kept have 12 bytes a
+                // sequence; their changes are compared by stamp alone.
+                let count = (last - first + 1) as usize;
+                let width = if stamps.len() == count * ARRIVAL_BYTES {
+                    ARRIVAL_BYTES
+                } else {
+                    STAMP_BYTES
+                };
+                let at = (sequence - first) as usize * width;
+                let bytes = stamps.get(at..at + width)?;
+                Some(push::HeldArrival {
+                    hlc: Hlc {
+                        wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+                        counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
+                    },
+                    fingerprint: (width == ARRIVAL_BYTES)
+                        .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
+                        .flatten(),
                 })
             }))
     }
@@ -1103,8 +1122,13 @@ fn filed_column(filed: push::FiledUnder) -> Option<String> {
     }
 }
 
-/// Bytes per stamp in `arrivals.stamps`: wall_ms (8) and counter (4).
+/// Bytes per sequence in `arrivals.stamps` as servers before version 8
+/// kept them: wall_ms (8) and counter (4).
 const STAMP_BYTES: usize = 12;
+
+/// Bytes per sequence in `arrivals.stamps`: wall_ms (8), counter (4) and
+/// the change's fingerprint (8, `faenban_core::codec::fingerprint`).
+const ARRIVAL_BYTES: usize = 20;
 
 fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<RecordId>> {
     let household: Option<Option<String>> = tx

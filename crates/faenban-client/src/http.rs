@@ -1,6 +1,7 @@
-//! The sync client: JSON over HTTPS to the faenban server, request bodies
-//! gzip-compressed, retried with backoff when the network or the server
-//! fails, and certificates always verified (a custom CA can be trusted).
+//! The HTTP transport: JSON over HTTPS to the faenban server, request
+//! bodies gzip-compressed, retried with backoff when the network or the
+//! server fails, and certificates always verified (a custom CA can be
+//! trusted).
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -10,58 +11,11 @@ use faenban_core::sync::{
     RelayResponse, PROTOCOL_VERSION,
 };
 use reqwest::blocking::{Client as Http, Response};
+
+use crate::transport::{Transport, TransportError};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-/// Why a request failed for good.
-#[derive(Debug)]
-pub enum ClientError {
-    /// The server could not be reached or kept failing, after every retry.
-    Network(String),
-    /// The server refused the request and said why.
-    Refused {
-        /// HTTP status.
-        status: u16,
-        /// The server's error code.
-        code: String,
-        /// The server's reason.
-        message: String,
-    },
-    /// The server's answer was not what the protocol says.
-    BadAnswer(String),
-    /// The server's certificate is not trusted, or HTTPS cannot be set up.
-    Setup(String),
-    /// The server address or the CA file given is wrong (bad input).
-    BadAddress {
-        /// What is wrong, in English.
-        en: String,
-        /// The same, in Thai.
-        th: String,
-    },
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Network(reason) => write!(f, "the server could not be reached: {reason}"),
-            ClientError::Refused {
-                status,
-                code,
-                message,
-            } => {
-                write!(f, "the server refused (HTTP {status}, {code}): {message}")
-            }
-            ClientError::BadAnswer(reason) => {
-                write!(f, "the server's answer could not be read: {reason}")
-            }
-            ClientError::Setup(reason) => f.write_str(reason),
-            ClientError::BadAddress { en, .. } => f.write_str(en),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
 
 /// How hard to try before giving up.
 #[derive(Clone, Copy, Debug)]
@@ -74,14 +28,14 @@ pub struct Retry {
 
 /// A connection to one server with one token.
 #[derive(Debug)]
-pub struct Client {
+pub struct HttpTransport {
     http: Http,
     base: String,
     token: String,
     retry: Retry,
 }
 
-impl Client {
+impl HttpTransport {
     /// A client for `server` (https://… or http://…). `ca_pem`: a
     /// certificate authority to trust besides the usual ones.
     pub fn new(
@@ -89,13 +43,13 @@ impl Client {
         token: &str,
         ca_pem: Option<&[u8]>,
         retry: Retry,
-    ) -> Result<Client, ClientError> {
+    ) -> Result<HttpTransport, TransportError> {
         let base = server.trim_end_matches('/').to_owned();
         let parsed = reqwest::Url::parse(&base)
             .ok()
             .filter(|url| url.host_str().is_some());
         if !(base.starts_with("https://") || base.starts_with("http://")) || parsed.is_none() {
-            return Err(ClientError::BadAddress {
+            return Err(TransportError::BadAddress {
                 en: format!(
                     "`{base}` is not a server address: it must look like https://faenban.example.go.th (or http:// on a trusted network)"
                 ),
@@ -109,47 +63,45 @@ impl Client {
             .timeout(Duration::from_secs(300))
             .user_agent(concat!("faenban/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = ca_pem {
-            let certificate =
-                reqwest::Certificate::from_pem(pem).map_err(|error| ClientError::BadAddress {
+            let certificate = reqwest::Certificate::from_pem(pem).map_err(|error| {
+                TransportError::BadAddress {
                     en: format!("the CA file is not a PEM certificate: {error}"),
                     th: format!("ไฟล์ CA ไม่ใช่ใบรับรองแบบ PEM: {error}"),
-                })?;
+                }
+            })?;
             builder = builder.add_root_certificate(certificate);
         }
         let http = builder
             .build()
-            .map_err(|error| ClientError::Setup(format!("cannot set up HTTPS: {error}")))?;
-        Ok(Client {
+            .map_err(|error| TransportError::Setup(format!("cannot set up HTTPS: {error}")))?;
+        Ok(HttpTransport {
             http,
             base,
             token: token.to_owned(),
             retry,
         })
     }
+}
 
-    /// Introduces the device.
-    pub fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, ClientError> {
+impl Transport for HttpTransport {
+    fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, TransportError> {
         self.post("/v1/hello", request)
     }
 
-    /// Pushes a run of an outbox.
-    pub fn push(&self, request: &PushRequest) -> Result<PushResponse, ClientError> {
+    fn push(&self, request: &PushRequest) -> Result<PushResponse, TransportError> {
         self.post("/v1/push", request)
     }
 
-    /// Hands the server a letter another laptop sealed to it; its reply
-    /// comes back sealed to that laptop.
-    pub fn relay(&self, request: &RelayRequest) -> Result<RelayResponse, ClientError> {
+    fn relay(&self, request: &RelayRequest) -> Result<RelayResponse, TransportError> {
         self.post("/v1/relay", request)
     }
 
-    /// One page of changes after `since`.
-    pub fn pull(
+    fn pull(
         &self,
         since: u64,
         check: Option<&str>,
         limit: usize,
-    ) -> Result<PullPage, ClientError> {
+    ) -> Result<PullPage, TransportError> {
         let mut url = format!(
             "{}/v1/changes?since={since}&limit={limit}&protocol={PROTOCOL_VERSION}",
             self.base
@@ -162,24 +114,26 @@ impl Client {
         }
         self.send(|| self.http.get(&url).bearer_auth(&self.token))
     }
+}
 
+impl HttpTransport {
     fn post<T: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         body: &T,
-    ) -> Result<R, ClientError> {
+    ) -> Result<R, TransportError> {
         let json = serde_json::to_vec(body)
-            .map_err(|error| ClientError::BadAnswer(format!("encoding the request: {error}")))?;
+            .map_err(|error| TransportError::BadAnswer(format!("encoding the request: {error}")))?;
         let mut encoder = flate2::write::GzEncoder::new(
             Vec::with_capacity(json.len() / 4),
             flate2::Compression::fast(),
         );
         encoder
             .write_all(&json)
-            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+            .map_err(|error| TransportError::BadAnswer(error.to_string()))?;
         let gzipped = encoder
             .finish()
-            .map_err(|error| ClientError::BadAnswer(error.to_string()))?;
+            .map_err(|error| TransportError::BadAnswer(error.to_string()))?;
         let url = format!("{}{path}", self.base);
         self.send(|| {
             self.http
@@ -197,7 +151,7 @@ impl Client {
     fn send<R: DeserializeOwned>(
         &self,
         request: impl Fn() -> reqwest::blocking::RequestBuilder,
-    ) -> Result<R, ClientError> {
+    ) -> Result<R, TransportError> {
         let mut delay = self.retry.first_delay;
         let mut attempt = 0;
         loop {
@@ -208,7 +162,7 @@ impl Client {
                 }
                 Ok(response) => return Err(refusal(response)),
                 Err(error) if is_certificate_error(&error) => {
-                    return Err(ClientError::Setup(format!(
+                    return Err(TransportError::Setup(format!(
                         "the server's TLS certificate is not trusted ({}); if your office uses its own certificate authority, log in again with --ca FILE",
                         root_cause(&error)
                     )));
@@ -216,7 +170,7 @@ impl Client {
                 Err(error) => root_cause(&error),
             };
             if attempt >= self.retry.retries {
-                return Err(ClientError::Network(format!(
+                return Err(TransportError::Network(format!(
                     "{failure} (tried {} times)",
                     attempt + 1
                 )));
@@ -232,23 +186,23 @@ fn retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-fn read<R: DeserializeOwned>(response: Response) -> Result<R, ClientError> {
+fn read<R: DeserializeOwned>(response: Response) -> Result<R, TransportError> {
     let bytes = response
         .bytes()
-        .map_err(|error| ClientError::Network(root_cause(&error)))?;
-    serde_json::from_slice(&bytes).map_err(|error| ClientError::BadAnswer(error.to_string()))
+        .map_err(|error| TransportError::Network(root_cause(&error)))?;
+    serde_json::from_slice(&bytes).map_err(|error| TransportError::BadAnswer(error.to_string()))
 }
 
-fn refusal(response: Response) -> ClientError {
+fn refusal(response: Response) -> TransportError {
     let status = response.status().as_u16();
     let body = response.bytes().unwrap_or_default();
     match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(body) => ClientError::Refused {
+        Ok(body) => TransportError::Refused {
             status,
             code: body.error,
             message: body.message,
         },
-        Err(_) => ClientError::Refused {
+        Err(_) => TransportError::Refused {
             status,
             code: "http".into(),
             message: format!("HTTP {status} (is this a faenban server?)"),
