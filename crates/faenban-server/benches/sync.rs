@@ -11,7 +11,9 @@
 //!    process: throughput, latency percentiles, the server's peak memory.
 //!
 //! Run with `cargo bench -p faenban-server --bench sync` (add `--
-//! --households N` for another size, `--merge-only` to profile the merge, `--no-load` to stop after the pulls). It prints Markdown for
+//! --households N` for another size, `--devices N` for the simultaneous
+//! devices (500), `--merge-only` to profile the merge, `--no-load` to stop
+//! after the pulls). It prints Markdown for
 //! docs/PERFORMANCE.md.
 
 use std::io::Read as _;
@@ -32,18 +34,19 @@ use serde_json::json;
 use uuid::Uuid;
 
 const BATCH: usize = 1_000;
-const DEVICES: usize = 500;
 
 fn main() -> anyhow::Result<()> {
     let mut households = 100_000;
     let mut merge_only = false;
     let mut no_load = false;
+    let mut devices = 500;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--households" => households = args.next().unwrap_or_default().parse()?,
             "--merge-only" => merge_only = true,
             "--no-load" => no_load = true,
+            "--devices" => devices = args.next().unwrap_or_default().parse()?,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -187,6 +190,7 @@ fn main() -> anyhow::Result<()> {
     let base = format!("http://{address}");
     let village_pull = pull_everything(&base, &volunteer)?;
     let province_pull = pull_everything(&base, &province)?;
+    let first_sync = first_sync(&scratch.path().join("new-laptop.db"), &base, &province)?;
     let _ = stop.send(());
     runtime.block_on(server)??;
     drop(backend);
@@ -207,7 +211,7 @@ fn main() -> anyhow::Result<()> {
     let digests = report_digest_cost(scratch.path(), &mut keys)?;
 
     // 5. Many devices at once, against the real binary.
-    let load = load_test(scratch.path())?;
+    let load = load_test(scratch.path(), devices)?;
 
     let per_s = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     println!();
@@ -245,8 +249,9 @@ fn main() -> anyhow::Result<()> {
         digests.kept.as_secs_f64() / digests.not_kept.as_secs_f64()
     );
     println!(
-        "| server database after the merge | {:.0} MB |",
-        server_file as f64 / 1e6
+        "| server database after the merge | {:.0} MB, **{:.0} bytes per field change** |",
+        server_file as f64 / 1e6,
+        server_file as f64 / total_changes as f64
     );
     println!(
         "| a district team's batches of new households ({} changes): all in its district / half outside it, held back | {:.2} s / {:.2} s, **{:.2}×** the time for the half that is applied |",
@@ -271,10 +276,17 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "| {DEVICES} devices syncing at once ({} changes pushed, each device then pulls its village) | {:.2} s, {:.0} syncs/s, {:.0} changes/s |",
+        "| a new laptop's first sync of the whole province (pull and apply, through the client library): {} changes | {:.2} s, **{:.1} s per million changes**; laptop file {:.0} MB |",
+        first_sync.changes,
+        first_sync.time.as_secs_f64(),
+        first_sync.time.as_secs_f64() * 1e6 / first_sync.changes.max(1) as f64,
+        first_sync.file_bytes as f64 / 1e6
+    );
+    println!(
+        "| {devices} devices syncing at once ({} changes pushed, each device then pulls its village) | {:.2} s, {:.0} syncs/s, {:.0} changes/s |",
         load.changes,
         load.time.as_secs_f64(),
-        per_s(DEVICES, load.time),
+        per_s(devices, load.time),
         per_s(load.changes, load.time)
     );
     println!(
@@ -370,6 +382,51 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
+/// What a new laptop's first sync of the whole province took: the pull
+/// and its application to the laptop's store, as `faenban sync` does it.
+struct FirstSync {
+    changes: u64,
+    time: Duration,
+    file_bytes: u64,
+}
+
+/// A new laptop of the province account syncs for the first time, through
+/// the client library's driver over HTTP.
+fn first_sync(path: &Path, base: &str, token: &str) -> anyhow::Result<FirstSync> {
+    let mut store = Store::open(path)?;
+    store.init("new laptop", &DeviceKey::generate()?)?;
+    let transport = faenban_client::http::HttpTransport::new(
+        base,
+        token,
+        None,
+        faenban_client::http::Retry {
+            retries: 0,
+            first_delay: Duration::from_millis(100),
+        },
+    )?;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64)
+    };
+    let started = Instant::now();
+    faenban_client::login(&mut store, &transport, token)?;
+    let summary = faenban_client::sync(
+        &mut store,
+        &transport,
+        token,
+        &mut faenban_client::Quiet,
+        &now,
+    )?;
+    let time = started.elapsed();
+    drop(store);
+    Ok(FirstSync {
+        changes: summary.pulled,
+        time,
+        file_bytes: file_size(path),
+    })
+}
+
 struct Pulled {
     changes: usize,
     households: usize,
@@ -451,16 +508,16 @@ fn process_kb(pid: u32, key: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// 500 volunteers, each with a village of their own and ten households of
-/// ten fields, sync at once: hello, push, pull.
-fn load_test(scratch: &Path) -> anyhow::Result<Load> {
+/// `count` volunteers, each with a village of their own and ten households
+/// of ten fields, sync at once: hello, push, pull.
+fn load_test(scratch: &Path, count: usize) -> anyhow::Result<Load> {
     let data = scratch.join("load");
     let backend = SqliteBackend::open(&data)?;
     let mut devices = Vec::new();
     let areas = faenban_core::areas::Areas::builtin();
     let khon_kaen = faenban_core::codes::AreaCode::parse("40")?;
     let subdistricts = areas.subdistricts_of(&khon_kaen);
-    for n in 0..DEVICES {
+    for n in 0..count {
         let village = format!(
             "{}{:02}",
             subdistricts[n % subdistricts.len()].as_str(),
