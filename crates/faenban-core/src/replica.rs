@@ -114,6 +114,56 @@ impl Outbox {
         self.pending.retain(|entry| entry.sequence > up_to);
     }
 
+    /// Drops every change the server holds, and returns those of them it
+    /// held back (refused, not applied: `held_back` are their sequences),
+    /// which the device sets aside with the server's reasons.
+    pub fn acknowledge_holding_back(&mut self, up_to: u64, held_back: &[u64]) -> Vec<OutboxEntry> {
+        let (held, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|entry| entry.sequence <= up_to);
+        self.pending = pending;
+        held.into_iter()
+            .filter(|entry| sets_aside(up_to, entry.sequence, held_back))
+            .collect()
+    }
+
+    /// Moves every pending change to the sequences after `held_through`, in
+    /// the same order, for a file restored from a backup whose sequences the
+    /// server holds for other changes ([`renumbering`]). Returns how many
+    /// moved.
+    pub fn renumber_after(&mut self, held_through: u64) -> u64 {
+        let Some(shift) = self
+            .pending
+            .first()
+            .and_then(|first| renumbering(first.sequence, held_through))
+        else {
+            return 0;
+        };
+        for entry in &mut self.pending {
+            entry.sequence += shift;
+        }
+        self.next_sequence = self
+            .pending
+            .last()
+            .map_or(self.next_sequence, |e| e.sequence + 1);
+        self.pending.len() as u64
+    }
+}
+
+/// True when the change under `sequence` is one an acknowledgement through
+/// `up_to` sets aside: held by the server, and among those it held back.
+pub fn sets_aside(up_to: u64, sequence: u64, held_back: &[u64]) -> bool {
+    sequence <= up_to && held_back.contains(&sequence)
+}
+
+/// How far to move an outbox whose first pending sequence is `first` when
+/// the server holds sequences through `held_through` for other changes:
+/// past them, or not at all if it starts after them.
+pub fn renumbering(first: u64, held_through: u64) -> Option<u64> {
+    (first <= held_through).then(|| held_through + 1 - first)
+}
+
+impl Outbox {
     /// Re-stamps the pending changes that no one else has seen and whose
     /// stamp is beyond the (corrected) clock's time plus the allowed drift
     /// ([`restamp_future`]).
@@ -287,5 +337,51 @@ impl Replica {
             self.state.apply(change.clone());
         }
         restamped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{RecordKey, RecordKind};
+
+    fn outbox_of(count: u64) -> Outbox {
+        let mut replica = Replica::new(DeviceId::from_u128(1));
+        let record = RecordKey::new(RecordKind::Household, uuid::Uuid::from_u128(1));
+        for n in 0..count {
+            replica.set(1_000 + n, &record, "notes", Value::from(n));
+        }
+        replica.outbox
+    }
+
+    #[test]
+    fn an_acknowledgement_drops_what_is_held_and_sets_aside_what_was_held_back() {
+        let mut outbox = outbox_of(5);
+        let set_aside = outbox.acknowledge_holding_back(3, &[2, 3, 4]);
+        let aside: Vec<u64> = set_aside.iter().map(|entry| entry.sequence).collect();
+        assert_eq!(aside, [2, 3], "4 is beyond what the answer covers");
+        let pending: Vec<u64> = outbox
+            .pending()
+            .iter()
+            .map(|entry| entry.sequence)
+            .collect();
+        assert_eq!(pending, [4, 5]);
+    }
+
+    #[test]
+    fn a_restored_outbox_moves_past_what_the_server_holds_and_no_further() {
+        assert_eq!(renumbering(1, 5), Some(5));
+        assert_eq!(renumbering(5, 5), Some(1));
+        assert_eq!(renumbering(6, 5), None);
+        let mut outbox = outbox_of(3);
+        assert_eq!(outbox.renumber_after(7), 3);
+        let pending: Vec<u64> = outbox
+            .pending()
+            .iter()
+            .map(|entry| entry.sequence)
+            .collect();
+        assert_eq!(pending, [8, 9, 10]);
+        assert_eq!(outbox.push(outbox.pending()[0].change.clone()), 11);
+        assert_eq!(outbox.renumber_after(2), 0);
     }
 }

@@ -288,10 +288,12 @@ impl Store {
             tx.query_row("SELECT MIN(sequence), COUNT(*) FROM outbox", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?;
-        let Some(first) = first.filter(|first| *first as u64 <= held_through) else {
+        let Some(shift) =
+            first.and_then(|first| faenban_core::replica::renumbering(first as u64, held_through))
+        else {
             return Ok(0);
         };
-        let shift = held_through as i64 + 1 - first;
+        let shift = shift as i64;
         // Through negative numbers, so that no two rows ever share a key.
         tx.execute("UPDATE outbox SET sequence = -sequence", [])?;
         tx.execute("UPDATE outbox SET sequence = -sequence + ?1", [shift])?;
@@ -342,9 +344,10 @@ impl Store {
     ) -> Result<()> {
         let device = self.device()?.ok_or(Error::NotInitialized)?.id;
         let tx = self.connection.transaction()?;
+        let refused: Vec<u64> = held_back.iter().map(|held| held.sequence).collect();
         for held in held_back
             .iter()
-            .filter(|held| held.sequence <= held_through)
+            .filter(|held| faenban_core::replica::sets_aside(held_through, held.sequence, &refused))
         {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO held_back (sequence, change_seq, code, message, held_ms) \

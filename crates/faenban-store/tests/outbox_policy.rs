@@ -1,11 +1,13 @@
 //! The laptop's outbox, as the store keeps it in SQLite, follows the core's
 //! `Outbox` exactly: a model-based property test runs the same arbitrary
 //! sequence of recordings (with clocks right and years ahead), sends,
-//! acknowledgements and clock corrections against both, and compares what
-//! is pending after every step: the same sequences, the same changes, and
-//! the same ones re-stamped.
+//! acknowledgements (some changes held back), renumberings after a restore
+//! and clock corrections against both, and compares what is pending after
+//! every step: the same sequences, the same changes, the same ones
+//! re-stamped and the same ones set aside.
 
 use faenban_core::replica::Outbox;
+use faenban_core::sync::HeldBack;
 use faenban_core::{Change, Clock, RecordKey, RecordKind};
 use faenban_keys::DeviceKey;
 use faenban_store::Store;
@@ -27,6 +29,12 @@ enum Step {
     /// A sync learns the server's time while the laptop's clock is right or
     /// years ahead.
     Correct { ahead: bool },
+    /// The server acknowledges this many changes, holding back those whose
+    /// bit is set in `held` (bit i: the i-th sequence).
+    HoldBack { through: u8, held: u16 },
+    /// The server holds this file's sequences through `held` for other
+    /// changes (a file restored from a backup): the outbox moves after them.
+    Renumber { held: u8 },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -35,6 +43,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..12u8).prop_map(|through| Step::Send { through }),
         1 => (0..12u8).prop_map(|through| Step::Acknowledge { through }),
         1 => any::<bool>().prop_map(|ahead| Step::Correct { ahead }),
+        1 => (0..12u8, any::<u16>()).prop_map(|(through, held)| Step::HoldBack { through, held }),
+        1 => (0..16u8).prop_map(|held| Step::Renumber { held }),
     ]
 }
 
@@ -71,6 +81,7 @@ proptest! {
             let server_ms = NOW + 1_000 * index as u64;
             let before: Vec<(u64, Change)> = store.outbox().unwrap();
             let mut restamped_by_model: Vec<u64> = Vec::new();
+            let mut renumbered = false;
             match *step {
                 Step::Record { fields, ahead } => {
                     store
@@ -101,6 +112,37 @@ proptest! {
                     store.acknowledge(NOW, up_to, None, &[]).unwrap();
                     model.acknowledge(up_to);
                 }
+                Step::HoldBack { through, held } => {
+                    let up_to = u64::from(through);
+                    let refused: Vec<HeldBack> = (1..=16u64)
+                        .filter(|sequence| held & (1 << (sequence - 1)) != 0)
+                        .map(|sequence| HeldBack {
+                            sequence,
+                            error: "out_of_scope".into(),
+                            message: "outside".into(),
+                        })
+                        .collect();
+                    let sequences: Vec<u64> = refused.iter().map(|held| held.sequence).collect();
+                    let before_held = store.held_back().unwrap().len();
+                    store.acknowledge(NOW, up_to, None, &refused).unwrap();
+                    let set_aside = model.acknowledge_holding_back(up_to, &sequences);
+                    let now_held = store.held_back().unwrap();
+                    let newly: Vec<(u64, (RecordKey, String, serde_json::Value))> = now_held[before_held..]
+                        .iter()
+                        .map(|held| (held.sequence, content(&held.change)))
+                        .collect();
+                    let expected: Vec<(u64, (RecordKey, String, serde_json::Value))> = set_aside
+                        .iter()
+                        .map(|entry| (entry.sequence, content(&entry.change)))
+                        .collect();
+                    prop_assert_eq!(newly, expected, "set aside after {:?}", step);
+                }
+                Step::Renumber { held } => {
+                    let held = u64::from(held);
+                    let moved = store.renumber_outbox_after(held).unwrap();
+                    prop_assert_eq!(moved, model.renumber_after(held));
+                    renumbered = true;
+                }
                 Step::Correct { ahead } => {
                     store.correct_clock(server_ms, local(ahead)).unwrap();
                     clock.correct_to_server(server_ms, local(ahead));
@@ -119,6 +161,13 @@ proptest! {
             let sequences: Vec<u64> = after.iter().map(|(s, _)| *s).collect();
             let expected: Vec<u64> = model.pending().iter().map(|e| e.sequence).collect();
             prop_assert_eq!(&sequences, &expected, "after {:?}", step);
+            if renumbered {
+                // The same changes, stamps and order, under new numbers.
+                let changes: Vec<&Change> = after.iter().map(|(_, c)| c).collect();
+                let were: Vec<&Change> = before.iter().map(|(_, c)| c).collect();
+                prop_assert_eq!(changes, were);
+                continue;
+            }
             for ((sequence, change), entry) in after.iter().zip(model.pending()) {
                 prop_assert_eq!(content(change), content(&entry.change));
                 let was = before.iter().find(|(s, _)| s == sequence).map(|(_, c)| c.stamp);
