@@ -652,13 +652,13 @@ async fn one_device(
         "public_key": key.public().to_string(),
         "proof": key.sign_hello(device, token).to_string(),
     });
-    client
-        .post(format!("{base}/v1/hello"))
-        .bearer_auth(token)
-        .body(hello.to_string())
-        .send()
-        .await?
-        .error_for_status()?;
+    retrying(|| {
+        client
+            .post(format!("{base}/v1/hello"))
+            .bearer_auth(token)
+            .body(hello.to_string())
+    })
+    .await?;
     let push = json!({
         "protocol": PROTOCOL_VERSION,
         "schema": faenban_store::SCHEMA_VERSION,
@@ -668,24 +668,24 @@ async fn one_device(
         "signature": key.sign_run(device, 1, changes).to_string(),
     });
     let started = Instant::now();
-    client
-        .post(format!("{base}/v1/push"))
-        .bearer_auth(token)
-        .body(push.to_string())
-        .send()
-        .await?
-        .error_for_status()?;
+    retrying(|| {
+        client
+            .post(format!("{base}/v1/push"))
+            .bearer_auth(token)
+            .body(push.to_string())
+    })
+    .await?;
     let pushed = started.elapsed();
     let started = Instant::now();
     let page: PullPage = serde_json::from_slice(
-        &client
-            .get(format!("{base}/v1/changes?since=0&limit=1000"))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?,
+        &retrying(|| {
+            client
+                .get(format!("{base}/v1/changes?since=0&limit=1000"))
+                .bearer_auth(token)
+        })
+        .await?
+        .bytes()
+        .await?,
     )?;
     anyhow::ensure!(
         page.changes.len() == changes.len(),
@@ -694,6 +694,31 @@ async fn one_device(
         changes.len()
     );
     Ok((pushed, started.elapsed()))
+}
+
+/// Sends a request as the `faenban` client's transport does: a network
+/// failure or a server trouble (5xx) is retried after a wait that doubles,
+/// up to five times; a latency measured around it is what a laptop waits.
+async fn retrying(
+    request: impl Fn() -> reqwest::RequestBuilder,
+) -> anyhow::Result<reqwest::Response> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 0;
+    loop {
+        let failure = match request().send().await {
+            Ok(response) if response.status().is_server_error() => {
+                anyhow::anyhow!("the server answered {}", response.status())
+            }
+            Ok(response) => return Ok(response.error_for_status()?),
+            Err(error) => error.into(),
+        };
+        if attempt == 5 {
+            return Err(failure);
+        }
+        attempt += 1;
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
 }
 
 /// The time to push the same amount of work with every record in scope,

@@ -37,7 +37,7 @@ pub enum BackendError {
         name: String,
     },
     /// Another writer holds the store; try again shortly.
-    #[error("the store is busy")]
+    #[error("the store is in use by another process; close it or try again shortly")]
     Busy,
     /// The store cannot be written (read-only file, folder or replica).
     #[error("the store cannot be written (read-only)")]
@@ -69,7 +69,7 @@ impl From<faenban_store::Error> for BackendError {
             }
             E::NotFound { kind, id } => BackendError::NotFound { kind, name: id },
             E::Locked => BackendError::Busy,
-            E::ReadOnly | E::OlderReadOnly => BackendError::ReadOnly,
+            E::ReadOnly => BackendError::ReadOnly,
             E::DiskFull => BackendError::DiskFull,
             E::Internal(what) => BackendError::Internal(what),
             other => BackendError::Storage(other.to_string()),

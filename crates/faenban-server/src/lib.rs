@@ -300,24 +300,24 @@ fn status_of(code: RefusalCode) -> StatusCode {
         C::SequenceGap | C::SequenceReused | C::StampReused | C::UnknownDevice | C::CursorAhead => {
             StatusCode::CONFLICT
         }
-        C::BadValue | C::LimitExceeded => StatusCode::UNPROCESSABLE_ENTITY,
+        C::BadValue | C::LimitExceeded | C::WrongTypes | C::BadIndex | C::BadLetter => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         C::MissingToken | C::BadToken => StatusCode::UNAUTHORIZED,
         C::NotFound => StatusCode::NOT_FOUND,
-        C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        C::TooLarge | C::TooManyChanges => StatusCode::PAYLOAD_TOO_LARGE,
         C::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-        C::Busy | C::ShuttingDown | C::ReadOnly => StatusCode::SERVICE_UNAVAILABLE,
+        C::Busy | C::ShuttingDown | C::ReadOnly | C::NoRandomness => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         C::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
-        C::Storage | C::Internal | C::NoRandomness => StatusCode::INTERNAL_SERVER_ERROR,
+        C::Storage | C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         C::Malformed
         | C::UnreadableBody
         | C::ProtocolVersion
         | C::SchemaVersion
         | C::BadSequence
         | C::BadQuery
-        | C::TooManyChanges
-        | C::WrongTypes
-        | C::BadIndex
-        | C::BadLetter
         | C::BadAccount => StatusCode::BAD_REQUEST,
     }
 }

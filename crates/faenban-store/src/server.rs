@@ -1370,7 +1370,9 @@ fn pull_households(
         taken += 1;
         let mut rows = body.query([change_seq])?;
         let Some(row) = rows.next()? else {
-            continue;
+            return Err(Error::Corrupt(format!(
+                "feed entry for change {change_seq}, which the log does not hold"
+            )));
         };
         let filed = match filed {
             Some(household) => push::FiledUnder::Household(*household),
