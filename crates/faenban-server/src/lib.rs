@@ -196,6 +196,24 @@ pub async fn run_with(
     Ok(())
 }
 
+/// How many connections may wait to be accepted: beyond
+/// [`MAX_CONNECTIONS`] open, a burst of laptops waits here rather than being
+/// dropped by the kernel (tokio's default queue holds 1,024).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` with a queue of [`LISTEN_BACKLOG`] (the kernel
+/// may cap it lower: `net.core.somaxconn`).
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The server's wall clock, ms since the epoch.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()

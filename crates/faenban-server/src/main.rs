@@ -228,9 +228,8 @@ fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
+        let listener =
+            faenban_server::listen(listen).with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr()?;
         // The first line on stdout is the address alone, for a script
         // (with --listen …:0) to read; the sentence is for a person.
