@@ -600,7 +600,7 @@ pub fn visit_answers(state: &RecordState) -> BTreeMap<String, Answer> {
 pub fn latest_visits(
     visits: impl IntoIterator<Item = (RecordKey, RecordState)>,
 ) -> HashMap<RecordId, (Visit, RecordState)> {
-    let mut latest: HashMap<RecordId, (Visit, RecordState)> = HashMap::new();
+    let mut latest: HashMap<RecordId, (Visit, RecordState, RecordId)> = HashMap::new();
     for (key, state) in visits {
         let Ok(visit) = decode::<Visit>(&key, &state) else {
             continue;
@@ -608,14 +608,19 @@ pub fn latest_visits(
         if visit.archived || visit.value.in_progress {
             continue;
         }
+        // Two visits of one day: the one with the higher id, so that the
+        // latest is the same whatever order the visits come in.
         let newer = latest
             .get(&visit.value.household)
-            .is_none_or(|(v, _)| visit.value.date >= v.date);
+            .is_none_or(|(v, _, id)| (visit.value.date, key.id) > (v.date, *id));
         if newer {
-            latest.insert(visit.value.household, (visit.value, state));
+            latest.insert(visit.value.household, (visit.value, state, key.id));
         }
     }
     latest
+        .into_iter()
+        .map(|(household, (visit, state, _))| (household, (visit, state)))
+        .collect()
 }
 
 /// What a visit found, by its own catalogue edition.

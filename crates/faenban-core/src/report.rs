@@ -471,7 +471,12 @@ pub fn digest_household<'a>(
             _ => {}
         }
     }
-    digest.visits.sort_by_key(|visit| visit.date);
+    // By everything a visit's digest holds, not by date alone: two visits
+    // of one day come in whatever order a store reads them, and the latest
+    // must be the same one however it was read.
+    digest
+        .visits
+        .sort_by_key(|visit| (visit.date, visit.deprived, visit.target_poor, visit.income));
     digest.unfinished.sort_unstable();
     digest
         .assistance

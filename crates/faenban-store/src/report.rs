@@ -27,7 +27,9 @@ fn digest_form() -> &'static str {
         use sha2::{Digest as _, Sha256};
         let catalogues = Sha256::digest(format!("{:?}", catalogues()).as_bytes());
         let short: String = catalogues[..6].iter().map(|b| format!("{b:02x}")).collect();
-        format!("form 2, catalogues {short}")
+        // Form 3: visits of one day in a fixed order (the latest the same
+        // however the store read them).
+        format!("form 3, catalogues {short}")
     })
 }
 
