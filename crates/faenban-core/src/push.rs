@@ -28,7 +28,7 @@ use serde_json::Value;
 use crate::change::{Change, RecordId, RecordKey, RecordKind};
 use crate::clock::{DeviceId, Hlc};
 use crate::merge::RecordState;
-use crate::model::{assess_visit, latest_visits};
+use crate::model::assess_visit;
 use crate::refusal::RefusalCode;
 use crate::sync::{HouseholdPlace, Refusal, Role, Scope};
 use crate::{limits, Catalogues, Dimension};
@@ -677,7 +677,10 @@ pub fn still_filed_right(filed: FiledUnder, record_now: Option<RecordId>) -> boo
 }
 
 /// Where a household is and where its latest finished survey found it
-/// deprived, from its merged record and its visits'.
+/// deprived, from its merged record and its visits'. The latest is the
+/// report's: the finished visit of the latest day whose catalogue assessed
+/// it, and of two on one day the one the report's digest sorts last, so
+/// that who may see a household and how the report counts it agree.
 pub fn place_of(
     household: RecordId,
     state: &RecordState,
@@ -692,17 +695,37 @@ pub fn place_of(
         .shown("welfare_card")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let mut deprived = 0u8;
-    if let Some((visit, visit_state)) = latest_visits(visits).remove(&household) {
-        if let Ok(assessment) = assess_visit(catalogues(), &visit, &visit_state, welfare_card) {
-            for dimension in Dimension::ALL {
-                if assessment.is_deprived_in(dimension) {
-                    deprived |= HouseholdPlace::bit(dimension);
-                }
-            }
+    let mut latest = None;
+    for (key, visit_state) in visits {
+        let Ok(visit) = crate::model::decode::<crate::model::Visit>(&key, &visit_state) else {
+            continue;
+        };
+        if visit.archived || visit.value.in_progress || visit.value.household != household {
+            continue;
+        }
+        let Ok(assessment) = assess_visit(catalogues(), &visit.value, &visit_state, welfare_card)
+        else {
+            continue;
+        };
+        let deprived = Dimension::ALL
+            .into_iter()
+            .filter(|dimension| assessment.is_deprived_in(*dimension))
+            .fold(0u8, |bits, dimension| bits | HouseholdPlace::bit(dimension));
+        // The report digest's order (`report::digest_household`).
+        let found = (
+            visit.value.date,
+            deprived,
+            assessment.target_poor,
+            visit.value.income_per_year,
+        );
+        if latest.as_ref().is_none_or(|latest| found > *latest) {
+            latest = Some(found);
         }
     }
-    HouseholdPlace { village, deprived }
+    HouseholdPlace {
+        village,
+        deprived: latest.map_or(0, |(_, deprived, ..)| deprived),
+    }
 }
 
 /// What a new place of a household means for the feed.

@@ -538,7 +538,7 @@ impl Run {
                         "income_per_year": if deprived { "1000.00" } else { "1000000.00" },
                         "members": 2,
                         "in_progress": false,
-                        "answer_8": if deprived { "fail" } else { "pass" },
+                        "answer.8": if deprived { "fail" } else { "pass" },
                     }),
                 );
             }
@@ -760,4 +760,54 @@ fn a_change_outside_the_pushers_scope_reaches_no_one() {
         "held, and held back"
     );
     run.check_complete();
+}
+
+/// Two finished visits of one day, one finding the household deprived and
+/// one not: the server's place and the report take the same one, whichever
+/// order the visits are read in.
+#[test]
+fn the_latest_of_two_visits_of_one_day_is_the_same_for_scope_and_report() {
+    let mut replica = Replica::new(DeviceId::from_u128(9));
+    let household = RecordKey::new(RecordKind::Household, household_id(0));
+    let fields = json!({
+        "house_code": "40010000001",
+        "village": VILLAGES[0],
+        "address": "1 หมู่ 1",
+        "entry": "tpmap_target",
+        "status": "active",
+        "welfare_card": false,
+    });
+    for (field, value) in fields.as_object().unwrap() {
+        replica.set(START_MS, &household, field, value.clone());
+    }
+    let mut visits = Vec::new();
+    for (n, deprived) in [(1u128, true), (2, false)] {
+        let key = RecordKey::new(RecordKind::Visit, Uuid::from_u128(0x3000 + n));
+        let fields = json!({
+            "household": household.id.to_string(),
+            "date": "2026-01-01",
+            "surveyor": "อสม.",
+            "edition": "bmn-2560-2564",
+            "income_per_year": "1000000.00",
+            "members": 2,
+            "in_progress": false,
+            "answer.8": if deprived { "fail" } else { "pass" },
+        });
+        for (field, value) in fields.as_object().unwrap() {
+            replica.set(START_MS, &key, field, value.clone());
+        }
+        visits.push((key.clone(), replica.state.record(&key).unwrap().clone()));
+    }
+    let state = replica.state.record(&household).unwrap().clone();
+    let forward = push::place_of(household.id, &state, visits.clone());
+    let backward = push::place_of(household.id, &state, visits.iter().rev().cloned());
+    assert_eq!(forward, backward);
+    assert_ne!(forward.deprived, 0, "the deprived one sorts last");
+    let digest = faenban_core::report::digest_household(
+        (&household, &state),
+        visits.iter().map(|(key, state)| (key, state)),
+        &faenban_core::Catalogues::builtin(),
+    )
+    .unwrap();
+    assert_eq!(digest.visits.last().unwrap().deprived, forward.deprived);
 }
