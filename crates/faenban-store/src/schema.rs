@@ -79,48 +79,47 @@ const REWRITE_CHUNK: i64 = 10_000;
 /// core's compact form. A row that is not the JSON it should be stops the
 /// upgrade, and the file stays as it was.
 fn rewrite_in_compact_form(tx: &Transaction<'_>) -> Result<()> {
-    let unreadable =
-        |what: &str, error: serde_json::Error| Error::Corrupt(format!("a stored {what}: {error}"));
+    rewrite_json_column(tx, "changes", "seq", "body", |json| {
+        let change: faenban_core::Change = serde_json::from_str(json)
+            .map_err(|error| Error::Corrupt(format!("a stored change: {error}")))?;
+        Ok(faenban_core::codec::encode_change_body(&change))
+    })?;
+    rewrite_json_column(tx, "records", "rowid", "state", |json| {
+        let state: faenban_core::RecordState = serde_json::from_str(json)
+            .map_err(|error| Error::Corrupt(format!("a stored record state: {error}")))?;
+        Ok(faenban_core::codec::encode_state(&state))
+    })
+}
+
+/// Rewrites, [`REWRITE_CHUNK`] rows at a time in `key` order, every value
+/// of `table.column` still kept as text with `encode`.
+fn rewrite_json_column(
+    tx: &Transaction<'_>,
+    table: &str,
+    key: &str,
+    column: &str,
+    encode: impl Fn(&str) -> Result<Vec<u8>>,
+) -> Result<()> {
+    let select = format!(
+        "SELECT {key}, {column} FROM {table} WHERE {key} > ?1 AND typeof({column}) = 'text' \
+         ORDER BY {key} LIMIT ?2"
+    );
+    let update = format!("UPDATE {table} SET {column} = ?1 WHERE {key} = ?2");
     let mut after = 0i64;
     loop {
         let rows: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT seq, body FROM changes WHERE seq > ?1 AND typeof(body) = 'text' \
-                 ORDER BY seq LIMIT ?2",
-            )?
+            .prepare_cached(&select)?
             .query_map([after, REWRITE_CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
-        let Some((last, _)) = rows.last() else { break };
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
         after = *last;
-        let mut update = tx.prepare_cached("UPDATE changes SET body = ?1 WHERE seq = ?2")?;
-        for (seq, json) in &rows {
-            let change: faenban_core::Change =
-                serde_json::from_str(json).map_err(|error| unreadable("change", error))?;
-            update.execute(params![
-                faenban_core::codec::encode_change_body(&change),
-                seq
-            ])?;
+        let mut statement = tx.prepare_cached(&update)?;
+        for (key, json) in &rows {
+            statement.execute(params![encode(json)?, key])?;
         }
     }
-    let mut after = 0i64;
-    loop {
-        let rows: Vec<(i64, String)> = tx
-            .prepare_cached(
-                "SELECT rowid, state FROM records WHERE rowid > ?1 AND typeof(state) = 'text' \
-                 ORDER BY rowid LIMIT ?2",
-            )?
-            .query_map([after, REWRITE_CHUNK], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let Some((last, _)) = rows.last() else { break };
-        after = *last;
-        let mut update = tx.prepare_cached("UPDATE records SET state = ?1 WHERE rowid = ?2")?;
-        for (rowid, json) in &rows {
-            let state: faenban_core::RecordState =
-                serde_json::from_str(json).map_err(|error| unreadable("record state", error))?;
-            update.execute(params![faenban_core::codec::encode_state(&state), rowid])?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
