@@ -18,7 +18,9 @@ fn fixture(name: &str) -> String {
 
 fn upgraded() -> Laptop {
     let laptop = Laptop::new();
-    std::fs::copy(format!("{FIXTURE}laptop-schema-7.db"), &laptop.db).unwrap();
+    std::fs::copy(format!("{FIXTURE}laptop-schema-7.db"), &laptop.db).unwrap_or_else(|error| {
+        panic!("fixtures/upgrade/laptop-schema-7.db: {error}; it is committed, and made again by fixtures/upgrade/make-laptop.sh")
+    });
     laptop
 }
 
