@@ -147,6 +147,10 @@ fn main() -> anyhow::Result<()> {
         "households: {households}; field changes: {changes}; database file: {:.0} MiB",
         file_size as f64 / 1_048_576.0
     );
+    println!(
+        "bytes per field change, by table and index: {}",
+        faenban_fixtures::bytes_per_change_by_table(&Store::open(&db)?, changes as u64)?
+    );
     println!();
     println!("| measure | result |");
     println!("|---|---|");
@@ -193,9 +197,9 @@ fn ms(d: Duration) -> f64 {
 fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<Duration> {
     let source = Connection::open(db)?;
     let mut statement = source.prepare(
-        "SELECT wall_ms, counter, device, kind, record, field, body FROM changes ORDER BY seq",
+        "SELECT wall_ms, counter, device, record, field, body FROM changes ORDER BY seq",
     )?;
-    type Row = (i64, i64, i64, String, String, String, Vec<u8>);
+    type Row = (i64, i64, i64, i64, String, Vec<u8>);
     let rows: Vec<Row> = statement
         .query_map([], |r| {
             Ok((
@@ -205,7 +209,6 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
                 r.get(3)?,
                 r.get(4)?,
                 r.get(5)?,
-                r.get(6)?,
             ))
         })?
         .collect::<Result<_, _>>()?;
@@ -218,10 +221,9 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     raw.pragma_update(None, "cache_size", -32_768)?;
     raw.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
-         counter INTEGER NOT NULL, device INTEGER NOT NULL, kind TEXT NOT NULL, \
-         record TEXT NOT NULL, field TEXT NOT NULL, body BLOB NOT NULL, \
-         UNIQUE (wall_ms, counter, device)); \
-         CREATE INDEX changes_by_record ON changes (kind, record, seq);",
+         counter INTEGER NOT NULL, device INTEGER NOT NULL, record INTEGER NOT NULL, \
+         field TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (wall_ms, counter, device)); \
+         CREATE INDEX changes_by_record ON changes (record, seq);",
     )?;
     let per_transaction = rows.len().div_ceil(households.div_ceil(500)).max(1);
     let started = Instant::now();
@@ -229,13 +231,11 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
         let tx = raw.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO changes (wall_ms, counter, device, kind, record, field, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO changes (wall_ms, counter, device, record, field, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for row in chunk {
-                insert.execute(rusqlite::params![
-                    row.0, row.1, row.2, row.3, row.4, row.5, row.6
-                ])?;
+                insert.execute(rusqlite::params![row.0, row.1, row.2, row.3, row.4, row.5])?;
             }
         }
         tx.commit()?;

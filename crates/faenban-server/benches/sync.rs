@@ -155,6 +155,13 @@ fn main() -> anyhow::Result<()> {
     }
     let repush = started.elapsed();
     let server_file = file_size(backend.path());
+    println!(
+        "server database, bytes per field change, by table and index: {}",
+        faenban_fixtures::bytes_per_change_by_table(
+            &Store::open(backend.path())?,
+            total_changes as u64
+        )?
+    );
 
     // 3. Pull over HTTP.
     // A volunteer's scope of about 200 households: neighbouring villages,
@@ -347,20 +354,21 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
-         counter INTEGER NOT NULL, device INTEGER NOT NULL, kind TEXT NOT NULL, \
-         record TEXT NOT NULL, field TEXT NOT NULL, body BLOB NOT NULL, \
-         UNIQUE (wall_ms, counter, device))",
+         counter INTEGER NOT NULL, device INTEGER NOT NULL, record INTEGER NOT NULL, \
+         field TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (wall_ms, counter, device))",
     )?;
     let mut connection = connection;
-    // Devices by number, as the store's change log keeps them.
+    // Devices and records by number, as the store's change log keeps them.
     let mut numbers: std::collections::HashMap<DeviceId, i64> = std::collections::HashMap::new();
+    let mut records: std::collections::HashMap<faenban_core::RecordKey, i64> =
+        std::collections::HashMap::new();
     let started = Instant::now();
     for run in runs {
         let tx = connection.transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO changes (wall_ms, counter, device, kind, record, field, body) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO changes (wall_ms, counter, device, record, field, body) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for change in &run.changes {
                 insert.execute(params![
@@ -370,8 +378,10 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
                         let next = numbers.len() as i64 + 1;
                         *numbers.entry(change.stamp.device).or_insert(next)
                     },
-                    change.record.kind.as_str(),
-                    change.record.id.to_string(),
+                    {
+                        let next = records.len() as i64 + 1;
+                        *records.entry(change.record.clone()).or_insert(next)
+                    },
                     change.field.as_str(),
                     faenban_core::codec::encode_change_body(change),
                 ])?;

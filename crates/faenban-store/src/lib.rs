@@ -7,6 +7,22 @@
 //! command. The merge itself is the core's; this crate only loads a record's
 //! state, hands the change to `faenban_core`, and saves the result.
 
+/// The columns [`change_from_row`] reads, over `changes c` with
+/// [`change_joins!`]: the log names devices and records by number.
+macro_rules! change_columns {
+    () => {
+        "c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), \
+         rn.kind, rn.id, c.field, c.body"
+    };
+}
+
+/// The join [`change_columns!`] reads the record's kind and id through.
+macro_rules! change_joins {
+    () => {
+        "JOIN record_numbers rn ON rn.n = c.record"
+    };
+}
+
 pub mod bundle;
 mod error;
 mod report;
@@ -174,6 +190,18 @@ impl Store {
         Ok(())
     }
 
+    /// The bytes each table and index of the file takes, largest first:
+    /// what a size figure is made of.
+    pub fn space_by_table(&self) -> Result<Vec<(String, u64)>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC, 1")?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Copies the write-ahead log into the database file as far as readers
     /// allow, without waiting for them (a server runs this in the
     /// background instead of at the end of some unlucky push). When the log
@@ -338,6 +366,7 @@ impl Store {
             local_wall_ms,
             touched: HashMap::new(),
             device_numbers: HashMap::new(),
+            record_numbers: HashMap::new(),
             next_outbox: None,
             search_index: self.search_index,
             refuse_reused_stamps: false,
@@ -394,8 +423,9 @@ impl Store {
             // CROSS JOIN keeps the terms as the outer loop: without
             // statistics SQLite would rather scan every household.
             "SELECT r.kind, r.id, r.state FROM search_terms t \
-             CROSS JOIN records r ON r.kind = t.kind AND r.id = t.id \
-             WHERE t.kind = 'household' AND t.term >= ?1 AND t.term < ?1 || x'f48fbfbf' \
+             CROSS JOIN record_numbers rn ON rn.n = t.record \
+             CROSS JOIN records r ON r.kind = rn.kind AND r.id = rn.id \
+             WHERE rn.kind = 'household' AND t.term >= ?1 AND t.term < ?1 || x'f48fbfbf' \
              AND length(t.term) = 8 ORDER BY r.id",
             params![area],
         )
@@ -430,8 +460,10 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut statement = self.connection.prepare_cached(
-            "SELECT DISTINCT kind, id FROM search_terms WHERE term >= ?1 AND term < ?1 || x'f48fbfbf' \
-             ORDER BY kind = 'household' DESC, kind, id LIMIT 500",
+            "SELECT DISTINCT rn.kind, rn.id FROM search_terms t \
+             JOIN record_numbers rn ON rn.n = t.record \
+             WHERE t.term >= ?1 AND t.term < ?1 || x'f48fbfbf' \
+             ORDER BY rn.kind = 'household' DESC, rn.kind, rn.id LIMIT 500",
         )?;
         let rows = statement.query_map([term], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -461,10 +493,12 @@ impl Store {
 
     /// Every change known for a record, oldest first as they arrived here.
     pub fn history(&self, key: &RecordKey) -> Result<Vec<Change>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, \
-             c.field, c.body FROM changes c WHERE kind = ?1 AND record = ?2 ORDER BY seq",
-        )?;
+        let mut statement = self.connection.prepare_cached(concat!(
+            "SELECT ",
+            change_columns!(),
+            " FROM changes c JOIN record_numbers rn ON rn.n = c.record \
+             WHERE rn.kind = ?1 AND rn.id = ?2 ORDER BY c.seq"
+        ))?;
         let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
         let mut changes = Vec::new();
         while let Some(row) = rows.next()? {
@@ -493,11 +527,13 @@ impl Store {
     /// The changes made here that the server has not acknowledged, oldest
     /// first, with their device sequence numbers.
     pub fn outbox(&self) -> Result<Vec<(u64, Change)>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT outbox.sequence, c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, \
-             c.body FROM outbox JOIN changes c ON c.seq = outbox.change_seq \
-             ORDER BY outbox.sequence",
-        )?;
+        let mut statement = self.connection.prepare_cached(concat!(
+            "SELECT outbox.sequence, ",
+            change_columns!(),
+            " FROM outbox JOIN changes c ON c.seq = outbox.change_seq ",
+            change_joins!(),
+            " ORDER BY outbox.sequence"
+        ))?;
         let mut rows = statement.query([])?;
         let mut outbox = Vec::new();
         while let Some(row) = rows.next()? {
@@ -576,6 +612,8 @@ pub struct Session<'a> {
     /// The numbers the change log knows devices by, as this command has
     /// read or given them (forgotten with whatever rolls back).
     device_numbers: HashMap<DeviceId, i64>,
+    /// The same for records.
+    record_numbers: HashMap<RecordKey, i64>,
     next_outbox: Option<i64>,
     search_index: bool,
     /// The clock as the transaction found it.
@@ -758,6 +796,7 @@ impl Session<'_> {
     pub(crate) fn forget_since(&mut self, clock: Clock) {
         self.touched.clear();
         self.device_numbers.clear();
+        self.record_numbers.clear();
         self.digests_due.forget_states();
         self.clock = clock;
     }
@@ -888,7 +927,8 @@ impl Session<'_> {
     /// (`None` for a change the log already held).
     fn apply_logged(&mut self, change: Change, local: bool) -> Result<(Outcome, Option<i64>)> {
         let device = self.device_number(change.stamp.device)?;
-        let Some(change_seq) = log_change(&self.tx, &change, device)? else {
+        let record = self.record_number(&change.record)?;
+        let Some(change_seq) = log_change(&self.tx, &change, device, record)? else {
             if self.refuse_reused_stamps
                 && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
             {
@@ -935,23 +975,46 @@ impl Session<'_> {
         self.device_numbers.insert(device, number);
         Ok(number)
     }
+
+    /// The number the change log and the search terms know `record` by,
+    /// given on first sight.
+    fn record_number(&mut self, record: &RecordKey) -> Result<i64> {
+        if let Some(number) = self.record_numbers.get(record) {
+            return Ok(*number);
+        }
+        let (kind, id) = (record.kind.as_str(), record.id.to_string());
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO record_numbers (kind, id) VALUES (?1, ?2)")?
+            .execute(params![kind, id])?;
+        let number: i64 = self
+            .tx
+            .prepare_cached("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
+            .query_row(params![kind, id], |row| row.get(0))?;
+        self.record_numbers.insert(record.clone(), number);
+        Ok(number)
+    }
 }
 
-/// Appends a change to the log, its device known by `device`; its log
-/// sequence, or `None` if the log already holds it.
-fn log_change(tx: &Transaction<'_>, change: &Change, device: i64) -> Result<Option<i64>> {
+/// Appends a change to the log, its device and record known by the numbers
+/// `device` and `record`; its log sequence, or `None` if the log already
+/// holds it.
+fn log_change(
+    tx: &Transaction<'_>,
+    change: &Change,
+    device: i64,
+    record: i64,
+) -> Result<Option<i64>> {
     let body = faenban_core::codec::encode_change_body(change);
     let inserted = tx
         .prepare_cached(
-            "INSERT OR IGNORE INTO changes (wall_ms, counter, device, kind, record, field, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO changes (wall_ms, counter, device, record, field, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             change.stamp.hlc.wall_ms as i64,
             change.stamp.hlc.counter,
             device,
-            change.record.kind.as_str(),
-            change.record.id.to_string(),
+            record,
             change.field.as_str(),
             body,
         ])?;
@@ -960,12 +1023,14 @@ fn log_change(tx: &Transaction<'_>, change: &Change, device: i64) -> Result<Opti
 
 /// The change the log holds under this change's stamp.
 fn logged_body(tx: &Transaction<'_>, change: &Change) -> Result<Option<Change>> {
-    let mut statement = tx.prepare_cached(
-        "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), \
-         c.kind, c.record, c.field, c.body FROM changes c \
-         WHERE wall_ms = ?1 AND counter = ?2 \
-         AND device = (SELECT n FROM device_numbers WHERE device = ?3)",
-    )?;
+    let mut statement = tx.prepare_cached(concat!(
+        "SELECT ",
+        change_columns!(),
+        " FROM changes c ",
+        change_joins!(),
+        " WHERE c.wall_ms = ?1 AND c.counter = ?2 \
+         AND c.device = (SELECT n FROM device_numbers WHERE device = ?3)"
+    ))?;
     let mut rows = statement.query(params![
         change.stamp.hlc.wall_ms as i64,
         change.stamp.hlc.counter,
@@ -974,8 +1039,8 @@ fn logged_body(tx: &Transaction<'_>, change: &Change) -> Result<Option<Change>> 
     rows.next()?.map(|row| change_from_row(row, 0)).transpose()
 }
 
-/// The change a row holds in its columns `wall_ms, counter, device, kind,
-/// record, field, body`, from `first` on.
+/// The change a row holds in the columns [`change_columns!`] names, from
+/// `first` on.
 pub(crate) fn change_from_row(row: &rusqlite::Row<'_>, first: usize) -> Result<Change> {
     let wall_ms: i64 = row.get(first)?;
     let counter: u32 = row.get(first + 1)?;
@@ -1034,13 +1099,18 @@ fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Res
 }
 
 fn save_search_terms(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
-    tx.prepare_cached("DELETE FROM search_terms WHERE kind = ?1 AND id = ?2")?
-        .execute(params![key.kind.as_str(), key.id.to_string()])?;
-    let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO search_terms (term, kind, id) VALUES (?1, ?2, ?3)",
-    )?;
+    // The record has a number: its terms are saved for a change it took.
+    let record: i64 = tx
+        .prepare_cached("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
+        .query_row(params![key.kind.as_str(), key.id.to_string()], |row| {
+            row.get(0)
+        })?;
+    tx.prepare_cached("DELETE FROM search_terms WHERE record = ?1")?
+        .execute([record])?;
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO search_terms (term, record) VALUES (?1, ?2)")?;
     for term in search_terms(key, state) {
-        insert.execute(params![term, key.kind.as_str(), key.id.to_string()])?;
+        insert.execute(params![term, record])?;
     }
     Ok(())
 }

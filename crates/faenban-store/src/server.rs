@@ -767,17 +767,18 @@ fn apply_fresh(
         .collect();
     session.flush()?;
     for (log_seq, filed) in filings {
+        let filed = filed_column(session, filed)?;
         session
             .tx
             .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
-            .execute(params![log_seq, filed_column(filed)])?;
+            .execute(params![log_seq, filed])?;
     }
     let first_logged = logged.first().map(|(log_seq, _)| *log_seq);
     for household in &checked.to_place {
         place_household(session, *household, first_logged)?;
     }
     for (record, now) in moves {
-        announce_moved_record(&session.tx, &record, now)?;
+        announce_moved_record(session, &record, now)?;
     }
     Ok(outcome)
 }
@@ -1112,14 +1113,24 @@ fn held_through(connection: &rusqlite::Connection, device: DeviceId) -> Result<u
     Ok(held.unwrap_or(0) as u64)
 }
 
-/// How a store column keeps where a feed entry is filed: the household's
-/// id, NULL for everyone, the empty name for no known household.
-fn filed_column(filed: push::FiledUnder) -> Option<String> {
-    match filed {
-        push::FiledUnder::Household(household) => Some(household.to_string()),
+/// How the feed's `household` column keeps where an entry is filed: the
+/// household's record number, NULL for everyone, 0 (which no record has)
+/// for no known household.
+fn filed_column(session: &mut Session<'_>, filed: push::FiledUnder) -> Result<Option<i64>> {
+    Ok(match filed {
+        push::FiledUnder::Household(household) => Some(household_number(session, household)?),
         push::FiledUnder::Everyone => None,
-        push::FiledUnder::NoKnownHousehold => Some(String::new()),
-    }
+        push::FiledUnder::NoKnownHousehold => Some(0),
+    })
+}
+
+/// The record number of a household, given on first sight (a member may be
+/// filed under a household the server has not seen yet).
+fn household_number(session: &mut Session<'_>, household: RecordId) -> Result<i64> {
+    session.record_number(&RecordKey {
+        kind: RecordKind::Household,
+        id: household,
+    })
 }
 
 /// Bytes per sequence in `arrivals.stamps` as servers before version 8
@@ -1158,17 +1169,25 @@ fn stored_place(tx: &Transaction<'_>, household: RecordId) -> Result<Option<Hous
 /// A record that now belongs to another household has its changes
 /// announced again under the new one ([`push::moved_to`]), so that the
 /// accounts of the new household's village receive its whole history.
-fn announce_moved_record(tx: &Transaction<'_>, record: &RecordKey, now: RecordId) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO feed (change_seq, household, announce) \
-         SELECT seq, ?1, ?2 FROM changes WHERE kind = ?3 AND record = ?4 ORDER BY seq",
-    )?
-    .execute(params![
-        now.to_string(),
-        Announce::Moved.as_i64(),
-        record.kind.as_str(),
-        record.id.to_string()
-    ])?;
+fn announce_moved_record(
+    session: &mut Session<'_>,
+    record: &RecordKey,
+    now: RecordId,
+) -> Result<()> {
+    let now = household_number(session, now)?;
+    session
+        .tx
+        .prepare_cached(
+            "INSERT INTO feed (change_seq, household, announce) \
+         SELECT c.seq, ?1, ?2 FROM changes c JOIN record_numbers rn ON rn.n = c.record \
+         WHERE rn.kind = ?3 AND rn.id = ?4 ORDER BY c.seq",
+        )?
+        .execute(params![
+            now,
+            Announce::Moved.as_i64(),
+            record.kind.as_str(),
+            record.id.to_string()
+        ])?;
     Ok(())
 }
 
@@ -1209,20 +1228,23 @@ fn place_household(
             place.village,
             place.deprived
         ])?;
+    let number = household_number(session, household)?;
     match placement {
         push::Placement::First => {
             if let Some(first_logged) = first_logged {
                 session.tx.execute(
                     "INSERT INTO feed (change_seq, household, announce) \
-                     SELECT c.seq, ?1, ?2 FROM changes c \
-                     WHERE c.kind = 'household' AND c.record = ?1 AND c.seq < ?3 \
-                     UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
-                     JOIN changes c ON c.kind = r.kind AND c.record = r.id \
+                     SELECT c.seq, ?4, ?2 FROM record_numbers rn JOIN changes c ON c.record = rn.n \
+                     WHERE rn.kind = 'household' AND rn.id = ?1 AND c.seq < ?3 \
+                     UNION ALL SELECT c.seq, ?4, ?2 FROM records r \
+                     JOIN record_numbers rn ON rn.kind = r.kind AND rn.id = r.id \
+                     JOIN changes c ON c.record = rn.n \
                      WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
                     params![
                         household.to_string(),
                         Announce::Moved.as_i64(),
-                        first_logged
+                        first_logged,
+                        number
                     ],
                 )?;
             }
@@ -1230,11 +1252,13 @@ fn place_household(
         push::Placement::AnnounceAll(announce) => {
             session.tx.execute(
                 "INSERT INTO feed (change_seq, household, announce) \
-                 SELECT c.seq, ?1, ?2 FROM changes c WHERE c.kind = 'household' AND c.record = ?1 \
-                 UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
-                 JOIN changes c ON c.kind = r.kind AND c.record = r.id WHERE r.household = ?1 \
+                 SELECT c.seq, ?3, ?2 FROM record_numbers rn JOIN changes c ON c.record = rn.n \
+                 WHERE rn.kind = 'household' AND rn.id = ?1 \
+                 UNION ALL SELECT c.seq, ?3, ?2 FROM records r \
+                 JOIN record_numbers rn ON rn.kind = r.kind AND rn.id = r.id \
+                 JOIN changes c ON c.record = rn.n WHERE r.household = ?1 \
                  ORDER BY 1",
-                params![household.to_string(), announce.as_i64()],
+                params![household.to_string(), announce.as_i64(), number],
             )?;
         }
         push::Placement::Quiet | push::Placement::Unchanged => {}
@@ -1323,7 +1347,8 @@ fn pull_households(
         Ok(())
     };
     let mut by_household = connection.prepare_cached(
-        "SELECT seq, change_seq, announce FROM feed WHERE household = ?1 AND seq > ?2 \
+        "SELECT seq, change_seq, announce FROM feed WHERE household = \
+         (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1) AND seq > ?2 \
          AND announce <= ?4 ORDER BY seq LIMIT ?3",
     )?;
     // Filtered here, not after the limit, so that no entry for this scope is
@@ -1354,11 +1379,13 @@ fn pull_households(
     entries.truncate(limit);
     // With the household the change's record belongs to now: entries of a
     // record that has left the household are not for its scopes.
-    let mut body = connection.prepare_cached(
-        "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body, r.household \
-         FROM changes c LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \
-         WHERE c.seq = ?1",
-    )?;
+    let mut body = connection.prepare_cached(concat!(
+        "SELECT ",
+        change_columns!(),
+        ", r.household FROM changes c ",
+        change_joins!(),
+        " LEFT JOIN records r ON r.kind = rn.kind AND r.id = rn.id WHERE c.seq = ?1"
+    ))?;
     let mut builder = ChangeSetBuilder::new();
     let mut bytes = 0;
     let mut taken = 0;
@@ -1413,21 +1440,25 @@ fn pull_by_scanning(
 ) -> Result<PulledPage> {
     // The province's scope reads every entry: no join to places or records.
     let mut statement = if scope.is_everything() {
-        connection.prepare_cached(
-            "SELECT f.seq, NULL, NULL, NULL, f.announce, NULL, \
-             c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body FROM feed f \
-             JOIN changes c ON c.seq = f.change_seq \
-             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
-        )?
+        connection.prepare_cached(concat!(
+            "SELECT f.seq, NULL, NULL, NULL, f.announce, NULL, ",
+            change_columns!(),
+            " FROM feed f JOIN changes c ON c.seq = f.change_seq ",
+            change_joins!(),
+            " WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2"
+        ))?
     } else {
-        connection.prepare_cached(
-            "SELECT f.seq, f.household, p.village, p.deprived, f.announce, r.household, \
-             c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body FROM feed f \
-             JOIN changes c ON c.seq = f.change_seq \
-             LEFT JOIN places p ON p.household = f.household \
-             LEFT JOIN records r ON r.kind = c.kind AND r.id = c.record \
-             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2",
-        )?
+        connection.prepare_cached(concat!(
+            "SELECT f.seq, CASE WHEN f.household = 0 THEN '' ELSE fh.id END, \
+             p.village, p.deprived, f.announce, r.household, ",
+            change_columns!(),
+            " FROM feed f JOIN changes c ON c.seq = f.change_seq ",
+            change_joins!(),
+            " LEFT JOIN record_numbers fh ON fh.n = f.household \
+             LEFT JOIN places p ON p.household = fh.id \
+             LEFT JOIN records r ON r.kind = rn.kind AND r.id = rn.id \
+             WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2"
+        ))?
     };
     let scan = if scope.is_everything() {
         limit

@@ -256,11 +256,13 @@ impl Store {
         let Some(device) = self.device()? else {
             return Ok(None);
         };
-        let mut statement = self.connection.prepare_cached(
-            "SELECT outbox.sequence, c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, \
-             c.body FROM outbox JOIN changes c ON c.seq = outbox.change_seq \
-             ORDER BY outbox.sequence LIMIT ?1",
-        )?;
+        let mut statement = self.connection.prepare_cached(concat!(
+            "SELECT outbox.sequence, ",
+            change_columns!(),
+            " FROM outbox JOIN changes c ON c.seq = outbox.change_seq ",
+            change_joins!(),
+            " ORDER BY outbox.sequence LIMIT ?1"
+        ))?;
         let rows = statement.query([one_more(max_changes)])?;
         Ok(collect_run(device.id, rows)?.map(|run| run.cut(max_changes)))
     }
@@ -378,12 +380,13 @@ impl Store {
     /// The changes the server refused and this laptop set aside, oldest
     /// first, with the server's reasons.
     pub fn held_back(&self) -> Result<Vec<HeldChange>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT held_back.sequence, held_back.code, held_back.message, held_back.held_ms, \
-             c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body \
-             FROM held_back JOIN changes c ON c.seq = held_back.change_seq \
-             ORDER BY held_back.held_ms, held_back.sequence",
-        )?;
+        let mut statement = self.connection.prepare_cached(concat!(
+            "SELECT held_back.sequence, held_back.code, held_back.message, held_back.held_ms, ",
+            change_columns!(),
+            " FROM held_back JOIN changes c ON c.seq = held_back.change_seq ",
+            change_joins!(),
+            " ORDER BY held_back.held_ms, held_back.sequence"
+        ))?;
         let mut rows = statement.query([])?;
         let mut held = Vec::new();
         while let Some(row) = rows.next()? {
@@ -470,10 +473,13 @@ impl Store {
         ) else {
             return Ok(false);
         };
-        let mut statement = self.connection.prepare_cached(
-            "SELECT c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), c.kind, c.record, c.field, c.body \
-             FROM outbox JOIN changes c ON c.seq = outbox.change_seq WHERE outbox.sequence = ?1",
-        )?;
+        let mut statement = self.connection.prepare_cached(concat!(
+            "SELECT ",
+            change_columns!(),
+            " FROM outbox JOIN changes c ON c.seq = outbox.change_seq ",
+            change_joins!(),
+            " WHERE outbox.sequence = ?1"
+        ))?;
         let mut rows = statement.query([ack.held_through as i64])?;
         let Some(row) = rows.next()? else {
             // Nothing there to drop up to (already acknowledged, or never made).
@@ -521,11 +527,13 @@ impl Store {
             let moved_ms = session.clock.correct_to_server(server_ms, local_wall_ms);
             // The whole outbox as the core's rule sees it; the rule picks.
             let entries: Vec<OutboxEntry> = {
-                let mut statement = session.tx.prepare_cached(
-                    "SELECT outbox.sequence, outbox.shared, c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), \
-                     c.kind, c.record, c.field, c.body FROM outbox \
-                     JOIN changes c ON c.seq = outbox.change_seq ORDER BY outbox.sequence",
-                )?;
+                let mut statement = session.tx.prepare_cached(concat!(
+                    "SELECT outbox.sequence, outbox.shared, ",
+                    change_columns!(),
+                    " FROM outbox JOIN changes c ON c.seq = outbox.change_seq ",
+                    change_joins!(),
+                    " ORDER BY outbox.sequence"
+                ))?;
                 let mut rows = statement.query([])?;
                 let mut entries = Vec::new();
                 while let Some(row) = rows.next()? {

@@ -562,3 +562,40 @@ fn a_version_4_laptop_keeps_its_outbox_through_the_sealed_bundle_and_held_back_u
     let tables = store.schema_sql().unwrap().join("\n");
     assert!(!tables.contains("table relay"), "{tables}");
 }
+
+#[test]
+fn the_space_by_table_adds_up_to_the_file_and_names_each_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("faenban.db");
+    let mut store = Store::open(&path).unwrap();
+    device(&mut store, 1);
+    for n in 0..200u128 {
+        store
+            .write(NOW + n as u64, |s| {
+                s.create(Uuid::from_u128(100 + n), &household("4001-012345-6"))
+            })
+            .unwrap();
+    }
+    store.checkpoint(0).unwrap();
+    let space = store.space_by_table().unwrap();
+    let total: u64 = space.iter().map(|(_, bytes)| bytes).sum();
+    assert_eq!(total, std::fs::metadata(&path).unwrap().len());
+    assert!(space.windows(2).all(|pair| pair[0].1 >= pair[1].1));
+    for table in ["changes", "changes_by_record", "record_numbers", "records"] {
+        assert!(space.iter().any(|(name, _)| name == table), "{table}");
+    }
+    // The log names a record by number: its text id is kept once per
+    // record, not once per change.
+    let changes = store.status().unwrap().unpushed;
+    let log: u64 = space
+        .iter()
+        .filter(|(name, _)| name == "changes" || name == "changes_by_record")
+        .map(|(_, bytes)| bytes)
+        .sum();
+    assert!(changes >= 1_000, "{changes}");
+    assert!(
+        log / changes < 80,
+        "{} bytes per change in the log",
+        log / changes
+    );
+}
