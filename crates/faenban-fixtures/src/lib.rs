@@ -614,6 +614,21 @@ pub fn target_list_csv(seed: u64, rows: usize) -> String {
     out
 }
 
+/// Where a benchmark's database file spends its bytes: the tables and
+/// indexes above one byte per change, largest first, each as bytes per
+/// change (`changes` is the field changes the file holds).
+pub fn bytes_per_change_by_table(store: &Store, changes: u64) -> Result<String> {
+    let changes = changes.max(1) as f64;
+    let parts: Vec<String> = store
+        .space_by_table()?
+        .into_iter()
+        .map(|(name, bytes)| (name, bytes as f64 / changes))
+        .filter(|(_, per_change)| *per_change >= 1.0)
+        .map(|(name, per_change)| format!("{name} {per_change:.0}"))
+        .collect();
+    Ok(parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::{populate, target_list_csv, Rng, Spec};
@@ -645,19 +660,4 @@ mod tests {
         assert_eq!(target_list_csv(5, 10), target_list_csv(5, 10));
         assert_eq!(target_list_csv(5, 10).lines().count(), 11);
     }
-}
-
-/// Where a benchmark's database file spends its bytes: the tables and
-/// indexes above one byte per change, largest first, each as bytes per
-/// change (`changes` is the field changes the file holds).
-pub fn bytes_per_change_by_table(store: &Store, changes: u64) -> Result<String> {
-    let changes = changes.max(1) as f64;
-    let parts: Vec<String> = store
-        .space_by_table()?
-        .into_iter()
-        .map(|(name, bytes)| (name, bytes as f64 / changes))
-        .filter(|(_, per_change)| *per_change >= 1.0)
-        .map(|(name, per_change)| format!("{name} {per_change:.0}"))
-        .collect();
-    Ok(parts.join(", "))
 }
