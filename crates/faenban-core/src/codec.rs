@@ -5,7 +5,11 @@
 //! time as a zigzag difference from the stamp before it in the same list)
 //! and the index of its device in a small table at the head of the blob,
 //! so that a device id is written once per blob however many stamps name
-//! it; a value is its JSON text. A change body leaves out what its row
+//! it; a value is a tag byte and its payload: nothing for null and the
+//! booleans, the bytes of a text, the 16 bytes of a text that is a record
+//! id, a zigzag varint for an integer, the 8 bytes of a number with a
+//! fraction (exactly as it was), and JSON text for anything else (lists,
+//! objects, integers past 64 bits). A change body leaves out what its row
 //! keeps in columns (stamp, record, field). Every blob starts with a form
 //! byte, so that a later form can be told apart.
 //!
@@ -23,6 +27,28 @@ use crate::merge::{Entry, FieldState, RecordState};
 
 /// The form byte of the blobs this version writes.
 const FORM: u8 = 1;
+
+/// The first byte of a stored value: what its payload is.
+mod value_tag {
+    pub(super) const NULL: u8 = 0;
+    pub(super) const FALSE: u8 = 1;
+    pub(super) const TRUE: u8 = 2;
+    pub(super) const TEXT: u8 = 3;
+    pub(super) const ID: u8 = 4;
+    pub(super) const INTEGER: u8 = 5;
+    pub(super) const JSON: u8 = 6;
+    pub(super) const FLOAT: u8 = 7;
+}
+
+/// The id a text spells in the one form ids are written in (lowercase,
+/// hyphenated), which reads back as the same text.
+fn canonical_id(text: &str) -> Option<Uuid> {
+    if text.len() != 36 {
+        return None;
+    }
+    let id = Uuid::parse_str(text).ok()?;
+    (id.hyphenated().encode_lower(&mut Uuid::encode_buffer()) == text).then_some(id)
+}
 
 /// A stored blob that is not one this version can read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -95,10 +121,43 @@ impl Writer {
         self.varint(index);
     }
 
+    /// A value: its length, its tag, its payload.
     fn value(&mut self, value: &Value) {
-        // Serializing a `Value` cannot fail: its keys are strings.
-        let json = serde_json::to_vec(value).unwrap_or_default();
-        self.bytes(&json);
+        let tagged = |writer: &mut Writer, tag: u8, payload: &[u8]| {
+            writer.varint(1 + payload.len() as u64);
+            writer.out.push(tag);
+            writer.out.extend_from_slice(payload);
+        };
+        match value {
+            Value::Null => tagged(self, value_tag::NULL, &[]),
+            Value::Bool(false) => tagged(self, value_tag::FALSE, &[]),
+            Value::Bool(true) => tagged(self, value_tag::TRUE, &[]),
+            Value::String(text) => match canonical_id(text) {
+                Some(id) => tagged(self, value_tag::ID, id.as_bytes()),
+                None => tagged(self, value_tag::TEXT, text.as_bytes()),
+            },
+            Value::Number(number) if number.is_i64() => {
+                let integer = number.as_i64().unwrap_or_default();
+                let mut zigzag = ((integer << 1) ^ (integer >> 63)) as u64;
+                let (mut bytes, mut len) = ([0u8; 10], 0);
+                while zigzag >= 0x80 {
+                    bytes[len] = (zigzag as u8) | 0x80;
+                    zigzag >>= 7;
+                    len += 1;
+                }
+                bytes[len] = zigzag as u8;
+                tagged(self, value_tag::INTEGER, &bytes[..=len]);
+            }
+            Value::Number(number) if number.is_f64() => {
+                let float = number.as_f64().unwrap_or_default();
+                tagged(self, value_tag::FLOAT, &float.to_le_bytes());
+            }
+            other => {
+                // Serializing a `Value` cannot fail: its keys are strings.
+                let json = serde_json::to_vec(other).unwrap_or_default();
+                tagged(self, value_tag::JSON, &json);
+            }
+        }
     }
 
     /// The form byte, the device table, then what was written.
@@ -229,8 +288,48 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self) -> Result<Value, CodecError> {
-        let json = self.bytes()?;
-        serde_json::from_slice(json).map_err(|_| self.fail("a value that is not JSON"))
+        let bytes = self.bytes()?;
+        let (&tag, payload) = bytes
+            .split_first()
+            .ok_or(self.fail("a value without its tag"))?;
+        let bare = |value: Value| {
+            if payload.is_empty() {
+                Ok(value)
+            } else {
+                Err(self.fail("a value with bytes past its end"))
+            }
+        };
+        match tag {
+            value_tag::NULL => bare(Value::Null),
+            value_tag::FALSE => bare(Value::Bool(false)),
+            value_tag::TRUE => bare(Value::Bool(true)),
+            value_tag::TEXT => std::str::from_utf8(payload)
+                .map(|text| Value::String(text.to_owned()))
+                .map_err(|_| self.fail("text that is not UTF-8")),
+            value_tag::ID => <[u8; 16]>::try_from(payload)
+                .map(|bytes| Value::String(Uuid::from_bytes(bytes).hyphenated().to_string()))
+                .map_err(|_| self.fail("an id that is not 16 bytes")),
+            value_tag::INTEGER => {
+                let mut integer = Reader {
+                    what: self.what,
+                    input: payload,
+                    devices: Vec::new(),
+                    implicit: None,
+                };
+                let zigzag = integer.varint()?;
+                integer.end()?;
+                Ok(Value::from(((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64)))
+            }
+            value_tag::FLOAT => <[u8; 8]>::try_from(payload)
+                .ok()
+                .and_then(|bytes| serde_json::Number::from_f64(f64::from_le_bytes(bytes)))
+                .map(Value::Number)
+                .ok_or(self.fail("a number that is not 8 bytes of a finite float")),
+            value_tag::JSON => {
+                serde_json::from_slice(payload).map_err(|_| self.fail("a value that is not JSON"))
+            }
+            _ => Err(self.fail("a value of a form this version does not know")),
+        }
     }
 
     fn end(self) -> Result<(), CodecError> {
