@@ -140,6 +140,144 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_7_server_keeps_its_log_feed_and_search_terms_through_version_8() {
+        use faenban_core::{DeviceId, RecordKey, RecordKind, RecordState};
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate_to(&mut old, 0, 7).unwrap();
+        let device = DeviceId::from_u128(7);
+        let household = RecordKey::new(RecordKind::Household, uuid::Uuid::from_u128(1));
+        let member = RecordKey::new(RecordKind::Member, uuid::Uuid::from_u128(2));
+        let mut changes = Vec::new();
+        let mut state = RecordState::default();
+        for (n, (record, field, value)) in [
+            (&household, "address", serde_json::json!("12 หมู่ 1")),
+            (
+                &member,
+                "household",
+                serde_json::json!(household.id.to_string()),
+            ),
+            (&member, "first_name", serde_json::json!("สมหญิง")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let stamp = faenban_core::Stamp::new(
+                faenban_core::Hlc {
+                    wall_ms: 1_000 + n as u64,
+                    counter: 0,
+                },
+                device,
+            );
+            let change = faenban_core::replica::set_field(record, None, field, value, stamp);
+            if record == &member {
+                state.apply(change.clone());
+            }
+            old.execute(
+                "INSERT INTO changes (wall_ms, counter, device, kind, record, field, body) \
+                 VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    1_000 + n as i64,
+                    device.to_string(),
+                    record.kind.as_str(),
+                    record.id.to_string(),
+                    field,
+                    serde_json::to_string(&change).unwrap()
+                ],
+            )
+            .unwrap();
+            changes.push(change);
+        }
+        old.execute(
+            "INSERT INTO records (kind, id, state, household, archived, in_conflict) \
+             VALUES ('member', ?1, ?2, ?3, 0, 0)",
+            params![
+                member.id.to_string(),
+                serde_json::to_string(&state).unwrap(),
+                household.id.to_string()
+            ],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO search_terms (term, kind, id) VALUES ('สมหญิง', 'member', ?1)",
+            [member.id.to_string()],
+        )
+        .unwrap();
+        // Filed under the household, under no known household, for everyone.
+        old.execute_batch(&format!(
+            "INSERT INTO feed (change_seq, household, announce) VALUES \
+             (1, '{h}', 0), (2, '{h}', 0), (3, '', 0), (3, NULL, 0), (2, '{h}', 1);",
+            h = household.id
+        ))
+        .unwrap();
+
+        migrate(&mut old, 7).unwrap();
+        let logged: Vec<(String, String, Vec<u8>)> = old
+            .prepare(
+                "SELECT rn.kind, rn.id, c.body FROM changes c \
+                 JOIN record_numbers rn ON rn.n = c.record ORDER BY c.seq",
+            )
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(logged.len(), changes.len());
+        for ((kind, id, body), change) in logged.iter().zip(&changes) {
+            assert_eq!(
+                (kind.as_str(), id.as_str()),
+                (
+                    change.record.kind.as_str(),
+                    change.record.id.to_string().as_str()
+                )
+            );
+            let read = faenban_core::codec::decode_change(
+                change.stamp,
+                change.record.clone(),
+                change.field.clone(),
+                body,
+            )
+            .unwrap();
+            assert_eq!(&read, change);
+        }
+        let feed: Vec<(i64, Option<String>, Option<i64>, i64)> = old
+            .prepare(
+                "SELECT f.change_seq, h.id, f.household, f.announce FROM feed f \
+                 LEFT JOIN record_numbers h ON h.n = f.household ORDER BY f.seq",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let filed_household = feed[0].2;
+        let h = Some(household.id.to_string());
+        assert_eq!(
+            feed,
+            vec![
+                (1, h.clone(), filed_household, 0),
+                (2, h.clone(), filed_household, 0),
+                (3, None, Some(0), 0),
+                (3, None, None, 0),
+                (2, h, filed_household, 1),
+            ]
+        );
+        let term: (String, String) = old
+            .query_row(
+                "SELECT t.term, rn.id FROM search_terms t JOIN record_numbers rn ON rn.n = t.record",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(term, ("สมหญิง".to_owned(), member.id.to_string()));
+        let stored: Vec<u8> = old
+            .query_row("SELECT state FROM records", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(faenban_core::codec::decode_state(&stored).unwrap(), state);
+    }
+
+    #[test]
     fn a_database_upgraded_from_every_earlier_version_equals_a_fresh_one() {
         let mut fresh = Connection::open_in_memory().unwrap();
         migrate(&mut fresh, 0).unwrap();
