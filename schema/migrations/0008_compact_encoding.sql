@@ -1,8 +1,8 @@
 -- Version 8: the compact stored form.
 --
--- The change log names each device and each record by a small number
--- (`device_numbers`, `record_numbers`) instead of repeating their ids in
--- every row and in its indexes; the search terms name records the same
+-- The change log names each device, record and field by a small number
+-- (`device_numbers`, `record_numbers`, `field_numbers`) instead of
+-- repeating their ids and names in every row and in its indexes; the search terms name records the same
 -- way. A change row's body no longer repeats its columns (stamp, record,
 -- field): it holds what the row does not — the stamps the change
 -- supersedes, observed or carried before, and its value — in the core's
@@ -28,20 +28,27 @@ INSERT INTO record_numbers (kind, id)
     UNION SELECT kind, id FROM search_terms
     ORDER BY 1, 2;
 
+CREATE TABLE field_numbers (
+    n     INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE
+);
+INSERT INTO field_numbers (name) SELECT DISTINCT field FROM changes ORDER BY field;
+
 CREATE TABLE changes_v8 (
     seq       INTEGER PRIMARY KEY,
     wall_ms   INTEGER NOT NULL,
     counter   INTEGER NOT NULL,
     device    INTEGER NOT NULL REFERENCES device_numbers (n),
     record    INTEGER NOT NULL REFERENCES record_numbers (n),
-    field     TEXT NOT NULL,
+    field     INTEGER NOT NULL REFERENCES field_numbers (n),
     body      BLOB NOT NULL,            -- faenban_core::codec, without the columns
     UNIQUE (wall_ms, counter, device)
 );
 INSERT INTO changes_v8 (seq, wall_ms, counter, device, record, field, body)
-    SELECT c.seq, c.wall_ms, c.counter, d.n, r.n, c.field, c.body
+    SELECT c.seq, c.wall_ms, c.counter, d.n, r.n, f.n, c.body
     FROM changes c
     JOIN device_numbers d ON d.device = c.device
+    JOIN field_numbers f ON f.name = c.field
     JOIN record_numbers r ON r.kind = c.kind AND r.id = c.record
     ORDER BY c.seq;
 DROP TABLE changes;

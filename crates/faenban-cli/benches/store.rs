@@ -199,7 +199,7 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     let mut statement = source.prepare(
         "SELECT wall_ms, counter, device, record, field, body FROM changes ORDER BY seq",
     )?;
-    type Row = (i64, i64, i64, i64, String, Vec<u8>);
+    type Row = (i64, i64, i64, i64, i64, Vec<u8>);
     let rows: Vec<Row> = statement
         .query_map([], |r| {
             Ok((
@@ -222,7 +222,7 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
     raw.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
          counter INTEGER NOT NULL, device INTEGER NOT NULL, record INTEGER NOT NULL, \
-         field TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (wall_ms, counter, device)); \
+         field INTEGER NOT NULL, body BLOB NOT NULL, UNIQUE (wall_ms, counter, device)); \
          CREATE INDEX changes_by_record ON changes (record, seq);",
     )?;
     let per_transaction = rows.len().div_ceil(households.div_ceil(500)).max(1);

@@ -355,12 +355,14 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
     connection.execute_batch(
         "CREATE TABLE changes (seq INTEGER PRIMARY KEY, wall_ms INTEGER NOT NULL, \
          counter INTEGER NOT NULL, device INTEGER NOT NULL, record INTEGER NOT NULL, \
-         field TEXT NOT NULL, body BLOB NOT NULL, UNIQUE (wall_ms, counter, device))",
+         field INTEGER NOT NULL, body BLOB NOT NULL, UNIQUE (wall_ms, counter, device))",
     )?;
     let mut connection = connection;
     // Devices and records by number, as the store's change log keeps them.
     let mut numbers: std::collections::HashMap<DeviceId, i64> = std::collections::HashMap::new();
     let mut records: std::collections::HashMap<faenban_core::RecordKey, i64> =
+        std::collections::HashMap::new();
+    let mut fields: std::collections::HashMap<faenban_core::FieldName, i64> =
         std::collections::HashMap::new();
     let started = Instant::now();
     for run in runs {
@@ -382,7 +384,10 @@ fn raw_inserts(path: &Path, runs: &[PushInput]) -> anyhow::Result<Duration> {
                         let next = records.len() as i64 + 1;
                         *records.entry(change.record.clone()).or_insert(next)
                     },
-                    change.field.as_str(),
+                    {
+                        let next = fields.len() as i64 + 1;
+                        *fields.entry(change.field.clone()).or_insert(next)
+                    },
                     faenban_core::codec::encode_change_body(change),
                 ])?;
             }

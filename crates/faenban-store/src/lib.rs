@@ -8,11 +8,11 @@
 //! state, hands the change to `faenban_core`, and saves the result.
 
 /// The columns [`change_from_row`] reads, over `changes c` with
-/// [`change_joins!`]: the log names devices and records by number.
+/// [`change_joins!`]: the log names devices, records and fields by number.
 macro_rules! change_columns {
     () => {
         "c.wall_ms, c.counter, (SELECT device FROM device_numbers WHERE n = c.device), \
-         rn.kind, rn.id, c.field, c.body"
+         rn.kind, rn.id, (SELECT name FROM field_numbers WHERE n = c.field), c.body"
     };
 }
 
@@ -376,6 +376,7 @@ impl Store {
             touched: HashMap::new(),
             device_numbers: HashMap::new(),
             record_numbers: HashMap::new(),
+            field_numbers: HashMap::new(),
             next_outbox: None,
             search_index: self.search_index,
             refuse_reused_stamps: false,
@@ -623,6 +624,8 @@ pub struct Session<'a> {
     device_numbers: HashMap<DeviceId, i64>,
     /// The same for records.
     record_numbers: HashMap<RecordKey, i64>,
+    /// The same for field names.
+    field_numbers: HashMap<faenban_core::FieldName, i64>,
     next_outbox: Option<i64>,
     search_index: bool,
     /// The clock as the transaction found it.
@@ -806,6 +809,7 @@ impl Session<'_> {
         self.touched.clear();
         self.device_numbers.clear();
         self.record_numbers.clear();
+        self.field_numbers.clear();
         self.digests_due.forget_states();
         self.clock = clock;
     }
@@ -937,7 +941,8 @@ impl Session<'_> {
     fn apply_logged(&mut self, change: Change, local: bool) -> Result<(Outcome, Option<i64>)> {
         let device = self.device_number(change.stamp.device)?;
         let record = self.record_number(&change.record)?;
-        let Some(change_seq) = log_change(&self.tx, &change, device, record)? else {
+        let field = self.field_number(&change.field)?;
+        let Some(change_seq) = log_change(&self.tx, &change, [device, record, field])? else {
             if self.refuse_reused_stamps
                 && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
             {
@@ -1002,16 +1007,32 @@ impl Session<'_> {
         self.record_numbers.insert(record.clone(), number);
         Ok(number)
     }
+
+    /// The number the change log knows a field name by, given on first
+    /// sight.
+    fn field_number(&mut self, field: &faenban_core::FieldName) -> Result<i64> {
+        if let Some(number) = self.field_numbers.get(field) {
+            return Ok(*number);
+        }
+        self.tx
+            .prepare_cached("INSERT OR IGNORE INTO field_numbers (name) VALUES (?1)")?
+            .execute([field.as_str()])?;
+        let number: i64 = self
+            .tx
+            .prepare_cached("SELECT n FROM field_numbers WHERE name = ?1")?
+            .query_row([field.as_str()], |row| row.get(0))?;
+        self.field_numbers.insert(field.clone(), number);
+        Ok(number)
+    }
 }
 
-/// Appends a change to the log, its device and record known by the numbers
-/// `device` and `record`; its log sequence, or `None` if the log already
-/// holds it.
+/// Appends a change to the log, its device, record and field known by the
+/// numbers `[device, record, field]`; its log sequence, or `None` if the log
+/// already holds it.
 fn log_change(
     tx: &Transaction<'_>,
     change: &Change,
-    device: i64,
-    record: i64,
+    [device, record, field]: [i64; 3],
 ) -> Result<Option<i64>> {
     let body = faenban_core::codec::encode_change_body(change);
     let inserted = tx
@@ -1024,7 +1045,7 @@ fn log_change(
             change.stamp.hlc.counter,
             device,
             record,
-            change.field.as_str(),
+            field,
             body,
         ])?;
     Ok((inserted > 0).then(|| tx.last_insert_rowid()))

@@ -211,18 +211,22 @@ mod tests {
         .unwrap();
 
         migrate(&mut old, 7).unwrap();
-        let logged: Vec<(String, String, Vec<u8>)> = old
+        let logged: Vec<(String, String, String, Vec<u8>)> = old
             .prepare(
-                "SELECT rn.kind, rn.id, c.body FROM changes c \
-                 JOIN record_numbers rn ON rn.n = c.record ORDER BY c.seq",
+                "SELECT rn.kind, rn.id, f.name, c.body FROM changes c \
+                 JOIN record_numbers rn ON rn.n = c.record \
+                 JOIN field_numbers f ON f.n = c.field ORDER BY c.seq",
             )
             .unwrap()
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(logged.len(), changes.len());
-        for ((kind, id, body), change) in logged.iter().zip(&changes) {
+        for ((kind, id, field, body), change) in logged.iter().zip(&changes) {
+            assert_eq!(field, change.field.as_str());
             assert_eq!(
                 (kind.as_str(), id.as_str()),
                 (
