@@ -25,6 +25,11 @@ use crate::transport::{Transport, TransportError};
 /// How many changes a pull asks for per page.
 const PULL_PAGE: usize = 1000;
 
+/// How many pulled changes are applied in one transaction: a few of the
+/// server's pages, so that the index pages every page touches are written
+/// once for all of them. A sync killed in the middle pulls them again.
+const APPLY_AT_ONCE: usize = 20_000;
+
 /// How a sync realigned this device's outbox with what the server holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Realigned {
@@ -306,33 +311,39 @@ fn pull(
 ) -> Result<(), SyncError> {
     let mut cursor = store.pull_cursor()?;
     let mut check = store.pull_check()?;
-    loop {
-        let page = match transport.pull(cursor, check.as_deref(), PULL_PAGE) {
-            Ok(page) => page,
-            Err(error) if error.refusal() == Some(RefusalCode::CursorAhead) && cursor > 0 => {
-                // The server was restored from a backup: pull everything
-                // again; what is already here counts as duplicates.
-                cursor = 0;
-                check = None;
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let changes = page
-            .changes
-            .decode()
-            .map_err(|error| TransportError::BadAnswer(error.to_string()))?;
-        let count = changes.len() as u64;
-        store.remember_devices(&page.devices)?;
-        let received = store.apply_pulled(now_ms(), changes, page.next, page.check.as_deref())?;
+    let mut more = true;
+    while more {
+        // Pages are pulled until about APPLY_AT_ONCE changes wait, then
+        // applied with the cursor in one transaction.
+        let mut batch = Vec::new();
+        while more && batch.len() < APPLY_AT_ONCE {
+            let page = match transport.pull(cursor, check.as_deref(), PULL_PAGE) {
+                Ok(page) => page,
+                Err(error) if error.refusal() == Some(RefusalCode::CursorAhead) && cursor > 0 => {
+                    // The server was restored from a backup: pull everything
+                    // again; what is already here counts as duplicates.
+                    cursor = 0;
+                    check = None;
+                    batch.clear();
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let changes = page
+                .changes
+                .decode()
+                .map_err(|error| TransportError::BadAnswer(error.to_string()))?;
+            store.remember_devices(&page.devices)?;
+            batch.extend(changes);
+            cursor = page.next;
+            check = page.check;
+            more = page.more;
+        }
+        let count = batch.len() as u64;
+        let received = store.apply_pulled(now_ms(), batch, cursor, check.as_deref())?;
         summary.pulled += received.new;
         summary.pulled_already_held += received.duplicates;
         observer.pulled(count);
-        cursor = page.next;
-        check = page.check;
-        if !page.more {
-            break;
-        }
     }
     observer.pulls_done();
     Ok(())

@@ -614,19 +614,25 @@ pub fn target_list_csv(seed: u64, rows: usize) -> String {
     out
 }
 
-/// Where a benchmark's database file spends its bytes: the tables and
-/// indexes above one byte per change, largest first, each as bytes per
-/// change (`changes` is the field changes the file holds).
+/// Where a benchmark's database file spends its bytes: the pages in use in
+/// all (without the write-ahead log), then the tables and indexes above one
+/// byte per change, largest first, each as bytes per change (`changes` is
+/// the field changes the file holds).
 pub fn bytes_per_change_by_table(store: &Store, changes: u64) -> Result<String> {
     let changes = changes.max(1) as f64;
-    let parts: Vec<String> = store
-        .space_by_table()?
+    let space = store.space_by_table()?;
+    let total: u64 = space.iter().map(|(_, bytes)| bytes).sum();
+    let parts: Vec<String> = space
         .into_iter()
         .map(|(name, bytes)| (name, bytes as f64 / changes))
         .filter(|(_, per_change)| *per_change >= 1.0)
         .map(|(name, per_change)| format!("{name} {per_change:.0}"))
         .collect();
-    Ok(parts.join(", "))
+    Ok(format!(
+        "{:.0} in all: {}",
+        total as f64 / changes,
+        parts.join(", ")
+    ))
 }
 
 #[cfg(test)]

@@ -256,7 +256,7 @@ fn main() -> anyhow::Result<()> {
         digests.kept.as_secs_f64() / digests.not_kept.as_secs_f64()
     );
     println!(
-        "| server database after the merge | {:.0} MB, **{:.0} bytes per field change** |",
+        "| server database after the merge (file and write-ahead log) | {:.0} MB, **{:.0} bytes per field change** |",
         server_file as f64 / 1e6,
         server_file as f64 / total_changes as f64
     );
