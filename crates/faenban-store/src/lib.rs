@@ -816,13 +816,15 @@ impl Session<'_> {
 
     /// Writes every touched record's state (and search terms).
     fn flush(&mut self) -> Result<()> {
-        for (key, touched) in self.touched.drain() {
+        for (key, touched) in std::mem::take(&mut self.touched) {
             save_state(&self.tx, &key, &touched.state)?;
             self.digests_due.note(&key, touched.household_before);
             self.digests_due
                 .note(&key, faenban_core::report::household_of(&touched.state));
             if touched.search {
-                save_search_terms(&self.tx, &key, &touched.state)?;
+                // The change that asked for the terms gave the record its number.
+                let record = self.record_number(&key)?;
+                save_search_terms(&self.tx, record, &key, &touched.state)?;
             }
             if self.report_digests {
                 self.digests_due.keep_state(key, touched.state);
@@ -1128,13 +1130,13 @@ fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Res
     Ok(())
 }
 
-fn save_search_terms(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
-    // The record has a number: its terms are saved for a change it took.
-    let record: i64 = tx
-        .prepare_cached("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
-        .query_row(params![key.kind.as_str(), key.id.to_string()], |row| {
-            row.get(0)
-        })?;
+/// Saves the terms `key` (known by the number `record`) is found by.
+fn save_search_terms(
+    tx: &Transaction<'_>,
+    record: i64,
+    key: &RecordKey,
+    state: &RecordState,
+) -> Result<()> {
     tx.prepare_cached("DELETE FROM search_terms WHERE record = ?1")?
         .execute([record])?;
     let mut insert =
