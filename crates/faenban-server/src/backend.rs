@@ -42,6 +42,10 @@ pub enum BackendError {
     /// The store cannot be written (read-only file, folder or replica).
     #[error("the store cannot be written (read-only)")]
     ReadOnly,
+    /// The store cannot be reached now (a database restarting, a network
+    /// between the server and it down); nothing was stored.
+    #[error("the store cannot be reached: {0}")]
+    Unavailable(String),
     /// The store's disk is full.
     #[error("the store's disk is full")]
     DiskFull,

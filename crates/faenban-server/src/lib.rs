@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod memory;
 mod office;
+pub mod postgres;
 pub mod token;
 mod war_room;
 
@@ -249,8 +250,20 @@ impl ApiError {
     }
 }
 
+/// How long a client is asked to wait before it tries a request the
+/// server could not take now (503) again, in seconds.
+const RETRY_AFTER_SECONDS: &str = "2";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            return (
+                self.status,
+                [(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
+                Json(self.body),
+            )
+                .into_response();
+        }
         (self.status, Json(self.body)).into_response()
     }
 }
@@ -271,6 +284,14 @@ impl From<BackendError> for ApiError {
                 RefusalCode::Busy,
                 "the server is busy; try again shortly",
             ),
+            BackendError::Unavailable(what) => {
+                tracing::warn!(what, "the store cannot be reached");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    RefusalCode::Busy,
+                    "the server cannot reach its database at the moment; nothing of this request was stored; try again shortly",
+                )
+            }
             BackendError::ReadOnly => {
                 tracing::error!("the server's store cannot be written (read-only)");
                 ApiError::new(

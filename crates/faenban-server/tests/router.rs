@@ -1,5 +1,6 @@
 //! Router-level tests: the protocol's answers to good, bad and hostile
-//! requests, against a real SQLite store in a scratch folder.
+//! requests, each run against both stores (a real SQLite store in a
+//! scratch folder, and a scratch database on a real PostgreSQL).
 
 mod support;
 
@@ -18,9 +19,9 @@ use serde_json::{json, Value};
 use support::*;
 use uuid::Uuid;
 
+on_both_stores! {
 #[tokio::test]
-async fn health_names_the_protocol_and_schema() {
-    let server = Server::new();
+async fn health_names_the_protocol_and_schema(server: Server) {
     let request = Request::get("/health").body(Body::empty()).unwrap();
     let (status, body) = server.send(request).await;
     assert_eq!(status, StatusCode::OK);
@@ -28,10 +29,11 @@ async fn health_names_the_protocol_and_schema() {
     assert_eq!(body["protocol"], PROTOCOL_VERSION);
     assert_eq!(body["schema"], SCHEMA_VERSION);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
-    let server = Server::new();
+async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
     assert_eq!(server.hello(&token, device).await.0, StatusCode::OK);
@@ -40,10 +42,7 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     assert_eq!(status, StatusCode::OK, "{first}");
     assert_eq!(first["applied"], 6);
     assert_eq!(first["held_through"], 6);
-    let feed = Store::open(server.backend.path())
-        .unwrap()
-        .feed_end()
-        .unwrap();
+    let feed = server.feed_end();
 
     let (status, again) = server.push(&token, device, 1, &changes).await;
     assert_eq!(status, StatusCode::OK);
@@ -59,8 +58,7 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     let (status, overlap) = server.push(&token, device, 5, &overlap).await;
     assert_eq!(status, StatusCode::OK, "{overlap}");
     assert_eq!(overlap["held_through"], 8);
-    let store = Store::open(server.backend.path()).unwrap();
-    assert_eq!(store.feed_end().unwrap(), feed + 2);
+    assert_eq!(server.feed_end(), feed + 2);
     assert_eq!(server.pull_all(&token).await.len(), 8);
     // A cursor beyond the feed (a server restored from a backup) is refused.
     let (status, body) = server.get("/v1/changes?since=999", &token).await;
@@ -88,10 +86,11 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing() {
     );
     assert_eq!(server.get(&again, &token).await.0, StatusCode::OK);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_different_change_under_a_held_sequence_is_refused() {
-    let server = Server::new();
+async fn a_different_change_under_a_held_sequence_is_refused(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
     server.hello(&token, device).await;
@@ -106,10 +105,11 @@ async fn a_different_change_under_a_held_sequence_is_refused() {
     assert_eq!(body["error"], "sequence_gap");
     assert!(body["message"].as_str().unwrap().contains("send from 3"));
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn one_change_outside_the_accounts_villages_is_held_back_and_the_rest_applied() {
-    let server = Server::new();
+async fn one_change_outside_the_accounts_villages_is_held_back_and_the_rest_applied(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
     server.hello(&token, device).await;
@@ -166,17 +166,15 @@ async fn one_change_outside_the_accounts_villages_is_held_back_and_the_rest_appl
     assert_held_back(status, &body, "out_of_scope", &[10]);
     // Of all this, only the four in-scope changes were applied.
     assert_eq!(
-        Store::open(server.backend.path())
-            .unwrap()
-            .feed_end()
-            .unwrap(),
+        server.feed_end(),
         4
     );
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn missing_forged_and_revoked_tokens_are_refused() {
-    let server = Server::new();
+async fn missing_forged_and_revoked_tokens_are_refused(server: Server) {
     let device = device(1);
     let request = Request::post("/v1/hello").body(Body::from("{}")).unwrap();
     let (status, body) = server.send(request).await;
@@ -198,17 +196,18 @@ async fn missing_forged_and_revoked_tokens_are_refused() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(server.send(request).await.0, StatusCode::OK);
-    server.backend.revoke_account("มาลี", NOW).unwrap();
+    server.call(|backend| backend.revoke_account("มาลี", NOW).unwrap());
     let (_, changes) = households(1, "40010203", 1, NOW);
     let (status, body) = server.push(&token, device, 1, &changes).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "revoked");
     server.assert_nothing_stored(device);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
-    let server = Server::new();
+async fn a_device_pushes_only_its_own_changes_with_its_own_account(server: Server) {
     let malee = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let somchai = server.account("สมชาย", Role::Volunteer, &["40010203"], None);
     let device = device(1);
@@ -231,10 +230,11 @@ async fn a_device_pushes_only_its_own_changes_with_its_own_account() {
     assert_eq!(body["error"], "unknown_device");
     server.assert_nothing_stored(device);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_reason() {
-    let server = Server::new();
+async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_reason(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
     server.hello(&token, device).await;
@@ -321,10 +321,11 @@ async fn malformed_mistyped_unversioned_oversized_and_truncated_bodies_get_a_rea
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["applied"], 4);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_stamp_from_the_future_is_restamped_once_by_the_server() {
-    let server = Server::new();
+async fn a_stamp_from_the_future_is_restamped_once_by_the_server(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
     server.hello(&token, device).await;
@@ -347,11 +348,12 @@ async fn a_stamp_from_the_future_is_restamped_once_by_the_server() {
     assert_eq!(again["restamped"], 0);
     assert_eq!(server.pull_all(&token).await, pulled);
 }
+}
 
+on_both_stores! {
 /// Pushes a whole generated district through the province account.
 #[tokio::test]
-async fn each_account_pulls_exactly_its_scope() {
-    let server = Server::new();
+async fn each_account_pulls_exactly_its_scope(server: Server) {
     let province = server.account("สำนักงานจังหวัด", Role::Province, &[], None);
     let mut laptop = Store::open_in_memory().unwrap();
     laptop
@@ -422,10 +424,11 @@ async fn each_account_pulls_exactly_its_scope() {
     );
     assert_eq!(households_in(&server.pull_all(&group).await), deprived);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_relayed_outbox_is_checked_against_the_relaying_account() {
-    let server = Server::new();
+async fn a_relayed_outbox_is_checked_against_the_relaying_account(server: Server) {
     let team = server.account("ทีมอำเภอ", Role::Team, &["4001"], None);
     let (_, changes) = households(5, "40010203", 2, NOW);
     let offline = device(5);
@@ -438,11 +441,11 @@ async fn a_relayed_outbox_is_checked_against_the_relaying_account() {
     let (status, body) = server.post("/v1/push", &team, body.to_string()).await;
     assert_held_back(status, &body, "out_of_scope", &[1, 2]);
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_record_moved_between_households_needs_both_in_scope_and_an_unplaced_one_reaches_no_volunteer(
-) {
-    let server = Server::new();
+async fn a_record_moved_between_households_needs_both_in_scope_and_an_unplaced_one_reaches_no_volunteer(server: Server) {
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let volunteer = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let office = device(1);
@@ -488,10 +491,11 @@ async fn a_record_moved_between_households_needs_both_in_scope_and_an_unplaced_o
         changes.len() + own.len()
     );
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
-    let server = Server::new();
+async fn a_member_moved_to_another_village_arrives_there_with_its_history(server: Server) {
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let there = server.account("อสม. ปลายทาง", Role::Volunteer, &["40020101"], None);
     let office = device(1);
@@ -523,14 +527,15 @@ async fn a_member_moved_to_another_village_arrives_there_with_its_history() {
         "the member's earlier changes arrive: {fields:?}"
     );
 }
+}
 
+on_both_stores! {
 /// A household that enters a village brings the people it has now: a
 /// member who moved out before is not part of its history there, on a
 /// laptop that pulls the village from the start (the narrow pull) nor on a
 /// team's that scans the feed (the wide one).
 #[tokio::test]
-async fn a_household_entering_a_village_does_not_bring_a_member_who_left_it() {
-    let server = Server::new();
+async fn a_household_entering_a_village_does_not_bring_a_member_who_left_it(server: Server) {
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let volunteer = server.account("อสม. ปลายทาง", Role::Volunteer, &["40020101"], None);
     let team = server.account("ทีมอำเภอ", Role::Team, &["4002"], None);
@@ -579,10 +584,12 @@ async fn a_household_entering_a_village_does_not_bring_a_member_who_left_it() {
         );
     }
 }
+}
 
+on_both_stores! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pushes_at_the_same_time_each_apply_exactly_what_is_in_scope() {
-    let server = Arc::new(Server::new());
+async fn pushes_at_the_same_time_each_apply_exactly_what_is_in_scope(server: Server) {
+    let server = Arc::new(server);
     let mut tasks = Vec::new();
     for n in 0..24u128 {
         let token = server.account(&format!("อสม. {n}"), Role::Volunteer, &["40010203"], None);
@@ -610,13 +617,13 @@ async fn pushes_at_the_same_time_each_apply_exactly_what_is_in_scope() {
             applied += 10;
         }
     }
-    let store = Store::open(server.backend.path()).unwrap();
-    assert_eq!(store.feed_end().unwrap(), applied);
+    assert_eq!(server.feed_end(), applied);
+}
 }
 
+on_both_stores! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it() {
-    let server = Server::new();
+async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
     server.hello(&token, device).await;
@@ -640,19 +647,17 @@ async fn a_shutdown_during_a_push_lets_it_finish_or_leaves_nothing_of_it() {
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     stop.send(()).unwrap();
     serving.await.unwrap().unwrap();
-    let held = Store::open(server.backend.path())
-        .unwrap()
-        .held_through(device)
-        .unwrap();
+    let held = server.call(|backend| backend.held_through(device).unwrap());
     match push.await.unwrap() {
         Ok(response) if response.status().is_success() => assert_eq!(held, 1000),
         _ => assert_eq!(held, 0, "a push cut off by the shutdown left nothing"),
     }
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn records_that_arrive_before_their_household_reach_its_village_once_it_is_placed() {
-    let server = Server::new();
+async fn records_that_arrive_before_their_household_reach_its_village_once_it_is_placed(server: Server) {
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let volunteer = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let office = device(1);
@@ -677,10 +682,11 @@ async fn records_that_arrive_before_their_household_reach_its_village_once_it_is
         "the member's earlier change arrives once its household is placed: {after:?}"
     );
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn changes_are_filed_under_the_household_the_merge_kept() {
-    let server = Server::new();
+async fn changes_are_filed_under_the_household_the_merge_kept(server: Server) {
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let team = server.account("ทีม", Role::Team, &["400102"], None);
     let here = server.account("อสม. 3", Role::Volunteer, &["40010203"], None);
@@ -728,10 +734,11 @@ async fn changes_are_filed_under_the_household_the_merge_kept() {
         "the other village does not"
     );
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was_pushed() {
-    let server = Server::new();
+async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was_pushed(server: Server) {
     let province = server.account("จังหวัด", Role::Province, &[], None);
     let team = server.account("ทีม 4001", Role::Team, &["4001"], None);
     let volunteer = server.account("มาลี", Role::Volunteer, &["40010101"], None);
@@ -771,12 +778,14 @@ async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was
         .map(|area| area["code"].as_str().unwrap())
         .collect();
     assert_eq!(districts, ["4001", "4002"]);
-    // The same as the core's report of the same records.
-    let store = Store::open(server.backend.path()).unwrap();
-    let mut records = Vec::new();
-    for kind in RecordKind::KNOWN {
-        records.extend(store.records(&kind).unwrap());
-    }
+    // The same as the core's report of the records pushed, as the laptop
+    // holds them.
+    let records: Vec<(RecordKey, faenban_core::RecordState)> = replica
+        .state
+        .records_sorted()
+        .into_iter()
+        .map(|(key, state)| (key.clone(), state.clone()))
+        .collect();
     let direct = faenban_core::report::build(
         records,
         &faenban_core::Catalogues::builtin(),
@@ -841,6 +850,7 @@ async fn the_report_is_scoped_by_the_account_and_is_the_cores_report_of_what_was
     let (status, _) = server.get("/v1/report?level=region", &province).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+}
 
 /// A War Room request's status, body and `Set-Cookie`.
 async fn war_room(server: &Server, request: Request<Body>) -> (StatusCode, String, Option<String>) {
@@ -874,9 +884,9 @@ fn page_request(path: &str, cookie: &str) -> Request<Body> {
         .unwrap()
 }
 
+on_both_stores! {
 #[tokio::test]
-async fn a_war_room_session_is_a_strict_cookie_that_ends_with_its_account() {
-    let server = Server::new();
+async fn a_war_room_session_is_a_strict_cookie_that_ends_with_its_account(server: Server) {
     let team = server.account("ทีมอำเภอเมือง", Role::Team, &["4001"], None);
     let province = server.account("province", Role::Province, &[], None);
     let mut laptop = Store::open_in_memory().unwrap();
@@ -948,15 +958,16 @@ async fn a_war_room_session_is_a_strict_cookie_that_ends_with_its_account() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // Revoking the account ends the session at once.
-    server.backend.revoke_account("ทีมอำเภอเมือง", NOW).unwrap();
+    server.call(|backend| backend.revoke_account("ทีมอำเภอเมือง", NOW).unwrap());
     let (status, body, _) = war_room(&server, page_request("/war-room", &session)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(body.contains("name=\"token\"") && !body.contains("id=\"place\""));
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn signing_out_of_the_war_room_ends_the_session() {
-    let server = Server::new();
+async fn signing_out_of_the_war_room_ends_the_session(server: Server) {
     let province = server.account("province", Role::Province, &[], None);
     let (_, _, cookie) = war_room(&server, sign_in_request(&province, false)).await;
     let session = cookie.unwrap().split(';').next().unwrap().to_owned();
@@ -973,10 +984,11 @@ async fn signing_out_of_the_war_room_ends_the_session() {
     let (_, body, _) = war_room(&server, page_request("/war-room", &session)).await;
     assert!(!body.contains("id=\"place\""));
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn a_war_room_form_from_another_site_is_refused() {
-    let server = Server::new();
+async fn a_war_room_form_from_another_site_is_refused(server: Server) {
     let province = server.account("province", Role::Province, &[], None);
     for (name, value) in [
         ("sec-fetch-site", "cross-site"),
@@ -999,10 +1011,11 @@ async fn a_war_room_form_from_another_site_is_refused() {
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert!(cookie.is_some());
 }
+}
 
+on_both_stores! {
 #[tokio::test]
-async fn an_account_of_several_areas_starts_from_a_list_of_them() {
-    let server = Server::new();
+async fn an_account_of_several_areas_starts_from_a_list_of_them(server: Server) {
     let team = server.account("two districts", Role::Team, &["4001", "4002"], None);
     let (_, _, cookie) = war_room(&server, sign_in_request(&team, false)).await;
     let session = cookie.unwrap().split(';').next().unwrap().to_owned();
@@ -1023,4 +1036,5 @@ async fn an_account_of_several_areas_starts_from_a_list_of_them() {
         body.contains("href=\"/war-room?lang=th&amp;area=4002\" id=\"switch-lang\""),
         "{body}"
     );
+}
 }

@@ -1,5 +1,6 @@
-//! What the router tests share: a server over a real SQLite store in a
-//! scratch folder, accounts, requests, and devices that make changes.
+//! What the router tests share: a server over a real store (SQLite in a
+//! scratch folder, or a scratch database on a real PostgreSQL), accounts,
+//! requests, and devices that make changes.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use faenban_core::sync::{
 use faenban_core::{Change, DeviceId, Dimension, RecordKey, RecordKind, Replica};
 use faenban_keys::DeviceKey;
 use faenban_server::backend::{Backend, SqliteBackend};
+use faenban_server::postgres::PostgresBackend;
 use faenban_server::token;
 use faenban_store::{Store, SCHEMA_VERSION};
 use http_body_util::BodyExt as _;
@@ -23,22 +25,105 @@ use uuid::Uuid;
 
 pub const NOW: u64 = 1_795_000_000_000;
 
+pub mod postgres_support;
+
+/// Runs `work` on a thread of its own, outside any async runtime.
+pub fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(work).join().unwrap())
+}
+
+/// A test body run once on each store: `#[tokio::test]` functions named
+/// `<name>::sqlite` and `<name>::postgres` from one body.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(#[$attribute:meta])* async fn $name:ident($server:ident: Server) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($server: Server) $body
+
+            $(#[$attribute])*
+            async fn sqlite() {
+                body(Server::on(Kind::Sqlite)).await
+            }
+
+            $(#[$attribute])*
+            async fn postgres() {
+                body(Server::on(Kind::Postgres)).await
+            }
+        }
+    };
+}
+
+/// Which store a test server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
 pub struct Server {
-    pub _dir: tempfile::TempDir,
-    pub backend: Arc<SqliteBackend>,
+    pub backend: Arc<dyn Backend>,
     pub app: Router,
+    pub kind: Kind,
+    /// The SQLite backend, when it is one (for what only it can show).
+    pub sqlite: Option<Arc<SqliteBackend>>,
+    pub _dir: tempfile::TempDir,
+    /// Dropped last: the scratch database outlives the connections to it.
+    pub _database: Option<postgres_support::ScratchDatabase>,
 }
 
 impl Server {
+    /// A server on SQLite.
     pub fn new() -> Server {
+        Server::on(Kind::Sqlite)
+    }
+
+    /// A server on the store `kind` names: a PostgreSQL one gets a
+    /// database of its own on the test cluster (`postgres_support`).
+    pub fn on(kind: Kind) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
-        let app = faenban_server::app(backend.clone());
-        Server {
-            _dir: dir,
-            backend,
-            app,
+        match kind {
+            Kind::Sqlite => {
+                let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
+                Server {
+                    app: faenban_server::app(backend.clone()),
+                    backend: backend.clone(),
+                    kind,
+                    sqlite: Some(backend),
+                    _dir: dir,
+                    _database: None,
+                }
+            }
+            Kind::Postgres => {
+                let database = postgres_support::ScratchDatabase::new();
+                let url = database.url.clone();
+                let backend: Arc<dyn Backend> = off_runtime(move || {
+                    Arc::new(PostgresBackend::open(&url).unwrap()) as Arc<dyn Backend>
+                });
+                Server {
+                    app: faenban_server::app(backend.clone()),
+                    backend,
+                    kind,
+                    sqlite: None,
+                    _dir: dir,
+                    _database: Some(database),
+                }
+            }
         }
+    }
+
+    /// Runs a call of the backend's as the HTTP layer does: off the async
+    /// runtime (PostgreSQL's client blocks on a runtime of its own).
+    pub fn call<T: Send>(&self, work: impl FnOnce(&dyn Backend) -> T + Send) -> T {
+        let backend = self.backend.clone();
+        off_runtime(move || work(&*backend))
+    }
+
+    /// The number of the feed's last entry.
+    pub fn feed_end(&self) -> u64 {
+        self.call(|backend| backend.report_generation().unwrap())
     }
 
     /// Adds an account and returns its token.
@@ -55,9 +140,11 @@ impl Server {
             areas: areas.iter().map(|a| a.to_string()).collect(),
             dimension,
         };
-        self.backend
-            .add_account(name, &scope, &token::hash(&token), NOW)
-            .unwrap();
+        self.call(|backend| {
+            backend
+                .add_account(name, &scope, &token::hash(&token), NOW)
+                .unwrap()
+        });
         token
     }
 
@@ -141,15 +228,16 @@ impl Server {
 
     /// Nothing was applied: no feed entries (held-back sequences may be held).
     pub fn assert_nothing_applied(&self) {
-        let store = Store::open(self.backend.path()).unwrap();
-        assert_eq!(store.feed_end().unwrap(), 0);
+        assert_eq!(self.feed_end(), 0);
     }
 
     /// Nothing was stored: no feed entries, no arrivals for the device.
     pub fn assert_nothing_stored(&self, device: DeviceId) {
-        let store = Store::open(self.backend.path()).unwrap();
-        assert_eq!(store.feed_end().unwrap(), 0);
-        assert_eq!(store.held_through(device).unwrap(), 0);
+        assert_eq!(self.feed_end(), 0);
+        assert_eq!(
+            self.call(|backend| backend.held_through(device).unwrap()),
+            0
+        );
     }
 }
 

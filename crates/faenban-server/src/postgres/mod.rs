@@ -1,0 +1,931 @@
+//! The server's store on PostgreSQL: the [`Backend`] for a region or a
+//! country, where several server processes share one database.
+//!
+//! Every rule comes from the core ([`faenban_core::push`], the codec, the
+//! report); this module moves rows. How the feed stays exact with several
+//! writers, and how the tables are partitioned by province, is in
+//! `docs/postgres.md`.
+
+mod pool;
+mod pull;
+mod push;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use faenban_core::report::{self, HouseholdDigest, Report, ReportOptions};
+use faenban_core::sync::{HeldBack, Role, Scope};
+use faenban_core::{Catalogues, DeviceId, Dimension, RecordId, RecordKey, RecordKind, RefusalCode};
+use faenban_keys::{device_id_of, DeviceKey, PublicKey};
+use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOutcome};
+use postgres::error::SqlState;
+
+use crate::backend::{Backend, BackendError, Result};
+pub use pool::PoolOptions;
+use pool::{Connection, Pool};
+
+/// The schema version this build writes (`meta.schema_version`).
+pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = include_str!("../../../../schema/postgres/0001_server.sql");
+
+/// How many times a push or an administrator's write is tried again after
+/// a deadlock, a serialization failure or a lost connection.
+const ATTEMPTS: usize = 6;
+
+/// The store on PostgreSQL. Cheap to share: every call takes a connection
+/// from the pool for its own length.
+#[derive(Debug)]
+pub struct PostgresBackend {
+    pool: Pool,
+    key: DeviceKey,
+    device: DeviceId,
+    /// The provinces whose partitions exist.
+    provinces: Mutex<HashSet<i16>>,
+    /// Field names by number and numbers by name, as the database gave them
+    /// (they never change once given).
+    fields: Mutex<Fields>,
+}
+
+#[derive(Debug, Default)]
+struct Fields {
+    by_name: HashMap<String, i32>,
+    by_number: HashMap<i32, String>,
+}
+
+/// What went wrong in one attempt at a write: final, or worth another try.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Answer this.
+    Final(BackendError),
+    /// A deadlock, a serialization failure, a lost connection or a
+    /// concurrent writer's unique key: nothing was committed; try again.
+    Again(BackendError),
+    /// A province's partitions do not exist yet: make them, then try again.
+    NeedsProvince(i16),
+}
+
+impl From<postgres::Error> for Failure {
+    fn from(error: postgres::Error) -> Failure {
+        let transient = is_transient(&error);
+        let error = backend_error(error);
+        if transient {
+            Failure::Again(error)
+        } else {
+            Failure::Final(error)
+        }
+    }
+}
+
+impl From<BackendError> for Failure {
+    fn from(error: BackendError) -> Failure {
+        Failure::Final(error)
+    }
+}
+
+/// True for failures another attempt may not meet.
+fn is_transient(error: &postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    match error.code() {
+        Some(code) => [
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ]
+        .contains(code),
+        // No answer from the server: the connection broke.
+        None => true,
+    }
+}
+
+/// A PostgreSQL failure in the terms the HTTP layer answers in.
+pub(crate) fn backend_error(error: postgres::Error) -> BackendError {
+    match error.code() {
+        Some(code) if *code == SqlState::DISK_FULL => BackendError::DiskFull,
+        Some(code) if *code == SqlState::READ_ONLY_SQL_TRANSACTION => BackendError::ReadOnly,
+        Some(code)
+            if [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code) =>
+        {
+            BackendError::Unavailable(format!("the database is not taking requests: {error}"))
+        }
+        Some(code)
+            if [
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::UNIQUE_VIOLATION,
+            ]
+            .contains(code) =>
+        {
+            BackendError::Busy
+        }
+        Some(_) => BackendError::Storage(error.to_string()),
+        None => BackendError::Unavailable(format!("the database cannot be reached: {error}")),
+    }
+}
+
+/// The province a village or area code is in, as the partitions number it
+/// (0 for none).
+pub(crate) fn province_of(code: &str) -> i16 {
+    match code.get(..2).and_then(|digits| digits.parse::<i16>().ok()) {
+        Some(province) if (10..=99).contains(&province) && code.len() >= 2 => province,
+        _ => 0,
+    }
+}
+
+/// The one province every area of a scope is in, if there is one.
+pub(crate) fn home_province(scope: &Scope) -> i16 {
+    let mut provinces = scope.areas.iter().map(|area| province_of(area));
+    match provinces.next() {
+        Some(first) if provinces.all(|other| other == first) => first,
+        _ => 0,
+    }
+}
+
+/// The catalogues a digest's deprivation is assessed with.
+fn catalogues() -> &'static Catalogues {
+    static CATALOGUES: std::sync::OnceLock<Catalogues> = std::sync::OnceLock::new();
+    CATALOGUES.get_or_init(Catalogues::builtin)
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` (a `postgres://` URL), making the
+    /// schema and the server's key if the database is empty.
+    pub fn open(url: &str) -> Result<PostgresBackend> {
+        PostgresBackend::open_with(url, PoolOptions::default())
+    }
+
+    /// [`PostgresBackend::open`] with a pool of this shape.
+    pub fn open_with(url: &str, options: PoolOptions) -> Result<PostgresBackend> {
+        let pool = Pool::new(url, options)?;
+        let mut connection = pool.get()?;
+        let key = prepare_schema(&mut connection)?;
+        let provinces = existing_provinces(&mut connection)?;
+        drop(connection);
+        Ok(PostgresBackend {
+            pool,
+            device: key.device_id(),
+            key,
+            provinces: Mutex::new(provinces),
+            fields: Mutex::new(Fields::default()),
+        })
+    }
+
+    fn connection(&self) -> Result<Connection<'_>> {
+        self.pool.get()
+    }
+
+    /// Runs a write, trying again after a transient failure and after
+    /// making a province's partitions.
+    fn write<T>(
+        &self,
+        mut attempt: impl FnMut(&mut Connection<'_>) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
+        let mut last = BackendError::Busy;
+        for round in 0..ATTEMPTS {
+            if round > 0 {
+                std::thread::sleep(Duration::from_millis(5 << round.min(6)));
+            }
+            let mut connection = match self.connection() {
+                Ok(connection) => connection,
+                Err(error @ BackendError::Unavailable(_)) => {
+                    last = error;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match attempt(&mut connection) {
+                Ok(value) => return Ok(value),
+                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Again(error)) => {
+                    tracing::debug!(%error, "a write is tried again");
+                    last = error;
+                }
+                Err(Failure::NeedsProvince(province)) => {
+                    self.make_province(&mut connection, province)?;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Makes the partitions of a province (once, whichever process asks
+    /// first).
+    fn make_province(&self, connection: &mut Connection<'_>, province: i16) -> Result<()> {
+        let mut tx = connection.client().transaction().map_err(backend_error)?;
+        tx.execute("SELECT pg_advisory_xact_lock(7243, 0)", &[])
+            .map_err(backend_error)?;
+        for table in ["records", "changes", "feed", "places", "report_digests"] {
+            tx.batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table}_p{province} PARTITION OF {table} FOR VALUES IN ({province})"
+            ))
+            .map_err(backend_error)?;
+        }
+        tx.commit().map_err(backend_error)?;
+        self.provinces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(province);
+        Ok(())
+    }
+
+    /// Fails with [`Failure::NeedsProvince`] for the first of `provinces`
+    /// whose partitions do not exist yet.
+    pub(crate) fn require_provinces(
+        &self,
+        provinces: impl IntoIterator<Item = i16>,
+    ) -> std::result::Result<(), Failure> {
+        let known = self
+            .provinces
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for province in provinces {
+            if !known.contains(&province) {
+                return Err(Failure::NeedsProvince(province));
+            }
+        }
+        Ok(())
+    }
+
+    /// The number a field name is logged by, given on first sight.
+    pub(crate) fn field_number(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        name: &str,
+    ) -> std::result::Result<i32, Failure> {
+        if let Some(number) = self.fields().by_name.get(name) {
+            return Ok(*number);
+        }
+        // Asked outside any transaction (see `push::push_once`), so the
+        // number is committed at once and stays valid whatever becomes of
+        // the push that asked.
+        client.execute(
+            "INSERT INTO field_numbers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            &[&name],
+        )?;
+        let number: i32 = client
+            .query_one("SELECT n FROM field_numbers WHERE name = $1", &[&name])?
+            .get(0);
+        let mut fields = self.fields();
+        fields.by_name.insert(name.to_owned(), number);
+        fields.by_number.insert(number, name.to_owned());
+        Ok(number)
+    }
+
+    /// The field name a number stands for.
+    pub(crate) fn field_name(
+        &self,
+        client: &mut impl postgres::GenericClient,
+        number: i32,
+    ) -> std::result::Result<String, BackendError> {
+        if let Some(name) = self.fields().by_number.get(&number) {
+            return Ok(name.clone());
+        }
+        let rows = client
+            .query("SELECT n, name FROM field_numbers", &[])
+            .map_err(backend_error)?;
+        let mut fields = self.fields();
+        for row in rows {
+            let (n, name): (i32, String) = (row.get(0), row.get(1));
+            fields.by_name.insert(name.clone(), n);
+            fields.by_number.insert(n, name);
+        }
+        fields
+            .by_number
+            .get(&number)
+            .cloned()
+            .ok_or_else(|| BackendError::Storage(format!("no field numbered {number}")))
+    }
+
+    fn fields(&self) -> std::sync::MutexGuard<'_, Fields> {
+        self.fields
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The server's own device id.
+    pub(crate) fn device(&self) -> DeviceId {
+        self.device
+    }
+}
+
+/// Makes the schema in an empty database (once, whichever process comes
+/// first) and returns the server's key.
+fn prepare_schema(connection: &mut Connection<'_>) -> Result<DeviceKey> {
+    let mut tx = connection.client().transaction().map_err(backend_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock(7243, 0)", &[])
+        .map_err(backend_error)?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('meta') IS NOT NULL", &[])
+        .map_err(backend_error)?
+        .get(0);
+    if !exists {
+        tx.batch_execute(SCHEMA).map_err(backend_error)?;
+        let key = DeviceKey::generate()
+            .map_err(|error| BackendError::Internal(format!("making the server's key: {error}")))?;
+        let clock = serde_json::to_string(&faenban_core::Clock::new())
+            .map_err(|error| BackendError::Internal(error.to_string()))?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', $1), ('server_key', $2), ('clock', $3)",
+            &[&POSTGRES_SCHEMA_VERSION.to_string(), &key.seed_hex(), &clock],
+        )
+        .map_err(backend_error)?;
+    }
+    let version: Option<String> = tx
+        .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .map_err(backend_error)?
+        .map(|row| row.get(0));
+    let version: i64 = version.and_then(|v| v.parse().ok()).unwrap_or(0);
+    if version != POSTGRES_SCHEMA_VERSION {
+        return Err(BackendError::Storage(format!(
+            "the database has schema version {version}; this faenban-server reads version {POSTGRES_SCHEMA_VERSION}"
+        )));
+    }
+    let seed: String = tx
+        .query_one("SELECT value FROM meta WHERE key = 'server_key'", &[])
+        .map_err(backend_error)?
+        .get(0);
+    let key = DeviceKey::from_seed_hex(&seed)
+        .ok_or_else(|| BackendError::Storage("the server's key is not 64 hex digits".into()))?;
+    tx.commit().map_err(backend_error)?;
+    Ok(key)
+}
+
+/// The provinces whose partitions exist.
+fn existing_provinces(connection: &mut Connection<'_>) -> Result<HashSet<i16>> {
+    let rows = connection
+        .client()
+        .query(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'report_digests'",
+            &[],
+        )
+        .map_err(backend_error)?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            row.get::<_, String>(0)
+                .strip_prefix("report_digests_p")
+                .and_then(|number| number.parse().ok())
+        })
+        .collect())
+}
+
+const ACCOUNT_COLUMNS: &str = "id, name, role, areas, dimension, created_ms, revoked_ms";
+
+fn account_row(row: &postgres::Row) -> Result<Account> {
+    let role: String = row.get(2);
+    let areas: String = row.get(3);
+    let dimension: Option<String> = row.get(4);
+    let revoked: Option<i64> = row.get(6);
+    let role = Role::from_name(&role)
+        .ok_or_else(|| BackendError::Storage(format!("account role {role}")))?;
+    Ok(Account {
+        id: row.get(0),
+        name: row.get(1),
+        scope: Scope {
+            role,
+            areas: areas.split_whitespace().map(str::to_owned).collect(),
+            dimension: dimension.as_deref().and_then(Dimension::from_key),
+        },
+        created_ms: row.get::<_, i64>(5) as u64,
+        revoked_ms: revoked.map(|ms| ms as u64),
+    })
+}
+
+fn refused(code: RefusalCode, message: impl Into<String>) -> BackendError {
+    BackendError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+fn not_found(kind: &str, name: impl Into<String>) -> BackendError {
+    BackendError::NotFound {
+        kind: kind.into(),
+        name: name.into(),
+    }
+}
+
+/// An account's scope is one it can have (the same rule as the embedded
+/// store's).
+fn check_scope_shape(scope: &Scope) -> Result<()> {
+    if !scope.is_everything() && scope.areas.is_empty() {
+        return Err(refused(
+            RefusalCode::BadAccount,
+            format!(
+                "a {} account needs at least one area code",
+                scope.role.as_str()
+            ),
+        ));
+    }
+    if (scope.role == Role::Dimension) != scope.dimension.is_some() {
+        return Err(refused(
+            RefusalCode::BadAccount,
+            "a dimension (working group) account needs --dimension, and only it takes one",
+        ));
+    }
+    Ok(())
+}
+
+fn insert_account(
+    client: &mut impl postgres::GenericClient,
+    name: &str,
+    scope: &Scope,
+    token_hash: &[u8],
+    now_ms: u64,
+) -> std::result::Result<Account, Failure> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(refused(RefusalCode::BadAccount, "an account needs a name").into());
+    }
+    check_scope_shape(scope)?;
+    let row = client.query_opt(
+        "INSERT INTO accounts (name, role, areas, dimension, token_hash, created_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id",
+        &[
+            &name,
+            &scope.role.as_str(),
+            &scope.areas.join(" "),
+            &scope.dimension.map(Dimension::key),
+            &token_hash,
+            &(now_ms as i64),
+        ],
+    )?;
+    let Some(row) = row else {
+        return Err(refused(
+            RefusalCode::BadAccount,
+            format!("an account named `{name}` already exists"),
+        )
+        .into());
+    };
+    Ok(Account {
+        id: row.get(0),
+        name: name.to_owned(),
+        scope: scope.clone(),
+        created_ms: now_ms,
+        revoked_ms: None,
+    })
+}
+
+/// A device's binding: its account, whether that account is revoked, and
+/// its key once bound.
+pub(crate) struct DeviceOwner {
+    pub(crate) account: i64,
+    pub(crate) revoked: bool,
+    pub(crate) key: Option<PublicKey>,
+}
+
+pub(crate) fn device_owner(
+    client: &mut impl postgres::GenericClient,
+    device: DeviceId,
+) -> std::result::Result<Option<DeviceOwner>, Failure> {
+    let row = client.query_opt(
+        "SELECT d.account, a.revoked_ms IS NOT NULL, d.public_key FROM devices d \
+         JOIN accounts a ON a.id = d.account WHERE d.device = $1",
+        &[&device.0],
+    )?;
+    row.map(|row| {
+        let key: Option<Vec<u8>> = row.get(2);
+        let key = key
+            .map(|bytes| {
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map(PublicKey)
+                    .map_err(|_| BackendError::Storage(format!("the key of device {device}")))
+            })
+            .transpose()?;
+        Ok(DeviceOwner {
+            account: row.get(0),
+            revoked: row.get(1),
+            key,
+        })
+    })
+    .transpose()
+}
+
+pub(crate) fn wrong_device(device: DeviceId) -> BackendError {
+    refused(
+        RefusalCode::WrongDevice,
+        format!(
+            "device {device} belongs to another account; each laptop syncs with the account it first logged in with"
+        ),
+    )
+}
+
+pub(crate) fn wrong_key(device: DeviceId) -> BackendError {
+    refused(
+        RefusalCode::WrongKey,
+        format!(
+            "device {device} is bound to another key; a device id is claimed only with the key it was first bound with"
+        ),
+    )
+}
+
+pub(crate) fn held_through(
+    client: &mut impl postgres::GenericClient,
+    device: DeviceId,
+) -> std::result::Result<u64, postgres::Error> {
+    let row = client.query_opt(
+        "SELECT last_sequence FROM arrivals WHERE device = $1 \
+         ORDER BY first_sequence DESC LIMIT 1",
+        &[&device.0],
+    )?;
+    Ok(row.map_or(0, |row| row.get::<_, i64>(0) as u64))
+}
+
+pub(crate) fn refusals_between(
+    client: &mut impl postgres::GenericClient,
+    device: DeviceId,
+    from: u64,
+    through: u64,
+) -> std::result::Result<Vec<HeldBack>, postgres::Error> {
+    if from > through {
+        return Ok(Vec::new());
+    }
+    let bound = |sequence: u64| i64::try_from(sequence).unwrap_or(i64::MAX);
+    let rows = client.query(
+        "SELECT sequence, code, message FROM refusals \
+         WHERE device = $1 AND sequence BETWEEN $2 AND $3 ORDER BY sequence",
+        &[&device.0, &bound(from), &bound(through)],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| HeldBack {
+            sequence: row.get::<_, i64>(0) as u64,
+            error: row.get(1),
+            message: row.get(2),
+        })
+        .collect())
+}
+
+/// The merged state of a record, if the database holds it.
+pub(crate) fn stored_state(
+    client: &mut impl postgres::GenericClient,
+    key: &RecordKey,
+) -> std::result::Result<Option<faenban_core::RecordState>, BackendError> {
+    let row = client
+        .query_opt(
+            "SELECT r.state FROM record_numbers rn \
+             JOIN records r ON r.n = rn.n AND r.province = rn.province \
+             WHERE rn.kind = $1 AND rn.id = $2",
+            &[&key.kind.as_str(), &key.id.0],
+        )
+        .map_err(backend_error)?;
+    row.map(|row| decode_state(row.get(0))).transpose()
+}
+
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<faenban_core::RecordState> {
+    faenban_core::codec::decode_state(bytes)
+        .map_err(|error| BackendError::Storage(format!("a record's state: {error}")))
+}
+
+impl Backend for PostgresBackend {
+    fn account_by_token(&self, token_hash: &[u8]) -> Result<Option<Account>> {
+        let mut connection = self.connection()?;
+        let row = connection
+            .client()
+            .query_opt(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE token_hash = $1"),
+                &[&token_hash],
+            )
+            .map_err(backend_error)?;
+        row.as_ref().map(account_row).transpose()
+    }
+
+    fn hello(
+        &self,
+        account: &Account,
+        device: DeviceId,
+        name: &str,
+        key: &PublicKey,
+        now_ms: u64,
+    ) -> Result<u64> {
+        if device == self.device {
+            return Err(refused(
+                RefusalCode::WrongDevice,
+                "no laptop may claim the server's own device id",
+            ));
+        }
+        self.write(|connection| {
+            let mut tx = connection.client().transaction()?;
+            match device_owner(&mut tx, device)? {
+                Some(owner) if owner.account != account.id => {
+                    return Err(wrong_device(device).into());
+                }
+                Some(DeviceOwner {
+                    key: Some(bound), ..
+                }) if bound != *key => return Err(wrong_key(device).into()),
+                Some(DeviceOwner { key: Some(_), .. }) => {}
+                Some(DeviceOwner { key: None, .. }) => {
+                    tx.execute(
+                        "UPDATE devices SET public_key = $2 WHERE device = $1",
+                        &[&device.0, &key.0.as_slice()],
+                    )?;
+                }
+                None => {
+                    // The same rules as the embedded store's hello.
+                    if device.0.get_version_num() == 8 && device_id_of(key) != device {
+                        return Err(wrong_key(device).into());
+                    }
+                    let seen: bool = tx
+                        .query_one(
+                            "SELECT EXISTS (SELECT 1 FROM arrivals WHERE device = $1)",
+                            &[&device.0],
+                        )?
+                        .get(0);
+                    if device_id_of(key) != device && seen {
+                        return Err(refused(
+                            RefusalCode::WrongDevice,
+                            format!(
+                                "device {device} was made by an older faenban and has already reached the server through another laptop; the administrator can enroll it: faenban-server device enroll --device {device} --account NAME"
+                            ),
+                        )
+                        .into());
+                    }
+                    tx.execute(
+                        "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[&device.0, &account.id, &name, &(now_ms as i64), &key.0.as_slice()],
+                    )?;
+                }
+            }
+            let held = held_through(&mut tx, device)?;
+            tx.commit()?;
+            Ok(held)
+        })
+    }
+
+    fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
+        self.write(|connection| push::push_once(self, connection, account, input.clone(), now_ms))
+    }
+
+    fn pull(
+        &self,
+        scope: &Scope,
+        since: u64,
+        check: Option<&str>,
+        limit: usize,
+    ) -> Result<PulledPage> {
+        let mut connection = self.connection()?;
+        pull::pull(self, &mut connection, scope, since, check, limit)
+    }
+
+    fn add_account(
+        &self,
+        name: &str,
+        scope: &Scope,
+        token_hash: &[u8],
+        now_ms: u64,
+    ) -> Result<Account> {
+        self.write(|connection| {
+            insert_account(connection.client(), name, scope, token_hash, now_ms)
+        })
+    }
+
+    fn add_accounts(
+        &self,
+        accounts: &[(String, Scope, Vec<u8>)],
+        now_ms: u64,
+    ) -> Result<Vec<Account>> {
+        self.write(|connection| {
+            let mut tx = connection.client().transaction()?;
+            let mut added = Vec::with_capacity(accounts.len());
+            for (name, scope, token_hash) in accounts {
+                added.push(insert_account(&mut tx, name, scope, token_hash, now_ms)?);
+            }
+            tx.commit()?;
+            Ok(added)
+        })
+    }
+
+    fn accounts(&self) -> Result<Vec<Account>> {
+        let mut connection = self.connection()?;
+        let rows = connection
+            .client()
+            .query(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY id"),
+                &[],
+            )
+            .map_err(backend_error)?;
+        rows.iter().map(account_row).collect()
+    }
+
+    fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account> {
+        self.write(|connection| {
+            let row = connection.client().query_opt(
+                &format!(
+                    "UPDATE accounts SET revoked_ms = COALESCE(revoked_ms, $2) WHERE name = $1 \
+                     RETURNING {ACCOUNT_COLUMNS}"
+                ),
+                &[&name, &(now_ms as i64)],
+            )?;
+            let row = row.ok_or_else(|| not_found("account", name))?;
+            Ok(account_row(&row)?)
+        })
+    }
+
+    fn edit_account(&self, name: &str, scope: &Scope) -> Result<Account> {
+        check_scope_shape(scope)?;
+        self.write(|connection| {
+            let row = connection.client().query_opt(
+                &format!(
+                    "UPDATE accounts SET role = $2, areas = $3, dimension = $4 WHERE name = $1 \
+                     RETURNING {ACCOUNT_COLUMNS}"
+                ),
+                &[
+                    &name,
+                    &scope.role.as_str(),
+                    &scope.areas.join(" "),
+                    &scope.dimension.map(Dimension::key),
+                ],
+            )?;
+            let row = row.ok_or_else(|| not_found("account", name))?;
+            Ok(account_row(&row)?)
+        })
+    }
+
+    fn release_device(&self, device: DeviceId) -> Result<()> {
+        self.write(|connection| {
+            let changed = connection
+                .client()
+                .execute("DELETE FROM devices WHERE device = $1", &[&device.0])?;
+            if changed == 0 {
+                return Err(not_found("device", device.to_string()).into());
+            }
+            Ok(())
+        })
+    }
+
+    fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()> {
+        self.write(|connection| {
+            let mut tx = connection.client().transaction()?;
+            let id: i64 = tx
+                .query_opt(
+                    "SELECT id FROM accounts WHERE name = $1 AND revoked_ms IS NULL",
+                    &[&account],
+                )?
+                .ok_or_else(|| not_found("active account", account))?
+                .get(0);
+            tx.execute(
+                "INSERT INTO devices (device, account, name, first_seen_ms) VALUES ($1, $2, '', 0) \
+                 ON CONFLICT (device) DO UPDATE SET account = excluded.account, public_key = NULL",
+                &[&device.0, &id],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn devices(&self) -> Result<Vec<BoundDevice>> {
+        let mut connection = self.connection()?;
+        let rows = connection
+            .client()
+            .query(
+                "SELECT d.device, a.name, d.name, d.public_key IS NOT NULL, d.first_seen_ms \
+                 FROM devices d JOIN accounts a ON a.id = d.account ORDER BY a.name, d.first_seen_ms",
+                &[],
+            )
+            .map_err(backend_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| BoundDevice {
+                device: DeviceId(row.get(0)),
+                account: row.get(1),
+                name: row.get(2),
+                has_key: row.get(3),
+                first_seen_ms: row.get::<_, i64>(4) as u64,
+            })
+            .collect())
+    }
+
+    fn report(
+        &self,
+        areas: &faenban_core::areas::Areas,
+        options: &ReportOptions,
+    ) -> Result<Report> {
+        let mut connection = self.connection()?;
+        let mut tx = connection
+            .client()
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(backend_error)?;
+        let digests = read_digests(&mut tx, None)?;
+        Ok(report::build_from_digests(digests, areas, options))
+    }
+
+    fn report_generation(&self) -> Result<u64> {
+        let mut connection = self.connection()?;
+        let last: i64 = connection
+            .client()
+            .query_one("SELECT last FROM feed_head", &[])
+            .map_err(backend_error)?
+            .get(0);
+        Ok(last as u64)
+    }
+
+    fn household_rows(
+        &self,
+        area: &faenban_core::codes::AreaCode,
+        options: &ReportOptions,
+    ) -> Result<Vec<(report::HouseholdRow, Vec<String>)>> {
+        let mut connection = self.connection()?;
+        let digests = read_digests(connection.client(), Some(area.as_str()))?;
+        let mut names: HashMap<RecordId, String> = HashMap::new();
+        report::household_rows(digests, area, options)
+            .into_iter()
+            .map(|row| {
+                let mut officials = Vec::new();
+                for official in &row.officials {
+                    if !names.contains_key(official) {
+                        let key = RecordKey::new(RecordKind::Official, official.0);
+                        let name = stored_state(connection.client(), &key)?
+                            .and_then(|state| {
+                                faenban_core::model::decode::<faenban_core::model::Official>(
+                                    &key, &state,
+                                )
+                                .ok()
+                            })
+                            .map(|record| record.value.name)
+                            .unwrap_or_default();
+                        names.insert(*official, name);
+                    }
+                    officials.push(names[official].clone());
+                }
+                Ok((row, officials))
+            })
+            .collect()
+    }
+
+    fn held_through(&self, device: DeviceId) -> Result<u64> {
+        let mut connection = self.connection()?;
+        held_through(connection.client(), device).map_err(backend_error)
+    }
+
+    fn refusals_between(&self, device: DeviceId, from: u64, through: u64) -> Result<Vec<HeldBack>> {
+        let mut connection = self.connection()?;
+        refusals_between(connection.client(), device, from, through).map_err(backend_error)
+    }
+
+    fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>> {
+        let mut connection = self.connection()?;
+        let owner = match device_owner(connection.client(), device) {
+            Ok(owner) => owner,
+            Err(Failure::Final(error) | Failure::Again(error)) => return Err(error),
+            Err(Failure::NeedsProvince(_)) => return Err(BackendError::Busy),
+        };
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        let row = connection
+            .client()
+            .query_one(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                &[&owner.account],
+            )
+            .map_err(backend_error)?;
+        Ok(Some((account_row(&row)?, owner.key)))
+    }
+
+    fn schema_version(&self) -> i64 {
+        faenban_store::SCHEMA_VERSION
+    }
+
+    fn server_key(&self) -> &DeviceKey {
+        &self.key
+    }
+}
+
+/// The digests of every household, or of those whose village starts with
+/// `area`.
+fn read_digests(
+    client: &mut impl postgres::GenericClient,
+    area: Option<&str>,
+) -> Result<Vec<HouseholdDigest>> {
+    let rows = match area {
+        None => client.query("SELECT digest FROM report_digests", &[]),
+        Some(area) => client.query(
+            "SELECT digest FROM report_digests WHERE village LIKE $1 || '%'",
+            &[&area],
+        ),
+    }
+    .map_err(backend_error)?;
+    rows.iter()
+        .map(|row| {
+            serde_json::from_str::<HouseholdDigest>(row.get(0))
+                .map_err(|error| BackendError::Storage(format!("a report digest: {error}")))
+        })
+        .collect()
+}

@@ -1,0 +1,270 @@
+//! A pull on PostgreSQL: one page of the feed read from one snapshot, from
+//! the partitions of the scope's provinces, filtered by the core's
+//! [`push::reads_entry`].
+
+use std::collections::HashMap;
+
+use faenban_core::push::{self, Announce};
+use faenban_core::sync::{ChangeSetBuilder, DeviceName, HouseholdPlace, Scope};
+use faenban_core::{DeviceId, Hlc, RecordId, RecordKey, RecordKind, RefusalCode, Stamp};
+use faenban_store::server::{PulledPage, MAX_PAGE_BYTES};
+use uuid::Uuid;
+
+use super::pool::Connection;
+use super::{backend_error, province_of, refused, PostgresBackend};
+use crate::backend::{BackendError, Result};
+
+/// How many feed rows one page of a scoped pull may read past.
+const SCAN_PER_PAGE: i64 = 50_000;
+
+/// Bytes a change's fixed columns count for against [`MAX_PAGE_BYTES`].
+const COLUMN_BYTES: usize = 100;
+
+/// One feed row in scope, before its body is read.
+struct Chosen {
+    change_province: i16,
+    change_seq: i64,
+    record: RecordKey,
+}
+
+pub(super) fn pull(
+    backend: &PostgresBackend,
+    connection: &mut Connection<'_>,
+    scope: &Scope,
+    since: u64,
+    check: Option<&str>,
+    limit: usize,
+) -> Result<PulledPage> {
+    let mut tx = connection
+        .client()
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(backend_error)?;
+    // Every entry numbered up to the head has committed (pushes number
+    // their entries under the head's lock, last), so this snapshot holds
+    // the whole feed through `last` and nothing after it.
+    let last: i64 = tx
+        .query_one("SELECT last FROM feed_head", &[])
+        .map_err(backend_error)?
+        .get(0);
+    let last = last as u64;
+    if since > last {
+        return Err(refused(
+            RefusalCode::CursorAhead,
+            format!(
+                "this server's changes end at {last}, before the laptop's cursor {since}; pull again from 0"
+            ),
+        ));
+    }
+    if let Some(check) = check.filter(|_| since > 0) {
+        if fingerprint(&mut tx, since)?.as_deref() != Some(check) {
+            return Err(refused(
+                RefusalCode::CursorAhead,
+                format!(
+                    "entry {since} of this server's changes is not the one the laptop pulled last; pull again from 0"
+                ),
+            ));
+        }
+    }
+    let since_row = i64::try_from(since).unwrap_or(i64::MAX);
+    let scan = if scope.is_everything() {
+        limit as i64
+    } else {
+        SCAN_PER_PAGE.max(limit as i64)
+    };
+    const COLUMNS: &str =
+        "SELECT f.seq, f.announce, f.change_province, f.change_seq, f.household, \
+         fh.id, p.village, p.deprived, rn.kind, rn.id, r.household, length(c.body) \
+         FROM feed f JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
+         JOIN record_numbers rn ON rn.n = c.record \
+         LEFT JOIN record_numbers fh ON fh.n = f.household AND f.household <> 0 \
+         LEFT JOIN places p ON p.household = fh.id AND p.province = fh.province \
+         LEFT JOIN records r ON r.n = c.record AND r.province = c.province";
+    let rows = if scope.is_everything() {
+        tx.query(
+            &format!("{COLUMNS} WHERE f.seq > $1 ORDER BY f.seq LIMIT $2"),
+            &[&since_row, &scan],
+        )
+    } else {
+        // The scope's provinces, and province 0: entries for everyone and
+        // of no known household.
+        let mut provinces: Vec<i16> = scope.areas.iter().map(|area| province_of(area)).collect();
+        provinces.push(0);
+        provinces.sort_unstable();
+        provinces.dedup();
+        tx.query(
+            &format!("{COLUMNS} WHERE f.province = ANY($3) AND f.seq > $1 ORDER BY f.seq LIMIT $2"),
+            &[&since_row, &scan, &provinces],
+        )
+    }
+    .map_err(backend_error)?;
+    let scanned_all = (rows.len() as i64) < scan;
+    let mut chosen: Vec<Chosen> = Vec::new();
+    let mut next = since;
+    let mut bytes = 0;
+    let mut full = false;
+    for row in &rows {
+        let seq = row.get::<_, i64>(0) as u64;
+        let Some(announce) = Announce::from_i64(i64::from(row.get::<_, i16>(1))) else {
+            next = seq;
+            continue;
+        };
+        let filed = match row.get::<_, Option<i64>>(4) {
+            None => push::FiledUnder::Everyone,
+            Some(0) => push::FiledUnder::NoKnownHousehold,
+            Some(_) => match row.get::<_, Option<Uuid>>(5) {
+                Some(household) => push::FiledUnder::Household(RecordId(household)),
+                None => push::FiledUnder::NoKnownHousehold,
+            },
+        };
+        let place = row
+            .get::<_, Option<String>>(6)
+            .map(|village| HouseholdPlace {
+                village,
+                deprived: row.get::<_, Option<i16>>(7).unwrap_or(0) as u8,
+            });
+        let kind = RecordKind::from_name(row.get(8));
+        let id: Uuid = row.get(9);
+        let record_now = if kind == RecordKind::Household {
+            Some(RecordId(id))
+        } else {
+            row.get::<_, Option<Uuid>>(10).map(RecordId)
+        };
+        next = seq;
+        if push::reads_entry(scope, announce, filed, place.as_ref(), record_now) {
+            chosen.push(Chosen {
+                change_province: row.get(2),
+                change_seq: row.get(3),
+                record: RecordKey::new(kind, id),
+            });
+            bytes += COLUMN_BYTES + row.get::<_, Option<i32>>(11).unwrap_or(0) as usize;
+            if chosen.len() >= limit || bytes >= MAX_PAGE_BYTES {
+                full = true;
+                break;
+            }
+        }
+    }
+    let more = if full || !scanned_all {
+        last > next
+    } else {
+        // Every entry of these partitions through the head was read.
+        next = last.max(since);
+        false
+    };
+    let changes = read_changes(backend, &mut tx, &chosen)?;
+    let devices = device_names(&mut tx, &changes.devices)?;
+    let check = fingerprint(&mut tx, next)?;
+    tx.commit().map_err(backend_error)?;
+    Ok(PulledPage {
+        devices,
+        changes,
+        next,
+        more,
+        check,
+    })
+}
+
+/// The chosen entries' changes, in feed order, in wire form.
+fn read_changes(
+    backend: &PostgresBackend,
+    tx: &mut postgres::Transaction<'_>,
+    chosen: &[Chosen],
+) -> Result<faenban_core::sync::ChangeSet> {
+    let provinces: Vec<i16> = chosen.iter().map(|c| c.change_province).collect();
+    let seqs: Vec<i64> = chosen.iter().map(|c| c.change_seq).collect();
+    let rows = tx
+        .query(
+            "SELECT t.i, c.wall_ms, c.counter, c.device, c.field, c.body \
+             FROM unnest($1::int2[], $2::int8[]) WITH ORDINALITY AS t(p, s, i) \
+             JOIN changes c ON c.province = t.p AND c.seq = t.s",
+            &[&provinces, &seqs],
+        )
+        .map_err(backend_error)?;
+    let mut by_index: HashMap<i64, postgres::Row> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        by_index.insert(row.get(0), row);
+    }
+    let mut builder = ChangeSetBuilder::new();
+    for (index, entry) in chosen.iter().enumerate() {
+        let row = by_index.get(&(index as i64 + 1)).ok_or_else(|| {
+            BackendError::Storage(format!(
+                "feed entry for change {}, which the log does not hold",
+                entry.change_seq
+            ))
+        })?;
+        let stamp = Stamp::new(
+            Hlc {
+                wall_ms: row.get::<_, i64>(1) as u64,
+                counter: row.get::<_, i64>(2) as u32,
+            },
+            DeviceId(row.get(3)),
+        );
+        let field = backend.field_name(tx, row.get(4))?;
+        let change = faenban_core::codec::decode_change(
+            stamp,
+            entry.record.clone(),
+            field.into(),
+            row.get(5),
+        )
+        .map_err(|error| BackendError::Storage(format!("a logged change: {error}")))?;
+        builder.push(&change);
+    }
+    Ok(builder.finish())
+}
+
+/// What identifies the feed entry at `seq`: the stamp of its change (the
+/// embedded store's form, so that a moved server's laptops keep their
+/// cursors).
+fn fingerprint(tx: &mut postgres::Transaction<'_>, seq: u64) -> Result<Option<String>> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    let row = tx
+        .query_opt(
+            "SELECT c.wall_ms, c.counter, c.device FROM feed f \
+             JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
+             WHERE f.seq = $1",
+            &[&(seq as i64)],
+        )
+        .map_err(backend_error)?;
+    Ok(row.map(|row| {
+        format!(
+            "{}.{}.{}",
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, Uuid>(2)
+        )
+    }))
+}
+
+/// The names of those of `devices` bound to an account, and their
+/// accounts'.
+fn device_names(
+    tx: &mut postgres::Transaction<'_>,
+    devices: &[DeviceId],
+) -> Result<Vec<DeviceName>> {
+    let ids: Vec<Uuid> = devices.iter().map(|device| device.0).collect();
+    let rows = tx
+        .query(
+            "SELECT d.device, d.name, a.name FROM devices d JOIN accounts a ON a.id = d.account \
+             WHERE d.device = ANY($1)",
+            &[&ids],
+        )
+        .map_err(backend_error)?;
+    let mut names: HashMap<Uuid, (String, String)> = rows
+        .iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect();
+    Ok(devices
+        .iter()
+        .filter_map(|device| {
+            names.remove(&device.0).map(|(name, account)| DeviceName {
+                device: *device,
+                name,
+                account,
+            })
+        })
+        .collect())
+}

@@ -1,0 +1,1197 @@
+//! A push on PostgreSQL: the core's plan ([`faenban_core::push`]) executed
+//! in one transaction, merged in memory and written in a few statements,
+//! with the feed numbered last, under the feed head's lock, so that entries
+//! are numbered in the order their pushes commit.
+
+use std::collections::{BTreeSet, HashMap};
+
+use faenban_core::clock::is_from_the_future;
+use faenban_core::push::{self, Announce, FiledUnder};
+use faenban_core::sync::{HeldBack, HouseholdPlace, Scope};
+use faenban_core::{
+    normalize_arrival, Change, Clock, DeviceId, Hlc, RecordId, RecordKey, RecordKind, RecordState,
+    RefusalCode,
+};
+use faenban_keys::device_id_of;
+use faenban_store::server::{Account, PushInput, PushOutcome};
+use postgres::Transaction;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::pool::Connection;
+use super::{
+    decode_state, device_owner, home_province, province_of, refusals_between, refused,
+    stored_state, wrong_device, Failure, PostgresBackend, ACCOUNT_COLUMNS,
+};
+use crate::backend::BackendError;
+
+/// Bytes per sequence in `arrivals.stamps`: wall_ms (8), counter (4) and
+/// the change's fingerprint (8).
+const ARRIVAL_BYTES: usize = 20;
+
+/// Bytes per sequence in runs moved from a server that kept no
+/// fingerprints: wall_ms (8) and counter (4).
+const STAMP_BYTES: usize = 12;
+
+/// A record this push merges into: its number, home province and state.
+struct Merged {
+    n: i64,
+    province: i16,
+    state: RecordState,
+    household_before: Option<RecordId>,
+}
+
+/// One feed entry, numbered when the push commits.
+struct FeedEntry {
+    /// The household it is filed under (`Some` even when unplaced).
+    filed: Filed,
+    change_province: i16,
+    change_seq: i64,
+    announce: Announce,
+}
+
+/// What an entry is filed under, as its row keeps it.
+#[derive(Clone, Copy)]
+enum Filed {
+    Everyone,
+    NoKnownHousehold,
+    Household(RecordId, i64),
+}
+
+/// What one round of merging wrote.
+#[derive(Default)]
+struct Written {
+    applied: u32,
+    duplicates: u32,
+    restamped: u32,
+    entries: Vec<FeedEntry>,
+    /// Where each household this push placed now is.
+    placed: HashMap<RecordId, HouseholdPlace>,
+}
+
+/// Why a round stopped.
+enum RoundFailure {
+    Records(Vec<push::RecordRefusal>),
+    Other(Failure),
+}
+
+impl<E: Into<Failure>> From<E> for RoundFailure {
+    fn from(error: E) -> RoundFailure {
+        RoundFailure::Other(error.into())
+    }
+}
+
+fn plan_failure(error: push::PushError<Failure>) -> RoundFailure {
+    match error {
+        push::PushError::Batch { code, message } => {
+            RoundFailure::Other(Failure::Final(refused(code, message)))
+        }
+        push::PushError::Records(refusals) => RoundFailure::Records(refusals),
+        push::PushError::Store(failure) => RoundFailure::Other(failure),
+    }
+}
+
+fn batch_failure(error: push::PushError<Failure>) -> Failure {
+    match plan_failure(error) {
+        RoundFailure::Other(failure) => failure,
+        RoundFailure::Records(refusals) => Failure::Final(refused(
+            refusals.first().map_or(RefusalCode::OutOfScope, |r| r.code),
+            refusals
+                .into_iter()
+                .next()
+                .map_or(String::new(), |r| r.message),
+        )),
+    }
+}
+
+/// One attempt at a push. Nothing is committed unless all of it is.
+pub(super) fn push_once(
+    backend: &PostgresBackend,
+    connection: &mut Connection<'_>,
+    account: &Account,
+    input: PushInput,
+    now_ms: u64,
+) -> Result<PushOutcome, Failure> {
+    push::check_claim(backend.device(), input.device, input.first_sequence)
+        .map_err(batch_failure)?;
+    // Field numbers are given outside the push's transaction, so that each
+    // is committed once and for all.
+    let mut fields: HashMap<String, i32> = HashMap::new();
+    for change in &input.changes {
+        if !fields.contains_key(change.field.as_str()) {
+            let number = backend.field_number(connection.client(), change.field.as_str())?;
+            fields.insert(change.field.as_str().to_owned(), number);
+        }
+    }
+    let device = input.device;
+    let mut tx = connection.client().transaction()?;
+    // One device's pushes, through whichever process, one at a time.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(7244, hashtext($1))",
+        &[&device.to_string()],
+    )?;
+    let scope = check_device(&mut tx, account, &input)?;
+    let home = home_province(&scope);
+    let batch = push::Batch {
+        device,
+        relay: input.relay,
+        first_sequence: input.first_sequence,
+        changes: input.changes,
+    };
+    let no_merges = HashMap::new();
+    let push::Admission {
+        held,
+        resent,
+        fresh,
+        mut set_aside,
+    } = push::admit(backend.device(), batch, &mut Held::new(&mut tx, &no_merges))
+        .map_err(batch_failure)?;
+    let mut outcome = PushOutcome {
+        held_through: held,
+        ..PushOutcome::default()
+    };
+    let refused_before = match (resent.first(), resent.last()) {
+        (Some(first), Some(last)) => refusals_between(&mut tx, device, *first, *last)?,
+        _ => Vec::new(),
+    };
+    outcome.duplicates += (resent.len() - refused_before.len()) as u32;
+    outcome.held_back = refused_before;
+    if fresh.is_empty() {
+        tx.commit()?;
+        return Ok(outcome);
+    }
+    let mut stamps = Vec::with_capacity(fresh.len() * ARRIVAL_BYTES);
+    for (_, change) in &fresh {
+        let held = push::HeldArrival::of(change);
+        stamps.extend_from_slice(&held.hlc.wall_ms.to_le_bytes());
+        stamps.extend_from_slice(&held.hlc.counter.to_le_bytes());
+        stamps.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
+    }
+    let (first_fresh, last_fresh) = (fresh[0].0, fresh[fresh.len() - 1].0);
+    // The server's clock is shared by every process: a push that must
+    // re-stamp a change from the future holds it until it commits; the
+    // others read it and leave it be.
+    let (mut clock, clock_held) = server_clock(&mut tx, &fresh, now_ms)?;
+    let mut round = 0;
+    let written = loop {
+        round += 1;
+        let applying: Vec<(u64, Change)> = fresh
+            .iter()
+            .filter(|(_, change)| !set_aside.contains_key(&change.record))
+            .cloned()
+            .collect();
+        let mut round_clock = clock;
+        let mut round_tx = tx.savepoint("round")?;
+        let result = apply_fresh(
+            backend,
+            &mut round_tx,
+            &scope,
+            home,
+            device,
+            applying,
+            now_ms,
+            &mut round_clock,
+            &fields,
+        );
+        match result {
+            Ok(written) => {
+                round_tx.commit()?;
+                clock = round_clock;
+                break written;
+            }
+            Err(RoundFailure::Records(refusals)) => {
+                round_tx.rollback()?;
+                if round == push::SET_ASIDE_ROUNDS {
+                    let first = refusals.into_iter().next();
+                    return Err(Failure::Final(refused(
+                        first.as_ref().map_or(RefusalCode::OutOfScope, |r| r.code),
+                        format!(
+                            "{}; nothing of this batch was applied",
+                            first.map_or(String::new(), |r| r.message)
+                        ),
+                    )));
+                }
+                for refusal in refusals {
+                    set_aside.entry(refusal.record.clone()).or_insert(refusal);
+                }
+            }
+            Err(RoundFailure::Other(failure)) => return Err(failure),
+        }
+    };
+    outcome.applied += written.applied;
+    outcome.duplicates += written.duplicates;
+    outcome.restamped += written.restamped;
+    outcome.held_through = last_fresh;
+    tx.execute(
+        "INSERT INTO arrivals (device, first_sequence, last_sequence, stamps) VALUES ($1, $2, $3, $4)",
+        &[&device.0, &(first_fresh as i64), &(last_fresh as i64), &stamps],
+    )?;
+    for (sequence, change) in &fresh {
+        if let Some(refusal) = set_aside.get(&change.record) {
+            tx.execute(
+                "INSERT INTO refusals (device, sequence, code, message, refused_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &device.0,
+                    &(*sequence as i64),
+                    &refusal.code.as_str(),
+                    &refusal.message,
+                    &(now_ms as i64),
+                ],
+            )?;
+            outcome.held_back.push(HeldBack {
+                sequence: *sequence,
+                error: refusal.code.as_str().to_owned(),
+                message: refusal.message.clone(),
+            });
+        }
+    }
+    if clock_held {
+        let clock = serde_json::to_string(&clock)
+            .map_err(|error| BackendError::Internal(error.to_string()))?;
+        tx.execute("UPDATE meta SET value = $1 WHERE key = 'clock'", &[&clock])?;
+    }
+    number_feed(backend, &mut tx, written)?;
+    tx.commit()?;
+    Ok(outcome)
+}
+
+/// The server's clock, held until the commit when a change of `fresh`
+/// comes from the future and will take a reading of it.
+fn server_clock(
+    tx: &mut Transaction<'_>,
+    fresh: &[(u64, Change)],
+    now_ms: u64,
+) -> Result<(Clock, bool), Failure> {
+    let read = |tx: &mut Transaction<'_>, sql: &str| -> Result<Clock, Failure> {
+        let text: String = tx.query_one(sql, &[])?.get(0);
+        serde_json::from_str(&text)
+            .map_err(|error| Failure::Final(BackendError::Storage(format!("the clock: {error}"))))
+    };
+    let clock = read(tx, "SELECT value FROM meta WHERE key = 'clock'")?;
+    let now = clock.corrected(now_ms);
+    if fresh
+        .iter()
+        .any(|(_, change)| is_from_the_future(&change.stamp, now))
+    {
+        let clock = read(tx, "SELECT value FROM meta WHERE key = 'clock' FOR UPDATE")?;
+        return Ok((clock, true));
+    }
+    Ok((clock, false))
+}
+
+/// Numbers the push's feed entries after everything before it committed,
+/// and writes them. The feed head's row lock is held from here to the
+/// commit, so a later number never commits before an earlier one.
+fn number_feed(
+    backend: &PostgresBackend,
+    tx: &mut Transaction<'_>,
+    written: Written,
+) -> Result<(), Failure> {
+    if written.entries.is_empty() {
+        return Ok(());
+    }
+    let mut provinces = Vec::with_capacity(written.entries.len());
+    let mut change_provinces = Vec::with_capacity(written.entries.len());
+    let mut change_seqs = Vec::with_capacity(written.entries.len());
+    let mut households: Vec<Option<i64>> = Vec::with_capacity(written.entries.len());
+    let mut announces = Vec::with_capacity(written.entries.len());
+    let mut place_of: HashMap<RecordId, i16> = HashMap::new();
+    for entry in &written.entries {
+        let (province, household) = match entry.filed {
+            Filed::Everyone => (0, None),
+            Filed::NoKnownHousehold => (0, Some(0)),
+            Filed::Household(household, number) => {
+                let province = match place_of.get(&household) {
+                    Some(province) => *province,
+                    None => {
+                        let village = match written.placed.get(&household) {
+                            Some(place) => Some(place.village.clone()),
+                            None => stored_place(tx, household)?.map(|place| place.village),
+                        };
+                        let province = village.as_deref().map_or(0, province_of);
+                        place_of.insert(household, province);
+                        province
+                    }
+                };
+                (province, Some(number))
+            }
+        };
+        provinces.push(province);
+        change_provinces.push(entry.change_province);
+        change_seqs.push(entry.change_seq);
+        households.push(household);
+        announces.push(entry.announce.as_i64() as i16);
+    }
+    backend.require_provinces(provinces.iter().copied())?;
+    let count = written.entries.len() as i64;
+    let last: i64 = tx
+        .query_one(
+            "UPDATE feed_head SET last = last + $1 RETURNING last",
+            &[&count],
+        )?
+        .get(0);
+    let seqs: Vec<i64> = (last - count + 1..=last).collect();
+    tx.execute(
+        "INSERT INTO feed (province, seq, change_province, change_seq, household, announce) \
+         SELECT * FROM unnest($1::int2[], $2::int8[], $3::int2[], $4::int8[], $5::int8[], $6::int2[])",
+        &[
+            &provinces,
+            &seqs,
+            &change_provinces,
+            &change_seqs,
+            &households,
+            &announces,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Checks who may push this outbox and that it is signed by its device's
+/// key; the scope it is checked against (the embedded store's rules).
+fn check_device(
+    tx: &mut Transaction<'_>,
+    account: &Account,
+    input: &PushInput,
+) -> Result<Scope, Failure> {
+    let device = input.device;
+    let owner = device_owner(tx, device)?;
+    let unknown = |message: String| Failure::Final(refused(RefusalCode::UnknownDevice, message));
+    let (key, scope) = match (owner, input.relay) {
+        (Some(owner), false) if owner.account == account.id => match owner.key {
+            Some(key) => (key, account.scope.clone()),
+            None => {
+                return Err(unknown(format!(
+                    "device {device} has not bound its key yet; sync again from the start"
+                )))
+            }
+        },
+        (Some(_), false) => return Err(wrong_device(device).into()),
+        (None, false) => {
+            return Err(unknown(format!(
+                "device {device} has not said hello to this server; sync again from the start"
+            )))
+        }
+        (Some(owner), true) if owner.revoked => {
+            return Err(refused(
+                RefusalCode::Revoked,
+                format!(
+                    "device {device} belongs to a revoked account; its changes are not accepted"
+                ),
+            )
+            .into())
+        }
+        (Some(owner), true) => match owner.key {
+            Some(key) => {
+                let row = tx.query_one(
+                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                    &[&owner.account],
+                )?;
+                (key, super::account_row(&row)?.scope)
+            }
+            None => {
+                return Err(unknown(format!(
+                    "device {device} has not said hello since it got its key; its outbox can be relayed once it has"
+                )))
+            }
+        },
+        (None, true) => match input.public_key {
+            Some(key) if device_id_of(&key) == device => (key, account.scope.clone()),
+            _ => {
+                return Err(unknown(format!(
+                    "device {device} is not known to this server, and the relay does not carry the key its id is made from"
+                )))
+            }
+        },
+    };
+    if !key.verifies_run(
+        device,
+        input.first_sequence,
+        &input.changes,
+        &input.signature,
+    ) {
+        return Err(refused(
+            RefusalCode::BadSignature,
+            format!(
+                "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
+            ),
+        )
+        .into());
+    }
+    Ok(scope)
+}
+
+/// Merges the changes of a push that are not set aside, as the core's plan
+/// says, and writes the log, the states, the places and the digests; the
+/// feed entries come back to be numbered at the commit.
+#[allow(clippy::too_many_arguments)]
+fn apply_fresh(
+    backend: &PostgresBackend,
+    tx: &mut Transaction<'_>,
+    scope: &Scope,
+    home: i16,
+    device: DeviceId,
+    fresh: Vec<(u64, Change)>,
+    now_ms: u64,
+    clock: &mut Clock,
+    fields: &HashMap<String, i32>,
+) -> Result<Written, RoundFailure> {
+    let mut written = Written::default();
+    if fresh.is_empty() {
+        return Ok(written);
+    }
+    let mut merged: HashMap<RecordKey, Merged> = HashMap::new();
+    let checked =
+        push::check_scope(scope, &fresh, &mut Held::new(tx, &merged)).map_err(plan_failure)?;
+    lock_records(backend, tx, &fresh, home, &mut merged)?;
+    // Merged in memory, in the batch's order.
+    let mut logged: Vec<(RecordKey, Change)> = Vec::with_capacity(fresh.len());
+    for (_, change) in fresh {
+        let arrival = normalize_arrival(change, clock, backend.device(), now_ms);
+        written.restamped += u32::from(arrival.restamped);
+        let change = arrival.change;
+        let record = merged
+            .get_mut(&change.record)
+            .expect("every record of the push is numbered");
+        record.state.apply(change.clone());
+        logged.push((change.record.clone(), change));
+    }
+    let mut refusals = Vec::new();
+    let mut keys: Vec<&RecordKey> = merged.keys().collect();
+    keys.sort_unstable();
+    for key in keys {
+        let state = &merged[key].state;
+        let verdict = push::check_merged(scope, device, key, state, &mut Held::new(tx, &merged))
+            .map_err(RoundFailure::Other)?;
+        refusals.extend(verdict.err());
+    }
+    if !refusals.is_empty() {
+        return Err(RoundFailure::Records(refusals));
+    }
+    let seqs = log_changes(tx, &logged, &merged, fields)?;
+    save_states(tx, &merged)?;
+    // Filed under the household each record belongs to once merged.
+    let mut numbers: HashMap<RecordId, i64> = HashMap::new();
+    for ((record, _), seq) in logged.iter().zip(&seqs) {
+        let Some(seq) = seq else {
+            written.duplicates += 1;
+            continue;
+        };
+        written.applied += 1;
+        let household = merged_household(record, &merged[record].state);
+        let filed = match push::filed_under(&record.kind, household) {
+            FiledUnder::Everyone => Filed::Everyone,
+            FiledUnder::NoKnownHousehold => Filed::NoKnownHousehold,
+            FiledUnder::Household(household) => Filed::Household(
+                household,
+                household_number(tx, household, home, &merged, &mut numbers)?,
+            ),
+        };
+        written.entries.push(FeedEntry {
+            filed,
+            change_province: merged[record].province,
+            change_seq: *seq,
+            announce: Announce::Arrival,
+        });
+    }
+    let this_push: BTreeSet<i64> = seqs.iter().flatten().copied().collect();
+    for household in &checked.to_place {
+        place_household(
+            backend,
+            tx,
+            *household,
+            home,
+            &merged,
+            &mut numbers,
+            &this_push,
+            &mut written,
+        )?;
+    }
+    for (record, left) in &checked.leaving {
+        let now = merged_household(record, &merged[record].state);
+        let Some(now) = push::moved_to(*left, now) else {
+            continue;
+        };
+        let number = household_number(tx, now, home, &merged, &mut numbers)?;
+        let own = &merged[record];
+        for (change_province, change_seq) in changes_of(tx, &[(own.province, own.n)])? {
+            written.entries.push(FeedEntry {
+                filed: Filed::Household(now, number),
+                change_province,
+                change_seq,
+                announce: Announce::Moved,
+            });
+        }
+    }
+    refresh_digests(backend, tx, &merged)?;
+    Ok(written)
+}
+
+/// The household a record belongs to as merged (a household's record
+/// belongs to itself).
+fn merged_household(record: &RecordKey, state: &RecordState) -> Option<RecordId> {
+    if record.kind == RecordKind::Household {
+        Some(record.id)
+    } else {
+        faenban_core::report::household_of(state)
+    }
+}
+
+/// Gives every record of the push its number and home province (on first
+/// sight) and locks it until the commit, then reads its state: two pushes
+/// of one record, through any processes, merge one after the other.
+fn lock_records(
+    backend: &PostgresBackend,
+    tx: &mut Transaction<'_>,
+    fresh: &[(u64, Change)],
+    home: i16,
+    merged: &mut HashMap<RecordKey, Merged>,
+) -> Result<(), RoundFailure> {
+    let mut keys: Vec<&RecordKey> = fresh.iter().map(|(_, change)| &change.record).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut numbered: HashMap<RecordKey, (i64, i16)> = HashMap::new();
+    let select = "SELECT rn.n, rn.kind, rn.id, rn.province FROM record_numbers rn \
+                  JOIN unnest($1::text[], $2::uuid[]) AS k(kind, id) \
+                  ON rn.kind = k.kind AND rn.id = k.id ORDER BY rn.n FOR NO KEY UPDATE OF rn";
+    let read = |tx: &mut Transaction<'_>,
+                keys: &[&RecordKey],
+                numbered: &mut HashMap<RecordKey, (i64, i16)>|
+     -> Result<(), RoundFailure> {
+        let kinds: Vec<&str> = keys.iter().map(|key| key.kind.as_str()).collect();
+        let ids: Vec<Uuid> = keys.iter().map(|key| key.id.0).collect();
+        for row in tx.query(select, &[&kinds, &ids])? {
+            let key = RecordKey::new(RecordKind::from_name(row.get(1)), row.get(2));
+            numbered.insert(key, (row.get(0), row.get(3)));
+        }
+        Ok(())
+    };
+    read(tx, &keys, &mut numbered)?;
+    let missing: Vec<&RecordKey> = keys
+        .iter()
+        .copied()
+        .filter(|key| !numbered.contains_key(*key))
+        .collect();
+    if !missing.is_empty() {
+        let provinces = new_provinces(tx, fresh, &missing, home, &numbered)?;
+        let kinds: Vec<&str> = missing.iter().map(|key| key.kind.as_str()).collect();
+        let ids: Vec<Uuid> = missing.iter().map(|key| key.id.0).collect();
+        let rows = tx.query(
+            "INSERT INTO record_numbers (kind, id, province) \
+             SELECT * FROM unnest($1::text[], $2::uuid[], $3::int2[]) \
+             ON CONFLICT (kind, id) DO NOTHING RETURNING n, kind, id, province",
+            &[&kinds, &ids, &provinces],
+        )?;
+        for row in rows {
+            let key = RecordKey::new(RecordKind::from_name(row.get(1)), row.get(2));
+            numbered.insert(key, (row.get(0), row.get(3)));
+        }
+        // Numbered meanwhile by a push that has committed since.
+        let raced: Vec<&RecordKey> = missing
+            .iter()
+            .copied()
+            .filter(|key| !numbered.contains_key(*key))
+            .collect();
+        if !raced.is_empty() {
+            read(tx, &raced, &mut numbered)?;
+        }
+    }
+    backend.require_provinces(numbered.values().map(|(_, province)| *province))?;
+    let mut by_province: HashMap<i16, Vec<i64>> = HashMap::new();
+    for (n, province) in numbered.values() {
+        by_province.entry(*province).or_default().push(*n);
+    }
+    let mut states: HashMap<i64, RecordState> = HashMap::new();
+    for (province, numbers) in by_province {
+        for row in tx.query(
+            "SELECT n, state FROM records WHERE province = $1 AND n = ANY($2)",
+            &[&province, &numbers],
+        )? {
+            states.insert(row.get(0), decode_state(row.get(1))?);
+        }
+    }
+    for key in keys {
+        let Some((n, province)) = numbered.get(key).copied() else {
+            return Err(Failure::Again(BackendError::Busy).into());
+        };
+        let state = states.remove(&n).unwrap_or_default();
+        merged.insert(
+            key.clone(),
+            Merged {
+                n,
+                province,
+                household_before: faenban_core::report::household_of(&state),
+                state,
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The home province of records the server has not seen: a household's
+/// from the village the batch gives it, another record's from its
+/// household's; else the account's own province, else none (0).
+fn new_provinces(
+    tx: &mut Transaction<'_>,
+    fresh: &[(u64, Change)],
+    missing: &[&RecordKey],
+    home: i16,
+    numbered: &HashMap<RecordKey, (i64, i16)>,
+) -> Result<Vec<i16>, RoundFailure> {
+    // The latest value the batch gives each record's `village` and
+    // `household`.
+    let mut latest: HashMap<(&RecordKey, &str), (&faenban_core::Stamp, &str)> = HashMap::new();
+    for (_, change) in fresh {
+        let field = change.field.as_str();
+        if field != "village" && field != "household" {
+            continue;
+        }
+        let Some(text) = change.value.as_str() else {
+            continue;
+        };
+        let slot = latest
+            .entry((&change.record, field))
+            .or_insert((&change.stamp, text));
+        if change.stamp >= *slot.0 {
+            *slot = (&change.stamp, text);
+        }
+    }
+    let village_province = |household: &RecordKey| {
+        latest
+            .get(&(household, "village"))
+            .map(|(_, village)| province_of(village))
+            .filter(|province| *province != 0)
+    };
+    let mut provinces = Vec::with_capacity(missing.len());
+    for key in missing {
+        let province = if key.kind == RecordKind::Household {
+            village_province(key)
+        } else {
+            match latest
+                .get(&(*key, "household"))
+                .and_then(|(_, id)| Uuid::parse_str(id).ok())
+            {
+                Some(household) => {
+                    let household = RecordKey::new(RecordKind::Household, household);
+                    match numbered.get(&household) {
+                        Some((_, province)) => Some(*province),
+                        None => match village_province(&household) {
+                            Some(province) => Some(province),
+                            None => tx
+                                .query_opt(
+                                    "SELECT province FROM record_numbers WHERE kind = 'household' AND id = $1",
+                                    &[&household.id.0],
+                                )?
+                                .map(|row| row.get::<_, i16>(0)),
+                        },
+                    }
+                }
+                None => None,
+            }
+        };
+        provinces.push(province.filter(|p| *p != 0).unwrap_or(home));
+    }
+    Ok(provinces)
+}
+
+/// Appends the push's changes to the log; each change's log number, or
+/// `None` for one the log already held under its stamp (refused if the log
+/// holds other content under it: a stamp is a change's identity).
+fn log_changes(
+    tx: &mut Transaction<'_>,
+    logged: &[(RecordKey, Change)],
+    merged: &HashMap<RecordKey, Merged>,
+    fields: &HashMap<String, i32>,
+) -> Result<Vec<Option<i64>>, RoundFailure> {
+    let mut provinces = Vec::with_capacity(logged.len());
+    let mut devices = Vec::with_capacity(logged.len());
+    let mut walls = Vec::with_capacity(logged.len());
+    let mut counters = Vec::with_capacity(logged.len());
+    let mut records = Vec::with_capacity(logged.len());
+    let mut field_numbers = Vec::with_capacity(logged.len());
+    let mut bodies = Vec::with_capacity(logged.len());
+    for (record, change) in logged {
+        let own = &merged[record];
+        provinces.push(own.province);
+        devices.push(change.stamp.device.0);
+        walls.push(change.stamp.hlc.wall_ms as i64);
+        counters.push(i64::from(change.stamp.hlc.counter));
+        records.push(own.n);
+        // Re-stamping keeps a change's field, so every field was numbered
+        // before the transaction began.
+        let field = *fields.get(change.field.as_str()).ok_or_else(|| {
+            Failure::Final(BackendError::Internal(format!(
+                "field {} was not numbered",
+                change.field
+            )))
+        })?;
+        field_numbers.push(field);
+        bodies.push(faenban_core::codec::encode_change_body(change));
+    }
+    let rows = tx.query(
+        "INSERT INTO changes (province, seq, device, wall_ms, counter, record, field, body) \
+         SELECT p, nextval('change_numbers'), d, w, c, r, f, b FROM \
+         unnest($1::int2[], $2::uuid[], $3::int8[], $4::int8[], $5::int8[], $6::int4[], $7::bytea[]) \
+         WITH ORDINALITY AS t(p, d, w, c, r, f, b, i) ORDER BY i \
+         ON CONFLICT (device, wall_ms, counter, province) DO NOTHING \
+         RETURNING seq, device, wall_ms, counter",
+        &[
+            &provinces,
+            &devices,
+            &walls,
+            &counters,
+            &records,
+            &field_numbers,
+            &bodies,
+        ],
+    )?;
+    let mut inserted: HashMap<(Uuid, i64, i64), i64> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        inserted.insert((row.get(1), row.get(2), row.get(3)), row.get(0));
+    }
+    let mut seqs = Vec::with_capacity(logged.len());
+    for (index, (_, change)) in logged.iter().enumerate() {
+        let stamp = (devices[index], walls[index], counters[index]);
+        // The first change under a stamp takes its log number.
+        if let Some(seq) = inserted.remove(&stamp) {
+            seqs.push(Some(seq));
+            continue;
+        }
+        let row = tx.query_one(
+            "SELECT body FROM changes WHERE province = $1 AND device = $2 AND wall_ms = $3 AND counter = $4",
+            &[&provinces[index], &stamp.0, &stamp.1, &stamp.2],
+        )?;
+        let held = faenban_core::codec::decode_change(
+            change.stamp,
+            change.record.clone(),
+            change.field.clone(),
+            row.get(0),
+        )
+        .ok();
+        let same_field: bool = tx
+            .query_one(
+                "SELECT field = $5 AND record = $6 FROM changes WHERE province = $1 AND device = $2 AND wall_ms = $3 AND counter = $4",
+                &[&provinces[index], &stamp.0, &stamp.1, &stamp.2, &field_numbers[index], &records[index]],
+            )?
+            .get(0);
+        if !same_field || held.as_ref() != Some(change) {
+            return Err(Failure::Final(refused(
+                RefusalCode::StampReused,
+                format!(
+                    "the server already holds a different change under the stamp of a change to {} {} (field {}); nothing of this batch was applied",
+                    change.record.kind, change.record.id, change.field
+                ),
+            ))
+            .into());
+        }
+        seqs.push(None);
+    }
+    Ok(seqs)
+}
+
+/// Writes the merged states.
+fn save_states(
+    tx: &mut Transaction<'_>,
+    merged: &HashMap<RecordKey, Merged>,
+) -> Result<(), RoundFailure> {
+    let mut provinces = Vec::with_capacity(merged.len());
+    let mut numbers = Vec::with_capacity(merged.len());
+    let mut states = Vec::with_capacity(merged.len());
+    let mut households: Vec<Option<Uuid>> = Vec::with_capacity(merged.len());
+    for record in merged.values() {
+        provinces.push(record.province);
+        numbers.push(record.n);
+        states.push(faenban_core::codec::encode_state(&record.state));
+        households.push(
+            record
+                .state
+                .shown("household")
+                .and_then(Value::as_str)
+                .and_then(|id| Uuid::parse_str(id).ok()),
+        );
+    }
+    tx.execute(
+        "INSERT INTO records (province, n, state, household) \
+         SELECT * FROM unnest($1::int2[], $2::int8[], $3::bytea[], $4::uuid[]) \
+         ON CONFLICT (n, province) DO UPDATE SET state = excluded.state, household = excluded.household",
+        &[&provinces, &numbers, &states, &households],
+    )?;
+    Ok(())
+}
+
+/// The record number of a household (given on first sight: a member may
+/// name a household the server has not seen yet).
+fn household_number(
+    tx: &mut Transaction<'_>,
+    household: RecordId,
+    home: i16,
+    merged: &HashMap<RecordKey, Merged>,
+    numbers: &mut HashMap<RecordId, i64>,
+) -> Result<i64, Failure> {
+    if let Some(number) = numbers.get(&household) {
+        return Ok(*number);
+    }
+    let key = RecordKey::new(RecordKind::Household, household.0);
+    let number = match merged.get(&key) {
+        Some(own) => own.n,
+        None => {
+            tx.execute(
+                "INSERT INTO record_numbers (kind, id, province) VALUES ('household', $1, $2) \
+                 ON CONFLICT (kind, id) DO NOTHING",
+                &[&household.0, &home],
+            )?;
+            tx.query_one(
+                "SELECT n FROM record_numbers WHERE kind = 'household' AND id = $1",
+                &[&household.0],
+            )?
+            .get(0)
+        }
+    };
+    numbers.insert(household, number);
+    Ok(number)
+}
+
+/// Where a household was last placed.
+fn stored_place(
+    tx: &mut Transaction<'_>,
+    household: RecordId,
+) -> Result<Option<HouseholdPlace>, Failure> {
+    Ok(tx
+        .query_opt(
+            "SELECT p.village, p.deprived FROM record_numbers rn \
+             JOIN places p ON p.household = rn.id AND p.province = rn.province \
+             WHERE rn.kind = 'household' AND rn.id = $1",
+            &[&household.0],
+        )?
+        .map(|row| HouseholdPlace {
+            village: row.get(0),
+            deprived: row.get::<_, i16>(1) as u8,
+        }))
+}
+
+/// The home province and number of a household and of every record that
+/// names it.
+fn household_records(
+    tx: &mut Transaction<'_>,
+    household: RecordId,
+) -> Result<Vec<(i16, i64)>, Failure> {
+    let mut records = Vec::new();
+    if let Some(row) = tx.query_opt(
+        "SELECT province, n FROM record_numbers WHERE kind = 'household' AND id = $1",
+        &[&household.0],
+    )? {
+        records.push((row.get(0), row.get(1)));
+    }
+    for row in tx.query(
+        "SELECT province, n FROM records WHERE household = $1",
+        &[&household.0],
+    )? {
+        records.push((row.get(0), row.get(1)));
+    }
+    Ok(records)
+}
+
+/// The log entries of these records, in log order.
+fn changes_of(
+    tx: &mut Transaction<'_>,
+    records: &[(i16, i64)],
+) -> Result<Vec<(i16, i64)>, Failure> {
+    let mut by_province: HashMap<i16, Vec<i64>> = HashMap::new();
+    for (province, n) in records {
+        by_province.entry(*province).or_default().push(*n);
+    }
+    let mut changes = Vec::new();
+    for (province, numbers) in by_province {
+        for row in tx.query(
+            "SELECT seq FROM changes WHERE province = $1 AND record = ANY($2)",
+            &[&province, &numbers],
+        )? {
+            changes.push((province, row.get::<_, i64>(0)));
+        }
+    }
+    changes.sort_unstable_by_key(|(_, seq)| *seq);
+    Ok(changes)
+}
+
+/// Places a household again ([`push::place_of`]) and announces its
+/// records' changes as [`push::placement`] says.
+#[allow(clippy::too_many_arguments)]
+fn place_household(
+    backend: &PostgresBackend,
+    tx: &mut Transaction<'_>,
+    household: RecordId,
+    home: i16,
+    merged: &HashMap<RecordKey, Merged>,
+    numbers: &mut HashMap<RecordId, i64>,
+    this_push: &BTreeSet<i64>,
+    written: &mut Written,
+) -> Result<(), Failure> {
+    let key = RecordKey::new(RecordKind::Household, household.0);
+    let state = match merged.get(&key) {
+        Some(own) => own.state.clone(),
+        None => match stored_state(tx, &key)? {
+            Some(state) => state,
+            None => return Ok(()),
+        },
+    };
+    let visits = tx
+        .query(
+            "SELECT rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
+             WHERE r.household = $1 AND rn.kind = 'visit'",
+            &[&household.0],
+        )?
+        .iter()
+        .map(|row| {
+            Ok((
+                RecordKey::new(RecordKind::Visit, row.get(0)),
+                decode_state(row.get(1))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, BackendError>>()?;
+    let place = push::place_of(household, &state, visits);
+    let before = stored_place(tx, household)?;
+    let placement = push::placement(before.as_ref(), &place);
+    if placement == push::Placement::Unchanged {
+        return Ok(());
+    }
+    let number = household_number(tx, household, home, merged, numbers)?;
+    let province: i16 = tx
+        .query_one(
+            "SELECT province FROM record_numbers WHERE n = $1",
+            &[&number],
+        )?
+        .get(0);
+    backend.require_provinces([province, province_of(&place.village)])?;
+    tx.execute(
+        "INSERT INTO places (province, household, village, deprived) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (household, province) DO UPDATE SET village = excluded.village, \
+         deprived = excluded.deprived",
+        &[
+            &province,
+            &household.0,
+            &place.village,
+            &i16::from(place.deprived),
+        ],
+    )?;
+    written.placed.insert(household, place);
+    let announce = match placement {
+        push::Placement::First if !this_push.is_empty() => Announce::Moved,
+        push::Placement::AnnounceAll(announce) => announce,
+        _ => return Ok(()),
+    };
+    let first = placement == push::Placement::First;
+    let records = household_records(tx, household)?;
+    for (change_province, change_seq) in changes_of(tx, &records)? {
+        // A first placement announces what arrived before this push; this
+        // push's own changes are filed as they arrive.
+        if first && this_push.contains(&change_seq) {
+            continue;
+        }
+        written.entries.push(FeedEntry {
+            filed: Filed::Household(household, number),
+            change_province,
+            change_seq,
+            announce,
+        });
+    }
+    Ok(())
+}
+
+/// Makes again the report digest of every household the push changed a
+/// record of (and of any a record left).
+fn refresh_digests(
+    backend: &PostgresBackend,
+    tx: &mut Transaction<'_>,
+    merged: &HashMap<RecordKey, Merged>,
+) -> Result<(), Failure> {
+    let mut households = BTreeSet::new();
+    for (key, record) in merged {
+        if key.kind == RecordKind::Household {
+            households.insert(key.id);
+        }
+        households.extend(record.household_before);
+        households.extend(faenban_core::report::household_of(&record.state));
+    }
+    for household in households {
+        let key = RecordKey::new(RecordKind::Household, household.0);
+        let own = match merged.get(&key) {
+            Some(own) => Some(own.state.clone()),
+            None => stored_state(tx, &key)?,
+        };
+        let Some(row) = tx.query_opt(
+            "SELECT province FROM record_numbers WHERE kind = 'household' AND id = $1",
+            &[&household.0],
+        )?
+        else {
+            continue;
+        };
+        let province: i16 = row.get(0);
+        backend.require_provinces([province])?;
+        let digest = match own {
+            Some(own) => {
+                let related = tx
+                    .query(
+                        "SELECT rn.kind, rn.id, r.state FROM records r \
+                         JOIN record_numbers rn ON rn.n = r.n WHERE r.household = $1",
+                        &[&household.0],
+                    )?
+                    .iter()
+                    .map(|row| {
+                        Ok((
+                            RecordKey::new(RecordKind::from_name(row.get(0)), row.get(1)),
+                            decode_state(row.get(2))?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, BackendError>>()?;
+                faenban_core::report::digest_household(
+                    (&key, &own),
+                    related.iter().map(|(key, state)| (key, state)),
+                    super::catalogues(),
+                )
+            }
+            None => None,
+        };
+        match digest {
+            Some(digest) => {
+                let text = serde_json::to_string(&digest)
+                    .map_err(|error| BackendError::Internal(error.to_string()))?;
+                tx.execute(
+                    "INSERT INTO report_digests (province, household, village, digest) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (household, province) \
+                     DO UPDATE SET village = excluded.village, digest = excluded.digest",
+                    &[&province, &household.0, &digest.village, &text],
+                )?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM report_digests WHERE province = $1 AND household = $2",
+                    &[&province, &household.0],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The server's holdings as one push sees them: what it has merged so far
+/// included.
+struct Held<'a, 't> {
+    tx: &'a mut Transaction<'t>,
+    merged: &'a HashMap<RecordKey, Merged>,
+    /// The last run of arrivals read.
+    run: Option<(u64, u64, Vec<u8>)>,
+}
+
+impl<'a, 't> Held<'a, 't> {
+    fn new(tx: &'a mut Transaction<'t>, merged: &'a HashMap<RecordKey, Merged>) -> Self {
+        Held {
+            tx,
+            merged,
+            run: None,
+        }
+    }
+}
+
+impl push::Holdings for Held<'_, '_> {
+    type Error = Failure;
+
+    fn held_through(&mut self, device: DeviceId) -> Result<u64, Failure> {
+        Ok(super::held_through(self.tx, device)?)
+    }
+
+    fn held_arrival(
+        &mut self,
+        device: DeviceId,
+        sequence: u64,
+    ) -> Result<Option<push::HeldArrival>, Failure> {
+        let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
+        if !self.run.as_ref().is_some_and(covers) {
+            self.run = self
+                .tx
+                .query_opt(
+                    "SELECT first_sequence, last_sequence, stamps FROM arrivals \
+                     WHERE device = $1 AND first_sequence <= $2 \
+                     ORDER BY first_sequence DESC LIMIT 1",
+                    &[&device.0, &(sequence as i64)],
+                )?
+                .map(|row| {
+                    (
+                        row.get::<_, i64>(0) as u64,
+                        row.get::<_, i64>(1) as u64,
+                        row.get::<_, Vec<u8>>(2),
+                    )
+                });
+        }
+        Ok(self
+            .run
+            .as_ref()
+            .filter(|run| covers(run))
+            .and_then(|(first, last, stamps)| {
+                let count = (last - first + 1) as usize;
+                let width = if stamps.len() == count * ARRIVAL_BYTES {
+                    ARRIVAL_BYTES
+                } else {
+                    STAMP_BYTES
+                };
+                let at = (sequence - first) as usize * width;
+                let bytes = stamps.get(at..at + width)?;
+                Some(push::HeldArrival {
+                    hlc: Hlc {
+                        wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+                        counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
+                    },
+                    fingerprint: (width == ARRIVAL_BYTES)
+                        .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
+                        .flatten(),
+                })
+            }))
+    }
+
+    fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>, Failure> {
+        if record.kind == RecordKind::Household {
+            return Ok(Some(record.id));
+        }
+        if let Some(own) = self.merged.get(record) {
+            return Ok(faenban_core::report::household_of(&own.state));
+        }
+        let row = self.tx.query_opt(
+            "SELECT r.household FROM record_numbers rn \
+             JOIN records r ON r.n = rn.n AND r.province = rn.province \
+             WHERE rn.kind = $1 AND rn.id = $2",
+            &[&record.kind.as_str(), &record.id.0],
+        )?;
+        Ok(row
+            .and_then(|row| row.get::<_, Option<Uuid>>(0))
+            .map(RecordId))
+    }
+
+    fn place(&mut self, household: RecordId) -> Result<Option<HouseholdPlace>, Failure> {
+        stored_place(self.tx, household)
+    }
+
+    fn merged_village(&mut self, household: RecordId) -> Result<Option<String>, Failure> {
+        let key = RecordKey::new(RecordKind::Household, household.0);
+        let state = match self.merged.get(&key) {
+            Some(own) => Some(own.state.clone()),
+            None => stored_state(self.tx, &key)?,
+        };
+        Ok(state.and_then(|state| {
+            state
+                .shown("village")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        }))
+    }
+
+    fn household_exists(&mut self, household: RecordId) -> Result<bool, Failure> {
+        Ok(self
+            .tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM record_numbers rn \
+                 JOIN records r ON r.n = rn.n AND r.province = rn.province \
+                 WHERE rn.kind = 'household' AND rn.id = $1)",
+                &[&household.0],
+            )?
+            .get(0))
+    }
+}
