@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use faenban_core::sync::{Role, Scope};
 use faenban_core::Dimension;
 use faenban_server::backend::{Backend, SqliteBackend};
+use faenban_server::postgres::PostgresBackend;
 use faenban_server::token;
 
 #[derive(Debug, Parser)]
@@ -20,13 +21,57 @@ struct Cli {
     command: Command,
 }
 
+/// Where the server's data is: a folder with its SQLite database, or a
+/// PostgreSQL database.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct StoreArgs {
+    /// The folder that holds the server's SQLite database.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// A PostgreSQL database, as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+    /// (or from FAENBAN_POSTGRES, which keeps a password out of the process list).
+    #[arg(long, env = "FAENBAN_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
+}
+
+impl StoreArgs {
+    /// Opens the store the arguments name.
+    fn open(&self) -> anyhow::Result<Arc<dyn Backend>> {
+        match (&self.data, &self.postgres) {
+            (Some(data), _) => Ok(Arc::new(SqliteBackend::open(data).with_context(|| {
+                format!("opening the server's store in {}", data.display())
+            })?)),
+            (None, Some(url)) => Ok(Arc::new(
+                PostgresBackend::open(url).context("opening the server's PostgreSQL database")?,
+            )),
+            (None, None) => anyhow::bail!("give --data DIR or --postgres URL"),
+        }
+    }
+
+    /// Where the store is, for the log (never a password).
+    fn describe(&self) -> String {
+        match (&self.data, &self.postgres) {
+            (Some(data), _) => data.join(faenban_server::backend::DATABASE_FILE).display().to_string(),
+            (None, Some(url)) => match url.parse::<postgres::Config>() {
+                Ok(config) => format!(
+                    "PostgreSQL database {} on {:?}",
+                    config.get_dbname().unwrap_or("(default)"),
+                    config.get_hosts()
+                ),
+                Err(_) => "PostgreSQL".to_owned(),
+            },
+            (None, None) => String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serves the sync protocol until Ctrl-C or SIGTERM.
     Serve {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Address and port to listen on, such as 127.0.0.1:8080 (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -43,9 +88,8 @@ enum Command {
 enum DeviceCommand {
     /// Lists the devices bound to accounts.
     List {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only the devices of this account.
         #[arg(long)]
         account: Option<String>,
@@ -54,9 +98,8 @@ enum DeviceCommand {
     /// account's token, binds it again. Its outbox is kept, on the laptop
     /// and in what the server holds of it.
     Release {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The device id (as `faenban status` shows it).
         #[arg(long)]
         device: uuid::Uuid,
@@ -65,9 +108,8 @@ enum DeviceCommand {
     /// one of a revoked account); its next hello under that account binds
     /// the key it proves.
     Enroll {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The device id (as `faenban status` shows it).
         #[arg(long)]
         device: uuid::Uuid,
@@ -81,9 +123,8 @@ enum DeviceCommand {
 enum AccountCommand {
     /// Adds an account and prints its token, once.
     Add {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// A unique name, such as the person's or team's.
         #[arg(long)]
         name: String,
@@ -101,9 +142,8 @@ enum AccountCommand {
     /// dimension; UTF-8 with a header row), all or none, and writes each
     /// account's token once to a new file readable only by its owner.
     Import {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The accounts, one per row.
         #[arg(long)]
         file: PathBuf,
@@ -113,15 +153,13 @@ enum AccountCommand {
     },
     /// Lists the accounts (never their tokens).
     List {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Changes an account's role, areas or dimension (what is not given stays).
     Edit {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The account's name.
         #[arg(long)]
         name: String,
@@ -137,9 +175,8 @@ enum AccountCommand {
     },
     /// Revokes an account: its token stops working at once.
     Revoke {
-        /// The folder that holds the server's database.
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The account's name.
         #[arg(long)]
         name: String,
@@ -165,7 +202,7 @@ fn now_ms() -> u64 {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { data, listen } => serve(data, listen),
+        Command::Serve { store, listen } => serve(&store, listen),
         Command::Account(command) => account(command),
         Command::Device(command) => device(command),
     }
@@ -173,8 +210,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn device(command: DeviceCommand) -> anyhow::Result<()> {
     match command {
-        DeviceCommand::List { data, account } => {
-            let backend = SqliteBackend::open(&data)?;
+        DeviceCommand::List { store, account } => {
+            let backend = store.open()?;
             println!("{:<38} {:<24} {:<8} name", "device", "account", "key");
             let devices = backend.devices()?.into_iter().filter(|device| {
                 account
@@ -192,8 +229,8 @@ fn device(command: DeviceCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        DeviceCommand::Release { data, device } => {
-            let backend = SqliteBackend::open(&data)?;
+        DeviceCommand::Release { store, device } => {
+            let backend = store.open()?;
             backend.release_device(faenban_core::DeviceId(device))?;
             println!(
                 "device {device} released; its next login binds it again, under that login's account"
@@ -201,11 +238,11 @@ fn device(command: DeviceCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DeviceCommand::Enroll {
-            data,
+            store,
             device,
             account,
         } => {
-            let backend = SqliteBackend::open(&data)?;
+            let backend = store.open()?;
             backend.enroll_device(faenban_core::DeviceId(device), &account)?;
             println!(
                 "device {device} enrolled under `{account}`; its next sync under that account binds its key"
@@ -215,14 +252,14 @@ fn device(command: DeviceCommand) -> anyhow::Result<()> {
     }
 }
 
-fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
+fn serve(store: &StoreArgs, listen: SocketAddr) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let backend = SqliteBackend::open(&data)
-        .with_context(|| format!("opening the server's store in {}", data.display()))?;
+    let backend = store.open()?;
+    let database = store.describe();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,8 +272,7 @@ fn serve(data: PathBuf, listen: SocketAddr) -> anyhow::Result<()> {
         // (with --listen …:0) to read; the sentence is for a person.
         println!("http://{address}");
         eprintln!("faenban-server listening on http://{address}");
-        tracing::info!(%address, database = %backend.path().display(), "serving");
-        let backend: Arc<dyn Backend> = Arc::new(backend);
+        tracing::info!(%address, %database, "serving");
         faenban_server::run(listener, backend, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
@@ -268,7 +304,7 @@ async fn shutdown_signal() {
 fn account(command: AccountCommand) -> anyhow::Result<()> {
     match command {
         AccountCommand::Add {
-            data,
+            store,
             name,
             role,
             area,
@@ -277,7 +313,7 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             let role = parse_role(&role)?;
             let dimension = dimension.as_deref().map(parse_dimension).transpose()?;
             let areas = parse_areas(&area)?;
-            let backend = SqliteBackend::open(&data)?;
+            let backend = store.open()?;
             let token = token::generate().context("making a token")?;
             let scope = Scope {
                 role,
@@ -294,13 +330,13 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AccountCommand::Edit {
-            data,
+            store,
             name,
             role,
             area,
             dimension,
         } => {
-            let backend = SqliteBackend::open(&data)?;
+            let backend = store.open()?;
             let Some(account) = backend
                 .accounts()?
                 .into_iter()
@@ -339,9 +375,9 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        AccountCommand::Import { data, file, tokens } => import_accounts(&data, &file, &tokens),
-        AccountCommand::List { data } => {
-            let backend = SqliteBackend::open(&data)?;
+        AccountCommand::Import { store, file, tokens } => import_accounts(&store, &file, &tokens),
+        AccountCommand::List { store } => {
+            let backend = store.open()?;
             println!(
                 "{:<24} {:<10} {:<14} {:<8} areas",
                 "name", "role", "dimension", "state"
@@ -366,8 +402,8 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AccountCommand::Revoke { data, name } => {
-            let backend = SqliteBackend::open(&data)?;
+        AccountCommand::Revoke { store, name } => {
+            let backend = store.open()?;
             let account = backend.revoke_account(&name, now_ms())?;
             println!("account `{}` revoked", account.name);
             Ok(())
@@ -380,7 +416,7 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
 /// `account import`: every row checked first, then the tokens written to a
 /// file only its owner reads, then all accounts added in one transaction.
 fn import_accounts(
-    data: &std::path::Path,
+    store: &StoreArgs,
     file: &std::path::Path,
     tokens: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -458,7 +494,7 @@ fn import_accounts(
     std::io::Write::write_all(&mut written, out.as_bytes())
         .and_then(|()| written.sync_all())
         .with_context(|| format!("writing {}", tokens.display()))?;
-    let backend = SqliteBackend::open(data)?;
+    let backend = store.open()?;
     match backend.add_accounts(&accounts, now_ms()) {
         Ok(added) => {
             eprintln!(

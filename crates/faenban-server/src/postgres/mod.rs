@@ -118,7 +118,10 @@ pub(crate) fn backend_error(error: postgres::Error) -> BackendError {
             ]
             .contains(code) =>
         {
-            BackendError::Unavailable(format!("the database is not taking requests: {error}"))
+            BackendError::Unavailable(format!(
+                "the database is not taking requests: {}",
+                with_cause(&error)
+            ))
         }
         Some(code)
             if [
@@ -131,8 +134,30 @@ pub(crate) fn backend_error(error: postgres::Error) -> BackendError {
             BackendError::Busy
         }
         Some(_) => BackendError::Storage(error.to_string()),
-        None => BackendError::Unavailable(format!("the database cannot be reached: {error}")),
+        None => BackendError::Unavailable(with_cause(&error)),
     }
+}
+
+/// A failure with what caused it (the client's own message leaves out why
+/// a connection failed).
+pub(crate) fn with_cause(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = cause_of(source);
+    }
+    text
+}
+
+fn cause_of<'a>(
+    error: Option<&'a (dyn std::error::Error + 'static)>,
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    error.and_then(std::error::Error::source)
 }
 
 /// The province a village or area code is in, as the partitions number it

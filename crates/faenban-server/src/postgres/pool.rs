@@ -143,9 +143,7 @@ impl Pool {
                     Err(error) => {
                         self.lock().lent -= 1;
                         self.returned.notify_one();
-                        Err(BackendError::Unavailable(format!(
-                            "the database cannot be reached: {error}"
-                        )))
+                        Err(BackendError::Unavailable(super::with_cause(&error)))
                     }
                 };
             }
