@@ -52,7 +52,10 @@ impl StoreArgs {
     /// Where the store is, for the log (never a password).
     fn describe(&self) -> String {
         match (&self.data, &self.postgres) {
-            (Some(data), _) => data.join(faenban_server::backend::DATABASE_FILE).display().to_string(),
+            (Some(data), _) => data
+                .join(faenban_server::backend::DATABASE_FILE)
+                .display()
+                .to_string(),
             (None, Some(url)) => match url.parse::<postgres::Config>() {
                 Ok(config) => format!(
                     "PostgreSQL database {} on {:?}",
@@ -375,7 +378,11 @@ fn account(command: AccountCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        AccountCommand::Import { store, file, tokens } => import_accounts(&store, &file, &tokens),
+        AccountCommand::Import {
+            store,
+            file,
+            tokens,
+        } => import_accounts(&store, &file, &tokens),
         AccountCommand::List { store } => {
             let backend = store.open()?;
             println!(

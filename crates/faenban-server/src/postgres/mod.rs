@@ -131,6 +131,7 @@ pub(crate) fn backend_error(error: postgres::Error) -> BackendError {
             ]
             .contains(code) =>
         {
+            tracing::debug!(error = %with_cause(&error), "the database asks for another try");
             BackendError::Busy
         }
         Some(_) => BackendError::Storage(error.to_string()),
@@ -211,9 +212,10 @@ impl PostgresBackend {
         self.pool.get()
     }
 
-    /// Runs a write, trying again after a transient failure and after
-    /// making a province's partitions.
-    fn write<T>(
+    /// Runs a call, trying again after a transient failure (a pull can be
+    /// chosen as a deadlock's victim too, beside a province's partitions
+    /// being made) and after making a province's partitions.
+    fn retrying<T>(
         &self,
         mut attempt: impl FnMut(&mut Connection<'_>) -> std::result::Result<T, Failure>,
     ) -> Result<T> {
@@ -642,7 +644,7 @@ impl Backend for PostgresBackend {
                 "no laptop may claim the server's own device id",
             ));
         }
-        self.write(|connection| {
+        self.retrying(|connection| {
             let mut tx = connection.client().transaction()?;
             match device_owner(&mut tx, device)? {
                 Some(owner) if owner.account != account.id => {
@@ -692,7 +694,9 @@ impl Backend for PostgresBackend {
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        self.write(|connection| push::push_once(self, connection, account, input.clone(), now_ms))
+        self.retrying(|connection| {
+            push::push_once(self, connection, account, input.clone(), now_ms)
+        })
     }
 
     fn pull(
@@ -702,8 +706,7 @@ impl Backend for PostgresBackend {
         check: Option<&str>,
         limit: usize,
     ) -> Result<PulledPage> {
-        let mut connection = self.connection()?;
-        pull::pull(self, &mut connection, scope, since, check, limit)
+        self.retrying(|connection| pull::pull(self, connection, scope, since, check, limit))
     }
 
     fn add_account(
@@ -713,7 +716,7 @@ impl Backend for PostgresBackend {
         token_hash: &[u8],
         now_ms: u64,
     ) -> Result<Account> {
-        self.write(|connection| {
+        self.retrying(|connection| {
             insert_account(connection.client(), name, scope, token_hash, now_ms)
         })
     }
@@ -723,7 +726,7 @@ impl Backend for PostgresBackend {
         accounts: &[(String, Scope, Vec<u8>)],
         now_ms: u64,
     ) -> Result<Vec<Account>> {
-        self.write(|connection| {
+        self.retrying(|connection| {
             let mut tx = connection.client().transaction()?;
             let mut added = Vec::with_capacity(accounts.len());
             for (name, scope, token_hash) in accounts {
@@ -747,7 +750,7 @@ impl Backend for PostgresBackend {
     }
 
     fn revoke_account(&self, name: &str, now_ms: u64) -> Result<Account> {
-        self.write(|connection| {
+        self.retrying(|connection| {
             let row = connection.client().query_opt(
                 &format!(
                     "UPDATE accounts SET revoked_ms = COALESCE(revoked_ms, $2) WHERE name = $1 \
@@ -762,7 +765,7 @@ impl Backend for PostgresBackend {
 
     fn edit_account(&self, name: &str, scope: &Scope) -> Result<Account> {
         check_scope_shape(scope)?;
-        self.write(|connection| {
+        self.retrying(|connection| {
             let row = connection.client().query_opt(
                 &format!(
                     "UPDATE accounts SET role = $2, areas = $3, dimension = $4 WHERE name = $1 \
@@ -781,7 +784,7 @@ impl Backend for PostgresBackend {
     }
 
     fn release_device(&self, device: DeviceId) -> Result<()> {
-        self.write(|connection| {
+        self.retrying(|connection| {
             let changed = connection
                 .client()
                 .execute("DELETE FROM devices WHERE device = $1", &[&device.0])?;
@@ -793,7 +796,7 @@ impl Backend for PostgresBackend {
     }
 
     fn enroll_device(&self, device: DeviceId, account: &str) -> Result<()> {
-        self.write(|connection| {
+        self.retrying(|connection| {
             let mut tx = connection.client().transaction()?;
             let id: i64 = tx
                 .query_opt(

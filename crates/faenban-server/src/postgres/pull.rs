@@ -11,8 +11,8 @@ use faenban_store::server::{PulledPage, MAX_PAGE_BYTES};
 use uuid::Uuid;
 
 use super::pool::Connection;
-use super::{backend_error, province_of, refused, PostgresBackend};
-use crate::backend::{BackendError, Result};
+use super::{province_of, refused, Failure, PostgresBackend};
+use crate::backend::BackendError;
 
 /// How many feed rows one page of a scoped pull may read past.
 const SCAN_PER_PAGE: i64 = 50_000;
@@ -34,38 +34,34 @@ pub(super) fn pull(
     since: u64,
     check: Option<&str>,
     limit: usize,
-) -> Result<PulledPage> {
+) -> Result<PulledPage, Failure> {
     let mut tx = connection
         .client()
         .build_transaction()
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
-        .start()
-        .map_err(backend_error)?;
+        .start()?;
     // Every entry numbered up to the head has committed (pushes number
     // their entries under the head's lock, last), so this snapshot holds
     // the whole feed through `last` and nothing after it.
-    let last: i64 = tx
-        .query_one("SELECT last FROM feed_head", &[])
-        .map_err(backend_error)?
-        .get(0);
+    let last: i64 = tx.query_one("SELECT last FROM feed_head", &[])?.get(0);
     let last = last as u64;
     if since > last {
-        return Err(refused(
+        return Err(Failure::Final(refused(
             RefusalCode::CursorAhead,
             format!(
                 "this server's changes end at {last}, before the laptop's cursor {since}; pull again from 0"
             ),
-        ));
+        )));
     }
     if let Some(check) = check.filter(|_| since > 0) {
         if fingerprint(&mut tx, since)?.as_deref() != Some(check) {
-            return Err(refused(
+            return Err(Failure::Final(refused(
                 RefusalCode::CursorAhead,
                 format!(
                     "entry {since} of this server's changes is not the one the laptop pulled last; pull again from 0"
                 ),
-            ));
+            )));
         }
     }
     let since_row = i64::try_from(since).unwrap_or(i64::MAX);
@@ -98,8 +94,7 @@ pub(super) fn pull(
             &format!("{COLUMNS} WHERE f.province = ANY($3) AND f.seq > $1 ORDER BY f.seq LIMIT $2"),
             &[&since_row, &scan, &provinces],
         )
-    }
-    .map_err(backend_error)?;
+    }?;
     let scanned_all = (rows.len() as i64) < scan;
     let mut chosen: Vec<Chosen> = Vec::new();
     let mut next = since;
@@ -156,7 +151,7 @@ pub(super) fn pull(
     let changes = read_changes(backend, &mut tx, &chosen)?;
     let devices = device_names(&mut tx, &changes.devices)?;
     let check = fingerprint(&mut tx, next)?;
-    tx.commit().map_err(backend_error)?;
+    tx.commit()?;
     Ok(PulledPage {
         devices,
         changes,
@@ -171,17 +166,15 @@ fn read_changes(
     backend: &PostgresBackend,
     tx: &mut postgres::Transaction<'_>,
     chosen: &[Chosen],
-) -> Result<faenban_core::sync::ChangeSet> {
+) -> Result<faenban_core::sync::ChangeSet, Failure> {
     let provinces: Vec<i16> = chosen.iter().map(|c| c.change_province).collect();
     let seqs: Vec<i64> = chosen.iter().map(|c| c.change_seq).collect();
-    let rows = tx
-        .query(
-            "SELECT t.i, c.wall_ms, c.counter, c.device, c.field, c.body \
+    let rows = tx.query(
+        "SELECT t.i, c.wall_ms, c.counter, c.device, c.field, c.body \
              FROM unnest($1::int2[], $2::int8[]) WITH ORDINALITY AS t(p, s, i) \
              JOIN changes c ON c.province = t.p AND c.seq = t.s",
-            &[&provinces, &seqs],
-        )
-        .map_err(backend_error)?;
+        &[&provinces, &seqs],
+    )?;
     let mut by_index: HashMap<i64, postgres::Row> = HashMap::with_capacity(rows.len());
     for row in rows {
         by_index.insert(row.get(0), row);
@@ -217,18 +210,16 @@ fn read_changes(
 /// What identifies the feed entry at `seq`: the stamp of its change (the
 /// embedded store's form, so that a moved server's laptops keep their
 /// cursors).
-fn fingerprint(tx: &mut postgres::Transaction<'_>, seq: u64) -> Result<Option<String>> {
+fn fingerprint(tx: &mut postgres::Transaction<'_>, seq: u64) -> Result<Option<String>, Failure> {
     if seq == 0 {
         return Ok(None);
     }
-    let row = tx
-        .query_opt(
-            "SELECT c.wall_ms, c.counter, c.device FROM feed f \
+    let row = tx.query_opt(
+        "SELECT c.wall_ms, c.counter, c.device FROM feed f \
              JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
              WHERE f.seq = $1",
-            &[&(seq as i64)],
-        )
-        .map_err(backend_error)?;
+        &[&(seq as i64)],
+    )?;
     Ok(row.map(|row| {
         format!(
             "{}.{}.{}",
@@ -244,15 +235,13 @@ fn fingerprint(tx: &mut postgres::Transaction<'_>, seq: u64) -> Result<Option<St
 fn device_names(
     tx: &mut postgres::Transaction<'_>,
     devices: &[DeviceId],
-) -> Result<Vec<DeviceName>> {
+) -> Result<Vec<DeviceName>, Failure> {
     let ids: Vec<Uuid> = devices.iter().map(|device| device.0).collect();
-    let rows = tx
-        .query(
-            "SELECT d.device, d.name, a.name FROM devices d JOIN accounts a ON a.id = d.account \
+    let rows = tx.query(
+        "SELECT d.device, d.name, a.name FROM devices d JOIN accounts a ON a.id = d.account \
              WHERE d.device = ANY($1)",
-            &[&ids],
-        )
-        .map_err(backend_error)?;
+        &[&ids],
+    )?;
     let mut names: HashMap<Uuid, (String, String)> = rows
         .iter()
         .map(|row| (row.get(0), (row.get(1), row.get(2))))
