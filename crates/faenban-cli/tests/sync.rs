@@ -1,6 +1,7 @@
 //! End to end: real `faenban` laptops syncing through a real
 //! `faenban-server` on loopback, including a server killed mid-push, lying
-//! clocks, refused accounts and bundles carried by hand.
+//! clocks, refused accounts and bundles carried by hand; each on both of the
+//! server's stores (SQLite, and a real PostgreSQL).
 
 mod support;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use faenban_store::Store;
 use serde_json::Value;
-use support::{Laptop, ServerProcess};
+use support::{Backing, Laptop, ServerProcess};
 
 const VILLAGE: &str = "40010101";
 
@@ -26,9 +27,9 @@ fn conflicts(laptop: &Laptop) -> Value {
     laptop.json(&["conflicts", "list"])
 }
 
-#[test]
-fn three_laptops_and_the_province_converge_whatever_the_order() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn three_laptops_and_the_province_converge_whatever_the_order(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let volunteer = laptop("อสม. มาลี");
     let neighbour = laptop("อสม. สมศรี");
     let team = laptop("ทีมอำเภอ");
@@ -85,20 +86,6 @@ fn three_laptops_and_the_province_converge_whatever_the_order() {
         (Some(0), Some(0))
     );
 }
-
-/// How many arrivals and first announcements the server holds, and whether
-/// any change was applied twice.
-fn server_counts(server: &ServerProcess) -> (i64, i64, i64) {
-    let connection = rusqlite::Connection::open(server.database()).unwrap();
-    let count = |sql: &str| connection.query_row(sql, [], |row| row.get(0)).unwrap();
-    (
-        count("SELECT COALESCE(SUM(last_sequence - first_sequence + 1), 0) FROM arrivals"),
-        count("SELECT COUNT(*) FROM feed WHERE announce = 0"),
-        count(
-            "SELECT COUNT(*) FROM (SELECT change_seq FROM feed WHERE announce = 0 \
-             GROUP BY change_seq HAVING COUNT(*) > 1)",
-        ),
-    )
 }
 
 /// A laptop holding a generated district of `households` households.
@@ -113,9 +100,9 @@ fn busy_laptop(households: usize) -> Laptop {
     laptop
 }
 
-#[test]
-fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice() {
-    let mut server = ServerProcess::start();
+on_both_stores! {
+fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice(backing: Backing) {
+    let mut server = ServerProcess::start_on(backing);
     let laptop = busy_laptop(400);
     let total = laptop.unpushed();
     laptop.login(&server, &server.account("จังหวัด", "province", ""));
@@ -124,12 +111,10 @@ fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice(
     let mut sync = laptop.cmd(&["sync", "--retries", "0"]);
     sync.timeout(Duration::from_secs(120));
     let handle = std::thread::spawn(move || sync.output().unwrap());
-    let connection = rusqlite::Connection::open(server.database()).unwrap();
     // Wait until part of the outbox has arrived, then kill.
     for _ in 0..2000 {
-        let arrived: i64 = connection
-            .query_row("SELECT COUNT(*) FROM arrivals", [], |row| row.get(0))
-            .unwrap_or(0); // runs, not changes: any will do
+        // Runs, not changes: any will do.
+        let arrived = server.count("SELECT COUNT(*) FROM arrivals");
         if arrived > 0 {
             break;
         }
@@ -137,9 +122,8 @@ fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice(
     }
     server.kill();
     let output = handle.join().unwrap();
-    drop(connection);
     let left = laptop.unpushed();
-    let (arrived, _, twice) = server_counts(&server);
+    let (arrived, _, twice) = server.counts();
     assert_eq!(twice, 0);
     // What the laptop dropped, the server holds.
     assert!(
@@ -156,7 +140,7 @@ fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice(
     server.restart();
     laptop.sync();
     assert_eq!(laptop.unpushed(), 0);
-    let (arrived, announced, twice) = server_counts(&server);
+    let (arrived, announced, twice) = server.counts();
     assert_eq!(arrived as u64, total);
     assert_eq!(announced as u64, total);
     assert_eq!(twice, 0);
@@ -164,6 +148,7 @@ fn a_server_killed_mid_push_loses_no_acknowledged_change_and_applies_none_twice(
     province.login(&server, &server.account("จังหวัด 2", "province", ""));
     province.sync();
     assert!(province.ok(&["export"]) == laptop.ok(&["export"]));
+}
 }
 
 /// Starts `faenban sync` and SIGKILLs it after each delay in turn.
@@ -183,9 +168,9 @@ fn kill_syncs(laptop: &Laptop, delays_ms: &[u64]) {
     }
 }
 
-#[test]
-fn a_sync_killed_at_any_point_resumes() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn a_sync_killed_at_any_point_resumes(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let laptop = busy_laptop(300);
     let total = laptop.unpushed();
     // A district team's account, scoped: every batch must place each new
@@ -194,7 +179,7 @@ fn a_sync_killed_at_any_point_resumes() {
     kill_syncs(&laptop, &[30, 120, 400]);
     laptop.sync();
     assert_eq!(laptop.unpushed(), 0);
-    let (arrived, _, twice) = server_counts(&server);
+    let (arrived, _, twice) = server.counts();
     assert_eq!((arrived as u64, twice), (total, 0));
     // A second laptop that pulled while being killed also ends complete.
     let other = self::laptop("ทีม");
@@ -203,13 +188,14 @@ fn a_sync_killed_at_any_point_resumes() {
     other.sync();
     assert!(other.ok(&["export"]) == laptop.ok(&["export"]));
 }
+}
 
 const YEARS_9_MS: i64 = 9 * 365 * 24 * 3600 * 1000;
 const YEARS_11_MS: i64 = 11 * 365 * 24 * 3600 * 1000;
 
-#[test]
-fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let ahead = laptop("เครื่องเวลาเดินหน้า");
     let behind = laptop("เครื่องเวลาถอยหลัง");
     let office = laptop("สำนักงาน");
@@ -310,10 +296,11 @@ fn laptops_whose_clocks_say_2035_and_2015_still_converge_and_do_not_win_forever(
         "{change:?}"
     );
 }
+}
 
-#[test]
-fn what_the_account_may_never_send_is_refused_as_it_is_typed() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn what_the_account_may_never_send_is_refused_as_it_is_typed(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let volunteer = laptop("อสม.");
     volunteer.login(&server, &server.account("มาลี", "volunteer", "40010203"));
     // A household in another village: refused at once, nothing saved.
@@ -379,10 +366,11 @@ fn what_the_account_may_never_send_is_refused_as_it_is_typed() {
     assert_eq!(synced["held_back"].as_u64(), Some(0), "{synced}");
     assert_eq!(volunteer.unpushed(), 0);
 }
+}
 
-#[test]
-fn a_change_the_server_refuses_is_set_aside_and_the_rest_still_reaches_the_office() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn a_change_the_server_refuses_is_set_aside_and_the_rest_still_reaches_the_office(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let office = laptop("จังหวัด");
     office.login(&server, &server.account("จังหวัด", "province", ""));
     office.ok(&[
@@ -496,10 +484,11 @@ fn a_change_the_server_refuses_is_set_aside_and_the_rest_still_reaches_the_offic
     assert!(stderr.contains("revoked"), "{stderr}");
     assert!(team.unpushed() > 0);
 }
+}
 
-#[test]
-fn a_dead_server_is_reported_and_the_outbox_kept() {
-    let mut server = ServerProcess::start();
+on_both_stores! {
+fn a_dead_server_is_reported_and_the_outbox_kept(backing: Backing) {
+    let mut server = ServerProcess::start_on(backing);
     let volunteer = laptop("อสม.");
     volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
     volunteer.add_household();
@@ -511,10 +500,11 @@ fn a_dead_server_is_reported_and_the_outbox_kept() {
     assert!(stderr.contains("tried 2 times"), "{stderr}");
     assert_eq!(volunteer.unpushed(), before);
 }
+}
 
-#[test]
-fn a_bundle_carries_an_offline_laptops_work_to_the_server_and_the_answer_back() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn a_bundle_carries_an_offline_laptops_work_to_the_server_and_the_answer_back(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let offline = laptop("อสม. บนดอย");
     let online = laptop("ทีมตำบล");
     let province = laptop("จังหวัด");
@@ -597,10 +587,11 @@ fn a_bundle_carries_an_offline_laptops_work_to_the_server_and_the_answer_back() 
     assert_eq!(code, 3);
     assert!(stderr.contains("nothing was imported"), "{stderr}");
 }
+}
 
-#[test]
-fn a_laptop_restored_from_a_backup_renumbers_its_outbox_and_loses_nothing() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn a_laptop_restored_from_a_backup_renumbers_its_outbox_and_loses_nothing(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let volunteer = laptop("อสม.");
     volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
     volunteer.add_household();
@@ -643,6 +634,7 @@ fn a_laptop_restored_from_a_backup_renumbers_its_outbox_and_loses_nothing() {
     }
     volunteer.sync();
     assert!(volunteer.ok(&["export"]) == merged);
+}
 }
 
 /// A TLS server whose certificate no public authority signed: `openssl
@@ -833,9 +825,9 @@ fn a_server_restored_from_a_backup_is_pulled_again_from_the_start() {
     assert!(volunteer.ok(&["export"]) == merged);
 }
 
-#[test]
-fn a_released_device_logs_in_under_a_team_account_and_its_outbox_arrives_whole() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn a_released_device_logs_in_under_a_team_account_and_its_outbox_arrives_whole(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let laptop = laptop("เครื่องของอำเภอ");
     laptop.login(&server, &server.account("มาลี", "volunteer", "40010101"));
     laptop.add_household();
@@ -872,10 +864,11 @@ fn a_released_device_logs_in_under_a_team_account_and_its_outbox_arrives_whole()
     let listed = server.admin("device", "list", &["--account", "ทีมอำเภอ"]);
     assert!(listed.contains(&device), "{listed}");
 }
+}
 
-#[test]
-fn an_office_sets_up_a_programme_of_accounts_from_one_list() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn an_office_sets_up_a_programme_of_accounts_from_one_list(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("accounts.csv");
     let mut csv = String::from("\u{feff}name,role,areas,dimension\n");
@@ -941,10 +934,11 @@ fn an_office_sets_up_a_programme_of_accounts_from_one_list() {
     let listed = server.admin("account", "list", &[]);
     assert!(!listed.contains("\nก "), "{listed}");
 }
+}
 
-#[test]
-fn conflicts_and_history_name_the_other_laptop_and_its_account() {
-    let server = ServerProcess::start();
+on_both_stores! {
+fn conflicts_and_history_name_the_other_laptop_and_its_account(backing: Backing) {
+    let server = ServerProcess::start_on(backing);
     let malee = laptop("เครื่องบ้านโนนสูง");
     let somsri = laptop("เครื่องบ้านโคก");
     malee.login(&server, &server.account("อสม. มาลี", "volunteer", VILLAGE));
@@ -964,4 +958,5 @@ fn conflicts_and_history_name_the_other_laptop_and_its_account() {
         history.contains("เครื่องบ้านโคก (อสม. สมศรี)  ที่อยู่ = 12/1 หมู่ 1"),
         "{history}"
     );
+}
 }

@@ -85,6 +85,17 @@ enum Command {
     /// Lists devices and enrolls a device under an account.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Moves a server's data from its SQLite folder into an empty
+    /// PostgreSQL database; its laptops' logins, cursors and outboxes stay
+    /// valid. Stop the SQLite server first.
+    Migrate {
+        /// The folder of the SQLite server.
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL database, as postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE.
+        #[arg(long, env = "FAENBAN_POSTGRES", hide_env_values = true)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,6 +219,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { store, listen } => serve(&store, listen),
         Command::Account(command) => account(command),
         Command::Device(command) => device(command),
+        Command::Migrate { from, to } => {
+            let moved =
+                faenban_server::postgres::migrate::migrate(&from, &to).with_context(|| {
+                    format!("moving {} to PostgreSQL; nothing was moved", from.display())
+                })?;
+            println!(
+                "moved {} accounts, {} devices, {} records, {} changes and {} feed entries; serve it with: faenban-server serve --postgres URL",
+                moved.accounts, moved.devices, moved.records, moved.changes, moved.feed
+            );
+            Ok(())
+        }
     }
 }
 

@@ -9,6 +9,47 @@ use assert_cmd::Command;
 use faenban_store::Store;
 use serde_json::Value;
 
+#[path = "../../../faenban-server/tests/support/postgres_support.rs"]
+pub mod postgres_support;
+
+/// Runs `work` on a thread of its own (the PostgreSQL helpers' way).
+pub fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(work).join().unwrap())
+}
+
+/// Which store a test's server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backing {
+    Sqlite,
+    Postgres,
+}
+
+/// A test body run once on each store: `#[test]` functions named
+/// `<name>::sqlite` and `<name>::postgres` from one body, which takes the
+/// store to start its server on.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($(#[$attribute:meta])* fn $name:ident($backing:ident: Backing) $body:block) => {
+        $(#[$attribute])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($backing: Backing) $body
+
+            #[test]
+            fn sqlite() {
+                body(Backing::Sqlite)
+            }
+
+            #[test]
+            fn postgres() {
+                body(Backing::Postgres)
+            }
+        }
+    };
+}
+
 /// A laptop: a scratch folder with one faenban database.
 pub struct Laptop {
     _dir: tempfile::TempDir,
@@ -137,6 +178,9 @@ pub struct ServerProcess {
     pub data: tempfile::TempDir,
     child: Option<std::process::Child>,
     pub port: u16,
+    pub backing: Backing,
+    /// The server's database when it runs on PostgreSQL.
+    pub postgres: Option<postgres_support::ScratchDatabase>,
 }
 
 /// The server binary, built if this test run did not build it already.
@@ -157,13 +201,64 @@ fn server_binary() -> PathBuf {
 
 impl ServerProcess {
     pub fn start() -> ServerProcess {
+        ServerProcess::start_on(Backing::Sqlite)
+    }
+
+    /// A server on the store `backing` names (a scratch database of its
+    /// own on the test cluster for PostgreSQL).
+    pub fn start_on(backing: Backing) -> ServerProcess {
         let mut server = ServerProcess {
             data: tempfile::tempdir().unwrap(),
             child: None,
             port: 0,
+            backing,
+            postgres: (backing == Backing::Postgres).then(postgres_support::ScratchDatabase::new),
         };
         server.launch();
         server
+    }
+
+    /// Where the server's data is, as its commands take it.
+    pub fn store_args(&self) -> Vec<std::ffi::OsString> {
+        match &self.postgres {
+            Some(database) => vec!["--postgres".into(), database.url.clone().into()],
+            None => vec!["--data".into(), self.data.path().into()],
+        }
+    }
+
+    /// One number the server's database answers `sql` with (the same
+    /// tables on both stores).
+    pub fn count(&self, sql: &str) -> i64 {
+        match &self.postgres {
+            Some(database) => {
+                let url = database.url.clone();
+                let sql = sql.to_owned();
+                off_runtime(move || {
+                    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                    client
+                        .query_one(&format!("SELECT ({sql})::bigint"), &[])
+                        .unwrap()
+                        .get(0)
+                })
+            }
+            None => rusqlite::Connection::open(self.database())
+                .unwrap()
+                .query_row(sql, [], |row| row.get(0))
+                .unwrap(),
+        }
+    }
+
+    /// How many arrivals and first announcements the server holds, and
+    /// how many changes were announced twice (none, ever).
+    pub fn counts(&self) -> (i64, i64, i64) {
+        (
+            self.count("SELECT COALESCE(SUM(last_sequence - first_sequence + 1), 0) FROM arrivals"),
+            self.count("SELECT COUNT(*) FROM feed WHERE announce = 0"),
+            self.count(
+                "SELECT COUNT(*) FROM (SELECT change_seq FROM feed WHERE announce = 0 \
+                 GROUP BY change_seq HAVING COUNT(*) > 1) AS twice",
+            ),
+        )
     }
 
     /// Starts the process, on the port it had before if it had one.
@@ -171,8 +266,7 @@ impl ServerProcess {
         use std::io::BufRead as _;
         let mut child = std::process::Command::new(server_binary())
             .arg("serve")
-            .arg("--data")
-            .arg(self.data.path())
+            .args(self.store_args())
             .arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
             .stdout(std::process::Stdio::piped())
@@ -200,8 +294,8 @@ impl ServerProcess {
     /// Adds an account through the server's own command; returns the token.
     pub fn account(&self, name: &str, role: &str, area: &str) -> String {
         let output = std::process::Command::new(server_binary())
-            .args(["account", "add", "--data"])
-            .arg(self.data.path())
+            .args(["account", "add"])
+            .args(self.store_args())
             .args(["--name", name, "--role", role, "--area", area])
             .output()
             .unwrap();
@@ -215,8 +309,8 @@ impl ServerProcess {
 
     pub fn revoke(&self, name: &str) {
         let status = std::process::Command::new(server_binary())
-            .args(["account", "revoke", "--data"])
-            .arg(self.data.path())
+            .args(["account", "revoke"])
+            .args(self.store_args())
             .args(["--name", name])
             .output()
             .unwrap()
@@ -224,12 +318,12 @@ impl ServerProcess {
         assert!(status.success());
     }
 
-    /// Runs `faenban-server GROUP VERB --data … ARGS…` (`account edit`,
+    /// Runs `faenban-server GROUP VERB --data …|--postgres … ARGS…` (`account edit`,
     /// `device release`, …) and returns what it printed.
     pub fn admin(&self, group: &str, verb: &str, args: &[&str]) -> String {
         let output = std::process::Command::new(server_binary())
-            .args([group, verb, "--data"])
-            .arg(self.data.path())
+            .args([group, verb])
+            .args(self.store_args())
             .args(args)
             .output()
             .unwrap();

@@ -6,6 +6,7 @@
 //! writers, and how the tables are partitioned by province, is in
 //! `docs/postgres.md`.
 
+pub mod migrate;
 mod pool;
 mod pull;
 mod push;
@@ -196,12 +197,12 @@ impl PostgresBackend {
     pub fn open_with(url: &str, options: PoolOptions) -> Result<PostgresBackend> {
         let pool = Pool::new(url, options)?;
         let mut connection = pool.get()?;
-        let key = prepare_schema(&mut connection)?;
+        let (key, device) = prepare_schema(&mut connection)?;
         let provinces = existing_provinces(&mut connection)?;
         drop(connection);
         Ok(PostgresBackend {
             pool,
-            device: key.device_id(),
+            device,
             key,
             provinces: Mutex::new(provinces),
             fields: Mutex::new(Fields::default()),
@@ -348,8 +349,9 @@ impl PostgresBackend {
 }
 
 /// Makes the schema in an empty database (once, whichever process comes
-/// first) and returns the server's key.
-fn prepare_schema(connection: &mut Connection<'_>) -> Result<DeviceKey> {
+/// first) and returns the server's key and device id (the key's, unless
+/// the server was moved from one made before keys existed).
+fn prepare_schema(connection: &mut Connection<'_>) -> Result<(DeviceKey, DeviceId)> {
     let mut tx = connection.client().transaction().map_err(backend_error)?;
     tx.execute("SELECT pg_advisory_xact_lock(7243, 0)", &[])
         .map_err(backend_error)?;
@@ -385,8 +387,19 @@ fn prepare_schema(connection: &mut Connection<'_>) -> Result<DeviceKey> {
         .get(0);
     let key = DeviceKey::from_seed_hex(&seed)
         .ok_or_else(|| BackendError::Storage("the server's key is not 64 hex digits".into()))?;
+    let device = tx
+        .query_opt("SELECT value FROM meta WHERE key = 'server_device'", &[])
+        .map_err(backend_error)?
+        .map(|row| row.get::<_, String>(0));
+    let device =
+        match device {
+            Some(text) => DeviceId(uuid::Uuid::parse_str(&text).map_err(|error| {
+                BackendError::Storage(format!("the server's device id: {error}"))
+            })?),
+            None => key.device_id(),
+        };
     tx.commit().map_err(backend_error)?;
-    Ok(key)
+    Ok((key, device))
 }
 
 /// The provinces whose partitions exist.
