@@ -960,3 +960,50 @@ fn conflicts_and_history_name_the_other_laptop_and_its_account(backing: Backing)
     );
 }
 }
+
+#[test]
+fn a_server_moved_from_sqlite_to_postgresql_keeps_its_laptops_logins_cursors_and_outboxes() {
+    let mut server = ServerProcess::start();
+    let volunteer = laptop("อสม. มาลี");
+    let province = laptop("สำนักงานจังหวัด");
+    volunteer.login(&server, &server.account("มาลี", "volunteer", VILLAGE));
+    province.login(&server, &server.account("จังหวัด", "province", ""));
+    volunteer.add_household();
+    volunteer.add_member("มาลี", "female", "head");
+    let pushed = volunteer.sync();
+    assert!(pushed["pushed"].as_u64().unwrap() > 5, "{pushed}");
+    let first = province.sync();
+    let pulled_before = first["pulled"].as_u64().unwrap();
+    assert!(pulled_before > 5, "{first}");
+    // Recorded offline while the office moves the server.
+    edit(&volunteer, "--notes", "ย้ายเครื่องแม่ข่ายแล้ว");
+    volunteer.add_member("สมชาย", "male", "spouse");
+    let waiting = volunteer.unpushed();
+    assert!(waiting >= 2);
+
+    let said = server.move_to_postgres();
+    assert!(said.contains("moved 2 accounts"), "{said}");
+
+    // The same logins push what waited, and the province pulls only what
+    // is new: its cursor still holds on the moved feed.
+    let after = volunteer.sync();
+    assert_eq!(after["pushed"].as_u64(), Some(waiting), "{after}");
+    assert_eq!(volunteer.unpushed(), 0);
+    let second = province.sync();
+    assert_eq!(second["pulled"].as_u64(), Some(waiting), "{second}");
+    assert!(
+        province.ok(&["export", "--format", "json"])
+            == volunteer.ok(&["export", "--format", "json"]),
+        "the province's export differs from the volunteer's"
+    );
+    // A laptop new to the moved server pulls everything, the same.
+    let office = laptop("สำนักงานจังหวัด 2");
+    office.login(&server, &server.account("จังหวัด 2", "province", ""));
+    let whole = office.sync();
+    assert_eq!(
+        whole["pulled"].as_u64(),
+        Some(pulled_before + waiting),
+        "{whole}"
+    );
+    assert!(office.ok(&["export", "--format", "json"]) == province.ok(&["export", "--format", "json"]));
+}

@@ -335,6 +335,30 @@ impl ServerProcess {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// Stops this SQLite server, moves its data into a new PostgreSQL
+    /// database with `faenban-server migrate`, and serves that on the same
+    /// port: what a province office does to move onto PostgreSQL.
+    pub fn move_to_postgres(&mut self) -> String {
+        assert_eq!(self.backing, Backing::Sqlite, "only a SQLite server moves");
+        self.kill();
+        let database = postgres_support::ScratchDatabase::new();
+        let output = std::process::Command::new(server_binary())
+            .args(["migrate", "--from"])
+            .arg(self.data.path())
+            .args(["--to", &database.url])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "migrate: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.backing = Backing::Postgres;
+        self.postgres = Some(database);
+        self.launch();
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// SIGKILL: no chance to finish anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
