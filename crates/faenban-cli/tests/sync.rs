@@ -1005,5 +1005,7 @@ fn a_server_moved_from_sqlite_to_postgresql_keeps_its_laptops_logins_cursors_and
         Some(pulled_before + waiting),
         "{whole}"
     );
-    assert!(office.ok(&["export", "--format", "json"]) == province.ok(&["export", "--format", "json"]));
+    assert!(
+        office.ok(&["export", "--format", "json"]) == province.ok(&["export", "--format", "json"])
+    );
 }

@@ -155,9 +155,12 @@ impl HttpTransport {
         let mut delay = self.retry.first_delay;
         let mut attempt = 0;
         loop {
+            // How long the server asked to be left alone (503's Retry-After).
+            let mut asked = Duration::ZERO;
             let failure = match request().send() {
                 Ok(response) if response.status().is_success() => return read(response),
                 Ok(response) if retryable(response.status()) => {
+                    asked = retry_after(&response);
                     format!("the server answered {}", response.status())
                 }
                 Ok(response) => return Err(refusal(response)),
@@ -176,10 +179,23 @@ impl HttpTransport {
                 )));
             }
             attempt += 1;
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(30));
+            std::thread::sleep(delay.max(asked).min(MAX_DELAY));
+            delay = (delay * 2).min(MAX_DELAY);
         }
     }
+}
+
+/// The longest wait between two attempts.
+const MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// The wait a `Retry-After` header asks for, in seconds (zero if none).
+fn retry_after(response: &Response) -> Duration {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_secs)
 }
 
 fn retryable(status: StatusCode) -> bool {

@@ -218,6 +218,20 @@ impl ServerProcess {
         server
     }
 
+    /// A server on a PostgreSQL database made for it on the cluster at
+    /// `cluster` (one a test stops and starts).
+    pub fn start_on_cluster(cluster: &str) -> ServerProcess {
+        let mut server = ServerProcess {
+            data: tempfile::tempdir().unwrap(),
+            child: None,
+            port: 0,
+            backing: Backing::Postgres,
+            postgres: Some(postgres_support::ScratchDatabase::on(cluster)),
+        };
+        server.launch();
+        server
+    }
+
     /// Where the server's data is, as its commands take it.
     pub fn store_args(&self) -> Vec<std::ffi::OsString> {
         match &self.postgres {

@@ -46,16 +46,75 @@ pub fn cluster_url() -> &'static str {
     })
 }
 
+/// A cluster of a test's own (to stop and start it), removed when the test
+/// process ends.
+#[derive(Debug)]
+pub struct OwnCluster {
+    pub url: String,
+    pub data: String,
+}
+
+impl OwnCluster {
+    pub fn start() -> OwnCluster {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
+        let output = std::process::Command::new("bash")
+            .args([
+                script,
+                "start",
+                "--until-exit-of",
+                &std::process::id().to_string(),
+            ])
+            .output()
+            .expect("running .ci/postgres");
+        assert!(
+            output.status.success(),
+            "starting a PostgreSQL cluster: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}='")))
+                .and_then(|rest| rest.strip_suffix('\''))
+                .unwrap_or_else(|| panic!(".ci/postgres prints {name}"))
+                .to_owned()
+        };
+        OwnCluster {
+            url: value(CLUSTER_URL),
+            data: value("FAENBAN_TEST_POSTGRES_DATA"),
+        }
+    }
+
+    /// Runs `pg_ctl -D DATA ARGS…` as the cluster's owner.
+    pub fn pg_ctl(&self, args: &[&str]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
+        let log = format!("{}/../server.log", self.data);
+        let status = std::process::Command::new("bash")
+            .args([script, "pg_ctl", "-D", &self.data, "-l", &log, "-w"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("running pg_ctl");
+        assert!(status.success(), "pg_ctl {args:?}");
+    }
+}
+
 /// A database made for one test, dropped with it.
 #[derive(Debug)]
 pub struct ScratchDatabase {
     pub name: String,
     pub url: String,
+    cluster: String,
 }
 
 impl ScratchDatabase {
+    /// A database on the tests' cluster.
     pub fn new() -> ScratchDatabase {
-        let cluster = cluster_url();
+        ScratchDatabase::on(cluster_url())
+    }
+
+    /// A database on the cluster at `cluster`.
+    pub fn on(cluster: &str) -> ScratchDatabase {
         let name = format!("faenban_test_{}", uuid::Uuid::now_v7().simple());
         let statement = format!("CREATE DATABASE {name}");
         super::off_runtime(|| {
@@ -67,6 +126,7 @@ impl ScratchDatabase {
         ScratchDatabase {
             url: format!("{base}/{name}"),
             name,
+            cluster: cluster.to_owned(),
         }
     }
 }
@@ -75,7 +135,7 @@ impl Drop for ScratchDatabase {
     fn drop(&mut self) {
         let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
         super::off_runtime(|| {
-            if let Ok(mut admin) = postgres::Client::connect(cluster_url(), postgres::NoTls) {
+            if let Ok(mut admin) = postgres::Client::connect(&self.cluster, postgres::NoTls) {
                 let _ = admin.batch_execute(&statement);
             }
         });
