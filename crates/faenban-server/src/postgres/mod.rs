@@ -286,7 +286,9 @@ impl PostgresBackend {
         Ok(())
     }
 
-    /// The number a field name is logged by, given on first sight.
+    /// The number a field name is logged by, given on first sight, in the
+    /// caller's transaction: the caller remembers it
+    /// ([`PostgresBackend::remember_fields`]) once that has committed.
     pub(crate) fn field_number(
         &self,
         client: &mut impl postgres::GenericClient,
@@ -295,20 +297,22 @@ impl PostgresBackend {
         if let Some(number) = self.fields().by_name.get(name) {
             return Ok(*number);
         }
-        // Asked outside any transaction (see `push::push_once`), so the
-        // number is committed at once and stays valid whatever becomes of
-        // the push that asked.
         client.execute(
             "INSERT INTO field_numbers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
             &[&name],
         )?;
-        let number: i32 = client
+        Ok(client
             .query_one("SELECT n FROM field_numbers WHERE name = $1", &[&name])?
-            .get(0);
+            .get(0))
+    }
+
+    /// Remembers field numbers a committed push read or gave.
+    pub(crate) fn remember_fields(&self, numbered: HashMap<String, i32>) {
         let mut fields = self.fields();
-        fields.by_name.insert(name.to_owned(), number);
-        fields.by_number.insert(number, name.to_owned());
-        Ok(number)
+        for (name, number) in numbered {
+            fields.by_number.insert(number, name.clone());
+            fields.by_name.insert(name, number);
+        }
     }
 
     /// The field name a number stands for.

@@ -114,15 +114,9 @@ pub(super) fn push_once(
 ) -> Result<PushOutcome, Failure> {
     push::check_claim(backend.device(), input.device, input.first_sequence)
         .map_err(batch_failure)?;
-    // Field numbers are given outside the push's transaction, so that each
-    // is committed once and for all.
+    // The field numbers this push reads or gives; remembered by the
+    // backend only once the push has committed them.
     let mut fields: HashMap<String, i32> = HashMap::new();
-    for change in &input.changes {
-        if !fields.contains_key(change.field.as_str()) {
-            let number = backend.field_number(connection.client(), change.field.as_str())?;
-            fields.insert(change.field.as_str().to_owned(), number);
-        }
-    }
     let device = input.device;
     let mut tx = connection.client().transaction()?;
     // One device's pushes, through whichever process, one at a time.
@@ -191,7 +185,7 @@ pub(super) fn push_once(
             applying,
             now_ms,
             &mut round_clock,
-            &fields,
+            &mut fields,
         );
         match result {
             Ok(written) => {
@@ -253,6 +247,7 @@ pub(super) fn push_once(
     }
     number_feed(backend, &mut tx, written)?;
     tx.commit()?;
+    backend.remember_fields(fields);
     Ok(outcome)
 }
 
@@ -434,7 +429,7 @@ fn apply_fresh(
     fresh: Vec<(u64, Change)>,
     now_ms: u64,
     clock: &mut Clock,
-    fields: &HashMap<String, i32>,
+    fields: &mut HashMap<String, i32>,
 ) -> Result<Written, RoundFailure> {
     let mut written = Written::default();
     if fresh.is_empty() {
@@ -468,7 +463,7 @@ fn apply_fresh(
     if !refusals.is_empty() {
         return Err(RoundFailure::Records(refusals));
     }
-    let seqs = log_changes(tx, &logged, &merged, fields)?;
+    let seqs = log_changes(backend, tx, &logged, &merged, fields)?;
     save_states(tx, &merged)?;
     // Filed under the household each record belongs to once merged.
     let mut numbers: HashMap<RecordId, i64> = HashMap::new();
@@ -698,10 +693,11 @@ fn new_provinces(
 /// `None` for one the log already held under its stamp (refused if the log
 /// holds other content under it: a stamp is a change's identity).
 fn log_changes(
+    backend: &PostgresBackend,
     tx: &mut Transaction<'_>,
     logged: &[(RecordKey, Change)],
     merged: &HashMap<RecordKey, Merged>,
-    fields: &HashMap<String, i32>,
+    fields: &mut HashMap<String, i32>,
 ) -> Result<Vec<Option<i64>>, RoundFailure> {
     let mut provinces = Vec::with_capacity(logged.len());
     let mut devices = Vec::with_capacity(logged.len());
@@ -717,14 +713,14 @@ fn log_changes(
         walls.push(change.stamp.hlc.wall_ms as i64);
         counters.push(i64::from(change.stamp.hlc.counter));
         records.push(own.n);
-        // Re-stamping keeps a change's field, so every field was numbered
-        // before the transaction began.
-        let field = *fields.get(change.field.as_str()).ok_or_else(|| {
-            Failure::Final(BackendError::Internal(format!(
-                "field {} was not numbered",
-                change.field
-            )))
-        })?;
+        let field = match fields.get(change.field.as_str()) {
+            Some(number) => *number,
+            None => {
+                let number = backend.field_number(tx, change.field.as_str())?;
+                fields.insert(change.field.as_str().to_owned(), number);
+                number
+            }
+        };
         field_numbers.push(field);
         bodies.push(faenban_core::codec::encode_change_body(change));
     }
