@@ -13,8 +13,13 @@
 //! Run with `cargo bench -p faenban-server --bench sync` (add `--
 //! --households N` for another size, `--devices N` for the simultaneous
 //! devices (500), `--merge-only` to profile the merge, `--no-load` to stop
-//! after the pulls). It prints Markdown for
-//! docs/PERFORMANCE.md.
+//! after the pulls, `--postgres` to measure the PostgreSQL backend beside
+//! SQLite on the same province: its merge beside raw PostgreSQL inserts,
+//! re-push, the province's pull, and the devices against one and two server
+//! processes). It prints Markdown for docs/PERFORMANCE.md.
+//!
+//! PostgreSQL: the cluster `FAENBAN_TEST_POSTGRES` names, or a throw-away
+//! one `.ci/postgres` starts (Debian's `postgresql` package).
 
 use std::io::Read as _;
 use std::path::Path;
@@ -33,6 +38,8 @@ use rusqlite::{params, Connection};
 use serde_json::json;
 use uuid::Uuid;
 
+mod postgres_bench;
+
 const BATCH: usize = 1_000;
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +47,7 @@ fn main() -> anyhow::Result<()> {
     let mut merge_only = false;
     let mut no_load = false;
     let mut devices = 500;
+    let mut postgres = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -47,6 +55,7 @@ fn main() -> anyhow::Result<()> {
             "--merge-only" => merge_only = true,
             "--no-load" => no_load = true,
             "--devices" => devices = args.next().unwrap_or_default().parse()?,
+            "--postgres" => postgres = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -201,6 +210,10 @@ fn main() -> anyhow::Result<()> {
     let _ = stop.send(());
     runtime.block_on(server)??;
     drop(backend);
+    if postgres {
+        postgres_bench::run(&runs, &keys, [generator, conflicting[0].0, conflicting[1].0], devices, merge, total_changes)?;
+        return Ok(());
+    }
 
     if no_load {
         for pull in [&village_pull, &province_pull] {
@@ -321,7 +334,7 @@ fn ms(duration: Duration) -> f64 {
 }
 
 fn account(
-    backend: &SqliteBackend,
+    backend: &dyn Backend,
     name: &str,
     role: Role,
     areas: &[&str],
@@ -528,6 +541,19 @@ fn process_kb(pid: u32, key: &str) -> u64 {
 fn load_test(scratch: &Path, count: usize) -> anyhow::Result<Load> {
     let data = scratch.join("load");
     let backend = SqliteBackend::open(&data)?;
+    let devices = load_devices(&backend, count)?;
+    drop(backend);
+    let data = data.into_os_string();
+    let mut loads = load_on(&[vec!["--data".into(), data]], &devices)?;
+    Ok(loads.remove(0))
+}
+
+/// `count` volunteers, each with a village of their own and ten households
+/// of ten fields: their accounts' tokens, their keys' seeds, their changes.
+fn load_devices(
+    backend: &dyn Backend,
+    count: usize,
+) -> anyhow::Result<Vec<(String, [u8; 32], Vec<Change>)>> {
     let mut devices = Vec::new();
     let areas = faenban_core::areas::Areas::builtin();
     let khon_kaen = faenban_core::codes::AreaCode::parse("40")?;
@@ -539,7 +565,7 @@ fn load_test(scratch: &Path, count: usize) -> anyhow::Result<Load> {
             1 + n / subdistricts.len()
         );
         let token = account(
-            &backend,
+            backend,
             &format!("volunteer {n}"),
             Role::Volunteer,
             &[&village],
@@ -569,60 +595,78 @@ fn load_test(scratch: &Path, count: usize) -> anyhow::Result<Load> {
         }
         devices.push((token, seed, changes));
     }
-    drop(backend);
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_faenban-server"))
-        .arg("serve")
-        .arg("--data")
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.stdout.take().expect("piped")),
-        &mut line,
-    )?;
-    let base = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let pid = server.id();
-    let changes: usize = devices.iter().map(|(_, _, c)| c.len()).sum();
+    Ok(devices)
+}
 
-    let rss_before_kb = process_kb(pid, "VmRSS:");
+/// One server process per entry of `stores` (its `serve` arguments), all
+/// serving at once; the devices sync, spread over them in turn. Each
+/// process's figures; the times and latencies are the whole flood's.
+fn load_on(
+    stores: &[Vec<std::ffi::OsString>],
+    devices: &[(String, [u8; 32], Vec<Change>)],
+) -> anyhow::Result<Vec<Load>> {
+    let mut servers = Vec::new();
+    let mut bases = Vec::new();
+    for store in stores {
+        let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_faenban-server"))
+            .arg("serve")
+            .args(store)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.take().expect("piped")),
+            &mut line,
+        )?;
+        bases.push(
+            line.trim()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        servers.push(server);
+    }
+    let pids: Vec<u32> = servers.iter().map(std::process::Child::id).collect();
+    let changes: usize = devices.iter().map(|(_, _, c)| c.len()).sum();
+    let rss_before: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmRSS:")).collect();
     let runtime = tokio::runtime::Runtime::new()?;
-    let (time, push, pull) = flood(&runtime, &base, &devices)?;
-    let peak_kb = process_kb(pid, "VmHWM:");
+    let (time, push, pull) = flood(&runtime, &bases, devices)?;
+    let peak: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmHWM:")).collect();
     // What the flood left held once the server has been quiet for a while
     // (it gives back its caches after 5 s without a call), and again after
     // a second flood of the same devices (syncing again, all duplicates).
     let quiet = Duration::from_secs(7);
     std::thread::sleep(quiet);
-    let rss_after_kb = process_kb(pid, "VmRSS:");
-    flood(&runtime, &base, &devices)?;
+    let rss_after: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmRSS:")).collect();
+    flood(&runtime, &bases, devices)?;
     std::thread::sleep(quiet);
-    let rss_after_second_kb = process_kb(pid, "VmRSS:");
-    let _ = server.kill();
-    let _ = server.wait();
-    Ok(Load {
-        changes,
-        time,
-        push,
-        pull,
-        peak_kb,
-        rss_before_kb,
-        rss_after_kb,
-        rss_after_second_kb,
-    })
+    let rss_after_second: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmRSS:")).collect();
+    for mut server in servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    Ok((0..pids.len())
+        .map(|n| Load {
+            changes,
+            time,
+            push: push.clone(),
+            pull: pull.clone(),
+            peak_kb: peak[n],
+            rss_before_kb: rss_before[n],
+            rss_after_kb: rss_after[n],
+            rss_after_second_kb: rss_after_second[n],
+        })
+        .collect())
 }
 
-/// Every device syncs at once; the sorted push and pull latencies.
+/// Every device syncs at once, device `n` through `bases[n % len]`; the
+/// sorted push and pull latencies.
 fn flood(
     runtime: &tokio::runtime::Runtime,
-    base: &str,
+    bases: &[String],
     devices: &[(String, [u8; 32], Vec<Change>)],
 ) -> anyhow::Result<(Duration, Vec<Duration>, Vec<Duration>)> {
     runtime.block_on(async {
@@ -631,9 +675,10 @@ fn flood(
         let tasks: Vec<_> = devices
             .iter()
             .cloned()
-            .map(|(token, seed, changes)| {
+            .enumerate()
+            .map(|(n, (token, seed, changes))| {
                 let client = client.clone();
-                let base = base.to_owned();
+                let base = bases[n % bases.len()].clone();
                 tokio::spawn(async move {
                     one_device(&client, &base, &token, DeviceKey::from_seed(seed), &changes).await
                 })

@@ -490,18 +490,16 @@ fn apply_fresh(
         });
     }
     let this_push: BTreeSet<i64> = seqs.iter().flatten().copied().collect();
-    for household in &checked.to_place {
-        place_household(
-            backend,
-            tx,
-            *household,
-            home,
-            &merged,
-            &mut numbers,
-            &this_push,
-            &mut written,
-        )?;
-    }
+    place_and_digest(
+        backend,
+        tx,
+        &checked.to_place,
+        home,
+        &merged,
+        &mut numbers,
+        &this_push,
+        &mut written,
+    )?;
     for (record, left) in &checked.leaving {
         let now = merged_household(record, &merged[record].state);
         let Some(now) = push::moved_to(*left, now) else {
@@ -509,7 +507,7 @@ fn apply_fresh(
         };
         let number = household_number(tx, now, home, &merged, &mut numbers)?;
         let own = &merged[record];
-        for (change_province, change_seq) in changes_of(tx, &[(own.province, own.n)])? {
+        for (change_province, _, change_seq) in changes_of(tx, &[(own.province, own.n)])? {
             written.entries.push(FeedEntry {
                 filed: Filed::Household(now, number),
                 change_province,
@@ -518,7 +516,6 @@ fn apply_fresh(
             });
         }
     }
-    refresh_digests(backend, tx, &merged)?;
     Ok(written)
 }
 
@@ -865,33 +862,94 @@ fn stored_place(
         }))
 }
 
-/// The home province and number of a household and of every record that
-/// names it.
-fn household_records(
-    tx: &mut Transaction<'_>,
-    household: RecordId,
-) -> Result<Vec<(i16, i64)>, Failure> {
-    let mut records = Vec::new();
-    if let Some(row) = tx.query_opt(
-        "SELECT province, n FROM record_numbers WHERE kind = 'household' AND id = $1",
-        &[&household.0],
-    )? {
-        records.push((row.get(0), row.get(1)));
-    }
-    for row in tx.query(
-        "SELECT province, n FROM records WHERE household = $1",
-        &[&household.0],
-    )? {
-        records.push((row.get(0), row.get(1)));
-    }
-    Ok(records)
+/// What the database holds of the households a push touched, read in a
+/// few statements: each household's number, home province and state, and
+/// every record that names it.
+#[derive(Default)]
+struct Households {
+    own: HashMap<RecordId, (i64, i16, Option<RecordState>)>,
+    related: HashMap<RecordId, Vec<(RecordKey, i16, i64, RecordState)>>,
 }
 
-/// The log entries of these records, in log order.
+impl Households {
+    fn read(
+        tx: &mut Transaction<'_>,
+        households: &BTreeSet<RecordId>,
+        merged: &HashMap<RecordKey, Merged>,
+    ) -> Result<Households, Failure> {
+        let mut read = Households::default();
+        if households.is_empty() {
+            return Ok(read);
+        }
+        let ids: Vec<Uuid> = households.iter().map(|household| household.0).collect();
+        for row in tx.query(
+            "SELECT rn.id, rn.n, rn.province, r.state FROM record_numbers rn \
+             LEFT JOIN records r ON r.n = rn.n AND r.province = rn.province \
+             WHERE rn.kind = 'household' AND rn.id = ANY($1)",
+            &[&ids],
+        )? {
+            let household = RecordId(row.get(0));
+            let key = RecordKey::new(RecordKind::Household, household.0);
+            let state = match merged.get(&key) {
+                Some(own) => Some(own.state.clone()),
+                None => row
+                    .get::<_, Option<&[u8]>>(3)
+                    .map(decode_state)
+                    .transpose()?,
+            };
+            read.own
+                .insert(household, (row.get(1), row.get(2), state));
+        }
+        // Read after the push wrote its states: what every record is now.
+        for row in tx.query(
+            "SELECT r.household, rn.kind, rn.id, r.province, r.n, r.state FROM records r \
+             JOIN record_numbers rn ON rn.n = r.n WHERE r.household = ANY($1)",
+            &[&ids],
+        )? {
+            let key = RecordKey::new(RecordKind::from_name(row.get(1)), row.get(2));
+            read.related.entry(RecordId(row.get(0))).or_default().push((
+                key,
+                row.get(3),
+                row.get(4),
+                decode_state(row.get(5))?,
+            ));
+        }
+        Ok(read)
+    }
+}
+
+/// The places the database holds for these households.
+fn stored_places(
+    tx: &mut Transaction<'_>,
+    households: &[RecordId],
+) -> Result<HashMap<RecordId, HouseholdPlace>, Failure> {
+    if households.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<Uuid> = households.iter().map(|household| household.0).collect();
+    Ok(tx
+        .query(
+            "SELECT household, village, deprived FROM places WHERE household = ANY($1)",
+            &[&ids],
+        )?
+        .iter()
+        .map(|row| {
+            (
+                RecordId(row.get(0)),
+                HouseholdPlace {
+                    village: row.get(1),
+                    deprived: row.get::<_, i16>(2) as u8,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The log entries of these records, in log order, with their record.
 fn changes_of(
     tx: &mut Transaction<'_>,
     records: &[(i16, i64)],
-) -> Result<Vec<(i16, i64)>, Failure> {
+) -> Result<Vec<(i16, i64, i64)>, Failure> {
     let mut by_province: HashMap<i16, Vec<i64>> = HashMap::new();
     for (province, n) in records {
         by_province.entry(*province).or_default().push(*n);
@@ -899,172 +957,166 @@ fn changes_of(
     let mut changes = Vec::new();
     for (province, numbers) in by_province {
         for row in tx.query(
-            "SELECT seq FROM changes WHERE province = $1 AND record = ANY($2)",
+            "SELECT record, seq FROM changes WHERE province = $1 AND record = ANY($2)",
             &[&province, &numbers],
         )? {
-            changes.push((province, row.get::<_, i64>(0)));
+            changes.push((province, row.get::<_, i64>(0), row.get::<_, i64>(1)));
         }
     }
-    changes.sort_unstable_by_key(|(_, seq)| *seq);
+    changes.sort_unstable_by_key(|(_, _, seq)| *seq);
     Ok(changes)
 }
 
-/// Places a household again ([`push::place_of`]) and announces its
-/// records' changes as [`push::placement`] says.
+/// Places the households the push may have moved ([`push::place_of`]) and
+/// announces their records' changes as [`push::placement`] says; then
+/// makes again the report digest of every household the push changed a
+/// record of (and of any a record left).
 #[allow(clippy::too_many_arguments)]
-fn place_household(
+fn place_and_digest(
     backend: &PostgresBackend,
     tx: &mut Transaction<'_>,
-    household: RecordId,
+    to_place: &BTreeSet<RecordId>,
     home: i16,
     merged: &HashMap<RecordKey, Merged>,
     numbers: &mut HashMap<RecordId, i64>,
     this_push: &BTreeSet<i64>,
     written: &mut Written,
 ) -> Result<(), Failure> {
-    let key = RecordKey::new(RecordKind::Household, household.0);
-    let state = match merged.get(&key) {
-        Some(own) => own.state.clone(),
-        None => match stored_state(tx, &key)? {
-            Some(state) => state,
-            None => return Ok(()),
-        },
-    };
-    let visits = tx
-        .query(
-            "SELECT rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
-             WHERE r.household = $1 AND rn.kind = 'visit'",
-            &[&household.0],
-        )?
-        .iter()
-        .map(|row| {
-            Ok((
-                RecordKey::new(RecordKind::Visit, row.get(0)),
-                decode_state(row.get(1))?,
-            ))
-        })
-        .collect::<Result<Vec<_>, BackendError>>()?;
-    let place = push::place_of(household, &state, visits);
-    let before = stored_place(tx, household)?;
-    let placement = push::placement(before.as_ref(), &place);
-    if placement == push::Placement::Unchanged {
-        return Ok(());
-    }
-    let number = household_number(tx, household, home, merged, numbers)?;
-    let province: i16 = tx
-        .query_one(
-            "SELECT province FROM record_numbers WHERE n = $1",
-            &[&number],
-        )?
-        .get(0);
-    backend.require_provinces([province, province_of(&place.village)])?;
-    tx.execute(
-        "INSERT INTO places (province, household, village, deprived) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (household, province) DO UPDATE SET village = excluded.village, \
-         deprived = excluded.deprived",
-        &[
-            &province,
-            &household.0,
-            &place.village,
-            &i16::from(place.deprived),
-        ],
-    )?;
-    written.placed.insert(household, place);
-    let announce = match placement {
-        push::Placement::First if !this_push.is_empty() => Announce::Moved,
-        push::Placement::AnnounceAll(announce) => announce,
-        _ => return Ok(()),
-    };
-    let first = placement == push::Placement::First;
-    let records = household_records(tx, household)?;
-    for (change_province, change_seq) in changes_of(tx, &records)? {
-        // A first placement announces what arrived before this push; this
-        // push's own changes are filed as they arrive.
-        if first && this_push.contains(&change_seq) {
-            continue;
-        }
-        written.entries.push(FeedEntry {
-            filed: Filed::Household(household, number),
-            change_province,
-            change_seq,
-            announce,
-        });
-    }
-    Ok(())
-}
-
-/// Makes again the report digest of every household the push changed a
-/// record of (and of any a record left).
-fn refresh_digests(
-    backend: &PostgresBackend,
-    tx: &mut Transaction<'_>,
-    merged: &HashMap<RecordKey, Merged>,
-) -> Result<(), Failure> {
-    let mut households = BTreeSet::new();
+    let mut due: BTreeSet<RecordId> = to_place.clone();
     for (key, record) in merged {
         if key.kind == RecordKind::Household {
-            households.insert(key.id);
+            due.insert(key.id);
         }
-        households.extend(record.household_before);
-        households.extend(faenban_core::report::household_of(&record.state));
+        due.extend(record.household_before);
+        due.extend(faenban_core::report::household_of(&record.state));
     }
-    for household in households {
-        let key = RecordKey::new(RecordKind::Household, household.0);
-        let own = match merged.get(&key) {
-            Some(own) => Some(own.state.clone()),
-            None => stored_state(tx, &key)?,
-        };
-        let Some(row) = tx.query_opt(
-            "SELECT province FROM record_numbers WHERE kind = 'household' AND id = $1",
-            &[&household.0],
-        )?
-        else {
+    let read = Households::read(tx, &due, merged)?;
+    let placing: Vec<RecordId> = to_place.iter().copied().collect();
+    let before = stored_places(tx, &placing)?;
+    let mut upserts: (Vec<i16>, Vec<Uuid>, Vec<String>, Vec<i16>) = Default::default();
+    let mut announcing: Vec<(RecordId, Announce, bool)> = Vec::new();
+    for household in &placing {
+        let Some((_, province, Some(state))) = read.own.get(household) else {
             continue;
         };
-        let province: i16 = row.get(0);
-        backend.require_provinces([province])?;
-        let digest = match own {
-            Some(own) => {
-                let related = tx
-                    .query(
-                        "SELECT rn.kind, rn.id, r.state FROM records r \
-                         JOIN record_numbers rn ON rn.n = r.n WHERE r.household = $1",
-                        &[&household.0],
-                    )?
-                    .iter()
-                    .map(|row| {
-                        Ok((
-                            RecordKey::new(RecordKind::from_name(row.get(0)), row.get(1)),
-                            decode_state(row.get(2))?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, BackendError>>()?;
-                faenban_core::report::digest_household(
-                    (&key, &own),
-                    related.iter().map(|(key, state)| (key, state)),
-                    super::catalogues(),
-                )
+        let visits = read
+            .related
+            .get(household)
+            .into_iter()
+            .flatten()
+            .filter(|(key, ..)| key.kind == RecordKind::Visit)
+            .map(|(key, _, _, state)| (key.clone(), state.clone()));
+        let place = push::place_of(*household, state, visits);
+        let placement = push::placement(before.get(household), &place);
+        if placement == push::Placement::Unchanged {
+            continue;
+        }
+        backend.require_provinces([*province, province_of(&place.village)])?;
+        upserts.0.push(*province);
+        upserts.1.push(household.0);
+        upserts.2.push(place.village.clone());
+        upserts.3.push(i16::from(place.deprived));
+        written.placed.insert(*household, place);
+        match placement {
+            push::Placement::First if !this_push.is_empty() => {
+                announcing.push((*household, Announce::Moved, true));
             }
-            None => None,
+            push::Placement::AnnounceAll(announce) => {
+                announcing.push((*household, announce, false));
+            }
+            _ => {}
+        }
+    }
+    if !upserts.0.is_empty() {
+        tx.execute(
+            "INSERT INTO places (province, household, village, deprived) \
+             SELECT * FROM unnest($1::int2[], $2::uuid[], $3::text[], $4::int2[]) \
+             ON CONFLICT (household, province) DO UPDATE SET village = excluded.village, \
+             deprived = excluded.deprived",
+            &[&upserts.0, &upserts.1, &upserts.2, &upserts.3],
+        )?;
+    }
+    // Every change of every record of the households announced, at once.
+    let mut records: Vec<(i16, i64)> = Vec::new();
+    let mut household_of_record: HashMap<i64, RecordId> = HashMap::new();
+    for (household, ..) in &announcing {
+        if let Some((n, province, _)) = read.own.get(household) {
+            records.push((*province, *n));
+            household_of_record.insert(*n, *household);
+        }
+        for (_, province, n, _) in read.related.get(household).into_iter().flatten() {
+            records.push((*province, *n));
+            household_of_record.insert(*n, *household);
+        }
+    }
+    let logged = changes_of(tx, &records)?;
+    for (household, announce, first) in announcing {
+        let number = household_number(tx, household, home, merged, numbers)?;
+        for (change_province, record, change_seq) in &logged {
+            if household_of_record.get(record) != Some(&household) {
+                continue;
+            }
+            // A first placement announces what arrived before this push;
+            // this push's own changes are filed as they arrive.
+            if first && this_push.contains(change_seq) {
+                continue;
+            }
+            written.entries.push(FeedEntry {
+                filed: Filed::Household(household, number),
+                change_province: *change_province,
+                change_seq: *change_seq,
+                announce,
+            });
+        }
+    }
+    // The report's digests.
+    let mut kept: (Vec<i16>, Vec<Uuid>, Vec<String>, Vec<String>) = Default::default();
+    let mut gone: (Vec<i16>, Vec<Uuid>) = Default::default();
+    for household in &due {
+        let Some((_, province, own)) = read.own.get(household) else {
+            continue;
         };
+        backend.require_provinces([*province])?;
+        let key = RecordKey::new(RecordKind::Household, household.0);
+        let digest = own.as_ref().and_then(|own| {
+            let related = read.related.get(household).into_iter().flatten();
+            faenban_core::report::digest_household(
+                (&key, own),
+                related.map(|(key, _, _, state)| (key, state)),
+                super::catalogues(),
+            )
+        });
         match digest {
             Some(digest) => {
-                let text = serde_json::to_string(&digest)
-                    .map_err(|error| BackendError::Internal(error.to_string()))?;
-                tx.execute(
-                    "INSERT INTO report_digests (province, household, village, digest) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (household, province) \
-                     DO UPDATE SET village = excluded.village, digest = excluded.digest",
-                    &[&province, &household.0, &digest.village, &text],
-                )?;
+                kept.0.push(*province);
+                kept.1.push(household.0);
+                kept.2.push(digest.village.clone());
+                kept.3.push(
+                    serde_json::to_string(&digest)
+                        .map_err(|error| BackendError::Internal(error.to_string()))?,
+                );
             }
             None => {
-                tx.execute(
-                    "DELETE FROM report_digests WHERE province = $1 AND household = $2",
-                    &[&province, &household.0],
-                )?;
+                gone.0.push(*province);
+                gone.1.push(household.0);
             }
         }
+    }
+    if !kept.0.is_empty() {
+        tx.execute(
+            "INSERT INTO report_digests (province, household, village, digest) \
+             SELECT * FROM unnest($1::int2[], $2::uuid[], $3::text[], $4::text[]) \
+             ON CONFLICT (household, province) \
+             DO UPDATE SET village = excluded.village, digest = excluded.digest",
+            &[&kept.0, &kept.1, &kept.2, &kept.3],
+        )?;
+    }
+    if !gone.0.is_empty() {
+        tx.execute(
+            "DELETE FROM report_digests d USING unnest($1::int2[], $2::uuid[]) AS g(p, h) \
+             WHERE d.province = g.p AND d.household = g.h",
+            &[&gone.0, &gone.1],
+        )?;
     }
     Ok(())
 }

@@ -1,0 +1,224 @@
+//! The sync bench's PostgreSQL part (`--postgres`): the same province's
+//! batches merged by the PostgreSQL backend beside raw inserts of the same
+//! rows into PostgreSQL, re-pushed, pulled, and the devices syncing at once
+//! against one and against two server processes on one database.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faenban_core::sync::Role;
+use faenban_core::DeviceId;
+use faenban_server::backend::Backend;
+use faenban_server::postgres::PostgresBackend;
+use faenban_server::token;
+use faenban_store::server::PushInput;
+
+use super::{account, load_devices, load_on, ms, pull_everything, Keys};
+
+/// A PostgreSQL cluster to measure on: `FAENBAN_TEST_POSTGRES`, or one
+/// started for this run.
+fn cluster() -> anyhow::Result<String> {
+    if let Ok(url) = std::env::var("FAENBAN_TEST_POSTGRES") {
+        return Ok(url);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
+    let output = std::process::Command::new("bash")
+        .args([script, "start", "--until-exit-of", &std::process::id().to_string()])
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "starting PostgreSQL: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout)?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("export FAENBAN_TEST_POSTGRES='"))
+        .and_then(|rest| rest.strip_suffix('\''))
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!(".ci/postgres printed no URL"))
+}
+
+/// A new database on the cluster; its URL.
+fn database(cluster: &str, name: &str) -> anyhow::Result<String> {
+    let mut admin = postgres::Client::connect(cluster, postgres::NoTls)?;
+    admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let base = cluster.rsplit_once('/').map_or(cluster, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
+/// The same change rows the backend logs, inserted into a table of the
+/// same shape in one transaction per batch (commits as durable as the
+/// server's: `synchronous_commit` on, the cluster's `fsync`).
+fn raw_inserts(url: &str, runs: &[PushInput]) -> anyhow::Result<Duration> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)?;
+    client.batch_execute(
+        "CREATE TABLE raw_changes (province smallint NOT NULL, seq bigint NOT NULL, \
+         device uuid NOT NULL, wall_ms bigint NOT NULL, counter bigint NOT NULL, \
+         record bigint NOT NULL, field integer NOT NULL, body bytea NOT NULL, \
+         PRIMARY KEY (seq, province), UNIQUE (device, wall_ms, counter, province)); \
+         CREATE INDEX ON raw_changes (record, seq)",
+    )?;
+    let mut records: std::collections::HashMap<faenban_core::RecordKey, i64> = Default::default();
+    let mut fields: std::collections::HashMap<faenban_core::FieldName, i32> = Default::default();
+    let mut seq = 0i64;
+    let started = Instant::now();
+    for run in runs {
+        let mut columns = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        for change in &run.changes {
+            seq += 1;
+            let next = records.len() as i64 + 1;
+            let record = *records.entry(change.record.clone()).or_insert(next);
+            let next = fields.len() as i32 + 1;
+            let field = *fields.entry(change.field.clone()).or_insert(next);
+            columns.0.push(40i16);
+            columns.1.push(seq);
+            columns.2.push(change.stamp.device.0);
+            columns.3.push(change.stamp.hlc.wall_ms as i64);
+            columns.4.push(i64::from(change.stamp.hlc.counter));
+            columns.5.push(record);
+            columns.6.push(field);
+            columns.7.push(faenban_core::codec::encode_change_body(change));
+        }
+        let mut tx = client.transaction()?;
+        tx.execute(
+            "INSERT INTO raw_changes SELECT * FROM unnest($1::int2[], $2::int8[], $3::uuid[], \
+             $4::int8[], $5::int8[], $6::int8[], $7::int4[], $8::bytea[])",
+            &[
+                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
+                &columns.6, &columns.7,
+            ],
+        )?;
+        tx.commit()?;
+    }
+    Ok(started.elapsed())
+}
+
+pub fn run(
+    runs: &[PushInput],
+    keys: &Keys,
+    pushing: [DeviceId; 3],
+    devices: usize,
+    sqlite_merge: Duration,
+    total_changes: usize,
+) -> anyhow::Result<()> {
+    let cluster = cluster()?;
+    let url = database(&cluster, "faenban_bench_merge")?;
+    let backend = PostgresBackend::open(&url)?;
+    let province = account(&backend, "province", Role::Province, &[])?;
+    let province_account = backend
+        .account_by_token(&token::hash(&province))?
+        .expect("account just made");
+    for device in pushing {
+        backend.hello(
+            &province_account,
+            device,
+            "bench",
+            &keys.key(device).public(),
+            1_800_000_000_000,
+        )?;
+    }
+    let started = Instant::now();
+    for run in runs.iter().cloned() {
+        backend.push(&province_account, run, 1_800_000_000_000)?;
+    }
+    let merge = started.elapsed();
+    let raw = raw_inserts(&database(&cluster, "faenban_bench_raw")?, runs)?;
+    let started = Instant::now();
+    for run in runs.iter().cloned() {
+        let outcome = backend.push(&province_account, run, 1_800_000_000_000)?;
+        assert_eq!(outcome.applied, 0);
+    }
+    let repush = started.elapsed();
+    let bytes: i64 = postgres::Client::connect(&url, postgres::NoTls)?
+        .query_one("SELECT pg_database_size(current_database())", &[])?
+        .get(0);
+
+    // The province's pull over HTTP, from a server on this backend.
+    let backend: Arc<dyn Backend> = Arc::new(backend);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(faenban_server::run(listener, backend.clone(), async {
+        let _ = stopped.await;
+    }));
+    let pull = pull_everything(&format!("http://{address}"), &province)?;
+    let _ = stop.send(());
+    runtime.block_on(server)??;
+    drop(backend);
+
+    // The devices at once, against one process and against two.
+    let mut loads = Vec::new();
+    for processes in [1, 2] {
+        let url = database(&cluster, &format!("faenban_bench_load_{processes}"))?;
+        let backend = PostgresBackend::open(&url)?;
+        let load_devices = load_devices(&backend, devices)?;
+        drop(backend);
+        let store = vec!["--postgres".into(), url.into()];
+        loads.push(load_on(&vec![store; processes], &load_devices)?);
+    }
+
+    let per_s = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    println!();
+    println!("| PostgreSQL ({}) | result |", postgres_version(&cluster)?);
+    println!("|---|---|");
+    println!(
+        "| merge: the same {total_changes} changes in batches of 1,000 | {:.2} s, **{:.0} changes/s** (SQLite: {:.0} changes/s) |",
+        merge.as_secs_f64(),
+        per_s(total_changes, merge),
+        per_s(total_changes, sqlite_merge)
+    );
+    println!(
+        "| raw PostgreSQL inserts of the same change rows (one multi-row INSERT and commit per batch) | {:.2} s, {:.0} rows/s |",
+        raw.as_secs_f64(),
+        per_s(total_changes, raw)
+    );
+    println!(
+        "| merge rate / raw insert rate | **{:.0}%** |",
+        100.0 * raw.as_secs_f64() / merge.as_secs_f64()
+    );
+    println!(
+        "| re-push of every batch already held | {:.2} s, **{:.0} changes/s** |",
+        repush.as_secs_f64(),
+        per_s(total_changes, repush)
+    );
+    println!(
+        "| database after the merge (`pg_database_size`) | {:.0} MB, **{:.0} bytes per field change** |",
+        bytes as f64 / 1e6,
+        bytes as f64 / total_changes as f64
+    );
+    println!(
+        "| pull from scratch, whole province: {} changes, {} pages | {:.2} s (**{:.1} s per million**), **{:.1} bytes/change** on the wire |",
+        pull.changes,
+        pull.pages,
+        pull.time.as_secs_f64(),
+        pull.time.as_secs_f64() * 1e6 / pull.changes.max(1) as f64,
+        pull.wire_bytes as f64 / pull.changes.max(1) as f64
+    );
+    for load in &loads {
+        let first = &load[0];
+        println!(
+            "| {devices} devices syncing at once against {} server process{} | {:.2} s, {:.0} syncs/s; push p50 / p99 {:.0} / {:.0} ms, pull p50 / p99 {:.0} / {:.0} ms; peak memory {} |",
+            load.len(),
+            if load.len() == 1 { "" } else { "es" },
+            first.time.as_secs_f64(),
+            per_s(devices, first.time),
+            ms(first.push[first.push.len() / 2]),
+            ms(first.push[first.push.len() * 99 / 100]),
+            ms(first.pull[first.pull.len() / 2]),
+            ms(first.pull[first.pull.len() * 99 / 100]),
+            load.iter()
+                .map(|process| format!("{:.0} MB", process.peak_kb as f64 / 1024.0))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+    }
+    Ok(())
+}
+
+fn postgres_version(cluster: &str) -> anyhow::Result<String> {
+    Ok(postgres::Client::connect(cluster, postgres::NoTls)?
+        .query_one("SHOW server_version", &[])?
+        .get(0))
+}
