@@ -117,6 +117,8 @@ CREATE TABLE feed (
     announce smallint NOT NULL,
     PRIMARY KEY (seq, province)
 ) PARTITION BY LIST (province);
+-- A narrow scope's pull reads its households' entries by this index.
+CREATE INDEX feed_by_household ON feed (household, seq) WHERE household IS NOT NULL;
 
 -- Where each household is, in its home province.
 CREATE TABLE places (

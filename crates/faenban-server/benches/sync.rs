@@ -211,7 +211,14 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(server)??;
     drop(backend);
     if postgres {
-        postgres_bench::run(&runs, &keys, [generator, conflicting[0].0, conflicting[1].0], devices, merge, total_changes)?;
+        postgres_bench::run(
+            &runs,
+            &keys,
+            [generator, conflicting[0].0, conflicting[1].0],
+            devices,
+            merge,
+            total_changes,
+        )?;
         return Ok(());
     }
 

@@ -23,7 +23,12 @@ fn cluster() -> anyhow::Result<String> {
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
     let output = std::process::Command::new("bash")
-        .args([script, "start", "--until-exit-of", &std::process::id().to_string()])
+        .args([
+            script,
+            "start",
+            "--until-exit-of",
+            &std::process::id().to_string(),
+        ])
         .output()?;
     anyhow::ensure!(
         output.status.success(),
@@ -64,7 +69,16 @@ fn raw_inserts(url: &str, runs: &[PushInput]) -> anyhow::Result<Duration> {
     let mut seq = 0i64;
     let started = Instant::now();
     for run in runs {
-        let mut columns = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut columns = (
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+            vec![],
+        );
         for change in &run.changes {
             seq += 1;
             let next = records.len() as i64 + 1;
@@ -78,15 +92,17 @@ fn raw_inserts(url: &str, runs: &[PushInput]) -> anyhow::Result<Duration> {
             columns.4.push(i64::from(change.stamp.hlc.counter));
             columns.5.push(record);
             columns.6.push(field);
-            columns.7.push(faenban_core::codec::encode_change_body(change));
+            columns
+                .7
+                .push(faenban_core::codec::encode_change_body(change));
         }
         let mut tx = client.transaction()?;
         tx.execute(
             "INSERT INTO raw_changes SELECT * FROM unnest($1::int2[], $2::int8[], $3::uuid[], \
              $4::int8[], $5::int8[], $6::int8[], $7::int4[], $8::bytea[])",
             &[
-                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
-                &columns.6, &columns.7,
+                &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5, &columns.6,
+                &columns.7,
             ],
         )?;
         tx.commit()?;

@@ -78,10 +78,24 @@ pub(super) fn pull(
          LEFT JOIN record_numbers fh ON fh.n = f.household AND f.household <> 0 \
          LEFT JOIN places p ON p.household = fh.id AND p.province = fh.province \
          LEFT JOIN records r ON r.n = c.record AND r.province = c.province";
+    let narrow = if scope.is_everything() {
+        None
+    } else {
+        households_in_scope(&mut tx, scope)?
+    };
     let rows = if scope.is_everything() {
         tx.query(
             &format!("{COLUMNS} WHERE f.seq > $1 ORDER BY f.seq LIMIT $2"),
             &[&since_row, &scan],
+        )
+    } else if let Some(households) = narrow {
+        // Few households: their entries by index, and those for everyone.
+        tx.query(
+            &format!(
+                "{COLUMNS} WHERE (f.household = ANY($3) OR (f.household IS NULL AND f.province = 0)) \
+                 AND f.seq > $1 ORDER BY f.seq LIMIT $2"
+            ),
+            &[&since_row, &scan, &households],
         )
     } else {
         // The scope's provinces, and province 0: entries for everyone and
@@ -159,6 +173,46 @@ pub(super) fn pull(
         more,
         check,
     })
+}
+
+/// Above this many households in scope, a pull reads its provinces' feed
+/// in order and filters it; below, it reads its households' entries by
+/// index.
+const INDEXED_PULL_HOUSEHOLDS: usize = 5_000;
+
+/// The record numbers of the households an area-scoped account may read,
+/// if there are few enough of them to read by index.
+fn households_in_scope(
+    tx: &mut postgres::Transaction<'_>,
+    scope: &Scope,
+) -> Result<Option<Vec<i64>>, Failure> {
+    let mut households = Vec::new();
+    for area in &scope.areas {
+        let rows = tx.query(
+            "SELECT rn.n, p.village, p.deprived FROM places p \
+             JOIN record_numbers rn ON rn.kind = 'household' AND rn.id = p.household \
+             WHERE p.village LIKE $1 || '%' LIMIT $2",
+            &[area, &(INDEXED_PULL_HOUSEHOLDS as i64 * 4)],
+        )?;
+        if rows.len() == INDEXED_PULL_HOUSEHOLDS * 4 {
+            return Ok(None);
+        }
+        for row in rows {
+            let place = HouseholdPlace {
+                village: row.get(1),
+                deprived: row.get::<_, i16>(2) as u8,
+            };
+            if scope.may_read(Some(&place)) {
+                households.push(row.get::<_, i64>(0));
+                if households.len() > INDEXED_PULL_HOUSEHOLDS {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    households.sort_unstable();
+    households.dedup();
+    Ok(Some(households))
 }
 
 /// The chosen entries' changes, in feed order, in wire form.

@@ -897,8 +897,7 @@ impl Households {
                     .map(decode_state)
                     .transpose()?,
             };
-            read.own
-                .insert(household, (row.get(1), row.get(2), state));
+            read.own.insert(household, (row.get(1), row.get(2), state));
         }
         // Read after the push wrote its states: what every record is now.
         for row in tx.query(
