@@ -18,6 +18,10 @@
 //! re-push, the province's pull, and the devices against one and two server
 //! processes). It prints Markdown for docs/PERFORMANCE.md.
 //!
+//! `--scale N` (with `--postgres`): a province of N households pushed,
+//! pulled and reported in a database that holds it alone, and in one that
+//! also holds two other provinces of N households.
+//!
 //! PostgreSQL: the cluster `FAENBAN_TEST_POSTGRES` names, or a throw-away
 //! one `.ci/postgres` starts (Debian's `postgresql` package).
 
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
     let mut no_load = false;
     let mut devices = 500;
     let mut postgres = false;
+    let mut scale = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -56,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             "--no-load" => no_load = true,
             "--devices" => devices = args.next().unwrap_or_default().parse()?,
             "--postgres" => postgres = true,
+            "--scale" => scale = args.next().unwrap_or_default().parse()?,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -219,6 +225,9 @@ fn main() -> anyhow::Result<()> {
             merge,
             total_changes,
         )?;
+        if scale > 0 {
+            postgres_bench::scale(scale)?;
+        }
         return Ok(());
     }
 

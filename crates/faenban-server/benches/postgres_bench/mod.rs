@@ -8,10 +8,13 @@ use std::time::{Duration, Instant};
 
 use faenban_core::sync::Role;
 use faenban_core::DeviceId;
+use faenban_fixtures::{populate, Detail, Spec};
+use faenban_keys::DeviceKey;
 use faenban_server::backend::Backend;
 use faenban_server::postgres::PostgresBackend;
 use faenban_server::token;
 use faenban_store::server::PushInput;
+use faenban_store::Store;
 
 use super::{account, load_devices, load_on, ms, pull_everything, Keys};
 
@@ -237,4 +240,163 @@ fn postgres_version(cluster: &str) -> anyhow::Result<String> {
     Ok(postgres::Client::connect(cluster, postgres::NoTls)?
         .query_one("SHOW server_version", &[])?
         .get(0))
+}
+
+/// One province's batches, generated and signed by its own device.
+fn province_runs(code: &str, households: usize) -> anyhow::Result<(DeviceKey, Vec<PushInput>)> {
+    let mut laptop = Store::open_in_memory()?;
+    let spec = Spec {
+        detail: Detail::Minimal,
+        province: faenban_core::codes::AreaCode::parse(code)?,
+        // A seed of each province's own: its own device and records.
+        ..Spec::khon_kaen(code.parse()?, households)
+    };
+    populate(&mut laptop, &spec)?;
+    let key = laptop.device_key()?.expect("populate makes a device");
+    let device = key.device_id();
+    let runs = laptop
+        .outbox()?
+        .chunks(super::BATCH)
+        .map(|chunk| {
+            let changes: Vec<_> = chunk.iter().map(|(_, change)| change.clone()).collect();
+            PushInput {
+                device,
+                relay: false,
+                first_sequence: chunk[0].0,
+                signature: key.sign_run(device, chunk[0].0, &changes),
+                changes,
+                public_key: None,
+            }
+        })
+        .collect();
+    Ok((key, runs))
+}
+
+/// A province's figures in one database.
+struct ProvinceFigures {
+    changes: usize,
+    push: Duration,
+    pull_changes: usize,
+    pull: Duration,
+    report: Duration,
+}
+
+/// Pushes each province's batches into the database at `url` (the last
+/// one timed), then pulls and reports the last province as its team.
+fn load_provinces(
+    url: &str,
+    provinces: &[(DeviceKey, Vec<PushInput>)],
+    code: &str,
+) -> anyhow::Result<ProvinceFigures> {
+    let backend = PostgresBackend::open(url)?;
+    let office = account(&backend, "office", Role::Province, &[])?;
+    let office = backend
+        .account_by_token(&token::hash(&office))?
+        .expect("account just made");
+    let mut push = Duration::ZERO;
+    let mut changes = 0;
+    for (n, (key, runs)) in provinces.iter().enumerate() {
+        backend.hello(
+            &office,
+            key.device_id(),
+            "bench",
+            &key.public(),
+            1_800_000_000_000,
+        )?;
+        let started = Instant::now();
+        for run in runs.iter().cloned() {
+            backend.push(&office, run, 1_800_000_000_000)?;
+        }
+        if n == provinces.len() - 1 {
+            push = started.elapsed();
+            changes = runs.iter().map(|run| run.changes.len()).sum();
+        }
+    }
+    let team = faenban_core::sync::Scope {
+        role: Role::Team,
+        areas: vec![code.to_owned()],
+        dimension: None,
+    };
+    let started = Instant::now();
+    let (mut since, mut check, mut pull_changes) = (0, None, 0);
+    loop {
+        let page = backend.pull(&team, since, check.as_deref(), 5_000)?;
+        pull_changes += page.changes.len();
+        since = page.next;
+        check = page.check;
+        if !page.more {
+            break;
+        }
+    }
+    let pull = started.elapsed();
+    let started = Instant::now();
+    let report = backend.report(
+        &faenban_core::areas::Areas::builtin(),
+        &faenban_core::report::ReportOptions {
+            area: Some(faenban_core::codes::AreaCode::parse(code)?),
+            level: Some(faenban_core::codes::AreaLevel::District),
+            ..Default::default()
+        },
+    )?;
+    let report_time = started.elapsed();
+    anyhow::ensure!(
+        report.total.households > 0,
+        "the province's report is empty"
+    );
+    Ok(ProvinceFigures {
+        changes,
+        push,
+        pull_changes,
+        pull,
+        report: report_time,
+    })
+}
+
+/// A province pushed, pulled and reported alone in a database, and beside
+/// two other provinces of the same size.
+pub fn scale(households: usize) -> anyhow::Result<()> {
+    let cluster = cluster()?;
+    let started = Instant::now();
+    let khon_kaen = province_runs("40", households)?;
+    let others = [
+        province_runs("46", households)?,
+        province_runs("33", households)?,
+    ];
+    println!("generated three provinces in {:.1?}", started.elapsed());
+    let alone = load_provinces(
+        &database(&cluster, "faenban_bench_one_province")?,
+        std::slice::from_ref(&khon_kaen),
+        "40",
+    )?;
+    let [kalasin, sisaket] = others;
+    let beside = load_provinces(
+        &database(&cluster, "faenban_bench_three_provinces")?,
+        &[kalasin, sisaket, khon_kaen],
+        "40",
+    )?;
+    let rate = |figures: &ProvinceFigures| figures.changes as f64 / figures.push.as_secs_f64();
+    println!();
+    println!("| Khon Kaen ({households} households) in a database of | one province | three provinces | three / one |");
+    println!("|---|---|---|---|");
+    println!(
+        "| push, batches of 1,000 | {:.0} changes/s | {:.0} changes/s | {:.2} |",
+        rate(&alone),
+        rate(&beside),
+        rate(&beside) / rate(&alone)
+    );
+    println!(
+        "| the province team's pull from scratch ({} / {} changes) | {:.2} s | {:.2} s | {:.2} |",
+        alone.pull_changes,
+        beside.pull_changes,
+        alone.pull.as_secs_f64(),
+        beside.pull.as_secs_f64(),
+        beside.pull.as_secs_f64() / alone.pull.as_secs_f64()
+    );
+    println!(
+        "| the province's report by district | {:.0} ms | {:.0} ms | {:.2} |",
+        ms(alone.report),
+        ms(beside.report),
+        beside.report.as_secs_f64() / alone.report.as_secs_f64()
+    );
+    Ok(())
 }

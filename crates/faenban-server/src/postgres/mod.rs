@@ -867,7 +867,11 @@ impl Backend for PostgresBackend {
             .read_only(true)
             .start()
             .map_err(backend_error)?;
-        let digests = read_digests(&mut tx, None)?;
+        // Only the area's digests are read (the core's report keeps only
+        // them anyway): a province's report costs the same however many
+        // provinces the database holds.
+        let area = options.area.as_ref().map(|area| area.as_str());
+        let digests = read_digests(&mut tx, area)?;
         Ok(report::build_from_digests(digests, areas, options))
     }
 

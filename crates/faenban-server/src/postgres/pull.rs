@@ -83,6 +83,13 @@ pub(super) fn pull(
     } else {
         households_in_scope(&mut tx, scope)?
     };
+    // The scope's provinces, and province 0: entries for everyone and of no
+    // known household. A household in scope is in one of these provinces,
+    // so its entries are filed there.
+    let mut provinces: Vec<i16> = scope.areas.iter().map(|area| province_of(area)).collect();
+    provinces.push(0);
+    provinces.sort_unstable();
+    provinces.dedup();
     let rows = if scope.is_everything() {
         tx.query(
             &format!("{COLUMNS} WHERE f.seq > $1 ORDER BY f.seq LIMIT $2"),
@@ -92,18 +99,13 @@ pub(super) fn pull(
         // Few households: their entries by index, and those for everyone.
         tx.query(
             &format!(
-                "{COLUMNS} WHERE (f.household = ANY($3) OR (f.household IS NULL AND f.province = 0)) \
+                "{COLUMNS} WHERE f.province = ANY($4) \
+                 AND (f.household = ANY($3) OR (f.household IS NULL AND f.province = 0)) \
                  AND f.seq > $1 ORDER BY f.seq LIMIT $2"
             ),
-            &[&since_row, &scan, &households],
+            &[&since_row, &scan, &households, &provinces],
         )
     } else {
-        // The scope's provinces, and province 0: entries for everyone and
-        // of no known household.
-        let mut provinces: Vec<i16> = scope.areas.iter().map(|area| province_of(area)).collect();
-        provinces.push(0);
-        provinces.sort_unstable();
-        provinces.dedup();
         tx.query(
             &format!("{COLUMNS} WHERE f.province = ANY($3) AND f.seq > $1 ORDER BY f.seq LIMIT $2"),
             &[&since_row, &scan, &provinces],

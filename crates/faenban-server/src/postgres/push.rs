@@ -927,8 +927,11 @@ fn stored_places(
     }
     let ids: Vec<Uuid> = households.iter().map(|household| household.0).collect();
     Ok(tx
+        // Each place is in its household's home province: read there alone.
         .query(
-            "SELECT household, village, deprived FROM places WHERE household = ANY($1)",
+            "SELECT p.household, p.village, p.deprived FROM record_numbers rn \
+             JOIN places p ON p.household = rn.id AND p.province = rn.province \
+             WHERE rn.kind = 'household' AND rn.id = ANY($1)",
             &[&ids],
         )?
         .iter()
