@@ -180,6 +180,14 @@ pub(crate) fn home_province(scope: &Scope) -> i16 {
     }
 }
 
+/// Said at the start of every push and pull transaction. Their statements
+/// look up a few rows each by index (a batch's records, a page's entries);
+/// the planner, misled by the sizes it guesses for `unnest` and `ANY`
+/// arrays, would otherwise hash-join them against whole tables, a cost
+/// that grows with the province.
+pub(crate) const INDEX_LOOKUPS_ONLY: &str =
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
 /// The catalogues a digest's deprivation is assessed with.
 fn catalogues() -> &'static Catalogues {
     static CATALOGUES: std::sync::OnceLock<Catalogues> = std::sync::OnceLock::new();

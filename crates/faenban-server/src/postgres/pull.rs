@@ -41,6 +41,7 @@ pub(super) fn pull(
         .isolation_level(postgres::IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()?;
+    tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
     // Every entry numbered up to the head has committed (pushes number
     // their entries under the head's lock, last), so this snapshot holds
     // the whole feed through `last` and nothing after it.
@@ -64,7 +65,6 @@ pub(super) fn pull(
             )));
         }
     }
-    let since_row = i64::try_from(since).unwrap_or(i64::MAX);
     let scan = if scope.is_everything() {
         limit as i64
     } else {
@@ -90,73 +90,79 @@ pub(super) fn pull(
     provinces.push(0);
     provinces.sort_unstable();
     provinces.dedup();
-    let rows = if scope.is_everything() {
-        tx.query(
-            &format!("{COLUMNS} WHERE f.seq > $1 ORDER BY f.seq LIMIT $2"),
-            &[&since_row, &scan],
-        )
-    } else if let Some(households) = narrow {
+    // Every statement takes the same four parameters.
+    let filter = if scope.is_everything() {
+        "$3::int8[] IS NOT NULL AND $4::int2[] IS NOT NULL"
+    } else if narrow.is_some() {
         // Few households: their entries by index, and those for everyone.
-        tx.query(
-            &format!(
-                "{COLUMNS} WHERE f.province = ANY($4) \
-                 AND (f.household = ANY($3) OR (f.household IS NULL AND f.province = 0)) \
-                 AND f.seq > $1 ORDER BY f.seq LIMIT $2"
-            ),
-            &[&since_row, &scan, &households, &provinces],
-        )
+        "f.province = ANY($4) AND (f.household = ANY($3) OR (f.household IS NULL AND f.province = 0))"
     } else {
-        tx.query(
-            &format!("{COLUMNS} WHERE f.province = ANY($3) AND f.seq > $1 ORDER BY f.seq LIMIT $2"),
-            &[&since_row, &scan, &provinces],
-        )
-    }?;
-    let scanned_all = (rows.len() as i64) < scan;
+        "f.province = ANY($4) AND $3::int8[] IS NOT NULL"
+    };
+    let households = narrow.unwrap_or_default();
+    let statement = format!("{COLUMNS} WHERE {filter} AND f.seq > $1 ORDER BY f.seq LIMIT $2");
+    // Read a chunk at a time, so that a page that fills early reads no
+    // further.
+    let chunk = (limit as i64).clamp(1, 5_000);
     let mut chosen: Vec<Chosen> = Vec::new();
     let mut next = since;
     let mut bytes = 0;
     let mut full = false;
-    for row in &rows {
-        let seq = row.get::<_, i64>(0) as u64;
-        let Some(announce) = Announce::from_i64(i64::from(row.get::<_, i16>(1))) else {
+    let mut scanned = 0;
+    let scanned_all = loop {
+        let after = i64::try_from(next).unwrap_or(i64::MAX);
+        let rows = tx.query(&statement, &[&after, &chunk, &households, &provinces])?;
+        scanned += rows.len() as i64;
+        for row in &rows {
+            let seq = row.get::<_, i64>(0) as u64;
             next = seq;
-            continue;
-        };
-        let filed = match row.get::<_, Option<i64>>(4) {
-            None => push::FiledUnder::Everyone,
-            Some(0) => push::FiledUnder::NoKnownHousehold,
-            Some(_) => match row.get::<_, Option<Uuid>>(5) {
-                Some(household) => push::FiledUnder::Household(RecordId(household)),
-                None => push::FiledUnder::NoKnownHousehold,
-            },
-        };
-        let place = row
-            .get::<_, Option<String>>(6)
-            .map(|village| HouseholdPlace {
-                village,
-                deprived: row.get::<_, Option<i16>>(7).unwrap_or(0) as u8,
-            });
-        let kind = RecordKind::from_name(row.get(8));
-        let id: Uuid = row.get(9);
-        let record_now = if kind == RecordKind::Household {
-            Some(RecordId(id))
-        } else {
-            row.get::<_, Option<Uuid>>(10).map(RecordId)
-        };
-        next = seq;
-        if push::reads_entry(scope, announce, filed, place.as_ref(), record_now) {
-            chosen.push(Chosen {
-                change_province: row.get(2),
-                change_seq: row.get(3),
-                record: RecordKey::new(kind, id),
-            });
-            bytes += COLUMN_BYTES + row.get::<_, Option<i32>>(11).unwrap_or(0) as usize;
-            if chosen.len() >= limit || bytes >= MAX_PAGE_BYTES {
-                full = true;
-                break;
+            let Some(announce) = Announce::from_i64(i64::from(row.get::<_, i16>(1))) else {
+                continue;
+            };
+            let filed = match row.get::<_, Option<i64>>(4) {
+                None => push::FiledUnder::Everyone,
+                Some(0) => push::FiledUnder::NoKnownHousehold,
+                Some(_) => match row.get::<_, Option<Uuid>>(5) {
+                    Some(household) => push::FiledUnder::Household(RecordId(household)),
+                    None => push::FiledUnder::NoKnownHousehold,
+                },
+            };
+            let place = row
+                .get::<_, Option<String>>(6)
+                .map(|village| HouseholdPlace {
+                    village,
+                    deprived: row.get::<_, Option<i16>>(7).unwrap_or(0) as u8,
+                });
+            let kind = RecordKind::from_name(row.get(8));
+            let id: Uuid = row.get(9);
+            let record_now = if kind == RecordKind::Household {
+                Some(RecordId(id))
+            } else {
+                row.get::<_, Option<Uuid>>(10).map(RecordId)
+            };
+            if push::reads_entry(scope, announce, filed, place.as_ref(), record_now) {
+                chosen.push(Chosen {
+                    change_province: row.get(2),
+                    change_seq: row.get(3),
+                    record: RecordKey::new(kind, id),
+                });
+                bytes += COLUMN_BYTES + row.get::<_, Option<i32>>(11).unwrap_or(0) as usize;
+                if chosen.len() >= limit || bytes >= MAX_PAGE_BYTES {
+                    full = true;
+                    break;
+                }
             }
         }
-    }
+        if full {
+            break false;
+        }
+        if (rows.len() as i64) < chunk {
+            break true;
+        }
+        if scanned >= scan {
+            break false;
+        }
+    };
     let more = if full || !scanned_all {
         last > next
     } else {

@@ -119,6 +119,7 @@ pub(super) fn push_once(
     let mut fields: HashMap<String, i32> = HashMap::new();
     let device = input.device;
     let mut tx = connection.client().transaction()?;
+    tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
     // One device's pushes, through whichever process, one at a time.
     tx.execute(
         "SELECT pg_advisory_xact_lock(7244, hashtext($1))",
