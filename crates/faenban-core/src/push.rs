@@ -123,6 +123,188 @@ impl HeldArrival {
     }
 }
 
+/// Bytes a server keeps per sequence of a run of an outbox: the change's
+/// clock reading (wall_ms 8, counter 4) and its fingerprint (8).
+pub const ARRIVAL_BYTES: usize = 20;
+
+/// Bytes per sequence in runs kept before servers kept fingerprints.
+pub const STAMP_BYTES: usize = 12;
+
+/// What a server keeps of a run of fresh changes ([`HeldArrival`] of each,
+/// in sequence order), [`ARRIVAL_BYTES`] a change.
+pub fn arrival_stamps<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<u8> {
+    let mut stamps = Vec::new();
+    for change in changes {
+        let held = HeldArrival::of(change);
+        stamps.extend_from_slice(&held.hlc.wall_ms.to_le_bytes());
+        stamps.extend_from_slice(&held.hlc.counter.to_le_bytes());
+        stamps.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
+    }
+    stamps
+}
+
+/// What a kept run (`first..=last`, its [`arrival_stamps`]) holds as
+/// `sequence`; `None` outside it or if the run is damaged.
+pub fn held_arrival_in(first: u64, last: u64, stamps: &[u8], sequence: u64) -> Option<HeldArrival> {
+    if sequence < first || sequence > last {
+        return None;
+    }
+    let count = usize::try_from(last - first + 1).ok()?;
+    // Runs kept before fingerprints have 12 bytes a sequence; their
+    // changes are compared by stamp alone.
+    let width = if stamps.len() == count.checked_mul(ARRIVAL_BYTES)? {
+        ARRIVAL_BYTES
+    } else {
+        STAMP_BYTES
+    };
+    let at = usize::try_from(sequence - first).ok()?.checked_mul(width)?;
+    let bytes = stamps.get(at..at.checked_add(width)?)?;
+    Some(HeldArrival {
+        hlc: Hlc {
+            wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+            counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
+        },
+        fingerprint: (width == ARRIVAL_BYTES)
+            .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
+            .flatten(),
+    })
+}
+
+/// A device as the server has it bound, for [`pusher`] and [`hello_binding`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// Bound to the account that asks.
+    pub same_account: bool,
+    /// Its account was revoked.
+    pub revoked: bool,
+    /// Its key: `None` while unbound (a device bound before keys existed),
+    /// else whether it is the key the request proves or carries.
+    pub key_matches: Option<bool>,
+}
+
+/// Whose key verifies a pushed run and whose scope it is checked against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pusher {
+    /// The device's own account pushes: its bound key, the account's scope.
+    Own,
+    /// Another account relays a bound device's outbox: the device's bound
+    /// key, and the scope of the device's own account (its work, whoever
+    /// carries it).
+    RelayOfBound,
+    /// A relay of a device the server does not know, carrying the key the
+    /// device's id is made from: that key, the relaying account's scope.
+    RelayOfUnknown,
+}
+
+/// Who may push a device's outbox: its own account, or, as a relay, any
+/// account for a device that is bound and not revoked, or one unknown to
+/// the server whose relay carries the key its id is made from.
+/// `carried_key_makes_id`: the relay carries a key and the device's id is
+/// the one that key makes.
+pub fn pusher(
+    device: DeviceId,
+    bound: Option<Bound>,
+    relay: bool,
+    carried_key_makes_id: bool,
+) -> Result<Pusher, (RefusalCode, String)> {
+    let unknown = |message: String| Err((RefusalCode::UnknownDevice, message));
+    match (bound, relay) {
+        (Some(bound), false) if bound.same_account => match bound.key_matches {
+            Some(_) => Ok(Pusher::Own),
+            None => unknown(format!(
+                "device {device} has not bound its key yet; sync again from the start"
+            )),
+        },
+        (Some(_), false) => Err(wrong_device(device)),
+        (None, false) => unknown(format!(
+            "device {device} has not said hello to this server; sync again from the start"
+        )),
+        (Some(bound), true) if bound.revoked => Err((
+            RefusalCode::Revoked,
+            format!("device {device} belongs to a revoked account; its changes are not accepted"),
+        )),
+        (Some(bound), true) => match bound.key_matches {
+            Some(_) => Ok(Pusher::RelayOfBound),
+            None => unknown(format!(
+                "device {device} has not said hello since it got its key; its outbox can be relayed once it has"
+            )),
+        },
+        (None, true) if carried_key_makes_id => Ok(Pusher::RelayOfUnknown),
+        (None, true) => unknown(format!(
+            "device {device} is not known to this server, and the relay does not carry the key its id is made from"
+        )),
+    }
+}
+
+/// What a hello does with the device's binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelloBinding {
+    /// Bound with this key already: nothing to write.
+    Known,
+    /// Bound to this account before keys existed: bind the key proved now.
+    BindKey,
+    /// New to the server: bind it to this account with this key.
+    Bind,
+}
+
+/// A hello's rule: a device is bound to the account of its first hello,
+/// with its key; from then on it is claimed only with that key and that
+/// account. One made before keys existed (its id not made from its key)
+/// may bind by its first hello only while the server has never seen its
+/// id, so that an id read from a bundle cannot be claimed; an id of
+/// version 8 is made from a key, so only that key claims it.
+/// `key_makes_id`: the id is the one the proved key makes; `seen`: a
+/// change of the device has reached the server.
+pub fn hello_binding(
+    device: DeviceId,
+    bound: Option<Bound>,
+    key_makes_id: bool,
+    seen: bool,
+) -> Result<HelloBinding, (RefusalCode, String)> {
+    match bound {
+        Some(bound) if !bound.same_account => Err(wrong_device(device)),
+        Some(Bound {
+            key_matches: Some(false),
+            ..
+        }) => Err(wrong_key(device)),
+        Some(Bound {
+            key_matches: Some(true),
+            ..
+        }) => Ok(HelloBinding::Known),
+        Some(Bound {
+            key_matches: None, ..
+        }) => Ok(HelloBinding::BindKey),
+        None if device.0.get_version_num() == 8 && !key_makes_id => Err(wrong_key(device)),
+        None if !key_makes_id && seen => Err((
+            RefusalCode::WrongDevice,
+            format!(
+                "device {device} was made by an older faenban and has already reached the server through another laptop; the administrator can enroll it: faenban-server device enroll --device {device} --account NAME"
+            ),
+        )),
+        None => Ok(HelloBinding::Bind),
+    }
+}
+
+/// A device claimed under another account.
+pub fn wrong_device(device: DeviceId) -> (RefusalCode, String) {
+    (
+        RefusalCode::WrongDevice,
+        format!(
+            "device {device} belongs to another account; each laptop syncs with the account it first logged in with"
+        ),
+    )
+}
+
+/// A device claimed with another key than the one it is bound with.
+pub fn wrong_key(device: DeviceId) -> (RefusalCode, String) {
+    (
+        RefusalCode::WrongKey,
+        format!(
+            "device {device} is bound to another key; a device id is claimed only with the key it was first bound with"
+        ),
+    )
+}
+
 /// One device's outbox run, as pushed (its signature already checked).
 #[derive(Clone, Debug)]
 pub struct Batch {

@@ -704,6 +704,25 @@ impl Refusal {
 }
 
 impl Scope {
+    /// Whether an account may have this scope: areas unless it covers
+    /// everything, and a dimension for a working group and only for it.
+    /// The reason, in English, when it may not.
+    pub fn check_shape(&self) -> Result<(), String> {
+        if !self.is_everything() && self.areas.is_empty() {
+            return Err(format!(
+                "a {} account needs at least one area code",
+                self.role.as_str()
+            ));
+        }
+        if (self.role == Role::Dimension) != self.dimension.is_some() {
+            return Err(
+                "a dimension (working group) account needs --dimension, and only it takes one"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
     /// True for the roles that see and change everything.
     pub fn is_everything(&self) -> bool {
         matches!(self.role, Role::Province | Role::Admin)

@@ -240,38 +240,23 @@ impl Store {
             ));
         }
         let tx = self.connection.transaction()?;
-        match device_owner(&tx, device)? {
-            Some(owner) if owner.account != account.id => {
-                return Err(wrong_device(device));
-            }
-            Some(DeviceOwner {
-                key: Some(bound), ..
-            }) if bound != *key => {
-                return Err(wrong_key(device));
-            }
-            Some(DeviceOwner { key: Some(_), .. }) => {}
-            Some(DeviceOwner { key: None, .. }) => {
+        let owner = device_owner(&tx, device)?;
+        let key_makes_id = device_id_of(key) == device;
+        let seen = owner.is_none() && !key_makes_id && device_seen(&tx, device)?;
+        let bound = owner.as_ref().map(|owner| push::Bound {
+            same_account: owner.account == account.id,
+            revoked: owner.revoked,
+            key_matches: owner.key.map(|bound| bound == *key),
+        });
+        match push::hello_binding(device, bound, key_makes_id, seen)
+            .map_err(|(code, message)| refused(code, message))?
+        {
+            push::HelloBinding::Known => {}
+            push::HelloBinding::BindKey => {
                 tx.prepare_cached("UPDATE devices SET public_key = ?2 WHERE device = ?1")?
                     .execute(params![device.to_string(), key.0.as_slice()])?;
             }
-            None => {
-                // A device made with its key has the id the key makes; one
-                // made before keys existed may bind by its first hello only
-                // while the server has never seen its id (in a relay, say),
-                // so that an id read from a bundle cannot be claimed.
-                // Ids of version 8 are made from keys, so only that key
-                // claims one.
-                if device.0.get_version_num() == 8 && device_id_of(key) != device {
-                    return Err(wrong_key(device));
-                }
-                if device_id_of(key) != device && device_seen(&tx, device)? {
-                    return Err(refused(
-                        RefusalCode::WrongDevice,
-                        format!(
-                            "device {device} was made by an older faenban and has already reached the server through another laptop; the administrator can enroll it: faenban-server device enroll --device {device} --account NAME"
-                        ),
-                    ));
-                }
+            push::HelloBinding::Bind => {
                 tx.execute(
                     "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -553,13 +538,7 @@ fn push_in(
     }
     // The stamps of every fresh sequence, held back or not: the server
     // holds the sequence either way, and knows it again when it is resent.
-    let mut stamps = Vec::with_capacity(fresh.len() * ARRIVAL_BYTES);
-    for (_, change) in &fresh {
-        let held = push::HeldArrival::of(change);
-        stamps.extend_from_slice(&held.hlc.wall_ms.to_le_bytes());
-        stamps.extend_from_slice(&held.hlc.counter.to_le_bytes());
-        stamps.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
-    }
+    let stamps = push::arrival_stamps(fresh.iter().map(|(_, change)| change));
     let (first_fresh, last_fresh) = (fresh[0].0, fresh[fresh.len() - 1].0);
     let mut round = 0;
     let applied = loop {
@@ -832,28 +811,7 @@ impl push::Holdings for SessionHoldings<'_, '_> {
         Ok(self
             .run
             .as_ref()
-            .filter(|run| covers(run))
-            .and_then(|(first, last, stamps)| {
-                // Runs held before fingerprints were kept have 12 bytes a
-                // sequence; their changes are compared by stamp alone.
-                let count = (last - first + 1) as usize;
-                let width = if stamps.len() == count * ARRIVAL_BYTES {
-                    ARRIVAL_BYTES
-                } else {
-                    STAMP_BYTES
-                };
-                let at = (sequence - first) as usize * width;
-                let bytes = stamps.get(at..at + width)?;
-                Some(push::HeldArrival {
-                    hlc: Hlc {
-                        wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-                        counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
-                    },
-                    fingerprint: (width == ARRIVAL_BYTES)
-                        .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
-                        .flatten(),
-                })
-            }))
+            .and_then(|(first, last, stamps)| push::held_arrival_in(*first, *last, stamps, sequence)))
     }
 
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>> {
@@ -894,25 +852,11 @@ impl push::Holdings for SessionHoldings<'_, '_> {
     }
 }
 
-/// An account's scope is one it can have: areas unless it covers
-/// everything, a dimension for a working group and only for it.
+/// An account's scope is one it can have ([`Scope::check_shape`]).
 fn check_scope_shape(scope: &Scope) -> Result<()> {
-    if !scope.is_everything() && scope.areas.is_empty() {
-        return Err(refused(
-            RefusalCode::BadAccount,
-            format!(
-                "a {} account needs at least one area code",
-                scope.role.as_str()
-            ),
-        ));
-    }
-    if (scope.role == Role::Dimension) != scope.dimension.is_some() {
-        return Err(refused(
-            RefusalCode::BadAccount,
-            "a dimension (working group) account needs --dimension, and only it takes one",
-        ));
-    }
-    Ok(())
+    scope
+        .check_shape()
+        .map_err(|message| refused(RefusalCode::BadAccount, message))
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, role, areas, dimension, created_ms, revoked_ms";
@@ -936,24 +880,6 @@ fn account_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Account>> {
         created_ms: row.get::<_, i64>(5)? as u64,
         revoked_ms: revoked.map(|ms| ms as u64),
     }))
-}
-
-fn wrong_device(device: DeviceId) -> Error {
-    refused(
-        RefusalCode::WrongDevice,
-        format!(
-            "device {device} belongs to another account; each laptop syncs with the account it first logged in with"
-        ),
-    )
-}
-
-fn wrong_key(device: DeviceId) -> Error {
-    refused(
-        RefusalCode::WrongKey,
-        format!(
-            "device {device} is bound to another key; a device id is claimed only with the key it was first bound with"
-        ),
-    )
 }
 
 /// A device's binding: its account, whether that account is revoked, and
@@ -1030,51 +956,30 @@ fn device_seen(tx: &rusqlite::Connection, device: DeviceId) -> Result<bool> {
 fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> Result<Scope> {
     let device = input.device;
     let owner = device_owner(tx, device)?;
-    let (key, scope) = match (owner, input.relay) {
-        (Some(owner), false) if owner.account == account.id => match owner.key {
-            Some(key) => (key, account.scope.clone()),
-            None => {
-                return Err(refused(
-                    RefusalCode::UnknownDevice,
-                    format!("device {device} has not bound its key yet; sync again from the start"),
-                ))
-            }
-        },
-        (Some(_), false) => return Err(wrong_device(device)),
-        (None, false) => {
-            return Err(refused(
-                RefusalCode::UnknownDevice,
-                format!("device {device} has not said hello to this server; sync again from the start"),
-            ))
+    let carried = input.public_key.filter(|key| device_id_of(key) == device);
+    let bound = owner.as_ref().map(|owner| push::Bound {
+        same_account: owner.account == account.id,
+        revoked: owner.revoked,
+        key_matches: owner.key.map(|_| true),
+    });
+    let pusher = push::pusher(device, bound, input.relay, carried.is_some())
+        .map_err(|(code, message)| refused(code, message))?;
+    let bound_key = || {
+        owner
+            .as_ref()
+            .and_then(|owner| owner.key)
+            .ok_or_else(|| Error::Internal(format!("device {device} has no bound key")))
+    };
+    let (key, scope) = match pusher {
+        push::Pusher::Own => (bound_key()?, account.scope.clone()),
+        push::Pusher::RelayOfBound => {
+            let owner_account = owner.as_ref().map_or(account.id, |owner| owner.account);
+            (bound_key()?, account_scope(tx, owner_account)?)
         }
-        (Some(owner), true) if owner.revoked => {
-            return Err(refused(
-                RefusalCode::Revoked,
-                format!("device {device} belongs to a revoked account; its changes are not accepted"),
-            ))
-        }
-        (Some(owner), true) => match owner.key {
-            Some(key) => (key, account_scope(tx, owner.account)?),
-            None => {
-                return Err(refused(
-                    RefusalCode::UnknownDevice,
-                    format!(
-                        "device {device} has not said hello since it got its key; its outbox can be relayed once it has"
-                    ),
-                ))
-            }
-        },
-        (None, true) => match input.public_key {
-            Some(key) if device_id_of(&key) == device => (key, account.scope.clone()),
-            _ => {
-                return Err(refused(
-                    RefusalCode::UnknownDevice,
-                    format!(
-                        "device {device} is not known to this server, and the relay does not carry the key its id is made from"
-                    ),
-                ))
-            }
-        },
+        push::Pusher::RelayOfUnknown => (
+            carried.ok_or_else(|| Error::Internal("a relay without its key".into()))?,
+            account.scope.clone(),
+        ),
     };
     if !key.verifies_run(
         device,
@@ -1132,14 +1037,6 @@ fn household_number(session: &mut Session<'_>, household: RecordId) -> Result<i6
         id: household,
     })
 }
-
-/// Bytes per sequence in `arrivals.stamps` as servers before version 8
-/// kept them: wall_ms (8) and counter (4).
-const STAMP_BYTES: usize = 12;
-
-/// Bytes per sequence in `arrivals.stamps`: wall_ms (8), counter (4) and
-/// the change's fingerprint (8, `faenban_core::codec::fingerprint`).
-const ARRIVAL_BYTES: usize = 20;
 
 fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<RecordId>> {
     let household: Option<Option<String>> = tx

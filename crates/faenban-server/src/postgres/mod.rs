@@ -470,25 +470,11 @@ fn not_found(kind: &str, name: impl Into<String>) -> BackendError {
     }
 }
 
-/// An account's scope is one it can have (the same rule as the embedded
-/// store's).
+/// An account's scope is one it can have ([`Scope::check_shape`]).
 fn check_scope_shape(scope: &Scope) -> Result<()> {
-    if !scope.is_everything() && scope.areas.is_empty() {
-        return Err(refused(
-            RefusalCode::BadAccount,
-            format!(
-                "a {} account needs at least one area code",
-                scope.role.as_str()
-            ),
-        ));
-    }
-    if (scope.role == Role::Dimension) != scope.dimension.is_some() {
-        return Err(refused(
-            RefusalCode::BadAccount,
-            "a dimension (working group) account needs --dimension, and only it takes one",
-        ));
-    }
-    Ok(())
+    scope
+        .check_shape()
+        .map_err(|message| refused(RefusalCode::BadAccount, message))
 }
 
 fn insert_account(
@@ -564,24 +550,6 @@ pub(crate) fn device_owner(
         })
     })
     .transpose()
-}
-
-pub(crate) fn wrong_device(device: DeviceId) -> BackendError {
-    refused(
-        RefusalCode::WrongDevice,
-        format!(
-            "device {device} belongs to another account; each laptop syncs with the account it first logged in with"
-        ),
-    )
-}
-
-pub(crate) fn wrong_key(device: DeviceId) -> BackendError {
-    refused(
-        RefusalCode::WrongKey,
-        format!(
-            "device {device} is bound to another key; a device id is claimed only with the key it was first bound with"
-        ),
-    )
 }
 
 pub(crate) fn held_through(
@@ -671,40 +639,32 @@ impl Backend for PostgresBackend {
         }
         self.retrying(|connection| {
             let mut tx = connection.client().transaction()?;
-            match device_owner(&mut tx, device)? {
-                Some(owner) if owner.account != account.id => {
-                    return Err(wrong_device(device).into());
-                }
-                Some(DeviceOwner {
-                    key: Some(bound), ..
-                }) if bound != *key => return Err(wrong_key(device).into()),
-                Some(DeviceOwner { key: Some(_), .. }) => {}
-                Some(DeviceOwner { key: None, .. }) => {
+            let owner = device_owner(&mut tx, device)?;
+            let key_makes_id = device_id_of(key) == device;
+            let seen = owner.is_none()
+                && !key_makes_id
+                && tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM arrivals WHERE device = $1)",
+                        &[&device.0],
+                    )?
+                    .get::<_, bool>(0);
+            let bound = owner.as_ref().map(|owner| faenban_core::push::Bound {
+                same_account: owner.account == account.id,
+                revoked: owner.revoked,
+                key_matches: owner.key.map(|bound| bound == *key),
+            });
+            let binding = faenban_core::push::hello_binding(device, bound, key_makes_id, seen)
+                .map_err(|(code, message)| Failure::Final(refused(code, message)))?;
+            match binding {
+                faenban_core::push::HelloBinding::Known => {}
+                faenban_core::push::HelloBinding::BindKey => {
                     tx.execute(
                         "UPDATE devices SET public_key = $2 WHERE device = $1",
                         &[&device.0, &key.0.as_slice()],
                     )?;
                 }
-                None => {
-                    // The same rules as the embedded store's hello.
-                    if device.0.get_version_num() == 8 && device_id_of(key) != device {
-                        return Err(wrong_key(device).into());
-                    }
-                    let seen: bool = tx
-                        .query_one(
-                            "SELECT EXISTS (SELECT 1 FROM arrivals WHERE device = $1)",
-                            &[&device.0],
-                        )?
-                        .get(0);
-                    if device_id_of(key) != device && seen {
-                        return Err(refused(
-                            RefusalCode::WrongDevice,
-                            format!(
-                                "device {device} was made by an older faenban and has already reached the server through another laptop; the administrator can enroll it: faenban-server device enroll --device {device} --account NAME"
-                            ),
-                        )
-                        .into());
-                    }
+                faenban_core::push::HelloBinding::Bind => {
                     tx.execute(
                         "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
                          VALUES ($1, $2, $3, $4, $5)",

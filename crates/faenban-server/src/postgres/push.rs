@@ -21,17 +21,9 @@ use uuid::Uuid;
 use super::pool::Connection;
 use super::{
     decode_state, device_owner, home_province, province_of, refusals_between, refused,
-    stored_state, wrong_device, Failure, PostgresBackend, ACCOUNT_COLUMNS,
+    stored_state, Failure, PostgresBackend, ACCOUNT_COLUMNS,
 };
 use crate::backend::BackendError;
-
-/// Bytes per sequence in `arrivals.stamps`: wall_ms (8), counter (4) and
-/// the change's fingerprint (8).
-const ARRIVAL_BYTES: usize = 20;
-
-/// Bytes per sequence in runs moved from a server that kept no
-/// fingerprints: wall_ms (8) and counter (4).
-const STAMP_BYTES: usize = 12;
 
 /// A record this push merges into: its number, home province and state.
 struct Merged {
@@ -155,13 +147,7 @@ pub(super) fn push_once(
         tx.commit()?;
         return Ok(outcome);
     }
-    let mut stamps = Vec::with_capacity(fresh.len() * ARRIVAL_BYTES);
-    for (_, change) in &fresh {
-        let held = push::HeldArrival::of(change);
-        stamps.extend_from_slice(&held.hlc.wall_ms.to_le_bytes());
-        stamps.extend_from_slice(&held.hlc.counter.to_le_bytes());
-        stamps.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
-    }
+    let stamps = push::arrival_stamps(fresh.iter().map(|(_, change)| change));
     let (first_fresh, last_fresh) = (fresh[0].0, fresh[fresh.len() - 1].0);
     // The server's clock is shared by every process: a push that must
     // re-stamp a change from the future holds it until it commits; the
@@ -352,53 +338,37 @@ fn check_device(
 ) -> Result<Scope, Failure> {
     let device = input.device;
     let owner = device_owner(tx, device)?;
-    let unknown = |message: String| Failure::Final(refused(RefusalCode::UnknownDevice, message));
-    let (key, scope) = match (owner, input.relay) {
-        (Some(owner), false) if owner.account == account.id => match owner.key {
-            Some(key) => (key, account.scope.clone()),
-            None => {
-                return Err(unknown(format!(
-                    "device {device} has not bound its key yet; sync again from the start"
-                )))
-            }
-        },
-        (Some(_), false) => return Err(wrong_device(device).into()),
-        (None, false) => {
-            return Err(unknown(format!(
-                "device {device} has not said hello to this server; sync again from the start"
+    let carried = input.public_key.filter(|key| device_id_of(key) == device);
+    let bound = owner.as_ref().map(|owner| push::Bound {
+        same_account: owner.account == account.id,
+        revoked: owner.revoked,
+        key_matches: owner.key.map(|_| true),
+    });
+    let pusher = push::pusher(device, bound, input.relay, carried.is_some())
+        .map_err(|(code, message)| Failure::Final(refused(code, message)))?;
+    let bound_key = || {
+        owner.as_ref().and_then(|owner| owner.key).ok_or_else(|| {
+            Failure::Final(BackendError::Internal(format!(
+                "device {device} has no bound key"
             )))
+        })
+    };
+    let (key, scope) = match pusher {
+        push::Pusher::Own => (bound_key()?, account.scope.clone()),
+        push::Pusher::RelayOfBound => {
+            let owner_account = owner.as_ref().map_or(account.id, |owner| owner.account);
+            let row = tx.query_one(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                &[&owner_account],
+            )?;
+            (bound_key()?, super::account_row(&row)?.scope)
         }
-        (Some(owner), true) if owner.revoked => {
-            return Err(refused(
-                RefusalCode::Revoked,
-                format!(
-                    "device {device} belongs to a revoked account; its changes are not accepted"
-                ),
-            )
-            .into())
-        }
-        (Some(owner), true) => match owner.key {
-            Some(key) => {
-                let row = tx.query_one(
-                    &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
-                    &[&owner.account],
-                )?;
-                (key, super::account_row(&row)?.scope)
-            }
-            None => {
-                return Err(unknown(format!(
-                    "device {device} has not said hello since it got its key; its outbox can be relayed once it has"
-                )))
-            }
-        },
-        (None, true) => match input.public_key {
-            Some(key) if device_id_of(&key) == device => (key, account.scope.clone()),
-            _ => {
-                return Err(unknown(format!(
-                    "device {device} is not known to this server, and the relay does not carry the key its id is made from"
-                )))
-            }
-        },
+        push::Pusher::RelayOfUnknown => (
+            carried.ok_or_else(|| {
+                Failure::Final(BackendError::Internal("a relay without its key".into()))
+            })?,
+            account.scope.clone(),
+        ),
     };
     if !key.verifies_run(
         device,
@@ -1176,26 +1146,7 @@ impl push::Holdings for Held<'_, '_> {
         Ok(self
             .run
             .as_ref()
-            .filter(|run| covers(run))
-            .and_then(|(first, last, stamps)| {
-                let count = (last - first + 1) as usize;
-                let width = if stamps.len() == count * ARRIVAL_BYTES {
-                    ARRIVAL_BYTES
-                } else {
-                    STAMP_BYTES
-                };
-                let at = (sequence - first) as usize * width;
-                let bytes = stamps.get(at..at + width)?;
-                Some(push::HeldArrival {
-                    hlc: Hlc {
-                        wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-                        counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
-                    },
-                    fingerprint: (width == ARRIVAL_BYTES)
-                        .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
-                        .flatten(),
-                })
-            }))
+            .and_then(|(first, last, stamps)| push::held_arrival_in(*first, *last, stamps, sequence)))
     }
 
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>, Failure> {
