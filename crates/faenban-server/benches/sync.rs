@@ -46,6 +46,10 @@ mod postgres_bench;
 
 const BATCH: usize = 1_000;
 
+/// A simulated device of the load test: its account's token, its key's
+/// seed, the changes it pushes.
+type LoadDevice = (String, [u8; 32], Vec<Change>);
+
 fn main() -> anyhow::Result<()> {
     let mut households = 100_000;
     let mut merge_only = false;
@@ -566,10 +570,7 @@ fn load_test(scratch: &Path, count: usize) -> anyhow::Result<Load> {
 
 /// `count` volunteers, each with a village of their own and ten households
 /// of ten fields: their accounts' tokens, their keys' seeds, their changes.
-fn load_devices(
-    backend: &dyn Backend,
-    count: usize,
-) -> anyhow::Result<Vec<(String, [u8; 32], Vec<Change>)>> {
+fn load_devices(backend: &dyn Backend, count: usize) -> anyhow::Result<Vec<LoadDevice>> {
     let mut devices = Vec::new();
     let areas = faenban_core::areas::Areas::builtin();
     let khon_kaen = faenban_core::codes::AreaCode::parse("40")?;
@@ -619,7 +620,7 @@ fn load_devices(
 /// process's figures; the times and latencies are the whole flood's.
 fn load_on(
     stores: &[Vec<std::ffi::OsString>],
-    devices: &[(String, [u8; 32], Vec<Change>)],
+    devices: &[LoadDevice],
 ) -> anyhow::Result<Vec<Load>> {
     let mut servers = Vec::new();
     let mut bases = Vec::new();
@@ -683,7 +684,7 @@ fn load_on(
 fn flood(
     runtime: &tokio::runtime::Runtime,
     bases: &[String],
-    devices: &[(String, [u8; 32], Vec<Change>)],
+    devices: &[LoadDevice],
 ) -> anyhow::Result<(Duration, Vec<Duration>, Vec<Duration>)> {
     runtime.block_on(async {
         let client = reqwest::Client::builder().build()?;

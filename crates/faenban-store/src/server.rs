@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use faenban_core::push::{self, Announce, Holdings as _};
 use faenban_core::sync::{ChangeSetBuilder, HeldBack, HouseholdPlace, Role, Scope};
 use faenban_core::{
-    normalize_arrival, Change, DeviceId, Dimension, Hlc, Outcome, RecordId, RecordKey, RecordKind,
+    normalize_arrival, Change, DeviceId, Dimension, Outcome, RecordId, RecordKey, RecordKind,
     RefusalCode,
 };
 use faenban_keys::{device_id_of, PublicKey, Signature};
@@ -808,10 +808,9 @@ impl push::Holdings for SessionHoldings<'_, '_> {
                 })
                 .optional()?;
         }
-        Ok(self
-            .run
-            .as_ref()
-            .and_then(|(first, last, stamps)| push::held_arrival_in(*first, *last, stamps, sequence)))
+        Ok(self.run.as_ref().and_then(|(first, last, stamps)| {
+            push::held_arrival_in(*first, *last, stamps, sequence)
+        }))
     }
 
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>> {

@@ -668,7 +668,13 @@ impl Backend for PostgresBackend {
                     tx.execute(
                         "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
                          VALUES ($1, $2, $3, $4, $5)",
-                        &[&device.0, &account.id, &name, &(now_ms as i64), &key.0.as_slice()],
+                        &[
+                            &device.0,
+                            &account.id,
+                            &name,
+                            &(now_ms as i64),
+                            &key.0.as_slice(),
+                        ],
                     )?;
                 }
             }

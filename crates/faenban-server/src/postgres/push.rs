@@ -9,7 +9,7 @@ use faenban_core::clock::is_from_the_future;
 use faenban_core::push::{self, Announce, FiledUnder};
 use faenban_core::sync::{HeldBack, HouseholdPlace, Scope};
 use faenban_core::{
-    normalize_arrival, Change, Clock, DeviceId, Hlc, RecordId, RecordKey, RecordKind, RecordState,
+    normalize_arrival, Change, Clock, DeviceId, RecordId, RecordKey, RecordKind, RecordState,
     RefusalCode,
 };
 use faenban_keys::device_id_of;
@@ -1143,10 +1143,9 @@ impl push::Holdings for Held<'_, '_> {
                     )
                 });
         }
-        Ok(self
-            .run
-            .as_ref()
-            .and_then(|(first, last, stamps)| push::held_arrival_in(*first, *last, stamps, sequence)))
+        Ok(self.run.as_ref().and_then(|(first, last, stamps)| {
+            push::held_arrival_in(*first, *last, stamps, sequence)
+        }))
     }
 
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>, Failure> {
