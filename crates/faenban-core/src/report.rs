@@ -573,6 +573,14 @@ fn status_rank(status: AssistanceStatus) -> u8 {
     }
 }
 
+/// An official's name as recorded (empty for a record that does not read
+/// as an official), as the office's lists show it.
+pub fn official_name(key: &RecordKey, state: &RecordState) -> String {
+    decode::<crate::model::Official>(key, state)
+        .map(|record| record.value.name)
+        .unwrap_or_default()
+}
+
 /// The household a record belongs to, as its `household` field names it.
 pub fn household_of(state: &RecordState) -> Option<RecordId> {
     state

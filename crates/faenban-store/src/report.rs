@@ -232,13 +232,7 @@ impl Store {
                     if !names.contains_key(official) {
                         let key = RecordKey::new(RecordKind::Official, official.0);
                         let name = load_state(&self.connection, &key)?
-                            .and_then(|state| {
-                                faenban_core::model::decode::<faenban_core::model::Official>(
-                                    &key, &state,
-                                )
-                                .ok()
-                            })
-                            .map(|record| record.value.name)
+                            .map(|state| report::official_name(&key, &state))
                             .unwrap_or_default();
                         names.insert(*official, name);
                     }

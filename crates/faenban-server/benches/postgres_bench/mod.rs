@@ -18,32 +18,21 @@ use faenban_store::Store;
 
 use super::{account, load_devices, load_on, ms, pull_everything, Keys};
 
+#[allow(dead_code)] // the tests' helpers; the bench uses the cluster alone
+#[path = "../../tests/support/postgres_support.rs"]
+mod postgres_support;
+
+/// Runs `work` on a thread of its own, outside any async runtime (the
+/// helpers' way).
+#[allow(dead_code)]
+fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(work).join().unwrap())
+}
+
 /// A PostgreSQL cluster to measure on: `FAENBAN_TEST_POSTGRES`, or one
 /// started for this run.
 fn cluster() -> anyhow::Result<String> {
-    if let Ok(url) = std::env::var("FAENBAN_TEST_POSTGRES") {
-        return Ok(url);
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
-    let output = std::process::Command::new("bash")
-        .args([
-            script,
-            "start",
-            "--until-exit-of",
-            &std::process::id().to_string(),
-        ])
-        .output()?;
-    anyhow::ensure!(
-        output.status.success(),
-        "starting PostgreSQL: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout)?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("export FAENBAN_TEST_POSTGRES='"))
-        .and_then(|rest| rest.strip_suffix('\''))
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!(".ci/postgres printed no URL"))
+    Ok(postgres_support::cluster_url().to_owned())
 }
 
 /// A new database on the cluster; its URL.

@@ -875,13 +875,7 @@ impl Backend for PostgresBackend {
                     if !names.contains_key(official) {
                         let key = RecordKey::new(RecordKind::Official, official.0);
                         let name = stored_state(connection.client(), &key)?
-                            .and_then(|state| {
-                                faenban_core::model::decode::<faenban_core::model::Official>(
-                                    &key, &state,
-                                )
-                                .ok()
-                            })
-                            .map(|record| record.value.name)
+                            .map(|state| report::official_name(&key, &state))
                             .unwrap_or_default();
                         names.insert(*official, name);
                     }

@@ -15,35 +15,7 @@ pub const CLUSTER_URL: &str = "FAENBAN_TEST_POSTGRES";
 /// The URL of the cluster the tests use.
 pub fn cluster_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var(CLUSTER_URL) {
-            return url;
-        }
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
-        let output = std::process::Command::new("bash")
-            .args([
-                script,
-                "start",
-                "--until-exit-of",
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .expect("running .ci/postgres");
-        assert!(
-            output.status.success(),
-            "\n\n*** These tests need a real PostgreSQL and found none. ***\n\
-             Install Debian's `postgresql` (bash .ci/run does), or set {CLUSTER_URL} to a \
-             postgres:// URL of a server where the user may create databases.\n\
-             .ci/postgres said: {}\n",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8_lossy(&output.stdout);
-        text.lines()
-            .find_map(|line| line.strip_prefix(&format!("export {CLUSTER_URL}='")))
-            .and_then(|rest| rest.strip_suffix('\''))
-            .expect(".ci/postgres prints the cluster's URL")
-            .to_owned()
-    })
+    URL.get_or_init(|| std::env::var(CLUSTER_URL).unwrap_or_else(|_| OwnCluster::start().url))
 }
 
 /// A cluster of a test's own (to stop and start it), removed when the test
@@ -68,7 +40,10 @@ impl OwnCluster {
             .expect("running .ci/postgres");
         assert!(
             output.status.success(),
-            "starting a PostgreSQL cluster: {}",
+            "\n\n*** These tests need a real PostgreSQL and found none. ***\n\
+             Install Debian's `postgresql` (bash .ci/run does), or set {CLUSTER_URL} to a \
+             postgres:// URL of a server where the user may create databases.\n\
+             .ci/postgres said: {}\n",
             String::from_utf8_lossy(&output.stderr)
         );
         let text = String::from_utf8_lossy(&output.stdout);
