@@ -24,7 +24,7 @@ use postgres::error::SqlState;
 
 use crate::backend::{Backend, BackendError, Result};
 pub use pool::PoolOptions;
-use pool::{Connection, Pool};
+use pool::{Connection, Pool, Tx};
 
 /// The schema version this build writes (`meta.schema_version`).
 pub const POSTGRES_SCHEMA_VERSION: i64 = 1;
@@ -299,7 +299,7 @@ impl PostgresBackend {
     /// ([`PostgresBackend::remember_fields`]) once that has committed.
     pub(crate) fn field_number(
         &self,
-        client: &mut impl postgres::GenericClient,
+        client: &mut Tx<'_>,
         name: &str,
     ) -> std::result::Result<i32, Failure> {
         if let Some(number) = self.fields().by_name.get(name) {
@@ -326,7 +326,7 @@ impl PostgresBackend {
     /// The field name a number stands for.
     pub(crate) fn field_name(
         &self,
-        client: &mut impl postgres::GenericClient,
+        client: &mut Tx<'_>,
         number: i32,
     ) -> std::result::Result<String, BackendError> {
         if let Some(name) = self.fields().by_number.get(&number) {
@@ -478,7 +478,7 @@ fn check_scope_shape(scope: &Scope) -> Result<()> {
 }
 
 fn insert_account(
-    client: &mut impl postgres::GenericClient,
+    client: &mut Tx<'_>,
     name: &str,
     scope: &Scope,
     token_hash: &[u8],
@@ -526,7 +526,7 @@ pub(crate) struct DeviceOwner {
 }
 
 pub(crate) fn device_owner(
-    client: &mut impl postgres::GenericClient,
+    client: &mut Tx<'_>,
     device: DeviceId,
 ) -> std::result::Result<Option<DeviceOwner>, Failure> {
     let row = client.query_opt(
@@ -553,7 +553,7 @@ pub(crate) fn device_owner(
 }
 
 pub(crate) fn held_through(
-    client: &mut impl postgres::GenericClient,
+    client: &mut Tx<'_>,
     device: DeviceId,
 ) -> std::result::Result<u64, postgres::Error> {
     let row = client.query_opt(
@@ -565,7 +565,7 @@ pub(crate) fn held_through(
 }
 
 pub(crate) fn refusals_between(
-    client: &mut impl postgres::GenericClient,
+    client: &mut Tx<'_>,
     device: DeviceId,
     from: u64,
     through: u64,
@@ -591,7 +591,7 @@ pub(crate) fn refusals_between(
 
 /// The merged state of a record, if the database holds it.
 pub(crate) fn stored_state(
-    client: &mut impl postgres::GenericClient,
+    client: &mut Tx<'_>,
     key: &RecordKey,
 ) -> std::result::Result<Option<faenban_core::RecordState>, BackendError> {
     let row = client
@@ -638,7 +638,7 @@ impl Backend for PostgresBackend {
             ));
         }
         self.retrying(|connection| {
-            let mut tx = connection.client().transaction()?;
+            let mut tx = connection.transaction()?;
             let owner = device_owner(&mut tx, device)?;
             let key_makes_id = device_id_of(key) == device;
             let seen = owner.is_none()
@@ -708,7 +708,10 @@ impl Backend for PostgresBackend {
         now_ms: u64,
     ) -> Result<Account> {
         self.retrying(|connection| {
-            insert_account(connection.client(), name, scope, token_hash, now_ms)
+            let mut tx = connection.transaction()?;
+            let account = insert_account(&mut tx, name, scope, token_hash, now_ms)?;
+            tx.commit()?;
+            Ok(account)
         })
     }
 
@@ -718,7 +721,7 @@ impl Backend for PostgresBackend {
         now_ms: u64,
     ) -> Result<Vec<Account>> {
         self.retrying(|connection| {
-            let mut tx = connection.client().transaction()?;
+            let mut tx = connection.transaction()?;
             let mut added = Vec::with_capacity(accounts.len());
             for (name, scope, token_hash) in accounts {
                 added.push(insert_account(&mut tx, name, scope, token_hash, now_ms)?);
@@ -834,13 +837,7 @@ impl Backend for PostgresBackend {
         options: &ReportOptions,
     ) -> Result<Report> {
         let mut connection = self.connection()?;
-        let mut tx = connection
-            .client()
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(backend_error)?;
+        let mut tx = connection.snapshot().map_err(backend_error)?;
         // Only the area's digests are read (the core's report keeps only
         // them anyway): a province's report costs the same however many
         // provinces the database holds.
@@ -865,7 +862,8 @@ impl Backend for PostgresBackend {
         options: &ReportOptions,
     ) -> Result<Vec<(report::HouseholdRow, Vec<String>)>> {
         let mut connection = self.connection()?;
-        let digests = read_digests(connection.client(), Some(area.as_str()))?;
+        let mut tx = connection.snapshot().map_err(backend_error)?;
+        let digests = read_digests(&mut tx, Some(area.as_str()))?;
         let mut names: HashMap<RecordId, String> = HashMap::new();
         report::household_rows(digests, area, options)
             .into_iter()
@@ -874,7 +872,7 @@ impl Backend for PostgresBackend {
                 for official in &row.officials {
                     if !names.contains_key(official) {
                         let key = RecordKey::new(RecordKind::Official, official.0);
-                        let name = stored_state(connection.client(), &key)?
+                        let name = stored_state(&mut tx, &key)?
                             .map(|state| report::official_name(&key, &state))
                             .unwrap_or_default();
                         names.insert(*official, name);
@@ -888,17 +886,20 @@ impl Backend for PostgresBackend {
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {
         let mut connection = self.connection()?;
-        held_through(connection.client(), device).map_err(backend_error)
+        let mut tx = connection.snapshot().map_err(backend_error)?;
+        held_through(&mut tx, device).map_err(backend_error)
     }
 
     fn refusals_between(&self, device: DeviceId, from: u64, through: u64) -> Result<Vec<HeldBack>> {
         let mut connection = self.connection()?;
-        refusals_between(connection.client(), device, from, through).map_err(backend_error)
+        let mut tx = connection.snapshot().map_err(backend_error)?;
+        refusals_between(&mut tx, device, from, through).map_err(backend_error)
     }
 
     fn device_binding(&self, device: DeviceId) -> Result<Option<(Account, Option<PublicKey>)>> {
         let mut connection = self.connection()?;
-        let owner = match device_owner(connection.client(), device) {
+        let mut tx = connection.snapshot().map_err(backend_error)?;
+        let owner = match device_owner(&mut tx, device) {
             Ok(owner) => owner,
             Err(Failure::Final(error) | Failure::Again(error)) => return Err(error),
             Err(Failure::NeedsProvince(_)) => return Err(BackendError::Busy),
@@ -906,8 +907,7 @@ impl Backend for PostgresBackend {
         let Some(owner) = owner else {
             return Ok(None);
         };
-        let row = connection
-            .client()
+        let row = tx
             .query_one(
                 &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
                 &[&owner.account],
@@ -927,10 +927,7 @@ impl Backend for PostgresBackend {
 
 /// The digests of every household, or of those whose village starts with
 /// `area`.
-fn read_digests(
-    client: &mut impl postgres::GenericClient,
-    area: Option<&str>,
-) -> Result<Vec<HouseholdDigest>> {
+fn read_digests(client: &mut Tx<'_>, area: Option<&str>) -> Result<Vec<HouseholdDigest>> {
     let rows = match area {
         None => client.query("SELECT digest FROM report_digests", &[]),
         Some(area) => client.query(

@@ -48,7 +48,7 @@ impl std::fmt::Debug for Pool {
 
 #[derive(Default)]
 struct PoolState {
-    idle: Vec<postgres::Client>,
+    idle: Vec<(postgres::Client, Statements)>,
     /// Connections lent or being made.
     lent: usize,
 }
@@ -57,7 +57,94 @@ struct PoolState {
 /// broke).
 pub(crate) struct Connection<'p> {
     client: Option<postgres::Client>,
+    statements: Statements,
     pool: &'p Pool,
+}
+
+/// The statements a connection has prepared, by their text: each is parsed
+/// and planned once per connection, not at every call.
+#[derive(Default)]
+pub(crate) struct Statements(std::collections::HashMap<String, postgres::Statement>);
+
+impl Statements {
+    fn get(
+        &mut self,
+        client: &mut impl postgres::GenericClient,
+        sql: &str,
+    ) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(statement) = self.0.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = client.prepare(sql)?;
+        self.0.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn postgres::types::ToSql + Sync)];
+
+/// A transaction on a lent connection, whose statements are prepared once
+/// per connection.
+pub(crate) struct Tx<'c> {
+    tx: postgres::Transaction<'c>,
+    statements: &'c mut Statements,
+}
+
+impl Tx<'_> {
+    pub(crate) fn query(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let statement = self.statements.get(&mut self.tx, sql)?;
+        self.tx.query(&statement, params)
+    }
+
+    pub(crate) fn query_one(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<postgres::Row, postgres::Error> {
+        let statement = self.statements.get(&mut self.tx, sql)?;
+        self.tx.query_one(&statement, params)
+    }
+
+    pub(crate) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<Option<postgres::Row>, postgres::Error> {
+        let statement = self.statements.get(&mut self.tx, sql)?;
+        self.tx.query_opt(&statement, params)
+    }
+
+    pub(crate) fn execute(
+        &mut self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.statements.get(&mut self.tx, sql)?;
+        self.tx.execute(&statement, params)
+    }
+
+    pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.tx.batch_execute(sql)
+    }
+
+    pub(crate) fn savepoint(&mut self, name: &str) -> Result<Tx<'_>, postgres::Error> {
+        Ok(Tx {
+            tx: self.tx.savepoint(name)?,
+            statements: &mut *self.statements,
+        })
+    }
+
+    pub(crate) fn commit(self) -> Result<(), postgres::Error> {
+        self.tx.commit()
+    }
+
+    pub(crate) fn rollback(self) -> Result<(), postgres::Error> {
+        self.tx.rollback()
+    }
 }
 
 impl Connection<'_> {
@@ -67,16 +154,47 @@ impl Connection<'_> {
             .as_mut()
             .expect("a lent connection holds its client")
     }
+
+    /// A transaction (read committed).
+    pub(crate) fn transaction(&mut self) -> Result<Tx<'_>, postgres::Error> {
+        let client = self
+            .client
+            .as_mut()
+            .expect("a lent connection holds its client");
+        Ok(Tx {
+            tx: client.transaction()?,
+            statements: &mut self.statements,
+        })
+    }
+
+    /// A read-only transaction on one snapshot.
+    pub(crate) fn snapshot(&mut self) -> Result<Tx<'_>, postgres::Error> {
+        let client = self
+            .client
+            .as_mut()
+            .expect("a lent connection holds its client");
+        Ok(Tx {
+            tx: client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?,
+            statements: &mut self.statements,
+        })
+    }
 }
 
 impl Drop for Connection<'_> {
     fn drop(&mut self) {
         let client = self.client.take();
+        let statements = std::mem::take(&mut self.statements);
         let mut state = self.pool.lock();
         state.lent -= 1;
-        state
-            .idle
-            .extend(client.filter(|client| !client.is_closed()));
+        state.idle.extend(
+            client
+                .filter(|client| !client.is_closed())
+                .map(|client| (client, statements)),
+        );
         drop(state);
         self.pool.returned.notify_one();
     }
@@ -123,11 +241,12 @@ impl Pool {
         let deadline = Instant::now() + self.options.wait;
         let mut state = self.lock();
         loop {
-            while let Some(client) = state.idle.pop() {
+            while let Some((client, statements)) = state.idle.pop() {
                 if !client.is_closed() {
                     state.lent += 1;
                     return Ok(Connection {
                         client: Some(client),
+                        statements,
                         pool: self,
                     });
                 }
@@ -138,6 +257,7 @@ impl Pool {
                 return match self.config.connect(postgres::NoTls) {
                     Ok(client) => Ok(Connection {
                         client: Some(client),
+                        statements: Statements::default(),
                         pool: self,
                     }),
                     Err(error) => {

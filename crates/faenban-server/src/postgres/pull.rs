@@ -10,7 +10,7 @@ use faenban_core::{DeviceId, Hlc, RecordId, RecordKey, RecordKind, RefusalCode, 
 use faenban_store::server::{PulledPage, MAX_PAGE_BYTES};
 use uuid::Uuid;
 
-use super::pool::Connection;
+use super::pool::{Connection, Tx};
 use super::{province_of, refused, Failure, PostgresBackend};
 use crate::backend::BackendError;
 
@@ -35,12 +35,7 @@ pub(super) fn pull(
     check: Option<&str>,
     limit: usize,
 ) -> Result<PulledPage, Failure> {
-    let mut tx = connection
-        .client()
-        .build_transaction()
-        .isolation_level(postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()?;
+    let mut tx = connection.snapshot()?;
     tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
     // Every entry numbered up to the head has committed (pushes number
     // their entries under the head's lock, last), so this snapshot holds
@@ -190,10 +185,7 @@ const INDEXED_PULL_HOUSEHOLDS: usize = 5_000;
 
 /// The record numbers of the households an area-scoped account may read,
 /// if there are few enough of them to read by index.
-fn households_in_scope(
-    tx: &mut postgres::Transaction<'_>,
-    scope: &Scope,
-) -> Result<Option<Vec<i64>>, Failure> {
+fn households_in_scope(tx: &mut Tx<'_>, scope: &Scope) -> Result<Option<Vec<i64>>, Failure> {
     let mut households = Vec::new();
     for area in &scope.areas {
         let rows = tx.query(
@@ -226,7 +218,7 @@ fn households_in_scope(
 /// The chosen entries' changes, in feed order, in wire form.
 fn read_changes(
     backend: &PostgresBackend,
-    tx: &mut postgres::Transaction<'_>,
+    tx: &mut Tx<'_>,
     chosen: &[Chosen],
 ) -> Result<faenban_core::sync::ChangeSet, Failure> {
     let provinces: Vec<i16> = chosen.iter().map(|c| c.change_province).collect();
@@ -272,7 +264,7 @@ fn read_changes(
 /// What identifies the feed entry at `seq`: the stamp of its change (the
 /// embedded store's form, so that a moved server's laptops keep their
 /// cursors).
-fn fingerprint(tx: &mut postgres::Transaction<'_>, seq: u64) -> Result<Option<String>, Failure> {
+fn fingerprint(tx: &mut Tx<'_>, seq: u64) -> Result<Option<String>, Failure> {
     if seq == 0 {
         return Ok(None);
     }
@@ -294,10 +286,7 @@ fn fingerprint(tx: &mut postgres::Transaction<'_>, seq: u64) -> Result<Option<St
 
 /// The names of those of `devices` bound to an account, and their
 /// accounts'.
-fn device_names(
-    tx: &mut postgres::Transaction<'_>,
-    devices: &[DeviceId],
-) -> Result<Vec<DeviceName>, Failure> {
+fn device_names(tx: &mut Tx<'_>, devices: &[DeviceId]) -> Result<Vec<DeviceName>, Failure> {
     let ids: Vec<Uuid> = devices.iter().map(|device| device.0).collect();
     let rows = tx.query(
         "SELECT d.device, d.name, a.name FROM devices d JOIN accounts a ON a.id = d.account \

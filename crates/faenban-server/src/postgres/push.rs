@@ -14,11 +14,10 @@ use faenban_core::{
 };
 use faenban_keys::device_id_of;
 use faenban_store::server::{Account, PushInput, PushOutcome};
-use postgres::Transaction;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::pool::Connection;
+use super::pool::{Connection, Tx};
 use super::{
     decode_state, device_owner, home_province, province_of, refusals_between, refused,
     stored_state, Failure, PostgresBackend, ACCOUNT_COLUMNS,
@@ -110,7 +109,7 @@ pub(super) fn push_once(
     // backend only once the push has committed them.
     let mut fields: HashMap<String, i32> = HashMap::new();
     let device = input.device;
-    let mut tx = connection.client().transaction()?;
+    let mut tx = connection.transaction()?;
     tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
     // One device's pushes, through whichever process, one at a time.
     tx.execute(
@@ -241,11 +240,11 @@ pub(super) fn push_once(
 /// The server's clock, held until the commit when a change of `fresh`
 /// comes from the future and will take a reading of it.
 fn server_clock(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     fresh: &[(u64, Change)],
     now_ms: u64,
 ) -> Result<(Clock, bool), Failure> {
-    let read = |tx: &mut Transaction<'_>, sql: &str| -> Result<Clock, Failure> {
+    let read = |tx: &mut Tx<'_>, sql: &str| -> Result<Clock, Failure> {
         let text: String = tx.query_one(sql, &[])?.get(0);
         serde_json::from_str(&text)
             .map_err(|error| Failure::Final(BackendError::Storage(format!("the clock: {error}"))))
@@ -267,7 +266,7 @@ fn server_clock(
 /// commit, so a later number never commits before an earlier one.
 fn number_feed(
     backend: &PostgresBackend,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     written: Written,
 ) -> Result<(), Failure> {
     if written.entries.is_empty() {
@@ -331,11 +330,7 @@ fn number_feed(
 
 /// Checks who may push this outbox and that it is signed by its device's
 /// key; the scope it is checked against (the embedded store's rules).
-fn check_device(
-    tx: &mut Transaction<'_>,
-    account: &Account,
-    input: &PushInput,
-) -> Result<Scope, Failure> {
+fn check_device(tx: &mut Tx<'_>, account: &Account, input: &PushInput) -> Result<Scope, Failure> {
     let device = input.device;
     let owner = device_owner(tx, device)?;
     let carried = input.public_key.filter(|key| device_id_of(key) == device);
@@ -393,7 +388,7 @@ fn check_device(
 #[allow(clippy::too_many_arguments)]
 fn apply_fresh(
     backend: &PostgresBackend,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     scope: &Scope,
     home: i16,
     device: DeviceId,
@@ -505,7 +500,7 @@ fn merged_household(record: &RecordKey, state: &RecordState) -> Option<RecordId>
 /// of one record, through any processes, merge one after the other.
 fn lock_records(
     backend: &PostgresBackend,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     fresh: &[(u64, Change)],
     home: i16,
     merged: &mut HashMap<RecordKey, Merged>,
@@ -517,7 +512,7 @@ fn lock_records(
     let select = "SELECT rn.n, rn.kind, rn.id, rn.province FROM record_numbers rn \
                   JOIN unnest($1::text[], $2::uuid[]) AS k(kind, id) \
                   ON rn.kind = k.kind AND rn.id = k.id ORDER BY rn.n FOR NO KEY UPDATE OF rn";
-    let read = |tx: &mut Transaction<'_>,
+    let read = |tx: &mut Tx<'_>,
                 keys: &[&RecordKey],
                 numbered: &mut HashMap<RecordKey, (i64, i16)>|
      -> Result<(), RoundFailure> {
@@ -595,7 +590,7 @@ fn lock_records(
 /// from the village the batch gives it, another record's from its
 /// household's; else the account's own province, else none (0).
 fn new_provinces(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     fresh: &[(u64, Change)],
     missing: &[&RecordKey],
     home: i16,
@@ -662,7 +657,7 @@ fn new_provinces(
 /// holds other content under it: a stamp is a change's identity).
 fn log_changes(
     backend: &PostgresBackend,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     logged: &[(RecordKey, Change)],
     merged: &HashMap<RecordKey, Merged>,
     fields: &mut HashMap<String, i32>,
@@ -754,10 +749,7 @@ fn log_changes(
 }
 
 /// Writes the merged states.
-fn save_states(
-    tx: &mut Transaction<'_>,
-    merged: &HashMap<RecordKey, Merged>,
-) -> Result<(), RoundFailure> {
+fn save_states(tx: &mut Tx<'_>, merged: &HashMap<RecordKey, Merged>) -> Result<(), RoundFailure> {
     let mut provinces = Vec::with_capacity(merged.len());
     let mut numbers = Vec::with_capacity(merged.len());
     let mut states = Vec::with_capacity(merged.len());
@@ -786,7 +778,7 @@ fn save_states(
 /// The record number of a household (given on first sight: a member may
 /// name a household the server has not seen yet).
 fn household_number(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     household: RecordId,
     home: i16,
     merged: &HashMap<RecordKey, Merged>,
@@ -816,10 +808,7 @@ fn household_number(
 }
 
 /// Where a household was last placed.
-fn stored_place(
-    tx: &mut Transaction<'_>,
-    household: RecordId,
-) -> Result<Option<HouseholdPlace>, Failure> {
+fn stored_place(tx: &mut Tx<'_>, household: RecordId) -> Result<Option<HouseholdPlace>, Failure> {
     Ok(tx
         .query_opt(
             "SELECT p.village, p.deprived FROM record_numbers rn \
@@ -844,7 +833,7 @@ struct Households {
 
 impl Households {
     fn read(
-        tx: &mut Transaction<'_>,
+        tx: &mut Tx<'_>,
         households: &BTreeSet<RecordId>,
         merged: &HashMap<RecordKey, Merged>,
     ) -> Result<Households, Failure> {
@@ -890,7 +879,7 @@ impl Households {
 
 /// The places the database holds for these households.
 fn stored_places(
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     households: &[RecordId],
 ) -> Result<HashMap<RecordId, HouseholdPlace>, Failure> {
     if households.is_empty() {
@@ -919,10 +908,7 @@ fn stored_places(
 }
 
 /// The log entries of these records, in log order, with their record.
-fn changes_of(
-    tx: &mut Transaction<'_>,
-    records: &[(i16, i64)],
-) -> Result<Vec<(i16, i64, i64)>, Failure> {
+fn changes_of(tx: &mut Tx<'_>, records: &[(i16, i64)]) -> Result<Vec<(i16, i64, i64)>, Failure> {
     let mut by_province: HashMap<i16, Vec<i64>> = HashMap::new();
     for (province, n) in records {
         by_province.entry(*province).or_default().push(*n);
@@ -947,7 +933,7 @@ fn changes_of(
 #[allow(clippy::too_many_arguments)]
 fn place_and_digest(
     backend: &PostgresBackend,
-    tx: &mut Transaction<'_>,
+    tx: &mut Tx<'_>,
     to_place: &BTreeSet<RecordId>,
     home: i16,
     merged: &HashMap<RecordKey, Merged>,
@@ -1097,14 +1083,14 @@ fn place_and_digest(
 /// The server's holdings as one push sees them: what it has merged so far
 /// included.
 struct Held<'a, 't> {
-    tx: &'a mut Transaction<'t>,
+    tx: &'a mut Tx<'t>,
     merged: &'a HashMap<RecordKey, Merged>,
     /// The last run of arrivals read.
     run: Option<(u64, u64, Vec<u8>)>,
 }
 
 impl<'a, 't> Held<'a, 't> {
-    fn new(tx: &'a mut Transaction<'t>, merged: &'a HashMap<RecordKey, Merged>) -> Self {
+    fn new(tx: &'a mut Tx<'t>, merged: &'a HashMap<RecordKey, Merged>) -> Self {
         Held {
             tx,
             merged,
