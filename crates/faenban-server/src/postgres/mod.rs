@@ -188,6 +188,12 @@ pub(crate) fn home_province(scope: &Scope) -> i16 {
 pub(crate) const INDEX_LOOKUPS_ONLY: &str =
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 
+/// Said at the start of a pull, besides [`INDEX_LOOKUPS_ONLY`]: a page's
+/// statement is planned for its own arrays (a scope's households) rather
+/// than once for any, which PostgreSQL would otherwise settle on after a
+/// few pages of one connection.
+pub(crate) const PLANNED_FOR_EACH_PAGE: &str = "SET LOCAL plan_cache_mode = force_custom_plan";
+
 /// The catalogues a digest's deprivation is assessed with.
 fn catalogues() -> &'static Catalogues {
     static CATALOGUES: std::sync::OnceLock<Catalogues> = std::sync::OnceLock::new();

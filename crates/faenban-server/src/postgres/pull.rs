@@ -37,6 +37,7 @@ pub(super) fn pull(
 ) -> Result<PulledPage, Failure> {
     let mut tx = connection.snapshot()?;
     tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
+    tx.batch_execute(super::PLANNED_FOR_EACH_PAGE)?;
     // Every entry numbered up to the head has committed (pushes number
     // their entries under the head's lock, last), so this snapshot holds
     // the whole feed through `last` and nothing after it.
