@@ -146,20 +146,14 @@ pub(crate) fn with_cause(error: &postgres::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
+        let said = cause.to_string();
+        if !text.contains(&said) {
             text.push_str(": ");
-            text.push_str(&cause);
+            text.push_str(&said);
         }
-        source = cause_of(source);
+        source = cause.source();
     }
     text
-}
-
-fn cause_of<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(std::error::Error::source)
 }
 
 /// The province a village or area code is in, as the partitions number it

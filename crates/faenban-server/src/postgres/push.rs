@@ -277,26 +277,33 @@ fn number_feed(
     let mut change_seqs = Vec::with_capacity(written.entries.len());
     let mut households: Vec<Option<i64>> = Vec::with_capacity(written.entries.len());
     let mut announces = Vec::with_capacity(written.entries.len());
-    let mut place_of: HashMap<RecordId, i16> = HashMap::new();
+    // Where each household the entries are filed under is now: placed by
+    // this push, or as stored (read in one statement).
+    let mut unplaced: Vec<RecordId> = written
+        .entries
+        .iter()
+        .filter_map(|entry| match entry.filed {
+            Filed::Household(household, _) if !written.placed.contains_key(&household) => {
+                Some(household)
+            }
+            _ => None,
+        })
+        .collect();
+    unplaced.sort_unstable();
+    unplaced.dedup();
+    let stored = stored_places(tx, &unplaced)?;
+    let province_now = |household: &RecordId| {
+        written
+            .placed
+            .get(household)
+            .or_else(|| stored.get(household))
+            .map_or(0, |place| province_of(&place.village))
+    };
     for entry in &written.entries {
         let (province, household) = match entry.filed {
             Filed::Everyone => (0, None),
             Filed::NoKnownHousehold => (0, Some(0)),
-            Filed::Household(household, number) => {
-                let province = match place_of.get(&household) {
-                    Some(province) => *province,
-                    None => {
-                        let village = match written.placed.get(&household) {
-                            Some(place) => Some(place.village.clone()),
-                            None => stored_place(tx, household)?.map(|place| place.village),
-                        };
-                        let province = village.as_deref().map_or(0, province_of);
-                        place_of.insert(household, province);
-                        province
-                    }
-                };
-                (province, Some(number))
-            }
+            Filed::Household(household, number) => (province_now(&household), Some(number)),
         };
         provinces.push(province);
         change_provinces.push(entry.change_province);
