@@ -14,6 +14,8 @@ use faenban_keys::{DeviceKey, PublicKey};
 use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOutcome};
 use faenban_store::{Store, SCHEMA_VERSION};
 
+use crate::group_commit::{GroupOutcome, PushQueue};
+
 /// What can go wrong in any backend, in the terms the HTTP layer answers
 /// in: a refusal the client must act on, a store that cannot take the
 /// request now (busy, read-only, full), or a failure inside. No store's
@@ -183,86 +185,28 @@ pub struct SqliteBackend {
     /// Groups committed, for the log-length check.
     pushes: AtomicUsize,
     /// Pushes waiting for the writer.
-    waiting: Mutex<Vec<WaitingPush>>,
+    waiting: PushQueue,
     key: DeviceKey,
     _checkpointer: Checkpointer,
 }
 
-/// A push waiting for the writer, with where its answer goes.
-#[derive(Debug)]
-struct WaitingPush {
-    account: Account,
-    input: PushInput,
-    answer: mpsc::Sender<Result<PushOutcome>>,
-}
-
-/// Group commit: a push joins the queue, then waits for the writer. Whoever
-/// gets the writer applies every push queued by then in one transaction,
-/// each all or nothing, and answers them all after one commit (one `fsync`
-/// for the group). A push that finds its answer already sent was applied
-/// by an earlier holder of the writer.
-fn push_in_group(
+/// Applies a group of pushes with the writer, then now and then truncates
+/// a long write-ahead log.
+fn apply_group(
     backend: &SqliteBackend,
-    account: &Account,
-    input: PushInput,
+    mut writer: std::sync::MutexGuard<'_, Store>,
+    pushes: Vec<(Account, PushInput)>,
     now_ms: u64,
-) -> Result<PushOutcome> {
-    backend.calls.fetch_add(1, Ordering::Relaxed);
-    let (answer, answered) = mpsc::channel();
-    backend.queue().push(WaitingPush {
-        account: account.clone(),
-        input,
-        answer,
-    });
-    loop {
-        // Whoever gets the writer applies the queue; the others wait for
-        // their answer, not for the writer (which may go on to checkpoint).
-        let writer = match backend.writer.try_lock() {
-            Ok(writer) => Some(writer),
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(std::sync::TryLockError::WouldBlock) => None,
-        };
-        if let Some(writer) = writer {
-            apply_queue(backend, writer, now_ms);
-        }
-        match answered.recv_timeout(Duration::from_millis(2)) {
-            Ok(result) => return result,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(BackendError::Internal(
-                    "a push was dropped without an answer".into(),
-                ))
-            }
-        }
-    }
-}
-
-/// Applies every push queued so far as one group, answers each, and now
-/// and then truncates a long write-ahead log.
-fn apply_queue(backend: &SqliteBackend, mut writer: std::sync::MutexGuard<'_, Store>, now_ms: u64) {
-    let group = std::mem::take(&mut *backend.queue());
-    if group.is_empty() {
-        return;
-    }
-    let (pushes, answers): (Vec<_>, Vec<_>) = group
-        .into_iter()
-        .map(|waiting| ((waiting.account, waiting.input), waiting.answer))
-        .unzip();
-    match writer
+) -> GroupOutcome {
+    let outcome = writer
         .push_group(pushes, now_ms)
-        .map_err(BackendError::from)
-    {
-        Ok(results) => {
-            for (result, answer) in results.into_iter().zip(answers) {
-                let _ = answer.send(result.map_err(BackendError::from));
-            }
-        }
-        Err(error) => {
-            for answer in answers {
-                let _ = answer.send(Err(error.clone()));
-            }
-        }
-    }
+        .map(|results| {
+            results
+                .into_iter()
+                .map(|result| result.map_err(BackendError::from))
+                .collect()
+        })
+        .map_err(BackendError::from);
     let before = backend.pushes.fetch_add(1, Ordering::Relaxed);
     if before.is_multiple_of(PUSHES_PER_LOG_CHECK) {
         if let Err(error) = writer.checkpoint(MAX_LOG_PAGES) {
@@ -270,6 +214,7 @@ fn apply_queue(backend: &SqliteBackend, mut writer: std::sync::MutexGuard<'_, St
             tracing::debug!(%error, "log not truncated this time");
         }
     }
+    outcome
 }
 
 /// Gives back the connections' cache memory once the server is quiet: a
@@ -417,7 +362,7 @@ impl SqliteBackend {
             next_reader: AtomicUsize::new(0),
             path,
             pushes: AtomicUsize::new(0),
-            waiting: Mutex::new(Vec::new()),
+            waiting: PushQueue::default(),
             key,
             _checkpointer: Checkpointer {
                 stop: Some(stop),
@@ -442,12 +387,6 @@ impl SqliteBackend {
         // A panic while holding the lock left no transaction open (rusqlite
         // rolls back on drop), so the store is still sound.
         self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<WaitingPush>> {
-        self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -485,7 +424,17 @@ impl Backend for SqliteBackend {
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        push_in_group(self, account, input, now_ms)
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.waiting.push(
+            account,
+            input,
+            || match self.writer.try_lock() {
+                Ok(writer) => Some(writer),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            },
+            |writer, pushes| apply_group(self, writer, pushes, now_ms),
+        )
     }
 
     fn pull(

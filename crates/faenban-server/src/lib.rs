@@ -6,6 +6,7 @@
 //! letting requests in flight finish (a push either commits or rolls back).
 
 pub mod backend;
+mod group_commit;
 pub mod memory;
 mod office;
 pub mod postgres;

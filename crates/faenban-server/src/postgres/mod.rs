@@ -23,6 +23,7 @@ use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOut
 use postgres::error::SqlState;
 
 use crate::backend::{Backend, BackendError, Result};
+use crate::group_commit::{GroupOutcome, PushQueue};
 pub use pool::PoolOptions;
 use pool::{Connection, Pool, Tx};
 
@@ -34,6 +35,10 @@ const SCHEMA: &str = include_str!("../../../../schema/postgres/0001_server.sql")
 /// How many times a push or an administrator's write is tried again after
 /// a deadlock, a serialization failure or a lost connection.
 const ATTEMPTS: usize = 6;
+
+/// How many groups of pushes one process applies at once: while one group
+/// waits for its commit, the next is merged.
+const WRITERS: usize = 2;
 
 /// The store on PostgreSQL. Cheap to share: every call takes a connection
 /// from the pool for its own length.
@@ -47,6 +52,10 @@ pub struct PostgresBackend {
     /// Field names by number and numbers by name, as the database gave them
     /// (they never change once given).
     fields: Mutex<Fields>,
+    /// Pushes waiting for a writer.
+    waiting: PushQueue,
+    /// The writers' slots.
+    writers: [Mutex<()>; WRITERS],
 }
 
 #[derive(Debug, Default)]
@@ -214,6 +223,8 @@ impl PostgresBackend {
             key,
             provinces: Mutex::new(provinces),
             fields: Mutex::new(Fields::default()),
+            waiting: PushQueue::default(),
+            writers: Default::default(),
         })
     }
 
@@ -254,6 +265,40 @@ impl PostgresBackend {
             }
         }
         Err(last)
+    }
+
+    /// A push in a transaction of its own.
+    fn push_alone(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
+        self.retrying(|connection| {
+            push::push_once(self, connection, account, input.clone(), now_ms)
+        })
+    }
+
+    /// A group of pushes in one transaction. A push the group left
+    /// unanswered (a transient failure of its own), or every push of a
+    /// group that failed for a reason other than the database being out of
+    /// reach, is tried alone, so that one push's trouble is never another's.
+    fn push_group(&self, pushes: Vec<(Account, PushInput)>, now_ms: u64) -> GroupOutcome {
+        if let [(account, input)] = &pushes[..] {
+            return Ok(vec![self.push_alone(account, input.clone(), now_ms)]);
+        }
+        let answers = match self
+            .retrying(|connection| push::push_group(self, connection, &pushes, now_ms))
+        {
+            Ok(answers) => answers,
+            Err(error @ (BackendError::Unavailable(_) | BackendError::Busy)) => return Err(error),
+            Err(error) => {
+                tracing::debug!(%error, "a group failed; its pushes are tried alone");
+                vec![None; pushes.len()]
+            }
+        };
+        Ok(answers
+            .into_iter()
+            .zip(pushes)
+            .map(|(answer, (account, input))| {
+                answer.unwrap_or_else(|| self.push_alone(&account, input, now_ms))
+            })
+            .collect())
     }
 
     /// Makes the partitions of a province (once, whichever process asks
@@ -685,9 +730,12 @@ impl Backend for PostgresBackend {
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        self.retrying(|connection| {
-            push::push_once(self, connection, account, input.clone(), now_ms)
-        })
+        self.waiting.push(
+            account,
+            input,
+            || self.writers.iter().find_map(|slot| slot.try_lock().ok()),
+            |_writer, pushes| self.push_group(pushes, now_ms),
+        )
     }
 
     fn pull(

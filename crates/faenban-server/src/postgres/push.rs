@@ -103,20 +103,93 @@ pub(super) fn push_once(
     input: PushInput,
     now_ms: u64,
 ) -> Result<PushOutcome, Failure> {
-    push::check_claim(backend.device(), input.device, input.first_sequence)
-        .map_err(batch_failure)?;
     // The field numbers this push reads or gives; remembered by the
     // backend only once the push has committed them.
     let mut fields: HashMap<String, i32> = HashMap::new();
-    let device = input.device;
     let mut tx = connection.transaction()?;
     tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
+    let (outcome, feed) = push_in(backend, &mut tx, account, input, now_ms, &mut fields)?;
+    number_feed(&mut tx, feed)?;
+    tx.commit()?;
+    backend.remember_fields(fields);
+    Ok(outcome)
+}
+
+/// One attempt at a group of pushes in one transaction, each in its own
+/// savepoint: all of them commit at once, with one `fsync`, and their feed
+/// entries are numbered together at the end. A push refused for good is
+/// answered with its refusal, the others still commit; one that met a
+/// transient failure (a deadlock with another process's group, a province
+/// without partitions yet) is rolled back to its savepoint and left
+/// unanswered (`None`), for the caller to try alone.
+pub(super) fn push_group(
+    backend: &PostgresBackend,
+    connection: &mut Connection<'_>,
+    pushes: &[(Account, PushInput)],
+    now_ms: u64,
+) -> Result<Vec<Option<Result<PushOutcome, BackendError>>>, Failure> {
+    let mut fields: HashMap<String, i32> = HashMap::new();
+    let mut tx = connection.transaction()?;
+    tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
+    let mut feed = FeedRows::default();
+    let mut answers = Vec::with_capacity(pushes.len());
+    for (account, input) in pushes {
+        let mut own_fields = HashMap::new();
+        let mut own = tx.savepoint("push")?;
+        match push_in(
+            backend,
+            &mut own,
+            account,
+            input.clone(),
+            now_ms,
+            &mut own_fields,
+        ) {
+            Ok((outcome, filed)) => {
+                own.commit()?;
+                feed.extend(filed);
+                fields.extend(own_fields);
+                answers.push(Some(Ok(outcome)));
+            }
+            Err(Failure::Final(error)) => {
+                own.rollback()?;
+                answers.push(Some(Err(error)));
+            }
+            Err(Failure::Again(error)) => {
+                tracing::debug!(%error, "a push of a group is tried alone");
+                own.rollback()?;
+                answers.push(None);
+            }
+            Err(Failure::NeedsProvince(_)) => {
+                own.rollback()?;
+                answers.push(None);
+            }
+        }
+    }
+    number_feed(&mut tx, feed)?;
+    tx.commit()?;
+    backend.remember_fields(fields);
+    Ok(answers)
+}
+
+/// A push inside the caller's transaction: everything but numbering its
+/// feed entries, which it returns filed under their provinces.
+fn push_in(
+    backend: &PostgresBackend,
+    tx: &mut Tx<'_>,
+    account: &Account,
+    input: PushInput,
+    now_ms: u64,
+    fields: &mut HashMap<String, i32>,
+) -> Result<(PushOutcome, FeedRows), Failure> {
+    push::check_claim(backend.device(), input.device, input.first_sequence)
+        .map_err(batch_failure)?;
+    let device = input.device;
     // One device's pushes, through whichever process, one at a time.
     tx.execute(
         "SELECT pg_advisory_xact_lock(7244, hashtext($1))",
         &[&device.to_string()],
     )?;
-    let scope = check_device(&mut tx, account, &input)?;
+    let scope = check_device(tx, account, &input)?;
     let home = home_province(&scope);
     let batch = push::Batch {
         device,
@@ -130,28 +203,27 @@ pub(super) fn push_once(
         resent,
         fresh,
         mut set_aside,
-    } = push::admit(backend.device(), batch, &mut Held::new(&mut tx, &no_merges))
+    } = push::admit(backend.device(), batch, &mut Held::new(tx, &no_merges))
         .map_err(batch_failure)?;
     let mut outcome = PushOutcome {
         held_through: held,
         ..PushOutcome::default()
     };
     let refused_before = match (resent.first(), resent.last()) {
-        (Some(first), Some(last)) => refusals_between(&mut tx, device, *first, *last)?,
+        (Some(first), Some(last)) => refusals_between(tx, device, *first, *last)?,
         _ => Vec::new(),
     };
     outcome.duplicates += (resent.len() - refused_before.len()) as u32;
     outcome.held_back = refused_before;
     if fresh.is_empty() {
-        tx.commit()?;
-        return Ok(outcome);
+        return Ok((outcome, FeedRows::default()));
     }
     let stamps = push::arrival_stamps(fresh.iter().map(|(_, change)| change));
     let (first_fresh, last_fresh) = (fresh[0].0, fresh[fresh.len() - 1].0);
     // The server's clock is shared by every process: a push that must
     // re-stamp a change from the future holds it until it commits; the
     // others read it and leave it be.
-    let (mut clock, clock_held) = server_clock(&mut tx, &fresh, now_ms)?;
+    let (mut clock, clock_held) = server_clock(tx, &fresh, now_ms)?;
     let mut round = 0;
     let written = loop {
         round += 1;
@@ -171,7 +243,7 @@ pub(super) fn push_once(
             applying,
             now_ms,
             &mut round_clock,
-            &mut fields,
+            fields,
         );
         match result {
             Ok(written) => {
@@ -231,10 +303,8 @@ pub(super) fn push_once(
             .map_err(|error| BackendError::Internal(error.to_string()))?;
         tx.execute("UPDATE meta SET value = $1 WHERE key = 'clock'", &[&clock])?;
     }
-    number_feed(backend, &mut tx, written)?;
-    tx.commit()?;
-    backend.remember_fields(fields);
-    Ok(outcome)
+    let feed = file_feed(backend, tx, written)?;
+    Ok((outcome, feed))
 }
 
 /// The server's clock, held until the commit when a change of `fresh`
@@ -261,22 +331,38 @@ fn server_clock(
     Ok((clock, false))
 }
 
-/// Numbers the push's feed entries after everything before it committed,
-/// and writes them. The feed head's row lock is held from here to the
-/// commit, so a later number never commits before an earlier one.
-fn number_feed(
+/// Feed entries filed under their provinces, not numbered yet.
+#[derive(Default)]
+struct FeedRows {
+    provinces: Vec<i16>,
+    change_provinces: Vec<i16>,
+    change_seqs: Vec<i64>,
+    households: Vec<Option<i64>>,
+    announces: Vec<i16>,
+}
+
+impl FeedRows {
+    fn extend(&mut self, other: FeedRows) {
+        self.provinces.extend(other.provinces);
+        self.change_provinces.extend(other.change_provinces);
+        self.change_seqs.extend(other.change_seqs);
+        self.households.extend(other.households);
+        self.announces.extend(other.announces);
+    }
+}
+
+/// Files a push's feed entries under the province each household is in
+/// once the push has run (placed by it, or as stored): the same whether
+/// the push commits alone or in a group.
+fn file_feed(
     backend: &PostgresBackend,
     tx: &mut Tx<'_>,
     written: Written,
-) -> Result<(), Failure> {
+) -> Result<FeedRows, Failure> {
+    let mut rows = FeedRows::default();
     if written.entries.is_empty() {
-        return Ok(());
+        return Ok(rows);
     }
-    let mut provinces = Vec::with_capacity(written.entries.len());
-    let mut change_provinces = Vec::with_capacity(written.entries.len());
-    let mut change_seqs = Vec::with_capacity(written.entries.len());
-    let mut households: Vec<Option<i64>> = Vec::with_capacity(written.entries.len());
-    let mut announces = Vec::with_capacity(written.entries.len());
     // Where each household the entries are filed under is now: placed by
     // this push, or as stored (read in one statement).
     let mut unplaced: Vec<RecordId> = written
@@ -305,14 +391,24 @@ fn number_feed(
             Filed::NoKnownHousehold => (0, Some(0)),
             Filed::Household(household, number) => (province_now(&household), Some(number)),
         };
-        provinces.push(province);
-        change_provinces.push(entry.change_province);
-        change_seqs.push(entry.change_seq);
-        households.push(household);
-        announces.push(entry.announce.as_i64() as i16);
+        rows.provinces.push(province);
+        rows.change_provinces.push(entry.change_province);
+        rows.change_seqs.push(entry.change_seq);
+        rows.households.push(household);
+        rows.announces.push(entry.announce.as_i64() as i16);
     }
-    backend.require_provinces(provinces.iter().copied())?;
-    let count = written.entries.len() as i64;
+    backend.require_provinces(rows.provinces.iter().copied())?;
+    Ok(rows)
+}
+
+/// Numbers feed entries after everything before them committed, and
+/// writes them. The feed head's row lock is held from here to the commit,
+/// so a later number never commits before an earlier one.
+fn number_feed(tx: &mut Tx<'_>, rows: FeedRows) -> Result<(), Failure> {
+    if rows.provinces.is_empty() {
+        return Ok(());
+    }
+    let count = rows.provinces.len() as i64;
     let last: i64 = tx
         .query_one(
             "UPDATE feed_head SET last = last + $1 RETURNING last",
@@ -324,12 +420,12 @@ fn number_feed(
         "INSERT INTO feed (province, seq, change_province, change_seq, household, announce) \
          SELECT * FROM unnest($1::int2[], $2::int8[], $3::int2[], $4::int8[], $5::int8[], $6::int2[])",
         &[
-            &provinces,
+            &rows.provinces,
             &seqs,
-            &change_provinces,
-            &change_seqs,
-            &households,
-            &announces,
+            &rows.change_provinces,
+            &rows.change_seqs,
+            &rows.households,
+            &rows.announces,
         ],
     )?;
     Ok(())
