@@ -150,12 +150,20 @@ pub async fn run_with(
 ) -> std::io::Result<()> {
     let app = app(backend);
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Raised when the server is crowded (or stopping): every connection then
+    // serves the request it is on, if any, and closes. Without it, laptops
+    // that have finished keep their connections open, idle, until the
+    // header timeout, while the next laptops wait in the listen queue.
+    let (close_connections, _) = tokio::sync::watch::channel(0u64);
+    let crowded = limits.max_connections / 4;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        if connections.available_permits() < crowded {
+            close_connections.send_modify(|generation| *generation += 1);
+        }
         // At the cap, the next connection waits in the listen queue until
-        // one closes (a slow client is closed after the header timeout), so
-        // a burst of laptops is served in turn instead of refused.
+        // one closes, so a burst of laptops is served in turn instead of
+        // refused.
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
@@ -175,26 +183,52 @@ pub async fn run_with(
             },
             () = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // Set once the connection's first request has come: only then may
+        // it be closed when idle (hyper would close a new connection whose
+        // first request is still on its way).
+        let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let service = hyper_util::service::TowerToHyperService::new(
+            tower::ServiceExt::map_request(app.clone(), {
+                let served = served.clone();
+                move |request: axum::extract::Request<hyper::body::Incoming>| {
+                    served.store(true, std::sync::atomic::Ordering::Relaxed);
+                    request
+                }
+            }),
+        );
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            // Near the cap, a connection serves one request and closes, so
-            // that idle kept-alive connections do not keep the next laptops
-            // waiting until their timeout.
-            .keep_alive(connections.available_permits() >= limits.max_connections / 4);
-        let connection =
-            graceful.watch(builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            // Near the cap, a connection serves one request and closes.
+            .keep_alive(connections.available_permits() >= crowded);
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut told_to_close = close_connections.subscribe();
         tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
             // A client that hangs up or times out ends its connection;
             // nothing to report.
-            let _ = connection.await;
+            loop {
+                tokio::select! {
+                    _ = connection.as_mut() => break,
+                    changed = told_to_close.changed() => {
+                        if changed.is_err() || served.load(std::sync::atomic::Ordering::Relaxed) {
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                            break;
+                        }
+                    }
+                }
+            }
             drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Stopping: every connection finishes the request it is on and closes;
+    // the server returns once all have (every permit is back).
+    close_connections.send_modify(|generation| *generation += 1);
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    let _ = connections.acquire_many(all).await;
     Ok(())
 }
 

@@ -717,6 +717,71 @@ async fn connections_that_never_finish_their_headers_do_not_lock_out_health() {
     server.await.unwrap().unwrap();
 }
 
+#[tokio::test]
+async fn idle_kept_alive_connections_are_closed_for_the_laptops_waiting_behind_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = std::sync::Arc::new(faenban_server::SqliteBackend::open(dir.path()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // A header timeout of an hour: only closing idle connections can let
+    // the last laptop in.
+    let limits = faenban_server::Limits {
+        max_connections: 8,
+        header_read_timeout: std::time::Duration::from_secs(3600),
+    };
+    let server = tokio::spawn(faenban_server::run_with(
+        listener,
+        backend,
+        async {
+            let _ = stopped.await;
+        },
+        limits,
+    ));
+    // Laptops that synced and keep their connections open, idle.
+    let mut idle = Vec::new();
+    for _ in 0..limits.max_connections {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(
+            &mut stream,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buffer = [0u8; 512];
+        let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer)
+            .await
+            .unwrap();
+        assert!(buffer[..read].starts_with(b"HTTP/1.1 200"));
+        idle.push(stream);
+    }
+    // The next laptop is answered (the guard only keeps a failing test
+    // from hanging: the header timeout is an hour).
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        reqwest::get(format!("http://{address}/health")).await
+    })
+    .await
+    .expect("a laptop waited behind idle connections")
+    .unwrap();
+    assert_eq!(answered.status(), StatusCode::OK);
+    // The connections that were idle when the server got crowded (all but
+    // the last quarter of the cap, still being opened then) were closed by
+    // the server.
+    let crowded_at = limits.max_connections - limits.max_connections / 4;
+    for mut stream in idle.into_iter().take(crowded_at - 1) {
+        let mut buffer = [0u8; 64];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            tokio::io::AsyncReadExt::read(&mut stream, &mut buffer),
+        )
+        .await
+        .expect("an idle connection was kept open");
+        assert_eq!(read.unwrap_or(0), 0);
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
 on_both_stores! {
 #[tokio::test]
 async fn a_pull_page_of_large_values_is_bounded_by_bytes_and_loses_nothing(server: Server) {
