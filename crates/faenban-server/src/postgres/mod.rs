@@ -260,7 +260,14 @@ impl PostgresBackend {
                     last = error;
                 }
                 Err(Failure::NeedsProvince(province)) => {
-                    self.make_province(&mut connection, province)?;
+                    // Making the partitions locks the tables a push reads,
+                    // so it can be a deadlock's victim too: then it is
+                    // tried again like the write that asked for it.
+                    match self.make_province(&mut connection, province) {
+                        Ok(()) => {}
+                        Err(error @ BackendError::Busy) => last = error,
+                        Err(error) => return Err(error),
+                    }
                 }
             }
         }
