@@ -20,7 +20,9 @@
 //!
 //! `--scale N` (with `--postgres`): a province of N households pushed,
 //! pulled and reported in a database that holds it alone, and in one that
-//! also holds two other provinces of N households.
+//! also holds two other provinces of N households, or, with `--beside M`,
+//! M households of two other provinces (loaded 100,000 at a time);
+//! `--scale-only` measures that alone, without the rest.
 //!
 //! PostgreSQL: the cluster `FAENBAN_TEST_POSTGRES` names, or a throw-away
 //! one `.ci/postgres` starts (Debian's `postgresql` package).
@@ -57,6 +59,8 @@ fn main() -> anyhow::Result<()> {
     let mut devices = 500;
     let mut postgres = false;
     let mut scale = 0;
+    let mut beside = 0;
+    let mut scale_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -66,8 +70,14 @@ fn main() -> anyhow::Result<()> {
             "--devices" => devices = args.next().unwrap_or_default().parse()?,
             "--postgres" => postgres = true,
             "--scale" => scale = args.next().unwrap_or_default().parse()?,
+            "--beside" => beside = args.next().unwrap_or_default().parse()?,
+            "--scale-only" => scale_only = true,
             _ => {} // cargo bench passes --bench
         }
+    }
+    if scale_only {
+        anyhow::ensure!(scale > 0, "--scale-only needs --scale N");
+        return postgres_bench::scale(scale, beside);
     }
     let scratch = tempfile::tempdir()?;
 
@@ -230,7 +240,7 @@ fn main() -> anyhow::Result<()> {
             total_changes,
         )?;
         if scale > 0 {
-            postgres_bench::scale(scale)?;
+            postgres_bench::scale(scale, beside)?;
         }
         return Ok(());
     }

@@ -13,7 +13,7 @@ use faenban_keys::DeviceKey;
 use faenban_server::backend::Backend;
 use faenban_server::postgres::PostgresBackend;
 use faenban_server::token;
-use faenban_store::server::PushInput;
+use faenban_store::server::{Account, PushInput};
 use faenban_store::Store;
 
 use super::{account, load_devices, load_on, ms, pull_everything, Keys};
@@ -231,14 +231,19 @@ fn postgres_version(cluster: &str) -> anyhow::Result<String> {
         .get(0))
 }
 
-/// One province's batches, generated and signed by its own device.
-fn province_runs(code: &str, households: usize) -> anyhow::Result<(DeviceKey, Vec<PushInput>)> {
+/// One province's batches (or a part of its households), generated from
+/// `seed` and signed by a device of its own.
+fn province_runs(
+    code: &str,
+    seed: u64,
+    households: usize,
+) -> anyhow::Result<(DeviceKey, Vec<PushInput>)> {
     let mut laptop = Store::open_in_memory()?;
     let spec = Spec {
         detail: Detail::Minimal,
         province: faenban_core::codes::AreaCode::parse(code)?,
-        // A seed of each province's own: its own device and records.
-        ..Spec::khon_kaen(code.parse()?, households)
+        // A seed of each part's own: its own device and records.
+        ..Spec::khon_kaen(seed, households)
     };
     populate(&mut laptop, &spec)?;
     let key = laptop.device_key()?.expect("populate makes a device");
@@ -270,11 +275,42 @@ struct ProvinceFigures {
     report: Duration,
 }
 
-/// Pushes each province's batches into the database at `url` (the last
-/// one timed), then pulls and reports the last province as its team.
+/// Households of other provinces loaded beside the measured one: a
+/// province code and a number of households.
+type Beside = [(&'static str, usize)];
+
+/// At most this many households are generated and held in memory at once
+/// while the other provinces are loaded.
+const PART: usize = 100_000;
+
+/// Pushes a province's batches through `backend` as the office.
+fn push_all(
+    backend: &PostgresBackend,
+    office: &Account,
+    (key, runs): &(DeviceKey, Vec<PushInput>),
+) -> anyhow::Result<Duration> {
+    backend.hello(
+        office,
+        key.device_id(),
+        "bench",
+        &key.public(),
+        1_800_000_000_000,
+    )?;
+    let started = Instant::now();
+    for run in runs.iter().cloned() {
+        backend.push(office, run, 1_800_000_000_000)?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Loads the households of `beside` into the database at `url` (generated
+/// a part of at most [`PART`] at a time, each part from a seed of its own),
+/// then pushes `measured` (timed), and pulls and reports its province
+/// `code` as its team.
 fn load_provinces(
     url: &str,
-    provinces: &[(DeviceKey, Vec<PushInput>)],
+    beside: &Beside,
+    measured: &(DeviceKey, Vec<PushInput>),
     code: &str,
 ) -> anyhow::Result<ProvinceFigures> {
     let backend = PostgresBackend::open(url)?;
@@ -282,25 +318,23 @@ fn load_provinces(
     let office = backend
         .account_by_token(&token::hash(&office))?
         .expect("account just made");
-    let mut push = Duration::ZERO;
-    let mut changes = 0;
-    for (n, (key, runs)) in provinces.iter().enumerate() {
-        backend.hello(
-            &office,
-            key.device_id(),
-            "bench",
-            &key.public(),
-            1_800_000_000_000,
-        )?;
+    let mut seed = 1_000;
+    for &(province, households) in beside {
         let started = Instant::now();
-        for run in runs.iter().cloned() {
-            backend.push(&office, run, 1_800_000_000_000)?;
+        let mut left = households;
+        while left > 0 {
+            let part = left.min(PART);
+            seed += 1;
+            push_all(&backend, &office, &province_runs(province, seed, part)?)?;
+            left -= part;
         }
-        if n == provinces.len() - 1 {
-            push = started.elapsed();
-            changes = runs.iter().map(|run| run.changes.len()).sum();
-        }
+        println!(
+            "loaded {households} households of province {province} in {:.0?}",
+            started.elapsed()
+        );
     }
+    let push = push_all(&backend, &office, measured)?;
+    let changes = measured.1.iter().map(|run| run.changes.len()).sum();
     let team = faenban_core::sync::Scope {
         role: Role::Team,
         areas: vec![code.to_owned()],
@@ -342,50 +376,57 @@ fn load_provinces(
 }
 
 /// A province pushed, pulled and reported alone in a database, and beside
-/// two other provinces of the same size.
-pub fn scale(households: usize) -> anyhow::Result<()> {
+/// other provinces: two of the same size, or, with `beside` households,
+/// that many split between Kalasin and Sisaket.
+pub fn scale(households: usize, beside: usize) -> anyhow::Result<()> {
     let cluster = cluster()?;
     let started = Instant::now();
-    let khon_kaen = province_runs("40", households)?;
-    let others = [
-        province_runs("46", households)?,
-        province_runs("33", households)?,
-    ];
-    println!("generated three provinces in {:.1?}", started.elapsed());
+    let khon_kaen = province_runs("40", 40, households)?;
+    println!("generated Khon Kaen in {:.1?}", started.elapsed());
+    let others: [(&'static str, usize); 2] = if beside == 0 {
+        [("46", households), ("33", households)]
+    } else {
+        [("46", beside / 2), ("33", beside - beside / 2)]
+    };
     let alone = load_provinces(
         &database(&cluster, "faenban_bench_one_province")?,
-        std::slice::from_ref(&khon_kaen),
+        &[],
+        &khon_kaen,
         "40",
     )?;
-    let [kalasin, sisaket] = others;
-    let beside = load_provinces(
-        &database(&cluster, "faenban_bench_three_provinces")?,
-        &[kalasin, sisaket, khon_kaen],
-        "40",
-    )?;
+    let beside_url = database(&cluster, "faenban_bench_three_provinces")?;
+    let crowded = load_provinces(&beside_url, &others, &khon_kaen, "40")?;
+    let size: i64 = postgres::Client::connect(&beside_url, postgres::NoTls)?
+        .query_one("SELECT pg_database_size(current_database())", &[])?
+        .get(0);
+    let all = households + others.iter().map(|(_, n)| n).sum::<usize>();
+    println!(
+        "the database of the three provinces: {all} households, {:.1} GB",
+        size as f64 / 1e9
+    );
     let rate = |figures: &ProvinceFigures| figures.changes as f64 / figures.push.as_secs_f64();
     println!();
-    println!("| Khon Kaen ({households} households) in a database of | one province | three provinces | three / one |");
+    println!("| Khon Kaen ({households} households) in a database of | it alone | {all} households | beside / alone |");
     println!("|---|---|---|---|");
     println!(
         "| push, batches of 1,000 | {:.0} changes/s | {:.0} changes/s | {:.2} |",
         rate(&alone),
-        rate(&beside),
-        rate(&beside) / rate(&alone)
+        rate(&crowded),
+        rate(&crowded) / rate(&alone)
     );
     println!(
         "| the province team's pull from scratch ({} / {} changes) | {:.2} s | {:.2} s | {:.2} |",
         alone.pull_changes,
-        beside.pull_changes,
+        crowded.pull_changes,
         alone.pull.as_secs_f64(),
-        beside.pull.as_secs_f64(),
-        beside.pull.as_secs_f64() / alone.pull.as_secs_f64()
+        crowded.pull.as_secs_f64(),
+        crowded.pull.as_secs_f64() / alone.pull.as_secs_f64()
     );
     println!(
         "| the province's report by district | {:.0} ms | {:.0} ms | {:.2} |",
         ms(alone.report),
-        ms(beside.report),
-        beside.report.as_secs_f64() / alone.report.as_secs_f64()
+        ms(crowded.report),
+        crowded.report.as_secs_f64() / alone.report.as_secs_f64()
     );
     Ok(())
 }
