@@ -335,6 +335,9 @@ fn load_provinces(
     }
     let push = push_all(&backend, &office, measured)?;
     let changes = measured.1.iter().map(|run| run.changes.len()).sum();
+    // Statistics of what was just loaded, as autovacuum would have them
+    // soon after: without them the pull's plans are guessed from none.
+    postgres::Client::connect(url, postgres::NoTls)?.batch_execute("ANALYZE")?;
     let team = faenban_core::sync::Scope {
         role: Role::Team,
         areas: vec![code.to_owned()],
