@@ -659,17 +659,21 @@ async fn a_laptop_on_the_old_protocol_is_told_to_upgrade_and_served_nothing(serv
 }
 }
 
-#[tokio::test]
-async fn connections_that_never_finish_their_headers_do_not_lock_out_health() {
+/// A SQLite-backed server listening on loopback with these limits: its
+/// folder, address, stop signal and task.
+async fn serve_with(
+    limits: faenban_server::Limits,
+) -> (
+    tempfile::TempDir,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let backend = std::sync::Arc::new(faenban_server::SqliteBackend::open(dir.path()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let limits = faenban_server::Limits {
-        max_connections: 40,
-        header_read_timeout: std::time::Duration::from_millis(300),
-    };
     let server = tokio::spawn(faenban_server::run_with(
         listener,
         backend,
@@ -678,6 +682,16 @@ async fn connections_that_never_finish_their_headers_do_not_lock_out_health() {
         },
         limits,
     ));
+    (dir, address, stop, server)
+}
+
+#[tokio::test]
+async fn connections_that_never_finish_their_headers_do_not_lock_out_health() {
+    let limits = faenban_server::Limits {
+        max_connections: 40,
+        header_read_timeout: std::time::Duration::from_millis(300),
+    };
+    let (_dir, address, stop, server) = serve_with(limits).await;
     // Twice as many connections as the cap, each sending half a header.
     let mut slow = Vec::new();
     for _ in 0..80 {
@@ -719,25 +733,13 @@ async fn connections_that_never_finish_their_headers_do_not_lock_out_health() {
 
 #[tokio::test]
 async fn idle_kept_alive_connections_are_closed_for_the_laptops_waiting_behind_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = std::sync::Arc::new(faenban_server::SqliteBackend::open(dir.path()).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // A header timeout of an hour: only closing idle connections can let
     // the last laptop in.
     let limits = faenban_server::Limits {
         max_connections: 8,
         header_read_timeout: std::time::Duration::from_secs(3600),
     };
-    let server = tokio::spawn(faenban_server::run_with(
-        listener,
-        backend,
-        async {
-            let _ = stopped.await;
-        },
-        limits,
-    ));
+    let (_dir, address, stop, server) = serve_with(limits).await;
     // Laptops that synced and keep their connections open, idle.
     let mut idle = Vec::new();
     for _ in 0..limits.max_connections {
