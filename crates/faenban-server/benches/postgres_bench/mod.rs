@@ -337,12 +337,13 @@ fn load_provinces(
     // change to each page after one writes the whole page to the WAL, so a
     // checkpoint that falls inside one run and not the other would be
     // measured instead of the province.
-    postgres::Client::connect(url, postgres::NoTls)?.batch_execute("CHECKPOINT")?;
+    let mut operator = postgres::Client::connect(url, postgres::NoTls)?;
+    operator.batch_execute("CHECKPOINT")?;
     let push = push_all(&backend, &office, measured)?;
     let changes = measured.1.iter().map(|run| run.changes.len()).sum();
     // Statistics of what was just loaded, as autovacuum would have them
     // soon after: without them the pull's plans are guessed from none.
-    postgres::Client::connect(url, postgres::NoTls)?.batch_execute("ANALYZE")?;
+    operator.batch_execute("ANALYZE")?;
     let team = faenban_core::sync::Scope {
         role: Role::Team,
         areas: vec![code.to_owned()],
