@@ -339,7 +339,11 @@ fn load_provinces(
     // measured instead of the province.
     let mut operator = postgres::Client::connect(url, postgres::NoTls)?;
     operator.batch_execute("CHECKPOINT")?;
+    let profiled = statements_reset(&mut operator);
     let push = push_all(&backend, &office, measured)?;
+    if profiled {
+        print_statements(&mut operator, &format!("the measured push, {url}"))?;
+    }
     let changes = measured.1.iter().map(|run| run.changes.len()).sum();
     // Statistics of what was just loaded, as autovacuum would have them
     // soon after: without them the pull's plans are guessed from none.
@@ -382,6 +386,39 @@ fn load_provinces(
         pull,
         report: report_time,
     })
+}
+
+/// Starts counting statements afresh when the cluster has
+/// `pg_stat_statements` loaded (`shared_preload_libraries`); whether it has.
+fn statements_reset(operator: &mut postgres::Client) -> bool {
+    operator
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()",
+        )
+        .is_ok()
+}
+
+/// The statements of this database that took the most time since
+/// [`statements_reset`]: where a measured phase spent its time.
+fn print_statements(operator: &mut postgres::Client, phase: &str) -> anyhow::Result<()> {
+    println!("statements of {phase} (ms executing, ms planning, calls, ms per call, blocks read from outside the buffers):");
+    let rows = operator.query(
+        "SELECT total_exec_time, total_plan_time, calls, shared_blks_read, query FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         ORDER BY total_exec_time DESC LIMIT 15",
+        &[],
+    )?;
+    for row in rows {
+        let (total, planning, calls, read, query): (f64, f64, i64, i64, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+        let query: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+        let query: String = query.chars().take(110).collect();
+        println!(
+            "  {total:9.0} {planning:9.0} {calls:7} {:8.3} {read:8}  {query}",
+            total / calls.max(1) as f64
+        );
+    }
+    Ok(())
 }
 
 /// A province pushed, pulled and reported alone in a database, and beside
