@@ -1018,9 +1018,14 @@ fn changes_of(tx: &mut Tx<'_>, records: &[(i16, i64)]) -> Result<Vec<(i16, i64, 
     }
     let mut changes = Vec::new();
     for (province, numbers) in by_province {
+        // Read from the province's partition by its name: a partition's
+        // `province = $1` is true of every row, but until the partition has
+        // statistics the planner takes it for a selective filter and scans
+        // the whole primary key for it (a young province's pushes were
+        // slowed tenfold by this one statement).
         for row in tx.query(
-            "SELECT record, seq FROM changes WHERE province = $1 AND record = ANY($2)",
-            &[&province, &numbers],
+            &format!("SELECT record, seq FROM changes_p{province} WHERE record = ANY($1)"),
+            &[&numbers],
         )? {
             changes.push((province, row.get::<_, i64>(0), row.get::<_, i64>(1)));
         }
