@@ -353,6 +353,7 @@ fn load_provinces(
         areas: vec![code.to_owned()],
         dimension: None,
     };
+    let profiled = statements_reset(&mut operator);
     let started = Instant::now();
     let (mut since, mut check, mut pull_changes) = (0, None, 0);
     loop {
@@ -365,6 +366,9 @@ fn load_provinces(
         }
     }
     let pull = started.elapsed();
+    if profiled {
+        print_statements(&mut operator, &format!("the team's pull, {url}"))?;
+    }
     let started = Instant::now();
     let report = backend.report(
         &faenban_core::areas::Areas::builtin(),
