@@ -1021,8 +1021,9 @@ fn changes_of(tx: &mut Tx<'_>, records: &[(i16, i64)]) -> Result<Vec<(i16, i64, 
         // Read from the province's partition by its name: a partition's
         // `province = $1` is true of every row, but until the partition has
         // statistics the planner takes it for a selective filter and scans
-        // the whole primary key for it (a young province's pushes were
-        // slowed tenfold by this one statement).
+        // the whole primary key for it (18–30 ms a call instead of 0.5 in
+        // a young province). Every other read by province here leads with
+        // a column of its own index, so this is the one that needs it.
         for row in tx.query(
             &format!("SELECT record, seq FROM changes_p{province} WHERE record = ANY($1)"),
             &[&numbers],
