@@ -20,13 +20,6 @@ const SCAN_PER_PAGE: i64 = 50_000;
 /// Bytes a change's fixed columns count for against [`MAX_PAGE_BYTES`].
 const COLUMN_BYTES: usize = 100;
 
-/// One feed row in scope, before its body is read.
-struct Chosen {
-    change_province: i16,
-    change_seq: i64,
-    record: RecordKey,
-}
-
 pub(super) fn pull(
     backend: &PostgresBackend,
     connection: &mut Connection<'_>,
@@ -66,14 +59,25 @@ pub(super) fn pull(
     } else {
         SCAN_PER_PAGE.max(limit as i64)
     };
-    const COLUMNS: &str =
+    // What a scoped account's filter needs (where each entry's household is
+    // and which household its record belongs to now) is joined only for a
+    // scoped account: everything reads every entry its announcement reaches.
+    let columns = if scope.is_everything() {
         "SELECT f.seq, f.announce, f.change_province, f.change_seq, f.household, \
-         fh.id, p.village, p.deprived, rn.kind, rn.id, r.household, length(c.body) \
+         NULL::uuid, NULL::text, NULL::int2, rn.kind, rn.id, NULL::uuid, \
+         c.wall_ms, c.counter, c.device, c.field, c.body \
+         FROM feed f JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
+         JOIN record_numbers rn ON rn.n = c.record"
+    } else {
+        "SELECT f.seq, f.announce, f.change_province, f.change_seq, f.household, \
+         fh.id, p.village, p.deprived, rn.kind, rn.id, r.household, \
+         c.wall_ms, c.counter, c.device, c.field, c.body \
          FROM feed f JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
          JOIN record_numbers rn ON rn.n = c.record \
          LEFT JOIN record_numbers fh ON fh.n = f.household AND f.household <> 0 \
          LEFT JOIN places p ON p.household = fh.id AND p.province = fh.province \
-         LEFT JOIN records r ON r.n = c.record AND r.province = c.province";
+         LEFT JOIN records r ON r.n = c.record AND r.province = c.province"
+    };
     let narrow = if scope.is_everything() {
         None
     } else {
@@ -96,11 +100,12 @@ pub(super) fn pull(
         "f.province = ANY($4) AND $3::int8[] IS NOT NULL"
     };
     let households = narrow.unwrap_or_default();
-    let statement = format!("{COLUMNS} WHERE {filter} AND f.seq > $1 ORDER BY f.seq LIMIT $2");
+    let statement = format!("{columns} WHERE {filter} AND f.seq > $1 ORDER BY f.seq LIMIT $2");
     // Read a chunk at a time, so that a page that fills early reads no
     // further.
     let chunk = (limit as i64).clamp(1, 5_000);
-    let mut chosen: Vec<Chosen> = Vec::new();
+    let mut changes = ChangeSetBuilder::new();
+    let mut taken = 0;
     let mut next = since;
     let mut bytes = 0;
     let mut full = false;
@@ -137,13 +142,26 @@ pub(super) fn pull(
                 row.get::<_, Option<Uuid>>(10).map(RecordId)
             };
             if push::reads_entry(scope, announce, filed, place.as_ref(), record_now) {
-                chosen.push(Chosen {
-                    change_province: row.get(2),
-                    change_seq: row.get(3),
-                    record: RecordKey::new(kind, id),
-                });
-                bytes += COLUMN_BYTES + row.get::<_, Option<i32>>(11).unwrap_or(0) as usize;
-                if chosen.len() >= limit || bytes >= MAX_PAGE_BYTES {
+                let body: &[u8] = row.get(15);
+                bytes += COLUMN_BYTES + body.len();
+                let stamp = Stamp::new(
+                    Hlc {
+                        wall_ms: row.get::<_, i64>(11) as u64,
+                        counter: row.get::<_, i64>(12) as u32,
+                    },
+                    DeviceId(row.get(13)),
+                );
+                let field = backend.field_name(&mut tx, row.get(14))?;
+                let change = faenban_core::codec::decode_change(
+                    stamp,
+                    RecordKey::new(kind, id),
+                    field.into(),
+                    body,
+                )
+                .map_err(|error| BackendError::Storage(format!("a logged change: {error}")))?;
+                changes.push(&change);
+                taken += 1;
+                if taken >= limit || bytes >= MAX_PAGE_BYTES {
                     full = true;
                     break;
                 }
@@ -166,7 +184,7 @@ pub(super) fn pull(
         next = last.max(since);
         false
     };
-    let changes = read_changes(backend, &mut tx, &chosen)?;
+    let changes = changes.finish();
     let devices = device_names(&mut tx, &changes.devices)?;
     let check = fingerprint(&mut tx, next)?;
     tx.commit()?;
@@ -187,17 +205,31 @@ const INDEXED_PULL_HOUSEHOLDS: usize = 5_000;
 /// The record numbers of the households an area-scoped account may read,
 /// if there are few enough of them to read by index.
 fn households_in_scope(tx: &mut Tx<'_>, scope: &Scope) -> Result<Option<Vec<i64>>, Failure> {
+    // Counted first, without the join to the record numbers: a province's
+    // team has far more households than are read by index, and counting a
+    // village index's entries costs a fifth of numbering them.
+    let cap = INDEXED_PULL_HOUSEHOLDS as i64 * 4;
+    let mut placed = 0;
+    for area in &scope.areas {
+        placed += tx
+            .query_one(
+                "SELECT count(*) FROM (SELECT 1 FROM places p \
+                 WHERE p.village LIKE $1 || '%' LIMIT $2) AS up_to_cap",
+                &[area, &cap],
+            )?
+            .get::<_, i64>(0);
+        if placed >= cap {
+            return Ok(None);
+        }
+    }
     let mut households = Vec::new();
     for area in &scope.areas {
         let rows = tx.query(
             "SELECT rn.n, p.village, p.deprived FROM places p \
              JOIN record_numbers rn ON rn.kind = 'household' AND rn.id = p.household \
              WHERE p.village LIKE $1 || '%' LIMIT $2",
-            &[area, &(INDEXED_PULL_HOUSEHOLDS as i64 * 4)],
+            &[area, &cap],
         )?;
-        if rows.len() == INDEXED_PULL_HOUSEHOLDS * 4 {
-            return Ok(None);
-        }
         for row in rows {
             let place = HouseholdPlace {
                 village: row.get(1),
@@ -214,52 +246,6 @@ fn households_in_scope(tx: &mut Tx<'_>, scope: &Scope) -> Result<Option<Vec<i64>
     households.sort_unstable();
     households.dedup();
     Ok(Some(households))
-}
-
-/// The chosen entries' changes, in feed order, in wire form.
-fn read_changes(
-    backend: &PostgresBackend,
-    tx: &mut Tx<'_>,
-    chosen: &[Chosen],
-) -> Result<faenban_core::sync::ChangeSet, Failure> {
-    let provinces: Vec<i16> = chosen.iter().map(|c| c.change_province).collect();
-    let seqs: Vec<i64> = chosen.iter().map(|c| c.change_seq).collect();
-    let rows = tx.query(
-        "SELECT t.i, c.wall_ms, c.counter, c.device, c.field, c.body \
-             FROM unnest($1::int2[], $2::int8[]) WITH ORDINALITY AS t(p, s, i) \
-             JOIN changes c ON c.province = t.p AND c.seq = t.s",
-        &[&provinces, &seqs],
-    )?;
-    let mut by_index: HashMap<i64, postgres::Row> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        by_index.insert(row.get(0), row);
-    }
-    let mut builder = ChangeSetBuilder::new();
-    for (index, entry) in chosen.iter().enumerate() {
-        let row = by_index.get(&(index as i64 + 1)).ok_or_else(|| {
-            BackendError::Storage(format!(
-                "feed entry for change {}, which the log does not hold",
-                entry.change_seq
-            ))
-        })?;
-        let stamp = Stamp::new(
-            Hlc {
-                wall_ms: row.get::<_, i64>(1) as u64,
-                counter: row.get::<_, i64>(2) as u32,
-            },
-            DeviceId(row.get(3)),
-        );
-        let field = backend.field_name(tx, row.get(4))?;
-        let change = faenban_core::codec::decode_change(
-            stamp,
-            entry.record.clone(),
-            field.into(),
-            row.get(5),
-        )
-        .map_err(|error| BackendError::Storage(format!("a logged change: {error}")))?;
-        builder.push(&change);
-    }
-    Ok(builder.finish())
 }
 
 /// What identifies the feed entry at `seq`: the stamp of its change (the
