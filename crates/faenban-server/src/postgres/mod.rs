@@ -56,6 +56,21 @@ pub struct PostgresBackend {
     waiting: PushQueue,
     /// The writers' slots.
     writers: [Mutex<()>; WRITERS],
+    /// What this process has written to each province since it last
+    /// analyzed its partitions.
+    growth: Mutex<HashMap<i16, Growth>>,
+}
+
+/// Changes a process writes to a province before it analyzes the
+/// province's partitions the first time.
+const FIRST_ANALYZE_AFTER: u64 = 2_000;
+
+/// A province's rows written by this process, counted for
+/// [`PostgresBackend::analyze_grown`].
+#[derive(Debug, Default)]
+struct Growth {
+    since_analyzed: u64,
+    when_analyzed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +241,7 @@ impl PostgresBackend {
             fields: Mutex::new(Fields::default()),
             waiting: PushQueue::default(),
             writers: Default::default(),
+            growth: Mutex::default(),
         })
     }
 
@@ -307,6 +323,87 @@ impl PostgresBackend {
                 answer.unwrap_or_else(|| self.push_alone(&account, input, now_ms))
             })
             .collect())
+    }
+
+    /// Analyzes the partitions of the provinces a committed write has grown
+    /// to twice what they held when they were last analyzed.
+    ///
+    /// A province's partitions are made empty, and a first import fills them
+    /// faster than autovacuum's minute between rounds: planned from the
+    /// statistics of an empty table, a lookup by index became a scan of the
+    /// whole partition, 10 to 50 times slower (`docs/postgres.md`). Analyzing
+    /// at 2,000 changes, 4,000, 8,000… costs a few ANALYZEs in a young
+    /// province's first million changes, each of a bounded sample of rows; a
+    /// process that finds a province already analyzed at its size counts
+    /// from there, and leaves a grown province to autovacuum. A failure here
+    /// is logged and left to autovacuum too: the write has committed.
+    pub(crate) fn analyze_grown(&self, connection: &mut Connection<'_>, written: &[i16]) {
+        let mut counts: HashMap<i16, u64> = HashMap::new();
+        for province in written {
+            *counts.entry(*province).or_default() += 1;
+        }
+        let unseen: Vec<i16> = {
+            let growth = self.growth();
+            counts
+                .keys()
+                .filter(|province| !growth.contains_key(province))
+                .copied()
+                .collect()
+        };
+        let mut first_sight = Vec::new();
+        for province in unseen {
+            let analyzed = connection.client().query_one(
+                "SELECT greatest(reltuples, 0)::int8 FROM pg_class WHERE oid = $1::text::regclass",
+                &[&format!("changes_p{province}")],
+            );
+            match analyzed {
+                Ok(row) => first_sight.push((province, row.get::<_, i64>(0) as u64)),
+                Err(error) => {
+                    tracing::warn!(%error, province, "reading a province's statistics");
+                    return;
+                }
+            }
+        }
+        let due: Vec<i16> = {
+            let mut growth = self.growth();
+            for (province, rows) in first_sight {
+                growth.entry(province).or_insert(Growth {
+                    since_analyzed: 0,
+                    when_analyzed: rows,
+                });
+            }
+            counts
+                .into_iter()
+                .filter_map(|(province, count)| {
+                    let grown = growth.get_mut(&province)?;
+                    grown.since_analyzed += count;
+                    if grown.since_analyzed < FIRST_ANALYZE_AFTER.max(grown.when_analyzed) {
+                        return None;
+                    }
+                    grown.when_analyzed += grown.since_analyzed;
+                    grown.since_analyzed = 0;
+                    Some(province)
+                })
+                .collect()
+        };
+        for province in due {
+            let tables = ["records", "changes", "feed", "places", "report_digests"]
+                .map(|table| format!("{table}_p{province}"))
+                .join(", ");
+            tracing::debug!(province, "analyzing a grown province's partitions");
+            if let Err(error) = connection
+                .client()
+                .batch_execute(&format!("ANALYZE record_numbers, {tables}"))
+            {
+                tracing::warn!(%error, province, "analyzing a grown province's partitions");
+            }
+        }
+    }
+
+    fn growth(&self) -> std::sync::MutexGuard<'_, HashMap<i16, Growth>> {
+        self.growth
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes the partitions of a province (once, whichever process asks

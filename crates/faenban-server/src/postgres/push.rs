@@ -109,9 +109,11 @@ pub(super) fn push_once(
     let mut tx = connection.transaction()?;
     tx.batch_execute(super::INDEX_LOOKUPS_ONLY)?;
     let (outcome, feed) = push_in(backend, &mut tx, account, input, now_ms, &mut fields)?;
+    let written = feed.change_provinces.clone();
     number_feed(&mut tx, feed)?;
     tx.commit()?;
     backend.remember_fields(fields);
+    backend.analyze_grown(connection, &written);
     Ok(outcome)
 }
 
@@ -165,9 +167,11 @@ pub(super) fn push_group(
             }
         }
     }
+    let written = feed.change_provinces.clone();
     number_feed(&mut tx, feed)?;
     tx.commit()?;
     backend.remember_fields(fields);
+    backend.analyze_grown(connection, &written);
     Ok(answers)
 }
 
