@@ -509,8 +509,11 @@ fn apply_fresh(
         return Ok(written);
     }
     let mut merged: HashMap<RecordKey, Merged> = HashMap::new();
-    let checked =
-        push::check_scope(scope, &fresh, &mut Held::new(tx, &merged)).map_err(plan_failure)?;
+    let checked = {
+        let mut held = Held::new(tx, &merged);
+        held.read_households(fresh.iter().map(|(_, change)| &change.record))?;
+        push::check_scope(scope, &fresh, &mut held).map_err(plan_failure)?
+    };
     lock_records(backend, tx, &fresh, home, &mut merged)?;
     // Merged in memory, in the batch's order.
     let mut logged: Vec<(RecordKey, Change)> = Vec::with_capacity(fresh.len());
@@ -1200,6 +1203,9 @@ struct Held<'a, 't> {
     merged: &'a HashMap<RecordKey, Merged>,
     /// The last run of arrivals read.
     run: Option<(u64, u64, Vec<u8>)>,
+    /// The stored household of records read ahead ([`Held::read_households`]);
+    /// `None` for a record the server does not hold or that names none.
+    households: HashMap<RecordKey, Option<RecordId>>,
 }
 
 impl<'a, 't> Held<'a, 't> {
@@ -1208,7 +1214,45 @@ impl<'a, 't> Held<'a, 't> {
             tx,
             merged,
             run: None,
+            households: HashMap::new(),
         }
+    }
+
+    /// Reads the stored household of each of these records other than
+    /// households, in one statement: the scope check asks for each in turn,
+    /// and a batch names a few dozen.
+    fn read_households<'k>(
+        &mut self,
+        records: impl IntoIterator<Item = &'k RecordKey>,
+    ) -> Result<(), Failure> {
+        let mut kinds: Vec<&str> = Vec::new();
+        let mut ids: Vec<Uuid> = Vec::new();
+        for record in records {
+            if record.kind == RecordKind::Household
+                || self.merged.contains_key(record)
+                || self.households.contains_key(record)
+            {
+                continue;
+            }
+            self.households.insert(record.clone(), None);
+            kinds.push(record.kind.as_str());
+            ids.push(record.id.0);
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for row in self.tx.query(
+            "SELECT rn.kind, rn.id, r.household \
+             FROM unnest($1::text[], $2::uuid[]) AS k(kind, id) \
+             JOIN record_numbers rn ON rn.kind = k.kind AND rn.id = k.id \
+             JOIN records r ON r.n = rn.n AND r.province = rn.province",
+            &[&kinds, &ids],
+        )? {
+            let record = RecordKey::new(RecordKind::from_name(row.get(0)), row.get(1));
+            self.households
+                .insert(record, row.get::<_, Option<Uuid>>(2).map(RecordId));
+        }
+        Ok(())
     }
 }
 
@@ -1253,6 +1297,9 @@ impl push::Holdings for Held<'_, '_> {
         }
         if let Some(own) = self.merged.get(record) {
             return Ok(faenban_core::report::household_of(&own.state));
+        }
+        if let Some(household) = self.households.get(record) {
+            return Ok(*household);
         }
         let row = self.tx.query_opt(
             "SELECT r.household FROM record_numbers rn \
