@@ -326,13 +326,13 @@ impl PostgresBackend {
     }
 
     /// Analyzes the partitions of the provinces a committed write has grown
-    /// to twice what they held when they were last analyzed.
+    /// to four times what they held when they were last analyzed.
     ///
     /// A province's partitions are made empty, and a first import fills them
     /// faster than autovacuum's minute between rounds: planned from the
     /// statistics of an empty table, a lookup by index became a scan of the
     /// whole partition, 10 to 50 times slower (`docs/postgres.md`). Analyzing
-    /// at 2,000 changes, 4,000, 8,000… costs a few ANALYZEs in a young
+    /// at 2,000 changes, 8,000, 32,000… costs a few ANALYZEs in a young
     /// province's first million changes, each of a bounded sample of rows; a
     /// process that finds a province already analyzed at its size counts
     /// from there, and leaves a grown province to autovacuum. A failure here
@@ -377,7 +377,7 @@ impl PostgresBackend {
                 .filter_map(|(province, count)| {
                     let grown = growth.get_mut(&province)?;
                     grown.since_analyzed += count;
-                    if grown.since_analyzed < FIRST_ANALYZE_AFTER.max(grown.when_analyzed) {
+                    if grown.since_analyzed < FIRST_ANALYZE_AFTER.max(3 * grown.when_analyzed) {
                         return None;
                     }
                     grown.when_analyzed += grown.since_analyzed;
