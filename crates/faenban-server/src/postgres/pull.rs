@@ -59,25 +59,13 @@ pub(super) fn pull(
     } else {
         SCAN_PER_PAGE.max(limit as i64)
     };
-    // What a scoped account's filter needs (where each entry's household is
-    // and which household its record belongs to now) is joined only for a
-    // scoped account: everything reads every entry its announcement reaches.
-    let columns = if scope.is_everything() {
-        "SELECT f.seq, f.announce, f.change_province, f.change_seq, f.household, \
-         NULL::uuid, NULL::text, NULL::int2, rn.kind, rn.id, NULL::uuid, \
+    // A chunk's entries with their changes; what the records and households
+    // they name are is read once for each (below): a record's entries come
+    // in runs, and a join in the statement looked each up again for every
+    // entry unless the planner chose to memoize it.
+    const COLUMNS: &str = "SELECT f.seq, f.announce, f.household, c.province, c.record, \
          c.wall_ms, c.counter, c.device, c.field, c.body \
-         FROM feed f JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
-         JOIN record_numbers rn ON rn.n = c.record"
-    } else {
-        "SELECT f.seq, f.announce, f.change_province, f.change_seq, f.household, \
-         fh.id, p.village, p.deprived, rn.kind, rn.id, r.household, \
-         c.wall_ms, c.counter, c.device, c.field, c.body \
-         FROM feed f JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq \
-         JOIN record_numbers rn ON rn.n = c.record \
-         LEFT JOIN record_numbers fh ON fh.n = f.household AND f.household <> 0 \
-         LEFT JOIN places p ON p.household = fh.id AND p.province = fh.province \
-         LEFT JOIN records r ON r.n = c.record AND r.province = c.province"
-    };
+         FROM feed f JOIN changes c ON c.province = f.change_province AND c.seq = f.change_seq";
     let narrow = if scope.is_everything() {
         None
     } else {
@@ -100,7 +88,7 @@ pub(super) fn pull(
         "f.province = ANY($4) AND $3::int8[] IS NOT NULL"
     };
     let households = narrow.unwrap_or_default();
-    let statement = format!("{columns} WHERE {filter} AND f.seq > $1 ORDER BY f.seq LIMIT $2");
+    let statement = format!("{COLUMNS} WHERE {filter} AND f.seq > $1 ORDER BY f.seq LIMIT $2");
     // Read a chunk at a time, so that a page that fills early reads no
     // further.
     let chunk = (limit as i64).clamp(1, 5_000);
@@ -114,47 +102,50 @@ pub(super) fn pull(
         let after = i64::try_from(next).unwrap_or(i64::MAX);
         let rows = tx.query(&statement, &[&after, &chunk, &households, &provinces])?;
         scanned += rows.len() as i64;
+        let named = Named::read(&mut tx, &rows, !scope.is_everything())?;
         for row in &rows {
             let seq = row.get::<_, i64>(0) as u64;
             next = seq;
             let Some(announce) = Announce::from_i64(i64::from(row.get::<_, i16>(1))) else {
                 continue;
             };
-            let filed = match row.get::<_, Option<i64>>(4) {
-                None => push::FiledUnder::Everyone,
-                Some(0) => push::FiledUnder::NoKnownHousehold,
-                Some(_) => match row.get::<_, Option<Uuid>>(5) {
-                    Some(household) => push::FiledUnder::Household(RecordId(household)),
-                    None => push::FiledUnder::NoKnownHousehold,
+            let (filed, place) = match row.get::<_, Option<i64>>(2) {
+                None => (push::FiledUnder::Everyone, None),
+                Some(0) => (push::FiledUnder::NoKnownHousehold, None),
+                Some(number) => match named.households.get(&number) {
+                    Some((household, place)) => (
+                        push::FiledUnder::Household(RecordId(*household)),
+                        place.as_ref(),
+                    ),
+                    None => (push::FiledUnder::NoKnownHousehold, None),
                 },
             };
-            let place = row
-                .get::<_, Option<String>>(6)
-                .map(|village| HouseholdPlace {
-                    village,
-                    deprived: row.get::<_, Option<i16>>(7).unwrap_or(0) as u8,
-                });
-            let kind = RecordKind::from_name(row.get(8));
-            let id: Uuid = row.get(9);
-            let record_now = if kind == RecordKind::Household {
-                Some(RecordId(id))
-            } else {
-                row.get::<_, Option<Uuid>>(10).map(RecordId)
+            let record: i64 = row.get(4);
+            let Some((kind, id, belongs_to)) = named.records.get(&record) else {
+                return Err(BackendError::Storage(format!(
+                    "a logged change of record {record}, which has no number"
+                ))
+                .into());
             };
-            if push::reads_entry(scope, announce, filed, place.as_ref(), record_now) {
-                let body: &[u8] = row.get(15);
+            let record_now = if *kind == RecordKind::Household {
+                Some(RecordId(*id))
+            } else {
+                belongs_to.map(RecordId)
+            };
+            if push::reads_entry(scope, announce, filed, place, record_now) {
+                let body: &[u8] = row.get(9);
                 bytes += COLUMN_BYTES + body.len();
                 let stamp = Stamp::new(
                     Hlc {
-                        wall_ms: row.get::<_, i64>(11) as u64,
-                        counter: row.get::<_, i64>(12) as u32,
+                        wall_ms: row.get::<_, i64>(5) as u64,
+                        counter: row.get::<_, i64>(6) as u32,
                     },
-                    DeviceId(row.get(13)),
+                    DeviceId(row.get(7)),
                 );
-                let field = backend.field_name(&mut tx, row.get(14))?;
+                let field = backend.field_name(&mut tx, row.get(8))?;
                 let change = faenban_core::codec::decode_change(
                     stamp,
-                    RecordKey::new(kind, id),
+                    RecordKey::new(kind.clone(), *id),
                     field.into(),
                     body,
                 )
@@ -195,6 +186,74 @@ pub(super) fn pull(
         more,
         check,
     })
+}
+
+/// What the entries of a chunk name: each record's kind, id and (for a
+/// scoped account) the household it belongs to now; each household's id and
+/// place.
+struct Named {
+    records: HashMap<i64, (RecordKind, Uuid, Option<Uuid>)>,
+    households: HashMap<i64, (Uuid, Option<HouseholdPlace>)>,
+}
+
+impl Named {
+    /// Reads them in two statements, each record and household once.
+    fn read(tx: &mut Tx<'_>, rows: &[postgres::Row], scoped: bool) -> Result<Named, Failure> {
+        let mut records: Vec<(i64, i16)> =
+            rows.iter().map(|row| (row.get(4), row.get(3))).collect();
+        records.sort_unstable();
+        records.dedup();
+        let (numbers, provinces): (Vec<i64>, Vec<i16>) = records.into_iter().unzip();
+        let statement = if scoped {
+            "SELECT rn.n, rn.kind, rn.id, r.household \
+             FROM unnest($1::int8[], $2::int2[]) AS k(n, province) \
+             JOIN record_numbers rn ON rn.n = k.n \
+             LEFT JOIN records r ON r.n = k.n AND r.province = k.province"
+        } else {
+            "SELECT rn.n, rn.kind, rn.id, NULL::uuid \
+             FROM unnest($1::int8[], $2::int2[]) AS k(n, province) \
+             JOIN record_numbers rn ON rn.n = k.n"
+        };
+        let records = tx
+            .query(statement, &[&numbers, &provinces])?
+            .iter()
+            .map(|row| {
+                (
+                    row.get(0),
+                    (RecordKind::from_name(row.get(1)), row.get(2), row.get(3)),
+                )
+            })
+            .collect();
+        let mut households = HashMap::new();
+        if scoped {
+            let mut numbers: Vec<i64> = rows
+                .iter()
+                .filter_map(|row| row.get::<_, Option<i64>>(2))
+                .filter(|number| *number != 0)
+                .collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            for row in tx.query(
+                "SELECT fh.n, fh.id, p.village, p.deprived \
+                 FROM unnest($1::int8[]) AS k(n) \
+                 JOIN record_numbers fh ON fh.n = k.n \
+                 LEFT JOIN places p ON p.household = fh.id AND p.province = fh.province",
+                &[&numbers],
+            )? {
+                let place = row
+                    .get::<_, Option<String>>(2)
+                    .map(|village| HouseholdPlace {
+                        village,
+                        deprived: row.get::<_, Option<i16>>(3).unwrap_or(0) as u8,
+                    });
+                households.insert(row.get(0), (row.get(1), place));
+            }
+        }
+        Ok(Named {
+            records,
+            households,
+        })
+    }
 }
 
 /// Above this many households in scope, a pull reads its provinces' feed
