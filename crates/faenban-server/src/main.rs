@@ -78,6 +78,11 @@ enum Command {
         /// Address and port to listen on, such as 127.0.0.1:8080 (port 0: any free port).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// With --postgres: a streaming replica of that database to read the
+        /// office's reports from, as postgres://… (or from
+        /// FAENBAN_POSTGRES_REPLICA). Read from the primary while it is out of reach.
+        #[arg(long, env = "FAENBAN_POSTGRES_REPLICA", hide_env_values = true)]
+        report_replica: Option<String>,
     },
     /// Adds, lists and revokes accounts.
     #[command(subcommand)]
@@ -216,7 +221,11 @@ fn now_ms() -> u64 {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { store, listen } => serve(&store, listen),
+        Command::Serve {
+            store,
+            listen,
+            report_replica,
+        } => serve(&store, listen, report_replica.as_deref()),
         Command::Account(command) => account(command),
         Command::Device(command) => device(command),
         Command::Migrate { from, to } => {
@@ -277,13 +286,28 @@ fn device(command: DeviceCommand) -> anyhow::Result<()> {
     }
 }
 
-fn serve(store: &StoreArgs, listen: SocketAddr) -> anyhow::Result<()> {
+fn serve(
+    store: &StoreArgs,
+    listen: SocketAddr,
+    report_replica: Option<&str>,
+) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let backend = store.open()?;
+    let backend = match (report_replica, &store.postgres) {
+        (Some(replica), Some(url)) => Arc::new(
+            PostgresBackend::open(url)
+                .context("opening the server's PostgreSQL database")?
+                .read_reports_from(replica)
+                .context("opening the replica the office's reports are read from")?,
+        ),
+        (Some(_), None) => anyhow::bail!(
+            "--report-replica names a replica of a PostgreSQL database: give --postgres URL too"
+        ),
+        (None, _) => store.open()?,
+    };
     let database = store.describe();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

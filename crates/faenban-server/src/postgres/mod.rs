@@ -45,6 +45,9 @@ const WRITERS: usize = 2;
 #[derive(Debug)]
 pub struct PostgresBackend {
     pool: Pool,
+    /// A streaming replica the office's reports are read from, if one was
+    /// given ([`PostgresBackend::read_reports_from`]).
+    reports: Option<Pool>,
     key: DeviceKey,
     device: DeviceId,
     /// The provinces whose partitions exist.
@@ -235,6 +238,7 @@ impl PostgresBackend {
         drop(connection);
         Ok(PostgresBackend {
             pool,
+            reports: None,
             device,
             key,
             provinces: Mutex::new(provinces),
@@ -247,6 +251,68 @@ impl PostgresBackend {
 
     fn connection(&self) -> Result<Connection<'_>> {
         self.pool.get()
+    }
+
+    /// Reads the office's reports (the report, its generation, an area's
+    /// households) from a streaming replica of this database at `url`, so
+    /// that the office's reading does not load the primary the laptops sync
+    /// with. A replica out of reach or too busy is passed over for the
+    /// primary, each time, with a warning. A replica that answers but holds
+    /// another database is refused here.
+    pub fn read_reports_from(mut self, url: &str) -> Result<PostgresBackend> {
+        let reports = Pool::new(
+            url,
+            PoolOptions {
+                size: 4,
+                wait: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(2),
+            },
+        )?;
+        const WHOSE: &str = "SELECT md5(value) FROM meta WHERE key = 'server_key'";
+        let ours: String = self
+            .connection()?
+            .client()
+            .query_one(WHOSE, &[])
+            .map_err(backend_error)?
+            .get(0);
+        match reports.get() {
+            Ok(mut connection) => {
+                let theirs: Option<String> = connection
+                    .client()
+                    .query_opt(WHOSE, &[])
+                    .map_err(backend_error)?
+                    .map(|row| row.get(0));
+                if theirs.as_deref() != Some(ours.as_str()) {
+                    return Err(BackendError::Storage(
+                        "the reports' replica holds another server's database".into(),
+                    ));
+                }
+            }
+            Err(BackendError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "the reports' replica is out of reach for now");
+            }
+            Err(error) => return Err(error),
+        }
+        self.reports = Some(reports);
+        Ok(self)
+    }
+
+    /// Runs a read of the office's reports on the replica, if there is one
+    /// and it answers, else on the primary.
+    fn reading_reports<T>(&self, read: impl Fn(&mut Connection<'_>) -> Result<T>) -> Result<T> {
+        if let Some(reports) = &self.reports {
+            match reports
+                .get()
+                .and_then(|mut connection| read(&mut connection))
+            {
+                Ok(value) => return Ok(value),
+                Err(error @ (BackendError::Unavailable(_) | BackendError::Busy)) => {
+                    tracing::warn!(%error, "the reports' replica did not answer; reading the primary");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        read(&mut self.connection()?)
     }
 
     /// Runs a call, trying again after a transient failure (a pull can be
@@ -989,24 +1055,26 @@ impl Backend for PostgresBackend {
         areas: &faenban_core::areas::Areas,
         options: &ReportOptions,
     ) -> Result<Report> {
-        let mut connection = self.connection()?;
-        let mut tx = connection.snapshot().map_err(backend_error)?;
-        // Only the area's digests are read (the core's report keeps only
-        // them anyway): a province's report costs the same however many
-        // provinces the database holds.
-        let area = options.area.as_ref().map(|area| area.as_str());
-        let digests = read_digests(&mut tx, area)?;
-        Ok(report::build_from_digests(digests, areas, options))
+        self.reading_reports(|connection| {
+            let mut tx = connection.snapshot().map_err(backend_error)?;
+            // Only the area's digests are read (the core's report keeps only
+            // them anyway): a province's report costs the same however many
+            // provinces the database holds.
+            let area = options.area.as_ref().map(|area| area.as_str());
+            let digests = read_digests(&mut tx, area)?;
+            Ok(report::build_from_digests(digests, areas, options))
+        })
     }
 
     fn report_generation(&self) -> Result<u64> {
-        let mut connection = self.connection()?;
-        let last: i64 = connection
-            .client()
-            .query_one("SELECT last FROM feed_head", &[])
-            .map_err(backend_error)?
-            .get(0);
-        Ok(last as u64)
+        self.reading_reports(|connection| {
+            let last: i64 = connection
+                .client()
+                .query_one("SELECT last FROM feed_head", &[])
+                .map_err(backend_error)?
+                .get(0);
+            Ok(last as u64)
+        })
     }
 
     fn household_rows(
@@ -1014,27 +1082,28 @@ impl Backend for PostgresBackend {
         area: &faenban_core::codes::AreaCode,
         options: &ReportOptions,
     ) -> Result<Vec<(report::HouseholdRow, Vec<String>)>> {
-        let mut connection = self.connection()?;
-        let mut tx = connection.snapshot().map_err(backend_error)?;
-        let digests = read_digests(&mut tx, Some(area.as_str()))?;
-        let mut names: HashMap<RecordId, String> = HashMap::new();
-        report::household_rows(digests, area, options)
-            .into_iter()
-            .map(|row| {
-                let mut officials = Vec::new();
-                for official in &row.officials {
-                    if !names.contains_key(official) {
-                        let key = RecordKey::new(RecordKind::Official, official.0);
-                        let name = stored_state(&mut tx, &key)?
-                            .map(|state| report::official_name(&key, &state))
-                            .unwrap_or_default();
-                        names.insert(*official, name);
+        self.reading_reports(|connection| {
+            let mut tx = connection.snapshot().map_err(backend_error)?;
+            let digests = read_digests(&mut tx, Some(area.as_str()))?;
+            let mut names: HashMap<RecordId, String> = HashMap::new();
+            report::household_rows(digests, area, options)
+                .into_iter()
+                .map(|row| {
+                    let mut officials = Vec::new();
+                    for official in &row.officials {
+                        if !names.contains_key(official) {
+                            let key = RecordKey::new(RecordKind::Official, official.0);
+                            let name = stored_state(&mut tx, &key)?
+                                .map(|state| report::official_name(&key, &state))
+                                .unwrap_or_default();
+                            names.insert(*official, name);
+                        }
+                        officials.push(names[official].clone());
                     }
-                    officials.push(names[official].clone());
-                }
-                Ok((row, officials))
-            })
-            .collect()
+                    Ok((row, officials))
+                })
+                .collect()
+        })
     }
 
     fn held_through(&self, device: DeviceId) -> Result<u64> {

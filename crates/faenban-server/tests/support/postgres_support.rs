@@ -60,6 +60,39 @@ impl OwnCluster {
         }
     }
 
+    /// A hot standby streaming from this cluster (`.ci/postgres replica`),
+    /// removed when the test process ends.
+    pub fn replica(&self) -> OwnCluster {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
+        let output = std::process::Command::new("bash")
+            .args([
+                script,
+                "replica",
+                &self.data,
+                "--until-exit-of",
+                &std::process::id().to_string(),
+            ])
+            .output()
+            .expect("running .ci/postgres replica");
+        assert!(
+            output.status.success(),
+            ".ci/postgres replica said: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}='")))
+                .and_then(|rest| rest.strip_suffix('\''))
+                .unwrap_or_else(|| panic!(".ci/postgres replica prints {name}"))
+                .to_owned()
+        };
+        OwnCluster {
+            url: value("FAENBAN_TEST_POSTGRES_REPLICA"),
+            data: value("FAENBAN_TEST_POSTGRES_REPLICA_DATA"),
+        }
+    }
+
     /// Runs `pg_ctl -D DATA ARGS…` as the cluster's owner.
     pub fn pg_ctl(&self, args: &[&str]) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
