@@ -4,7 +4,7 @@
 //! `GET /v1/report`, drills down to a village and its households, is
 //! refused for a volunteer's token, makes no request outside the server,
 //! and saves a screenshot (`docs/war-room.png` when
-//! `FAENBAN_UPDATE_SCREENSHOT=1`).
+//! `FAENBAN_UPDATE_SCREENSHOT=1`). On both stores, from one body.
 //!
 //! `.ci/run` installs `chromium` and `chromium-driver`; without them this
 //! test fails and says what to install.
@@ -192,12 +192,12 @@ async fn text_of(client: &Client, id: &str) -> String {
         .unwrap()
 }
 
+on_both_stores! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_war_room_shows_the_report_in_a_real_browser() {
+async fn the_war_room_shows_the_report_in_a_real_browser(server: Server) {
     let driver = start_driver();
 
     // A province's programme, pushed by a district team's laptop.
-    let server = Server::new();
     let province = server.account("province office", Role::Province, &[], None);
     let volunteer = server.account("village volunteer", Role::Volunteer, &["40010101"], None);
     let mut laptop = Store::open_in_memory().unwrap();
@@ -253,10 +253,10 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
     text_of(&client, "place").await;
     let png = client.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000);
-    let target = if std::env::var_os("FAENBAN_UPDATE_SCREENSHOT").is_some() {
+    let target = if std::env::var_os("FAENBAN_UPDATE_SCREENSHOT").is_some() && server.kind == Kind::Sqlite {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/war-room.png")
     } else {
-        std::env::temp_dir().join("faenban-war-room.png")
+        std::env::temp_dir().join(format!("faenban-war-room-{:?}.png", server.kind))
     };
     std::fs::write(&target, &png).unwrap();
 
@@ -353,4 +353,5 @@ async fn the_war_room_shows_the_report_in_a_real_browser() {
     client.close().await.unwrap();
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
+}
 }
