@@ -6,15 +6,38 @@
 //! authentication is enforced where it is described, and that a wrong
 //! method is answered with its `Allow` header.
 //!
+//! It runs against a server on each store: SQLite (`--data DIR`) and
+//! PostgreSQL (`--postgres URL`, a scratch database on the tests' cluster).
+//!
 //! It does not check that every schema-valid request is accepted: a device
 //! key must be a real Ed25519 point and a batch's indexes must agree, which
 //! a schema cannot say.
 
+mod support;
+
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
 
+use support::postgres_support::ScratchDatabase;
+
 #[test]
-fn the_openapi_description_is_what_the_server_does() {
+fn the_openapi_description_is_what_the_server_does_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let store = ["--data".to_owned(), data.path().display().to_string()];
+    check_the_description(&store, data.path());
+}
+
+#[test]
+fn the_openapi_description_is_what_the_server_does_on_postgres() {
+    let database = ScratchDatabase::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = ["--postgres".to_owned(), database.url.clone()];
+    check_the_description(&store, scratch.path());
+}
+
+/// Runs schemathesis against a server on `store` (its command-line
+/// arguments); `scratch` holds schemathesis's cache.
+fn check_the_description(store: &[String], scratch: &std::path::Path) {
     let python = "python3";
     let found = Command::new(python)
         .args(["-m", "schemathesis.cli", "--version"])
@@ -25,19 +48,18 @@ fn the_openapi_description_is_what_the_server_does() {
         "schemathesis is missing: `python3 -m pip install schemathesis` (`.ci/run` does) \
          to check docs/openapi.yaml against the server"
     );
-    let data = tempfile::tempdir().unwrap();
     let server = env!("CARGO_BIN_EXE_faenban-server");
     let added = Command::new(server)
-        .args(["account", "add", "--data"])
-        .arg(data.path())
+        .args(["account", "add"])
+        .args(store)
         .args(["--name", "province", "--role", "province"])
         .output()
         .unwrap();
     assert!(added.status.success(), "{added:?}");
     let token = String::from_utf8(added.stdout).unwrap().trim().to_owned();
     let mut serving = Command::new(server)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(store)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -50,7 +72,7 @@ fn the_openapi_description_is_what_the_server_does() {
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.yaml");
     // Its cache goes in the scratch folder, not the work tree.
     let run = Command::new(python)
-        .current_dir(data.path())
+        .current_dir(scratch)
         .args(["-m", "schemathesis.cli", "run", spec, "--url", &url])
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .args([
