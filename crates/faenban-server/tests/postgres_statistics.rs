@@ -90,4 +90,6 @@ fn a_young_provinces_partitions_are_analyzed_as_its_first_import_grows() {
     );
     assert!(planned_rows(&mut admin, "records_p40") > 0.0);
     assert!(planned_rows(&mut admin, "places_p40") > 0.0);
+    // The record numbers too: in this database they are the province's.
+    assert!(planned_rows(&mut admin, "record_numbers") > 0.0);
 }
