@@ -10,15 +10,10 @@ use std::time::{Duration, Instant};
 use faenban_core::areas::Areas;
 use faenban_core::report::ReportOptions;
 use faenban_core::sync::{Role, Scope};
-use faenban_core::{RecordKey, RecordKind, Replica};
 use faenban_server::backend::Backend as _;
 use faenban_server::postgres::PostgresBackend;
-use faenban_server::token;
-use faenban_store::server::PushInput;
-use serde_json::json;
 use support::postgres_support::{OwnCluster, ScratchDatabase};
-use support::{device, key_of, NOW};
-use uuid::Uuid;
+use support::OfficeLaptop;
 
 fn households_reported(backend: &PostgresBackend) -> u64 {
     backend
@@ -66,55 +61,13 @@ fn the_office_reads_its_report_from_the_replica_and_the_primary_when_it_is_gone(
     let mut replica = postgres::Client::connect(&replica_url, postgres::NoTls).unwrap();
     caught_up(&mut primary, &mut replica);
     let backend = backend.read_reports_from(&replica_url).unwrap();
-
+    let mut laptop = OfficeLaptop::enroll(&backend, 9);
     let scope = Scope {
         role: Role::Province,
         areas: Vec::new(),
         dimension: None,
     };
-    let account = backend
-        .add_account(
-            "office",
-            &scope,
-            &token::hash(&token::generate().unwrap()),
-            NOW,
-        )
-        .unwrap();
-    let device = device(9);
-    let key = key_of(device);
-    backend
-        .hello(&account, device, "laptop", &key.public(), NOW)
-        .unwrap();
-    let mut laptop = Replica::new(device);
-    let mut sequence = 1;
-    let mut made: u128 = 0;
-    let mut push = |households: u128| {
-        let mut changes = Vec::new();
-        for _ in 0..households {
-            made += 1;
-            let record = RecordKey::new(RecordKind::Household, Uuid::from_u128(made));
-            for (field, value) in [
-                ("house_code", json!(format!("4001{made:07}"))),
-                ("village", json!("40010101")),
-                ("address", json!(format!("{made} หมู่ 1"))),
-                ("entry", json!("tpmap_target")),
-                ("status", json!("active")),
-                ("welfare_card", json!(false)),
-            ] {
-                changes.push(laptop.set(NOW, &record, field, value));
-            }
-        }
-        let input = PushInput {
-            device,
-            relay: false,
-            first_sequence: sequence,
-            signature: key.sign_run(device, sequence, &changes),
-            changes: changes.clone(),
-            public_key: None,
-        };
-        backend.push(&account, input, NOW).unwrap();
-        sequence += changes.len() as u64;
-    };
+    let mut push = |households: u128| laptop.push_households(&backend, households);
 
     push(10);
     caught_up(&mut primary, &mut replica);

@@ -4,19 +4,12 @@
 
 mod support;
 
-use faenban_core::sync::{Role, Scope};
-use faenban_core::{RecordKey, RecordKind, Replica};
-use faenban_server::backend::Backend as _;
 use faenban_server::postgres::PostgresBackend;
-use faenban_server::token;
-use faenban_store::server::PushInput;
-use serde_json::json;
 use support::postgres_support::ScratchDatabase;
-use support::{device, key_of, NOW};
-use uuid::Uuid;
+use support::OfficeLaptop;
 
-/// What the planner knows of a partition: `reltuples`, −1 until it is
-/// first analyzed.
+/// What the planner knows of a table: `reltuples`, −1 until it is first
+/// analyzed.
 fn planned_rows(admin: &mut postgres::Client, table: &str) -> f32 {
     admin
         .query_one(
@@ -31,62 +24,22 @@ fn planned_rows(admin: &mut postgres::Client, table: &str) -> f32 {
 fn a_young_provinces_partitions_are_analyzed_as_its_first_import_grows() {
     let database = ScratchDatabase::new();
     let backend = PostgresBackend::open(&database.url).unwrap();
-    let scope = Scope {
-        role: Role::Province,
-        areas: vec!["40".into()],
-        dimension: None,
-    };
-    let account = backend
-        .add_account(
-            "office",
-            &scope,
-            &token::hash(&token::generate().unwrap()),
-            NOW,
-        )
-        .unwrap();
-    let device = device(7);
-    let key = key_of(device);
-    backend
-        .hello(&account, device, "laptop", &key.public(), NOW)
-        .unwrap();
-    let mut replica = Replica::new(device);
-    let mut sequence = 1;
-    let mut made: u128 = 0;
-    let mut push = |households: u128| {
-        let mut changes = Vec::new();
-        for _ in 0..households {
-            made += 1;
-            let record = RecordKey::new(RecordKind::Household, Uuid::from_u128(made));
-            changes.push(replica.set(NOW, &record, "village", json!("40010101")));
-            changes.push(replica.set(NOW, &record, "address", json!("1 หมู่ 1")));
-        }
-        let input = PushInput {
-            device,
-            relay: false,
-            first_sequence: sequence,
-            signature: key.sign_run(device, sequence, &changes),
-            changes: changes.clone(),
-            public_key: None,
-        };
-        let outcome = backend.push(&account, input, NOW).unwrap();
-        assert_eq!(outcome.applied as usize, changes.len());
-        sequence += changes.len() as u64;
-    };
+    let mut laptop = OfficeLaptop::enroll(&backend, 7);
     let mut admin = postgres::Client::connect(&database.url, postgres::NoTls).unwrap();
 
     // A first batch makes the province's partitions; too few rows yet to
-    // analyze, so the planner knows nothing of them.
-    push(100);
+    // analyze (600 changes), so the planner knows nothing of them.
+    laptop.push_households(&backend, 100);
     assert_eq!(planned_rows(&mut admin, "changes_p40"), -1.0);
 
     // Past the first threshold, the server has analyzed them itself.
     for _ in 0..5 {
-        push(500);
+        laptop.push_households(&backend, 100);
     }
     let analyzed = planned_rows(&mut admin, "changes_p40");
     assert!(
         analyzed >= 2_000.0,
-        "changes_p40 planned as {analyzed} rows after 5,200 changes"
+        "changes_p40 planned as {analyzed} rows after 3,600 changes"
     );
     assert!(planned_rows(&mut admin, "records_p40") > 0.0);
     assert!(planned_rows(&mut admin, "places_p40") > 0.0);

@@ -17,6 +17,7 @@ use faenban_keys::DeviceKey;
 use faenban_server::backend::{Backend, SqliteBackend};
 use faenban_server::postgres::PostgresBackend;
 use faenban_server::token;
+use faenban_store::server::{Account, PushInput};
 use faenban_store::{Store, SCHEMA_VERSION};
 use http_body_util::BodyExt as _;
 use serde_json::{json, Value};
@@ -258,6 +259,77 @@ pub fn push_body(device: DeviceId, first_sequence: u64, changes: &[Change], rela
         body["public_key"] = json!(key.public().to_string());
     }
     body
+}
+
+/// A push of `device`'s outbox as a backend takes it, signed with its key.
+pub fn push_input(device: DeviceId, first_sequence: u64, changes: &[Change]) -> PushInput {
+    PushInput {
+        device,
+        relay: false,
+        first_sequence,
+        signature: key_of(device).sign_run(device, first_sequence, changes),
+        changes: changes.to_vec(),
+        public_key: None,
+    }
+}
+
+/// The province office's laptop, pushing whole households of village
+/// 40010101 straight to a backend.
+pub struct OfficeLaptop {
+    pub account: Account,
+    pub device: DeviceId,
+    replica: Replica,
+    sequence: u64,
+    made: u128,
+}
+
+impl OfficeLaptop {
+    /// Device `n` of a new province account, bound to it.
+    pub fn enroll(backend: &dyn Backend, n: u128) -> OfficeLaptop {
+        let scope = Scope {
+            role: Role::Province,
+            areas: Vec::new(),
+            dimension: None,
+        };
+        let hash = token::hash(&token::generate().unwrap());
+        let account = backend.add_account("office", &scope, &hash, NOW).unwrap();
+        let device = device(n);
+        backend
+            .hello(&account, device, "laptop", &key_of(device).public(), NOW)
+            .unwrap();
+        OfficeLaptop {
+            account,
+            device,
+            replica: Replica::new(device),
+            sequence: 1,
+            made: 0,
+        }
+    }
+
+    /// Records `count` more households (six field changes each) and pushes
+    /// them.
+    pub fn push_households(&mut self, backend: &dyn Backend, count: u128) {
+        let mut changes = Vec::new();
+        for _ in 0..count {
+            self.made += 1;
+            let made = self.made;
+            let record = RecordKey::new(RecordKind::Household, Uuid::from_u128(made));
+            for (field, value) in [
+                ("house_code", json!(format!("4001{made:07}"))),
+                ("village", json!("40010101")),
+                ("address", json!(format!("{made} หมู่ 1"))),
+                ("entry", json!("tpmap_target")),
+                ("status", json!("active")),
+                ("welfare_card", json!(false)),
+            ] {
+                changes.push(self.replica.set(NOW, &record, field, value));
+            }
+        }
+        let input = push_input(self.device, self.sequence, &changes);
+        let outcome = backend.push(&self.account, input, NOW).unwrap();
+        assert_eq!(outcome.applied as usize, changes.len(), "{outcome:?}");
+        self.sequence += changes.len() as u64;
+    }
 }
 
 /// A relay of `device`'s letter (its run from `first_sequence`, and a pull

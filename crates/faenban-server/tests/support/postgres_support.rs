@@ -28,16 +28,7 @@ pub struct OwnCluster {
 
 impl OwnCluster {
     pub fn start() -> OwnCluster {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
-        let output = std::process::Command::new("bash")
-            .args([
-                script,
-                "start",
-                "--until-exit-of",
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .expect("running .ci/postgres");
+        let (output, printed) = ci_postgres(&["start"]);
         assert!(
             output.status.success(),
             "\n\n*** These tests need a real PostgreSQL and found none. ***\n\
@@ -46,50 +37,24 @@ impl OwnCluster {
              .ci/postgres said: {}\n",
             String::from_utf8_lossy(&output.stderr)
         );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(&format!("export {name}='")))
-                .and_then(|rest| rest.strip_suffix('\''))
-                .unwrap_or_else(|| panic!(".ci/postgres prints {name}"))
-                .to_owned()
-        };
         OwnCluster {
-            url: value(CLUSTER_URL),
-            data: value("FAENBAN_TEST_POSTGRES_DATA"),
+            url: printed(CLUSTER_URL),
+            data: printed("FAENBAN_TEST_POSTGRES_DATA"),
         }
     }
 
     /// A hot standby streaming from this cluster (`.ci/postgres replica`),
     /// removed when the test process ends.
     pub fn replica(&self) -> OwnCluster {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
-        let output = std::process::Command::new("bash")
-            .args([
-                script,
-                "replica",
-                &self.data,
-                "--until-exit-of",
-                &std::process::id().to_string(),
-            ])
-            .output()
-            .expect("running .ci/postgres replica");
+        let (output, printed) = ci_postgres(&["replica", &self.data]);
         assert!(
             output.status.success(),
             ".ci/postgres replica said: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let text = String::from_utf8_lossy(&output.stdout);
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(&format!("export {name}='")))
-                .and_then(|rest| rest.strip_suffix('\''))
-                .unwrap_or_else(|| panic!(".ci/postgres replica prints {name}"))
-                .to_owned()
-        };
         OwnCluster {
-            url: value("FAENBAN_TEST_POSTGRES_REPLICA"),
-            data: value("FAENBAN_TEST_POSTGRES_REPLICA_DATA"),
+            url: printed("FAENBAN_TEST_POSTGRES_REPLICA"),
+            data: printed("FAENBAN_TEST_POSTGRES_REPLICA_DATA"),
         }
     }
 
@@ -105,6 +70,27 @@ impl OwnCluster {
             .expect("running pg_ctl");
         assert!(status.success(), "pg_ctl {args:?}");
     }
+}
+
+/// Runs `.ci/postgres ARGS… --until-exit-of <this process>`; its output,
+/// and what it printed as `export NAME='value'` by name.
+fn ci_postgres(args: &[&str]) -> (std::process::Output, impl Fn(&str) -> String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.ci/postgres");
+    let output = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .args(["--until-exit-of", &std::process::id().to_string()])
+        .output()
+        .expect("running .ci/postgres");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let printed = move |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("export {name}='")))
+            .and_then(|rest| rest.strip_suffix('\''))
+            .unwrap_or_else(|| panic!(".ci/postgres prints {name}"))
+            .to_owned()
+    };
+    (output, printed)
 }
 
 /// A database made for one test, dropped with it.
