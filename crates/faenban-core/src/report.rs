@@ -573,6 +573,32 @@ fn status_rank(status: AssistanceStatus) -> u8 {
     }
 }
 
+/// Each row with the names of its officials, each official's record read
+/// once through `state_of` (the store's lookup); an official the store does
+/// not hold is named "".
+pub fn with_official_names<E>(
+    rows: Vec<HouseholdRow>,
+    mut state_of: impl FnMut(&RecordKey) -> Result<Option<RecordState>, E>,
+) -> Result<Vec<(HouseholdRow, Vec<String>)>, E> {
+    let mut names: HashMap<RecordId, String> = HashMap::new();
+    rows.into_iter()
+        .map(|row| {
+            let mut officials = Vec::with_capacity(row.officials.len());
+            for official in &row.officials {
+                if !names.contains_key(official) {
+                    let key = RecordKey::new(RecordKind::Official, official.0);
+                    let name = state_of(&key)?
+                        .map(|state| official_name(&key, &state))
+                        .unwrap_or_default();
+                    names.insert(*official, name);
+                }
+                officials.push(names[official].clone());
+            }
+            Ok((row, officials))
+        })
+        .collect()
+}
+
 /// An official's name as recorded (empty for a record that does not read
 /// as an official), as the office's lists show it.
 pub fn official_name(key: &RecordKey, state: &RecordState) -> String {

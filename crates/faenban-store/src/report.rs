@@ -223,24 +223,8 @@ impl Store {
         } else {
             self.digests_from_records()?
         };
-        let mut names: HashMap<RecordId, String> = HashMap::new();
-        report::household_rows(digests, area, options)
-            .into_iter()
-            .map(|row| {
-                let mut officials = Vec::new();
-                for official in &row.officials {
-                    if !names.contains_key(official) {
-                        let key = RecordKey::new(RecordKind::Official, official.0);
-                        let name = load_state(&self.connection, &key)?
-                            .map(|state| report::official_name(&key, &state))
-                            .unwrap_or_default();
-                        names.insert(*official, name);
-                    }
-                    officials.push(names[official].clone());
-                }
-                Ok((row, officials))
-            })
-            .collect()
+        let rows = report::household_rows(digests, area, options);
+        report::with_official_names(rows, |key| load_state(&self.connection, key))
     }
 
     /// The report of this file's households (`docs/report.md`), from their

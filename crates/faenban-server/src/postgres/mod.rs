@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use faenban_core::report::{self, HouseholdDigest, Report, ReportOptions};
 use faenban_core::sync::{HeldBack, Role, Scope};
-use faenban_core::{Catalogues, DeviceId, Dimension, RecordId, RecordKey, RecordKind, RefusalCode};
+use faenban_core::{Catalogues, DeviceId, Dimension, RecordKey, RefusalCode};
 use faenban_keys::{device_id_of, DeviceKey, PublicKey};
 use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOutcome};
 use postgres::error::SqlState;
@@ -1100,24 +1100,8 @@ impl Backend for PostgresBackend {
         self.reading_reports(|connection| {
             let mut tx = connection.snapshot().map_err(backend_error)?;
             let digests = read_digests(&mut tx, Some(area.as_str()))?;
-            let mut names: HashMap<RecordId, String> = HashMap::new();
-            report::household_rows(digests, area, options)
-                .into_iter()
-                .map(|row| {
-                    let mut officials = Vec::new();
-                    for official in &row.officials {
-                        if !names.contains_key(official) {
-                            let key = RecordKey::new(RecordKind::Official, official.0);
-                            let name = stored_state(&mut tx, &key)?
-                                .map(|state| report::official_name(&key, &state))
-                                .unwrap_or_default();
-                            names.insert(*official, name);
-                        }
-                        officials.push(names[official].clone());
-                    }
-                    Ok((row, officials))
-                })
-                .collect()
+            let rows = report::household_rows(digests, area, options);
+            report::with_official_names(rows, |key| stored_state(&mut tx, key))
         })
     }
 
