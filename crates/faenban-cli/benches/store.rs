@@ -247,7 +247,8 @@ fn raw_inserts(db: &Path, raw_path: &Path, households: usize) -> anyhow::Result<
 fn one_household(db: &Path) -> anyhow::Result<(String, String)> {
     let connection = Connection::open(db)?;
     let state: Vec<u8> = connection.query_row(
-        "SELECT state FROM records WHERE kind = 'household' ORDER BY id LIMIT 1",
+        "SELECT r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
+         WHERE rn.kind = 'household' ORDER BY rn.id LIMIT 1",
         [],
         |r| r.get(0),
     )?;

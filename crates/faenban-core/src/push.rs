@@ -950,6 +950,12 @@ fn village_value(value: &Value) -> Option<&str> {
     .then_some(text)
 }
 
+/// The household a record's state names in its `household` field, if it
+/// names one by its id ([`household_value`]).
+pub fn household_value_of(state: &RecordState) -> Option<RecordId> {
+    state.shown("household").and_then(household_value)
+}
+
 /// A `household` value that names a household id in its canonical form
 /// (the form every store files records under).
 pub fn household_value(value: &Value) -> Option<RecordId> {

@@ -394,14 +394,19 @@ impl Store {
     /// Every record of a kind, archived ones included, in id order.
     pub fn records(&self, kind: &RecordKind) -> Result<Vec<(RecordKey, RecordState)>> {
         self.query_records(
-            "SELECT kind, id, state FROM records WHERE kind = ?1 ORDER BY id",
+            "SELECT rn.kind, rn.id, r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             WHERE rn.kind = ?1 ORDER BY rn.id",
             params![kind.as_str()],
         )
     }
 
     /// Every record of every kind, in (kind, id) order: what an export holds.
     pub fn all_records(&self) -> Result<Vec<(RecordKey, RecordState)>> {
-        self.query_records("SELECT kind, id, state FROM records ORDER BY kind, id", [])
+        self.query_records(
+            "SELECT rn.kind, rn.id, r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             ORDER BY rn.kind, rn.id",
+            [],
+        )
     }
 
     /// Calls `visit` with every record, in (kind, id) order, one at a time:
@@ -412,7 +417,10 @@ impl Store {
     ) -> Result<(), E> {
         let mut statement = self
             .connection
-            .prepare_cached("SELECT kind, id, state FROM records ORDER BY kind, id")
+            .prepare_cached(
+                "SELECT rn.kind, rn.id, r.state FROM record_numbers rn \
+                 JOIN records r ON r.n = rn.n ORDER BY rn.kind, rn.id",
+            )
             .map_err(Error::from)?;
         let mut rows = statement.query([]).map_err(Error::from)?;
         while let Some(row) = rows.next().map_err(Error::from)? {
@@ -432,11 +440,11 @@ impl Store {
         self.query_records(
             // CROSS JOIN keeps the terms as the outer loop: without
             // statistics SQLite would rather scan every household.
-            "SELECT r.kind, r.id, r.state FROM search_terms t \
+            "SELECT rn.kind, rn.id, r.state FROM search_terms t \
              CROSS JOIN record_numbers rn ON rn.n = t.record \
-             CROSS JOIN records r ON r.kind = rn.kind AND r.id = rn.id \
+             CROSS JOIN records r ON r.n = rn.n \
              WHERE rn.kind = 'household' AND t.term >= ?1 AND t.term < ?1 || x'f48fbfbf' \
-             AND length(t.term) = 8 ORDER BY r.id",
+             AND length(t.term) = 8 ORDER BY rn.id",
             params![area],
         )
     }
@@ -448,7 +456,10 @@ impl Store {
         household: RecordId,
     ) -> Result<Vec<(RecordKey, RecordState)>> {
         self.query_records(
-            "SELECT kind, id, state FROM records WHERE household = ?1 AND kind = ?2 ORDER BY id",
+            "SELECT rn.kind, rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
+             WHERE r.household = \
+             (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1) \
+             AND rn.kind = ?2 ORDER BY rn.id",
             params![household.to_string(), kind.as_str()],
         )
     }
@@ -493,7 +504,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut statement = self.connection.prepare_cached(
-            "SELECT id FROM records WHERE kind = ?1 AND id LIKE '%' || ?2 ORDER BY id LIMIT 10",
+            "SELECT rn.id FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             WHERE rn.kind = ?1 AND rn.id LIKE '%' || ?2 ORDER BY rn.id LIMIT 10",
         )?;
         let rows = statement.query_map(params![kind.as_str(), suffix], |row| {
             row.get::<_, String>(0)
@@ -520,7 +532,8 @@ impl Store {
     /// Every open conflict, in record order.
     pub fn conflicts(&self) -> Result<Vec<Conflict>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT kind, id, state FROM records WHERE in_conflict = 1 ORDER BY kind, id",
+            "SELECT rn.kind, rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
+             WHERE r.in_conflict = 1 ORDER BY rn.kind, rn.id",
         )?;
         let mut rows = statement.query([])?;
         let mut conflicts = Vec::new();
@@ -564,8 +577,8 @@ impl Store {
             // Counting rows would read every page of a large outbox; these
             // read two index leaves, so `status` answers at once at any size.
             // The outbox is one unbroken run of sequences (acknowledgements
-            // remove a prefix), and records are never deleted (archiving is
-            // a field), so the ends give the counts.
+            // remove a prefix), so its ends give its count; records are
+            // counted as they are first written.
             unpushed: count(
                 "SELECT COALESCE((SELECT MAX(sequence) FROM outbox) \
                  - (SELECT MIN(sequence) FROM outbox) + 1, 0)",
@@ -573,7 +586,9 @@ impl Store {
             held_back: count("SELECT COUNT(*) FROM held_back")?,
             last_sync_ms: read_meta(&self.connection, "last_sync_ms")?
                 .and_then(|value| value.parse().ok()),
-            records: count("SELECT COALESCE(MAX(rowid), 0) FROM records")?,
+            records: read_meta(&self.connection, "record_count")?
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(0),
             conflicts: count("SELECT COUNT(*) FROM records WHERE in_conflict = 1")?,
         })
     }
@@ -816,19 +831,37 @@ impl Session<'_> {
 
     /// Writes every touched record's state (and search terms).
     fn flush(&mut self) -> Result<()> {
+        let mut new_records = 0;
         for (key, touched) in std::mem::take(&mut self.touched) {
-            save_state(&self.tx, &key, &touched.state)?;
+            let record = self.record_number(&key)?;
+            let household = match faenban_core::push::household_value_of(&touched.state) {
+                Some(household) => Some(self.record_number(&RecordKey {
+                    kind: RecordKind::Household,
+                    id: household,
+                })?),
+                None => None,
+            };
+            if save_state(&self.tx, record, household, &touched.state)? {
+                new_records += 1;
+            }
             self.digests_due.note(&key, touched.household_before);
             self.digests_due
                 .note(&key, faenban_core::report::household_of(&touched.state));
             if touched.search {
-                // The change that asked for the terms gave the record its number.
-                let record = self.record_number(&key)?;
                 save_search_terms(&self.tx, record, &key, &touched.state)?;
             }
             if self.report_digests {
                 self.digests_due.keep_state(key, touched.state);
             }
+        }
+        if new_records > 0 {
+            // Counted as they are written, in this transaction, so that
+            // `status` need not read every record to count them.
+            self.tx
+                .prepare_cached(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + ?1 WHERE key = 'record_count'",
+                )?
+                .execute([new_records])?;
         }
         Ok(())
     }
@@ -1107,27 +1140,37 @@ pub(crate) fn state_from_blob(value: rusqlite::types::ValueRef<'_>) -> Result<Re
     }
 }
 
-fn save_state(tx: &Transaction<'_>, key: &RecordKey, state: &RecordState) -> Result<()> {
-    let household = state
-        .shown("household")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    tx.prepare_cached(
-        "INSERT INTO records (kind, id, state, household, archived, in_conflict) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, \
-         household = excluded.household, archived = excluded.archived, \
-         in_conflict = excluded.in_conflict",
-    )?
-    .execute(params![
-        key.kind.as_str(),
-        key.id.to_string(),
-        faenban_core::codec::encode_state(state),
+/// Writes the state of the record numbered `record`, filed under the
+/// household numbered `household`; true when the record is new here.
+fn save_state(
+    tx: &Transaction<'_>,
+    record: i64,
+    household: Option<i64>,
+    state: &RecordState,
+) -> Result<bool> {
+    let encoded = faenban_core::codec::encode_state(state);
+    let columns = params![
+        record,
+        encoded,
         household,
         state.is_archived(),
         state.has_conflict(),
-    ])?;
-    Ok(())
+    ];
+    let updated = tx
+        .prepare_cached(
+            "UPDATE records SET state = ?2, household = ?3, archived = ?4, in_conflict = ?5 \
+             WHERE n = ?1",
+        )?
+        .execute(columns)?;
+    if updated > 0 {
+        return Ok(false);
+    }
+    tx.prepare_cached(
+        "INSERT INTO records (n, state, household, archived, in_conflict) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(columns)?;
+    Ok(true)
 }
 
 /// Saves the terms `key` (known by the number `record`) is found by.
@@ -1189,8 +1232,10 @@ fn normalize_term(text: &str) -> String {
 }
 
 fn load_state(connection: &Connection, key: &RecordKey) -> Result<Option<RecordState>> {
-    let mut statement =
-        connection.prepare_cached("SELECT state FROM records WHERE kind = ?1 AND id = ?2")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             WHERE rn.kind = ?1 AND rn.id = ?2",
+    )?;
     let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
     rows.next()?
         .map(|row| state_from_blob(row.get_ref(0)?))

@@ -99,8 +99,11 @@ pub(crate) fn refresh(
 
 /// The kind and id of every record that names `household`.
 fn related_keys(connection: &Connection, household: &str) -> Result<Vec<(String, String)>> {
-    let mut statement =
-        connection.prepare_cached("SELECT kind, id FROM records WHERE household = ?1")?;
+    let mut statement = connection.prepare_cached(
+        "SELECT rn.kind, rn.id FROM records r JOIN record_numbers rn ON rn.n = r.n \
+             WHERE r.household = \
+             (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1)",
+    )?;
     let rows = statement.query_map([household], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -119,7 +122,10 @@ pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
     let tx = connection.transaction()?;
     tx.execute("DELETE FROM report_digests", [])?;
     let households: Vec<String> = {
-        let mut statement = tx.prepare("SELECT id FROM records WHERE kind = 'household'")?;
+        let mut statement = tx.prepare(
+            "SELECT rn.id FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             WHERE rn.kind = 'household'",
+        )?;
         let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
         rows.collect::<Result<_, _>>()?
     };

@@ -15,6 +15,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../../../schema/migrations/0006_held_back.sql"),
     include_str!("../../../schema/migrations/0007_report_digests.sql"),
     include_str!("../../../schema/migrations/0008_compact_encoding.sql"),
+    include_str!("../../../schema/migrations/0009_records_by_number.sql"),
 ];
 
 /// The version whose migration also rewrites the stored JSON in the
@@ -140,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn a_schema_7_server_keeps_its_log_feed_and_search_terms_through_version_8() {
+    fn a_schema_7_server_keeps_its_log_feed_records_places_and_search_terms_through_version_9() {
         use faenban_core::{DeviceId, RecordKey, RecordKind, RecordState};
         let mut old = Connection::open_in_memory().unwrap();
         migrate_to(&mut old, 0, 7).unwrap();
@@ -195,6 +196,22 @@ mod tests {
                 serde_json::to_string(&state).unwrap(),
                 household.id.to_string()
             ],
+        )
+        .unwrap();
+        // A record naming its household in no form a store files under.
+        let stray = RecordKey::new(RecordKind::Visit, uuid::Uuid::from_u128(3));
+        old.execute(
+            "INSERT INTO records (kind, id, state, household, archived, in_conflict) \
+             VALUES ('visit', ?1, ?2, 'not-a-household', 0, 0)",
+            params![
+                stray.id.to_string(),
+                serde_json::to_string(&RecordState::default()).unwrap()
+            ],
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO places (household, village, deprived) VALUES (?1, '40010101', 5)",
+            [household.id.to_string()],
         )
         .unwrap();
         old.execute(
@@ -275,10 +292,49 @@ mod tests {
             )
             .unwrap();
         assert_eq!(term, ("สมหญิง".to_owned(), member.id.to_string()));
-        let stored: Vec<u8> = old
-            .query_row("SELECT state FROM records", [], |row| row.get(0))
+        let number = |key: &RecordKey| -> i64 {
+            old.query_row(
+                "SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2",
+                params![key.kind.as_str(), key.id.to_string()],
+                |row| row.get(0),
+            )
+            .unwrap()
+        };
+        let (member_n, household_n, stray_n) =
+            (number(&member), number(&household), number(&stray));
+        let stored: (Vec<u8>, Option<i64>) = old
+            .query_row(
+                "SELECT state, household FROM records WHERE n = ?1",
+                [member_n],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
             .unwrap();
-        assert_eq!(faenban_core::codec::decode_state(&stored).unwrap(), state);
+        assert_eq!(faenban_core::codec::decode_state(&stored.0).unwrap(), state);
+        assert_eq!(stored.1, Some(household_n));
+        let stray_household: Option<i64> = old
+            .query_row(
+                "SELECT household FROM records WHERE n = ?1",
+                [stray_n],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(stray_household, None);
+        let place: (i64, String, i64) = old
+            .query_row(
+                "SELECT household, village, deprived FROM places",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(place, (household_n, "40010101".to_owned(), 5));
+        let counted: String = old
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'record_count'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(counted, "2");
     }
 
     #[test]

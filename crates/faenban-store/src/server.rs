@@ -845,7 +845,8 @@ impl push::Holdings for SessionHoldings<'_, '_> {
             .session
             .tx
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM records WHERE kind = 'household' AND id = ?1)",
+                "SELECT EXISTS (SELECT 1 FROM record_numbers rn JOIN records r ON r.n = rn.n \
+                 WHERE rn.kind = 'household' AND rn.id = ?1)",
             )?
             .query_row([household.to_string()], |row| row.get(0))?)
     }
@@ -1039,7 +1040,11 @@ fn household_number(session: &mut Session<'_>, household: RecordId) -> Result<i6
 
 fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<RecordId>> {
     let household: Option<Option<String>> = tx
-        .prepare_cached("SELECT household FROM records WHERE kind = ?1 AND id = ?2")?
+        .prepare_cached(
+            "SELECT h.id FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             LEFT JOIN record_numbers h ON h.n = r.household \
+             WHERE rn.kind = ?1 AND rn.id = ?2",
+        )?
         .query_row(params![key.kind.as_str(), key.id.to_string()], |row| {
             row.get(0)
         })
@@ -1052,7 +1057,10 @@ fn stored_household(tx: &Transaction<'_>, key: &RecordKey) -> Result<Option<Reco
 
 fn stored_place(tx: &Transaction<'_>, household: RecordId) -> Result<Option<HouseholdPlace>> {
     Ok(tx
-        .prepare_cached("SELECT village, deprived FROM places WHERE household = ?1")?
+        .prepare_cached(
+            "SELECT p.village, p.deprived FROM record_numbers h \
+             JOIN places p ON p.household = h.n WHERE h.kind = 'household' AND h.id = ?1",
+        )?
         .query_row([household.to_string()], |row| {
             Ok(HouseholdPlace {
                 village: row.get(0)?,
@@ -1101,10 +1109,12 @@ fn place_household(
     let Some(state) = load_state(&session.tx, &key)? else {
         return Ok(());
     };
+    let number = household_number(session, household)?;
     let visits = crate::query_records_on(
         &session.tx,
-        "SELECT kind, id, state FROM records WHERE household = ?1 AND kind = 'visit'",
-        params![household.to_string()],
+        "SELECT rn.kind, rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
+         WHERE r.household = ?1 AND rn.kind = 'visit'",
+        params![number],
     )?;
     let place = push::place_of(household, &state, visits);
     let before = stored_place(&session.tx, household)?;
@@ -1119,42 +1129,28 @@ fn place_household(
              ON CONFLICT (household) DO UPDATE SET village = excluded.village, \
              deprived = excluded.deprived",
         )?
-        .execute(params![
-            household.to_string(),
-            place.village,
-            place.deprived
-        ])?;
-    let number = household_number(session, household)?;
+        .execute(params![number, place.village, place.deprived])?;
     match placement {
         push::Placement::First => {
             if let Some(first_logged) = first_logged {
                 session.tx.execute(
                     "INSERT INTO feed (change_seq, household, announce) \
-                     SELECT c.seq, ?4, ?2 FROM record_numbers rn JOIN changes c ON c.record = rn.n \
-                     WHERE rn.kind = 'household' AND rn.id = ?1 AND c.seq < ?3 \
-                     UNION ALL SELECT c.seq, ?4, ?2 FROM records r \
-                     JOIN record_numbers rn ON rn.kind = r.kind AND rn.id = r.id \
-                     JOIN changes c ON c.record = rn.n \
+                     SELECT c.seq, ?1, ?2 FROM changes c WHERE c.record = ?1 AND c.seq < ?3 \
+                     UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
+                     JOIN changes c ON c.record = r.n \
                      WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
-                    params![
-                        household.to_string(),
-                        Announce::Moved.as_i64(),
-                        first_logged,
-                        number
-                    ],
+                    params![number, Announce::Moved.as_i64(), first_logged],
                 )?;
             }
         }
         push::Placement::AnnounceAll(announce) => {
             session.tx.execute(
                 "INSERT INTO feed (change_seq, household, announce) \
-                 SELECT c.seq, ?3, ?2 FROM record_numbers rn JOIN changes c ON c.record = rn.n \
-                 WHERE rn.kind = 'household' AND rn.id = ?1 \
-                 UNION ALL SELECT c.seq, ?3, ?2 FROM records r \
-                 JOIN record_numbers rn ON rn.kind = r.kind AND rn.id = r.id \
-                 JOIN changes c ON c.record = rn.n WHERE r.household = ?1 \
+                 SELECT c.seq, ?1, ?2 FROM changes c WHERE c.record = ?1 \
+                 UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
+                 JOIN changes c ON c.record = r.n WHERE r.household = ?1 \
                  ORDER BY 1",
-                params![household.to_string(), announce.as_i64(), number],
+                params![number, announce.as_i64()],
             )?;
         }
         push::Placement::Quiet | push::Placement::Unchanged => {}
@@ -1197,21 +1193,23 @@ fn announced_for(scope: &Scope, announce: i64) -> bool {
 fn households_in_scope(
     connection: &rusqlite::Connection,
     scope: &Scope,
-) -> Result<Option<Vec<String>>> {
+) -> Result<Option<Vec<(i64, Option<RecordId>)>>> {
     let mut households = Vec::new();
     let mut statement = connection.prepare_cached(
-        "SELECT household, village, deprived FROM places \
-         WHERE village >= ?1 AND village < ?1 || x'f48fbfbf'",
+        "SELECT p.household, h.id, p.village, p.deprived FROM places p \
+         JOIN record_numbers h ON h.n = p.household \
+         WHERE p.village >= ?1 AND p.village < ?1 || x'f48fbfbf'",
     )?;
     for area in &scope.areas {
         let mut rows = statement.query([area])?;
         while let Some(row) = rows.next()? {
             let place = HouseholdPlace {
-                village: row.get(1)?,
-                deprived: row.get::<_, i64>(2)? as u8,
+                village: row.get(2)?,
+                deprived: row.get::<_, i64>(3)? as u8,
             };
             if scope.may_read(Some(&place)) {
-                households.push(row.get(0)?);
+                let id: String = row.get(1)?;
+                households.push((row.get(0)?, id.parse().ok().map(RecordId)));
                 if households.len() > INDEXED_PULL_HOUSEHOLDS {
                     return Ok(None);
                 }
@@ -1228,7 +1226,7 @@ fn households_in_scope(
 fn pull_households(
     connection: &rusqlite::Connection,
     scope: &Scope,
-    households: &[String],
+    households: &[(i64, Option<RecordId>)],
     since: u64,
     limit: usize,
     last: u64,
@@ -1243,8 +1241,7 @@ fn pull_households(
         Ok(())
     };
     let mut by_household = connection.prepare_cached(
-        "SELECT seq, change_seq, announce FROM feed WHERE household = \
-         (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1) AND seq > ?2 \
+        "SELECT seq, change_seq, announce FROM feed WHERE household = ?1 AND seq > ?2 \
          AND announce <= ?4 ORDER BY seq LIMIT ?3",
     )?;
     // Filtered here, not after the limit, so that no entry for this scope is
@@ -1255,11 +1252,10 @@ fn pull_households(
     // Each source's first `limit + 1` entries hold the page's: a later page
     // starts after the last one returned.
     let take = limit as i64 + 1;
-    for household in households {
-        let id = household.parse().ok().map(RecordId);
+    for (number, id) in households {
         collect(
-            &mut by_household.query(params![household, since as i64, take, announces])?,
-            id,
+            &mut by_household.query(params![number, since as i64, take, announces])?,
+            *id,
         )?;
     }
     let mut of_no_household = connection.prepare_cached(
@@ -1278,9 +1274,10 @@ fn pull_households(
     let mut body = connection.prepare_cached(concat!(
         "SELECT ",
         change_columns!(),
-        ", r.household FROM changes c ",
+        ", rh.id FROM changes c ",
         change_joins!(),
-        " LEFT JOIN records r ON r.kind = rn.kind AND r.id = rn.id WHERE c.seq = ?1"
+        " LEFT JOIN records r ON r.n = c.record \
+         LEFT JOIN record_numbers rh ON rh.n = r.household WHERE c.seq = ?1"
     ))?;
     let mut builder = ChangeSetBuilder::new();
     let mut bytes = 0;
@@ -1346,13 +1343,14 @@ fn pull_by_scanning(
     } else {
         connection.prepare_cached(concat!(
             "SELECT f.seq, CASE WHEN f.household = 0 THEN '' ELSE fh.id END, \
-             p.village, p.deprived, f.announce, r.household, ",
+             p.village, p.deprived, f.announce, rh.id, ",
             change_columns!(),
             " FROM feed f JOIN changes c ON c.seq = f.change_seq ",
             change_joins!(),
             " LEFT JOIN record_numbers fh ON fh.n = f.household \
-             LEFT JOIN places p ON p.household = fh.id \
-             LEFT JOIN records r ON r.kind = rn.kind AND r.id = rn.id \
+             LEFT JOIN places p ON p.household = f.household \
+             LEFT JOIN records r ON r.n = c.record \
+             LEFT JOIN record_numbers rh ON rh.n = r.household \
              WHERE f.seq > ?1 ORDER BY f.seq LIMIT ?2"
         ))?
     };

@@ -254,7 +254,10 @@ pub fn migrate(data_dir: &Path, url: &str) -> Result<Moved> {
         .collect();
     let mut statement = from
         .0
-        .prepare("SELECT kind, id, state, household FROM records")
+        .prepare(
+            "SELECT rn.kind, rn.id, r.state, h.id FROM records r \
+             JOIN record_numbers rn ON rn.n = r.n LEFT JOIN record_numbers h ON h.n = r.household",
+        )
         .map_err(sqlite)?;
     let mut rows = statement.query([]).map_err(sqlite)?;
     let mut batch = RecordRows::default();
@@ -574,7 +577,10 @@ impl Source {
         drop(statement);
         let mut statement = self
             .0
-            .prepare("SELECT household, village, deprived FROM places")
+            .prepare(
+                "SELECT h.id, p.village, p.deprived FROM places p \
+                 JOIN record_numbers h ON h.n = p.household",
+            )
             .map_err(sqlite)?;
         let mut rows = statement.query([]).map_err(sqlite)?;
         while let Some(row) = rows.next().map_err(sqlite)? {
@@ -589,7 +595,10 @@ impl Source {
         // Households first: the others take their household's.
         let mut statement = self
             .0
-            .prepare("SELECT id, state FROM records WHERE kind = 'household'")
+            .prepare(
+                "SELECT rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
+                 WHERE rn.kind = 'household'",
+            )
             .map_err(sqlite)?;
         let mut rows = statement.query([]).map_err(sqlite)?;
         while let Some(row) = rows.next().map_err(sqlite)? {
@@ -610,7 +619,10 @@ impl Source {
         drop(statement);
         let mut statement = self
             .0
-            .prepare("SELECT kind, id, household FROM records WHERE kind <> 'household'")
+            .prepare(
+                "SELECT rn.kind, rn.id, h.id FROM records r JOIN record_numbers rn ON rn.n = r.n \
+                 LEFT JOIN record_numbers h ON h.n = r.household WHERE rn.kind <> 'household'",
+            )
             .map_err(sqlite)?;
         let mut rows = statement.query([]).map_err(sqlite)?;
         let number_of: HashMap<(RecordKind, Uuid), i64> = homes
