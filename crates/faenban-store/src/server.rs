@@ -1188,12 +1188,15 @@ fn announced_for(scope: &Scope, announce: i64) -> bool {
     Announce::from_i64(announce).is_some_and(|announce| announce.reaches(scope))
 }
 
+/// A household's record number and, when it is one, its id.
+type NumberedHousehold = (i64, Option<RecordId>);
+
 /// The households an area-scoped account may read, if there are few
 /// enough of them to read by index.
 fn households_in_scope(
     connection: &rusqlite::Connection,
     scope: &Scope,
-) -> Result<Option<Vec<(i64, Option<RecordId>)>>> {
+) -> Result<Option<Vec<NumberedHousehold>>> {
     let mut households = Vec::new();
     let mut statement = connection.prepare_cached(
         "SELECT p.household, h.id, p.village, p.deprived FROM places p \
@@ -1226,7 +1229,7 @@ fn households_in_scope(
 fn pull_households(
     connection: &rusqlite::Connection,
     scope: &Scope,
-    households: &[(i64, Option<RecordId>)],
+    households: &[NumberedHousehold],
     since: u64,
     limit: usize,
     last: u64,
