@@ -123,51 +123,158 @@ impl HeldArrival {
     }
 }
 
-/// Bytes a server keeps per sequence of a run of an outbox: the change's
-/// clock reading (wall_ms 8, counter 4) and its fingerprint (8).
+/// Bytes a server kept per sequence of a run of an outbox before runs were
+/// packed: the change's clock reading (wall_ms 8, counter 4) and its
+/// fingerprint (8).
 pub const ARRIVAL_BYTES: usize = 20;
 
 /// Bytes per sequence in runs kept before servers kept fingerprints.
 pub const STAMP_BYTES: usize = 12;
 
+/// The first byte of a packed run ([`arrival_stamps`]).
+const PACKED_RUN: u8 = 0xfa;
+
 /// What a server keeps of a run of fresh changes ([`HeldArrival`] of each,
-/// in sequence order), [`ARRIVAL_BYTES`] a change.
+/// in sequence order), packed: a tag byte, then per change the zigzag
+/// varint difference of its wall clock from the change before, its counter
+/// as a varint, and its 8-byte fingerprint, about 10 bytes a change.
+///
+/// The runs kept before were fixed-width, 12 or 20 bytes a change, so their
+/// length is a multiple of 4; a packed run's never is (a zero byte is added
+/// when it would be), which tells the forms apart without a column.
 pub fn arrival_stamps<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<u8> {
-    let mut stamps = Vec::new();
+    let mut packed = vec![PACKED_RUN];
+    let mut wall = 0u64;
     for change in changes {
         let held = HeldArrival::of(change);
-        stamps.extend_from_slice(&held.hlc.wall_ms.to_le_bytes());
-        stamps.extend_from_slice(&held.hlc.counter.to_le_bytes());
-        stamps.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
+        let delta = held.hlc.wall_ms.wrapping_sub(wall) as i64;
+        wall = held.hlc.wall_ms;
+        push_varint(&mut packed, ((delta << 1) ^ (delta >> 63)) as u64);
+        push_varint(&mut packed, u64::from(held.hlc.counter));
+        packed.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
     }
-    stamps
+    if packed.len() % 4 == 0 {
+        packed.push(0);
+    }
+    packed
 }
 
-/// What a kept run (`first..=last`, its [`arrival_stamps`]) holds as
-/// `sequence`; `None` outside it or if the run is damaged.
-pub fn held_arrival_in(first: u64, last: u64, stamps: &[u8], sequence: u64) -> Option<HeldArrival> {
-    if sequence < first || sequence > last {
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// A kept run of an outbox (`first..=last`) read back from its
+/// [`arrival_stamps`] (or the fixed-width form kept before).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptRun {
+    first: u64,
+    held: Vec<HeldArrival>,
+}
+
+impl KeptRun {
+    /// The run as kept; `None` if its bytes are not a run of
+    /// `first..=last`.
+    pub fn read(first: u64, last: u64, stamps: &[u8]) -> Option<KeptRun> {
+        let count = usize::try_from(last.checked_sub(first)?.checked_add(1)?).ok()?;
+        let held = if stamps.len() % 4 != 0 {
+            read_packed(count, stamps)?
+        } else {
+            read_fixed(count, stamps)?
+        };
+        Some(KeptRun { first, held })
+    }
+
+    /// The first sequence of the run.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// The last sequence of the run.
+    pub fn last(&self) -> u64 {
+        self.first + self.held.len() as u64 - 1
+    }
+
+    /// What the run holds as `sequence`; `None` outside it.
+    pub fn get(&self, sequence: u64) -> Option<HeldArrival> {
+        let at = usize::try_from(sequence.checked_sub(self.first)?).ok()?;
+        self.held.get(at).copied()
+    }
+}
+
+fn read_packed(count: usize, stamps: &[u8]) -> Option<Vec<HeldArrival>> {
+    let (&tag, mut input) = stamps.split_first()?;
+    if tag != PACKED_RUN || count > input.len() / 10 {
         return None;
     }
-    let count = usize::try_from(last - first + 1).ok()?;
+    let varint = |input: &mut &[u8]| -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = input.split_first()?;
+            *input = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    let mut held = Vec::with_capacity(count);
+    let mut wall = 0u64;
+    for _ in 0..count {
+        let zigzag = varint(&mut input)?;
+        let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+        wall = wall.wrapping_add(delta as u64);
+        let counter = u32::try_from(varint(&mut input)?).ok()?;
+        let (fingerprint, rest) = input.split_at_checked(8)?;
+        input = rest;
+        held.push(HeldArrival {
+            hlc: Hlc {
+                wall_ms: wall,
+                counter,
+            },
+            fingerprint: Some(u64::from_le_bytes(fingerprint.try_into().ok()?)),
+        });
+    }
+    // Nothing after the last but the zero byte that keeps the length off a
+    // multiple of 4.
+    matches!(input, [] | [0]).then_some(held)
+}
+
+fn read_fixed(count: usize, stamps: &[u8]) -> Option<Vec<HeldArrival>> {
     // Runs kept before fingerprints have 12 bytes a sequence; their
     // changes are compared by stamp alone.
     let width = if stamps.len() == count.checked_mul(ARRIVAL_BYTES)? {
         ARRIVAL_BYTES
-    } else {
+    } else if stamps.len() == count.checked_mul(STAMP_BYTES)? {
         STAMP_BYTES
+    } else {
+        return None;
     };
-    let at = usize::try_from(sequence - first).ok()?.checked_mul(width)?;
-    let bytes = stamps.get(at..at.checked_add(width)?)?;
-    Some(HeldArrival {
-        hlc: Hlc {
-            wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
-            counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
-        },
-        fingerprint: (width == ARRIVAL_BYTES)
-            .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
-            .flatten(),
-    })
+    stamps
+        .chunks_exact(width)
+        .map(|bytes| {
+            Some(HeldArrival {
+                hlc: Hlc {
+                    wall_ms: u64::from_le_bytes(bytes[..8].try_into().ok()?),
+                    counter: u32::from_le_bytes(bytes[8..12].try_into().ok()?),
+                },
+                fingerprint: (width == ARRIVAL_BYTES)
+                    .then(|| bytes[12..].try_into().ok().map(u64::from_le_bytes))
+                    .flatten(),
+            })
+        })
+        .collect()
+}
+
+/// What a kept run (`first..=last`, its [`arrival_stamps`]) holds as
+/// `sequence`; `None` outside it or if the run is damaged. A backend that
+/// reads many sequences of a run reads it once ([`KeptRun::read`]).
+pub fn held_arrival_in(first: u64, last: u64, stamps: &[u8], sequence: u64) -> Option<HeldArrival> {
+    KeptRun::read(first, last, stamps)?.get(sequence)
 }
 
 /// A device as the server has it bound, for [`pusher`] and [`hello_binding`].

@@ -5,7 +5,7 @@
 
 use faenban_core::push::{
     arrival_stamps, held_arrival_in, hello_binding, pusher, Bound, HeldArrival, HelloBinding,
-    Pusher,
+    KeptRun, Pusher,
 };
 use faenban_core::{Change, DeviceId, Hlc, RecordKey, RecordKind, RefusalCode, Stamp};
 use proptest::prelude::*;
@@ -30,7 +30,7 @@ proptest! {
     #[test]
     fn a_kept_run_answers_for_each_of_its_sequences_and_no_other(
         first in 1u64..1_000_000,
-        stamps in proptest::collection::vec((0u64..u64::MAX / 2, any::<u32>(), any::<i64>()), 1..40),
+        stamps in proptest::collection::vec((any::<u64>(), any::<u32>(), any::<i64>()), 1..40),
         other in any::<i64>(),
     ) {
         let changes: Vec<Change> = stamps.iter().map(|(w, c, v)| change(*w, *c, *v)).collect();
@@ -46,13 +46,49 @@ proptest! {
         }
         prop_assert!(held_arrival_in(first, last, &kept, first - 1).is_none());
         prop_assert!(held_arrival_in(first, last, &kept, last + 1).is_none());
-        // A run kept before fingerprints (12 bytes a sequence) answers the
-        // stamp alone.
-        let legacy: Vec<u8> = kept.chunks(20).flat_map(|bytes| bytes[..12].to_vec()).collect();
+        // The run is packed: never the length of a fixed-width one, and
+        // the bytes of a run of another length are not read as this one.
+        prop_assert_ne!(kept.len() % 4, 0);
+        prop_assert!(kept.len() <= 2 + changes.len() * 23);
+        prop_assert!(KeptRun::read(first, last + 1, &kept).is_none());
+        if changes.len() > 1 {
+            prop_assert!(KeptRun::read(first, last - 1, &kept).is_none());
+        }
+        // Runs kept before runs were packed, 20 bytes a sequence, answer
+        // as they did; those kept before fingerprints (12 bytes) answer
+        // the stamp alone.
+        let fixed: Vec<u8> = changes
+            .iter()
+            .flat_map(|change| {
+                let held = HeldArrival::of(change);
+                let mut bytes = held.hlc.wall_ms.to_le_bytes().to_vec();
+                bytes.extend_from_slice(&held.hlc.counter.to_le_bytes());
+                bytes.extend_from_slice(&held.fingerprint.unwrap().to_le_bytes());
+                bytes
+            })
+            .collect();
+        let legacy: Vec<u8> = fixed.chunks(20).flat_map(|bytes| bytes[..12].to_vec()).collect();
         for (offset, change) in changes.iter().enumerate() {
-            let held = held_arrival_in(first, last, &legacy, first + offset as u64).unwrap();
+            let sequence = first + offset as u64;
+            prop_assert_eq!(held_arrival_in(first, last, &fixed, sequence), Some(HeldArrival::of(change)));
+            let held = held_arrival_in(first, last, &legacy, sequence).unwrap();
             prop_assert_eq!(held.hlc, change.stamp.hlc);
             prop_assert_eq!(held.fingerprint, None);
+        }
+    }
+
+    /// Whatever bytes a damaged or forged run holds, reading it answers or
+    /// says no; it never panics nor allocates past its bytes.
+    #[test]
+    fn any_bytes_read_as_a_run_or_as_none(
+        first in 0u64..u64::MAX,
+        count in 0u64..5_000,
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let last = first.saturating_add(count);
+        if let Some(run) = KeptRun::read(first, last, &bytes) {
+            prop_assert_eq!(run.last(), last);
+            prop_assert!(run.get(last).is_some());
         }
     }
 }

@@ -768,7 +768,7 @@ struct SessionHoldings<'s, 'c> {
     session: &'s Session<'c>,
     /// The last run of arrivals read, so that a re-sent batch is checked
     /// without a lookup per change.
-    run: Option<(u64, u64, Vec<u8>)>,
+    run: Option<push::KeptRun>,
 }
 
 impl<'s, 'c> SessionHoldings<'s, 'c> {
@@ -789,7 +789,7 @@ impl push::Holdings for SessionHoldings<'_, '_> {
         device: DeviceId,
         sequence: u64,
     ) -> Result<Option<push::HeldArrival>> {
-        let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
+        let covers = |run: &push::KeptRun| run.first() <= sequence && sequence <= run.last();
         if !self.run.as_ref().is_some_and(covers) {
             self.run = self
                 .session
@@ -800,17 +800,16 @@ impl push::Holdings for SessionHoldings<'_, '_> {
                      ORDER BY first_sequence DESC LIMIT 1",
                 )?
                 .query_row(params![device.to_string(), sequence as i64], |row| {
-                    Ok((
+                    Ok(push::KeptRun::read(
                         row.get::<_, i64>(0)? as u64,
                         row.get::<_, i64>(1)? as u64,
-                        row.get::<_, Vec<u8>>(2)?,
+                        row.get_ref(2)?.as_blob()?,
                     ))
                 })
-                .optional()?;
+                .optional()?
+                .flatten();
         }
-        Ok(self.run.as_ref().and_then(|(first, last, stamps)| {
-            push::held_arrival_in(*first, *last, stamps, sequence)
-        }))
+        Ok(self.run.as_ref().and_then(|run| run.get(sequence)))
     }
 
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>> {

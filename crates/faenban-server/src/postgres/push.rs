@@ -1202,7 +1202,7 @@ struct Held<'a, 't> {
     tx: &'a mut Tx<'t>,
     merged: &'a HashMap<RecordKey, Merged>,
     /// The last run of arrivals read.
-    run: Option<(u64, u64, Vec<u8>)>,
+    run: Option<push::KeptRun>,
     /// The stored household of records read ahead ([`Held::read_households`]);
     /// `None` for a record the server does not hold or that names none.
     households: HashMap<RecordKey, Option<RecordId>>,
@@ -1268,7 +1268,7 @@ impl push::Holdings for Held<'_, '_> {
         device: DeviceId,
         sequence: u64,
     ) -> Result<Option<push::HeldArrival>, Failure> {
-        let covers = |run: &(u64, u64, Vec<u8>)| run.0 <= sequence && sequence <= run.1;
+        let covers = |run: &push::KeptRun| run.first() <= sequence && sequence <= run.last();
         if !self.run.as_ref().is_some_and(covers) {
             self.run = self
                 .tx
@@ -1278,17 +1278,15 @@ impl push::Holdings for Held<'_, '_> {
                      ORDER BY first_sequence DESC LIMIT 1",
                     &[&device.0, &(sequence as i64)],
                 )?
-                .map(|row| {
-                    (
+                .and_then(|row| {
+                    push::KeptRun::read(
                         row.get::<_, i64>(0) as u64,
                         row.get::<_, i64>(1) as u64,
-                        row.get::<_, Vec<u8>>(2),
+                        row.get::<_, &[u8]>(2),
                     )
                 });
         }
-        Ok(self.run.as_ref().and_then(|(first, last, stamps)| {
-            push::held_arrival_in(*first, *last, stamps, sequence)
-        }))
+        Ok(self.run.as_ref().and_then(|run| run.get(sequence)))
     }
 
     fn household_of(&mut self, record: &RecordKey) -> Result<Option<RecordId>, Failure> {
