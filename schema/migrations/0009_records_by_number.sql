@@ -47,3 +47,15 @@ INSERT INTO places_v9 (household, village, deprived)
 DROP TABLE places;
 ALTER TABLE places_v9 RENAME TO places;
 CREATE INDEX places_by_village ON places (village);
+
+-- The report's digests under their household's number too; they are made
+-- again from the records when the store next opens the file.
+DROP TABLE report_digests;
+CREATE TABLE report_digests (
+    household INTEGER PRIMARY KEY REFERENCES record_numbers (n),
+    village   TEXT NOT NULL,
+    digest    TEXT NOT NULL             -- faenban_core::report::HouseholdDigest as JSON
+);
+CREATE INDEX report_digests_by_village ON report_digests (village);
+INSERT INTO meta (key, value) VALUES ('report_digests', 'stale')
+    ON CONFLICT (key) DO UPDATE SET value = 'stale';

@@ -124,12 +124,22 @@ fn scaled_copy(scratch: &Path, source: &Path, target: usize) -> anyhow::Result<P
             break;
         }
         // A new id per copy: the first group of the id names the copy.
+        let params = rusqlite::params![copy + 0x7000_0000, target as i64 - held];
+        connection.execute(
+            "INSERT INTO record_numbers (kind, id) \
+             SELECT 'household', printf('%08x', ?1) || substr(h.id, 9) \
+             FROM source.report_digests d JOIN source.record_numbers h ON h.n = d.household \
+             ORDER BY d.household LIMIT ?2",
+            params,
+        )?;
         connection.execute(
             "INSERT INTO report_digests (household, village, digest) \
-             SELECT printf('%08x', ?1) || substr(household, 9), village, \
-                    json_set(digest, '$.i', printf('%08x', ?1) || substr(household, 9)) \
-             FROM source.report_digests LIMIT ?2",
-            rusqlite::params![copy + 0x7000_0000, target as i64 - held],
+             SELECT n.n, d.village, json_set(d.digest, '$.i', n.id) \
+             FROM source.report_digests d JOIN source.record_numbers h ON h.n = d.household \
+             JOIN record_numbers n ON n.kind = 'household' \
+             AND n.id = printf('%08x', ?1) || substr(h.id, 9) \
+             ORDER BY d.household LIMIT ?2",
+            params,
         )?;
         copy += 1;
     }

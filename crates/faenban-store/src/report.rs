@@ -81,7 +81,8 @@ pub(crate) fn refresh(
             Some(digest) => {
                 connection
                     .prepare_cached(
-                        "INSERT INTO report_digests (household, village, digest) VALUES (?1, ?2, ?3) \
+                        "INSERT INTO report_digests (household, village, digest) \
+                         SELECT n, ?2, ?3 FROM record_numbers WHERE kind = 'household' AND id = ?1 \
                          ON CONFLICT (household) DO UPDATE SET village = excluded.village, \
                          digest = excluded.digest",
                     )?
@@ -89,7 +90,10 @@ pub(crate) fn refresh(
             }
             None => {
                 connection
-                    .prepare_cached("DELETE FROM report_digests WHERE household = ?1")?
+                    .prepare_cached(
+                        "DELETE FROM report_digests WHERE household = \
+                         (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1)",
+                    )?
                     .execute([&id])?;
             }
         }

@@ -340,7 +340,10 @@ pub fn migrate(data_dir: &Path, url: &str) -> Result<Moved> {
     }
     let mut statement = from
         .0
-        .prepare("SELECT household, village, digest FROM report_digests")
+        .prepare(
+            "SELECT h.id, d.village, d.digest FROM report_digests d \
+                  JOIN record_numbers h ON h.n = d.household",
+        )
         .map_err(sqlite)?;
     let mut rows = statement.query([]).map_err(sqlite)?;
     while let Some(row) = rows.next().map_err(sqlite)? {
