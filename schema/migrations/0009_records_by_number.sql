@@ -48,14 +48,16 @@ DROP TABLE places;
 ALTER TABLE places_v9 RENAME TO places;
 CREATE INDEX places_by_village ON places (village);
 
--- The report's digests under their household's number too; they are made
--- again from the records when the store next opens the file.
-DROP TABLE report_digests;
-CREATE TABLE report_digests (
+-- The report's digests under their household's number too.
+CREATE TABLE report_digests_v9 (
     household INTEGER PRIMARY KEY REFERENCES record_numbers (n),
     village   TEXT NOT NULL,
     digest    TEXT NOT NULL             -- faenban_core::report::HouseholdDigest as JSON
 );
+INSERT INTO report_digests_v9 (household, village, digest)
+    SELECT h.n, d.village, d.digest
+    FROM report_digests d JOIN record_numbers h ON h.kind = 'household' AND h.id = d.household
+    ORDER BY h.n;
+DROP TABLE report_digests;
+ALTER TABLE report_digests_v9 RENAME TO report_digests;
 CREATE INDEX report_digests_by_village ON report_digests (village);
-INSERT INTO meta (key, value) VALUES ('report_digests', 'stale')
-    ON CONFLICT (key) DO UPDATE SET value = 'stale';

@@ -25,8 +25,15 @@ use crate::change::{Change, FieldName, RecordKey};
 use crate::clock::{DeviceId, Hlc, Stamp};
 use crate::merge::{Entry, FieldState, RecordState};
 
-/// The form byte of the blobs this version writes.
-const FORM: u8 = 1;
+/// The form byte of the blobs this version writes: every stamp's wall time
+/// is a difference from the stamp before it in the whole blob (a change
+/// body's first from the change's own stamp), and a state's field names
+/// share their beginning with the name before.
+const FORM: u8 = 2;
+
+/// The first form: each list of stamps, and each field's first stamp,
+/// started again from zero, and field names were written whole. Still read.
+const FIRST_FORM: u8 = 1;
 
 /// The first byte of a stored value: what its payload is.
 mod value_tag {
@@ -66,15 +73,31 @@ struct Writer {
     /// The device index 0 stands for without being written (a change
     /// body's own device, kept in its row).
     implicit: Option<DeviceId>,
+    /// The wall time of the stamp written last.
+    wall: u64,
 }
 
 impl Writer {
-    fn new(implicit: Option<DeviceId>) -> Writer {
+    fn new(implicit: Option<DeviceId>, wall: u64) -> Writer {
         Writer {
             devices: Vec::new(),
             out: Vec::with_capacity(64),
             implicit,
+            wall,
         }
+    }
+
+    /// A field name, as the bytes it shares with the name before and the
+    /// rest.
+    fn name(&mut self, name: &str, before: &str) {
+        let shared = name
+            .char_indices()
+            .map(|(at, c)| at + c.len_utf8())
+            .take_while(|&end| before.as_bytes().get(..end) == Some(&name.as_bytes()[..end]))
+            .last()
+            .unwrap_or(0);
+        self.varint(shared as u64);
+        self.bytes(&name.as_bytes()[shared..]);
     }
 
     fn varint(&mut self, mut value: u64) {
@@ -106,16 +129,15 @@ impl Writer {
 
     fn stamps<'a>(&mut self, stamps: impl ExactSizeIterator<Item = &'a Stamp>) {
         self.varint(stamps.len() as u64);
-        let mut wall = 0u64;
         for stamp in stamps {
-            self.stamp(stamp, &mut wall);
+            self.stamp(stamp);
         }
     }
 
-    fn stamp(&mut self, stamp: &Stamp, wall: &mut u64) {
-        let delta = stamp.hlc.wall_ms.wrapping_sub(*wall) as i64;
+    fn stamp(&mut self, stamp: &Stamp) {
+        let delta = stamp.hlc.wall_ms.wrapping_sub(self.wall) as i64;
         self.varint(((delta << 1) ^ (delta >> 63)) as u64);
-        *wall = stamp.hlc.wall_ms;
+        self.wall = stamp.hlc.wall_ms;
         self.varint(u64::from(stamp.hlc.counter));
         let index = self.device_index(stamp.device);
         self.varint(index);
@@ -162,7 +184,7 @@ impl Writer {
 
     /// The form byte, the device table, then what was written.
     fn finish(self) -> Vec<u8> {
-        let mut head = Writer::new(None);
+        let mut head = Writer::new(None, 0);
         head.out.push(FORM);
         head.varint(self.devices.len() as u64);
         for device in &self.devices {
@@ -178,6 +200,9 @@ struct Reader<'a> {
     input: &'a [u8],
     devices: Vec<DeviceId>,
     implicit: Option<DeviceId>,
+    form: u8,
+    /// The wall time of the stamp read last ([`FORM`]).
+    wall: u64,
 }
 
 impl<'a> Reader<'a> {
@@ -185,14 +210,18 @@ impl<'a> Reader<'a> {
         what: &'static str,
         input: &'a [u8],
         implicit: Option<DeviceId>,
+        wall: u64,
     ) -> Result<Self, CodecError> {
         let mut reader = Reader {
             what,
             input,
             devices: Vec::new(),
             implicit,
+            form: FORM,
+            wall,
         };
-        if reader.byte()? != FORM {
+        reader.form = reader.byte()?;
+        if reader.form != FORM && reader.form != FIRST_FORM {
             return Err(reader.fail("an unknown form"));
         }
         let count = reader.count(16)?;
@@ -259,11 +288,33 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).map_err(|_| self.fail("text that is not UTF-8"))
     }
 
-    fn stamp(&mut self, wall: &mut u64) -> Result<Stamp, CodecError> {
+    /// A field name: written whole in the first form, else as the bytes it
+    /// shares with `before` and the rest.
+    fn name(&mut self, before: &str) -> Result<String, CodecError> {
+        if self.form == FIRST_FORM {
+            return Ok(self.text()?.to_owned());
+        }
+        let shared = usize::try_from(self.varint()?).map_err(|_| self.fail("a name too long"))?;
+        let start = before
+            .get(..shared)
+            .ok_or(self.fail("a name sharing more than the name before"))?;
+        let rest = self.text()?;
+        Ok(format!("{start}{rest}"))
+    }
+
+    /// Where the next list of stamps, or a field's first stamp, starts
+    /// from: zero in the first form, else the stamp read last.
+    fn restart(&mut self) {
+        if self.form == FIRST_FORM {
+            self.wall = 0;
+        }
+    }
+
+    fn stamp(&mut self) -> Result<Stamp, CodecError> {
         let zigzag = self.varint()?;
         let delta = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
-        let wall_ms = wall.wrapping_add(delta as u64);
-        *wall = wall_ms;
+        let wall_ms = self.wall.wrapping_add(delta as u64);
+        self.wall = wall_ms;
         let counter =
             u32::try_from(self.varint()?).map_err(|_| self.fail("a counter too large"))?;
         let device = match self.varint()? {
@@ -283,8 +334,8 @@ impl<'a> Reader<'a> {
 
     fn stamps<C: FromIterator<Stamp>>(&mut self) -> Result<C, CodecError> {
         let count = self.count(3)?;
-        let mut wall = 0u64;
-        (0..count).map(|_| self.stamp(&mut wall)).collect()
+        self.restart();
+        (0..count).map(|_| self.stamp()).collect()
     }
 
     fn value(&mut self) -> Result<Value, CodecError> {
@@ -315,6 +366,8 @@ impl<'a> Reader<'a> {
                     input: payload,
                     devices: Vec::new(),
                     implicit: None,
+                    form: FORM,
+                    wall: 0,
                 };
                 let zigzag = integer.varint()?;
                 integer.end()?;
@@ -343,7 +396,7 @@ impl<'a> Reader<'a> {
 
 /// A change's body: what its row does not keep in columns.
 pub fn encode_change_body(change: &Change) -> Vec<u8> {
-    let mut writer = Writer::new(Some(change.stamp.device));
+    let mut writer = Writer::new(Some(change.stamp.device), change.stamp.hlc.wall_ms);
     writer.stamps(change.supersedes.iter());
     writer.stamps(change.observed.iter());
     writer.stamps(change.previous_stamps.iter());
@@ -358,7 +411,7 @@ pub fn decode_change(
     field: FieldName,
     body: &[u8],
 ) -> Result<Change, CodecError> {
-    let mut reader = Reader::new("change", body, Some(stamp.device))?;
+    let mut reader = Reader::new("change", body, Some(stamp.device), stamp.hlc.wall_ms)?;
     let supersedes: SmallVec<[Stamp; 2]> = reader.stamps()?;
     let observed: Vec<Stamp> = reader.stamps()?;
     let previous_stamps: Vec<Stamp> = reader.stamps()?;
@@ -443,14 +496,15 @@ impl std::io::Write for Fnv {
 
 /// A record's merged state.
 pub fn encode_state(state: &RecordState) -> Vec<u8> {
-    let mut writer = Writer::new(None);
+    let mut writer = Writer::new(None, 0);
     writer.varint(state.fields.len() as u64);
+    let mut before = "";
     for (name, field) in &state.fields {
-        writer.bytes(name.as_bytes());
+        writer.name(name.as_str(), before);
+        before = name.as_str();
         writer.varint(field.live.len() as u64);
         for entry in &field.live {
-            let mut wall = 0;
-            writer.stamp(&entry.stamp, &mut wall);
+            writer.stamp(&entry.stamp);
             writer.stamps(entry.previous_stamps.iter());
             writer.value(&entry.value);
         }
@@ -463,16 +517,17 @@ pub fn encode_state(state: &RecordState) -> Vec<u8> {
 
 /// A record's merged state, as [`encode_state`] wrote it.
 pub fn decode_state(blob: &[u8]) -> Result<RecordState, CodecError> {
-    let mut reader = Reader::new("record state", blob, None)?;
+    let mut reader = Reader::new("record state", blob, None, 0)?;
     let count = reader.count(4)?;
-    let mut fields = Vec::with_capacity(count);
+    let mut fields: Vec<(FieldName, FieldState)> = Vec::with_capacity(count);
     for _ in 0..count {
-        let name = FieldName::from(reader.text()?);
+        let before = fields.last().map_or("", |(name, _)| name.as_str());
+        let name = FieldName::from(reader.name(before)?.as_str());
         let live_count = reader.count(5)?;
         let mut live = SmallVec::with_capacity(live_count);
         for _ in 0..live_count {
-            let mut wall = 0;
-            let stamp = reader.stamp(&mut wall)?;
+            reader.restart();
+            let stamp = reader.stamp()?;
             let previous_stamps = reader.stamps()?;
             let value = reader.value()?;
             live.push(Entry {
@@ -597,8 +652,150 @@ mod tests {
         padded.push(0);
         assert!(read(&padded).is_err());
         let mut other = body.clone();
-        other[0] = 2;
+        other[0] = FORM + 1;
         assert!(read(&other).is_err());
         assert!(decode_state(&[FORM, 0x80, 0x80, 0x80, 0x80, 0x01]).is_err());
+        // A name that shares more than the name before it had.
+        let state = decode_state(&encode_state(&member_state())).unwrap();
+        let mut forged = Writer::new(None, 0);
+        forged.varint(1);
+        forged.varint(3);
+        forged.bytes(b"x");
+        assert!(decode_state(&forged.finish()).is_err());
+        assert_eq!(state, member_state());
+    }
+
+    /// A member's state as a laptop records it: two devices, one conflict.
+    fn member_state() -> RecordState {
+        let key = RecordKey::new(RecordKind::Member, Uuid::from_u128(8));
+        let mut state = RecordState::default();
+        let mut wall = 1_795_000_000_000;
+        for (field, value) in [
+            ("birth_date", json!("1980-01-02")),
+            ("first_name", json!("สมหญิง")),
+            ("household", json!(Uuid::from_u128(1).to_string())),
+            ("income_per_year", json!(48_000)),
+            ("last_name", json!("ใจดี")),
+            ("national_id", json!("1999900000001")),
+        ] {
+            wall += 1_000;
+            state.apply(crate::replica::set_field(
+                &key,
+                Some(&state),
+                field,
+                value,
+                stamp(wall, 0, 1),
+            ));
+        }
+        let current = state.clone();
+        state.apply(crate::replica::set_field(
+            &key,
+            Some(&current),
+            "first_name",
+            json!("สมศรี"),
+            stamp(wall + 5, 0, 2),
+        ));
+        state.apply(crate::replica::set_field(
+            &key,
+            Some(&current),
+            "first_name",
+            json!("สมใจ"),
+            stamp(wall + 7, 0, 1),
+        ));
+        state
+    }
+
+    /// The first form of a state: every list and field's first stamp from
+    /// zero, names whole.
+    fn first_form_state(state: &RecordState) -> Vec<u8> {
+        let mut writer = Writer::new(None, 0);
+        let stamps = |writer: &mut Writer, stamps: &[Stamp]| {
+            writer.wall = 0;
+            writer.stamps(stamps.iter());
+        };
+        writer.varint(state.fields.len() as u64);
+        for (name, field) in &state.fields {
+            writer.bytes(name.as_bytes());
+            writer.varint(field.live.len() as u64);
+            for entry in &field.live {
+                writer.wall = 0;
+                writer.stamp(&entry.stamp);
+                stamps(&mut writer, &entry.previous_stamps);
+                writer.value(&entry.value);
+            }
+            stamps(
+                &mut writer,
+                &field.superseded.iter().copied().collect::<Vec<_>>(),
+            );
+            stamps(
+                &mut writer,
+                &field.replaced.iter().copied().collect::<Vec<_>>(),
+            );
+        }
+        stamps(
+            &mut writer,
+            &state
+                .observed_by_archives
+                .iter()
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        let mut blob = writer.finish();
+        blob[0] = FIRST_FORM;
+        blob
+    }
+
+    #[test]
+    fn states_and_bodies_of_the_first_form_still_read_and_the_new_form_is_smaller() {
+        let state = member_state();
+        assert!(state.has_conflict());
+        let first = first_form_state(&state);
+        assert_eq!(decode_state(&first).unwrap(), state);
+        let now = encode_state(&state);
+        assert!(
+            now.len() + 20 < first.len(),
+            "{} vs {}",
+            now.len(),
+            first.len()
+        );
+
+        let change = Change {
+            stamp: stamp(1_795_000_000_000, 3, 1),
+            record: RecordKey::new(RecordKind::Household, Uuid::from_u128(7)),
+            field: "address".into(),
+            value: json!("12 หมู่ 1"),
+            supersedes: [stamp(1_794_999_999_000, 0, 2)].into_iter().collect(),
+            observed: vec![stamp(1_794_999_990_000, 0, 1)],
+            previous_stamps: vec![],
+        };
+        let mut writer = Writer::new(Some(change.stamp.device), 0);
+        for list in [
+            &change.supersedes[..],
+            &change.observed[..],
+            &change.previous_stamps[..],
+        ] {
+            writer.wall = 0;
+            writer.stamps(list.iter());
+        }
+        writer.value(&change.value);
+        let mut first = writer.finish();
+        first[0] = FIRST_FORM;
+        let read = |body: &[u8]| {
+            decode_change(
+                change.stamp,
+                change.record.clone(),
+                change.field.clone(),
+                body,
+            )
+        };
+        assert_eq!(read(&first).unwrap(), change);
+        let now = encode_change_body(&change);
+        assert_eq!(read(&now).unwrap(), change);
+        assert!(
+            now.len() + 6 < first.len(),
+            "{} vs {}",
+            now.len(),
+            first.len()
+        );
     }
 }

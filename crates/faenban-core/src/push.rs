@@ -153,7 +153,7 @@ pub fn arrival_stamps<'a>(changes: impl IntoIterator<Item = &'a Change>) -> Vec<
         push_varint(&mut packed, u64::from(held.hlc.counter));
         packed.extend_from_slice(&held.fingerprint.unwrap_or_default().to_le_bytes());
     }
-    if packed.len() % 4 == 0 {
+    if packed.len().is_multiple_of(4) {
         packed.push(0);
     }
     packed
@@ -180,7 +180,7 @@ impl KeptRun {
     /// `first..=last`.
     pub fn read(first: u64, last: u64, stamps: &[u8]) -> Option<KeptRun> {
         let count = usize::try_from(last.checked_sub(first)?.checked_add(1)?).ok()?;
-        let held = if stamps.len() % 4 != 0 {
+        let held = if !stamps.len().is_multiple_of(4) {
             read_packed(count, stamps)?
         } else {
             read_fixed(count, stamps)?

@@ -215,6 +215,11 @@ mod tests {
         )
         .unwrap();
         old.execute(
+            "INSERT INTO report_digests (household, village, digest) VALUES (?1, '40010101', '{}')",
+            [household.id.to_string()],
+        )
+        .unwrap();
+        old.execute(
             "INSERT INTO search_terms (term, kind, id) VALUES ('สมหญิง', 'member', ?1)",
             [member.id.to_string()],
         )
@@ -327,6 +332,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(place, (household_n, "40010101".to_owned(), 5));
+        let digest: (i64, String, String) = old
+            .query_row(
+                "SELECT household, village, digest FROM report_digests",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            digest,
+            (household_n, "40010101".to_owned(), "{}".to_owned())
+        );
         let counted: String = old
             .query_row(
                 "SELECT value FROM meta WHERE key = 'record_count'",
