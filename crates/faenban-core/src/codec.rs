@@ -2,16 +2,20 @@
 //! state, which laptops and servers keep in place of JSON.
 //!
 //! Integers are LEB128 varints; a stamp is its clock reading (the wall
-//! time as a zigzag difference from the stamp before it in the same list)
-//! and the index of its device in a small table at the head of the blob,
+//! time as a zigzag difference from the stamp before it in the blob; a
+//! change body's first from the change's own stamp) and the index of its
+//! device in a small table at the head of the blob,
 //! so that a device id is written once per blob however many stamps name
 //! it; a value is a tag byte and its payload: nothing for null and the
 //! booleans, the bytes of a text, the 16 bytes of a text that is a record
 //! id, a zigzag varint for an integer, the 8 bytes of a number with a
 //! fraction (exactly as it was), and JSON text for anything else (lists,
 //! objects, integers past 64 bits). A change body leaves out what its row
-//! keeps in columns (stamp, record, field). Every blob starts with a form
-//! byte, so that a later form can be told apart.
+//! keeps in columns (stamp, record, field); a state's field names are
+//! written as the bytes they share with the name before and the rest.
+//! Every blob starts with a form byte, so that a later form can be told
+//! apart: form 1, which started each list of stamps from zero and wrote
+//! names whole, is still read.
 //!
 //! Decoding trusts nothing: a blob that is cut short, names a device it
 //! does not hold, or carries more than it says is refused as
