@@ -11,8 +11,9 @@
 //! id, a zigzag varint for an integer, the 8 bytes of a number with a
 //! fraction (exactly as it was), and JSON text for anything else (lists,
 //! objects, integers past 64 bits). A change body leaves out what its row
-//! keeps in columns (stamp, record, field); a state's field names are
-//! written as the bytes they share with the name before and the rest.
+//! keeps in columns (stamp, record, field); a state names a record field
+//! the model knows by a number, and any other by the bytes it shares with
+//! the name before and the rest.
 //! Every blob starts with a form byte, so that a later form can be told
 //! apart: form 1, which started each list of stamps from zero and wrote
 //! names whole, is still read.
@@ -34,6 +35,57 @@ use crate::merge::{Entry, FieldState, RecordState};
 /// body's first from the change's own stamp), and a state's field names
 /// share their beginning with the name before.
 const FORM: u8 = 2;
+
+/// Field names a state names by their place in this list (1 for the
+/// first): the records' fields (`crate::model`). Stored blobs refer to
+/// these places, so the list only ever grows at its end.
+const KNOWN_FIELDS: &[&str] = &[
+    "archived",
+    // Households.
+    "house_code",
+    "village",
+    "address",
+    "location",
+    "head",
+    "status",
+    "entry",
+    "classification",
+    "livelihood",
+    "welfare_card",
+    "notes",
+    // Members.
+    "household",
+    "national_id",
+    "title",
+    "first_name",
+    "last_name",
+    "sex",
+    "birth_date",
+    "relation",
+    "education",
+    "occupation",
+    "income_per_year",
+    "disability",
+    "chronic_illness",
+    // Visits.
+    "date",
+    "surveyor",
+    "edition",
+    "members",
+    "in_progress",
+    // Assistance.
+    "dimension",
+    "item",
+    "agency",
+    "sector",
+    "amount",
+    "stage",
+    "outcome",
+    // Officials and pairings.
+    "name",
+    "position",
+    "official",
+];
 
 /// The first form: each list of stamps, and each field's first stamp,
 /// started again from zero, and field names were written whole. Still read.
@@ -91,9 +143,14 @@ impl Writer {
         }
     }
 
-    /// A field name, as the bytes it shares with the name before and the
-    /// rest.
+    /// A field name: its place in [`KNOWN_FIELDS`], or 0 and the bytes it
+    /// shares with the name before and the rest.
     fn name(&mut self, name: &str, before: &str) {
+        if let Some(place) = KNOWN_FIELDS.iter().position(|known| *known == name) {
+            self.varint(place as u64 + 1);
+            return;
+        }
+        self.varint(0);
         let shared = name
             .char_indices()
             .map(|(at, c)| at + c.len_utf8())
@@ -292,11 +349,20 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).map_err(|_| self.fail("text that is not UTF-8"))
     }
 
-    /// A field name: written whole in the first form, else as the bytes it
-    /// shares with `before` and the rest.
+    /// A field name: written whole in the first form, else as its place
+    /// in [`KNOWN_FIELDS`] or as the bytes it shares with `before` and the
+    /// rest.
     fn name(&mut self, before: &str) -> Result<String, CodecError> {
         if self.form == FIRST_FORM {
             return Ok(self.text()?.to_owned());
+        }
+        let place = self.varint()?;
+        if place > 0 {
+            return usize::try_from(place - 1)
+                .ok()
+                .and_then(|at| KNOWN_FIELDS.get(at))
+                .map(|known| (*known).to_owned())
+                .ok_or(self.fail("a field name it does not know"));
         }
         let shared = usize::try_from(self.varint()?).map_err(|_| self.fail("a name too long"))?;
         let start = before
@@ -663,10 +729,25 @@ mod tests {
         let state = decode_state(&encode_state(&member_state())).unwrap();
         let mut forged = Writer::new(None, 0);
         forged.varint(1);
+        forged.varint(0);
         forged.varint(3);
         forged.bytes(b"x");
         assert!(decode_state(&forged.finish()).is_err());
+        // A known name past the end of the list.
+        let mut forged = Writer::new(None, 0);
+        forged.varint(1);
+        forged.varint(KNOWN_FIELDS.len() as u64 + 1);
+        assert!(decode_state(&forged.finish()).is_err());
         assert_eq!(state, member_state());
+    }
+
+    #[test]
+    fn each_known_field_name_has_one_place() {
+        let mut names = KNOWN_FIELDS.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), KNOWN_FIELDS.len());
+        assert_eq!(KNOWN_FIELDS[0], crate::change::ARCHIVED_FIELD);
     }
 
     /// A member's state as a laptop records it: two devices, one conflict.
@@ -727,23 +808,10 @@ mod tests {
                 stamps(&mut writer, &entry.previous_stamps);
                 writer.value(&entry.value);
             }
-            stamps(
-                &mut writer,
-                &field.superseded.iter().copied().collect::<Vec<_>>(),
-            );
-            stamps(
-                &mut writer,
-                &field.replaced.iter().copied().collect::<Vec<_>>(),
-            );
+            stamps(&mut writer, &field.superseded[..]);
+            stamps(&mut writer, &field.replaced[..]);
         }
-        stamps(
-            &mut writer,
-            &state
-                .observed_by_archives
-                .iter()
-                .copied()
-                .collect::<Vec<_>>(),
-        );
+        stamps(&mut writer, &state.observed_by_archives[..]);
         let mut blob = writer.finish();
         blob[0] = FIRST_FORM;
         blob
@@ -757,7 +825,7 @@ mod tests {
         assert_eq!(decode_state(&first).unwrap(), state);
         let now = encode_state(&state);
         assert!(
-            now.len() + 20 < first.len(),
+            now.len() + 60 < first.len(),
             "{} vs {}",
             now.len(),
             first.len()
