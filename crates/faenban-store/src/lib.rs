@@ -413,16 +413,40 @@ impl Store {
     /// an export of a province need not hold every record in memory.
     pub fn for_each_record<E: From<Error>>(
         &self,
+        visit: impl FnMut(RecordKey, RecordState) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.visit_records(
+            "SELECT rn.kind, rn.id, r.state FROM record_numbers rn \
+             JOIN records r ON r.n = rn.n ORDER BY rn.kind, rn.id",
+            [],
+            visit,
+        )
+    }
+
+    /// Calls `visit` with every record of a kind, archived ones included,
+    /// in id order, one at a time ([`Store::records`] without holding
+    /// them all).
+    pub fn for_each_record_of<E: From<Error>>(
+        &self,
+        kind: &RecordKind,
+        visit: impl FnMut(RecordKey, RecordState) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.visit_records(
+            "SELECT rn.kind, rn.id, r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
+             WHERE rn.kind = ?1 ORDER BY rn.id",
+            params![kind.as_str()],
+            visit,
+        )
+    }
+
+    fn visit_records<E: From<Error>>(
+        &self,
+        sql: &str,
+        parameters: impl rusqlite::Params,
         mut visit: impl FnMut(RecordKey, RecordState) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut statement = self
-            .connection
-            .prepare_cached(
-                "SELECT rn.kind, rn.id, r.state FROM record_numbers rn \
-                 JOIN records r ON r.n = rn.n ORDER BY rn.kind, rn.id",
-            )
-            .map_err(Error::from)?;
-        let mut rows = statement.query([]).map_err(Error::from)?;
+        let mut statement = self.connection.prepare_cached(sql).map_err(Error::from)?;
+        let mut rows = statement.query(parameters).map_err(Error::from)?;
         while let Some(row) = rows.next().map_err(Error::from)? {
             let kind: String = row.get(0).map_err(Error::from)?;
             let id: String = row.get(1).map_err(Error::from)?;

@@ -155,33 +155,47 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
         }
         HouseholdCommand::List { area, archived } => {
             let area = area.map(|a| area_code(lang, &a, false)).transpose()?;
-            let candidates = match &area {
-                // Village codes are search terms: only that area's rows are read.
-                Some(area) => context.store.households_in_area(area.as_str())?,
-                None => context.store.records(&RecordKind::Household)?,
-            };
             let mut rows = Vec::new();
-            for (key, state) in candidates {
+            let mut keep = |key: RecordKey, state: faenban_core::RecordState| {
                 let Ok(record) = decode::<Household>(&key, &state) else {
-                    continue;
+                    return;
                 };
                 if record.archived && !archived {
-                    continue;
+                    return;
                 }
                 if area
                     .as_ref()
                     .is_some_and(|a| !a.contains(&record.value.village))
                 {
-                    continue;
+                    return;
                 }
                 rows.push(record);
+            };
+            match &area {
+                // Village codes are search terms: only that area's rows are read.
+                Some(area) => {
+                    for (key, state) in context.store.households_in_area(area.as_str())? {
+                        keep(key, state);
+                    }
+                }
+                // Each state is let go once read: a province's need not all
+                // be held at once.
+                None => context.store.for_each_record_of::<faenban_store::Error>(
+                    &RecordKind::Household,
+                    |key, state| {
+                        keep(key, state);
+                        Ok(())
+                    },
+                )?,
             }
-            rows.sort_by(|a, b| a.value.house_code.cmp(&b.value.house_code));
+            // Sorted by reference: a household is a few hundred bytes to move.
+            let mut sorted: Vec<&faenban_core::model::Record<Household>> = rows.iter().collect();
+            sorted.sort_by(|a, b| a.value.house_code.cmp(&b.value.house_code));
             if context.json {
-                let list: Vec<Value> = rows.iter().map(household_json).collect();
+                let list: Vec<Value> = sorted.into_iter().map(household_json).collect();
                 return print_json(&list);
             }
-            for record in &rows {
+            for record in sorted {
                 say!("{}", household_line(lang, record));
             }
             say!("{} {}", lang.pick("รวม", "total"), rows.len());
