@@ -151,6 +151,13 @@ impl Writer {
             return;
         }
         self.varint(0);
+        if name.len() > crate::limits::MAX_FIELD_NAME_BYTES {
+            // Written whole: a reader copies a shared beginning only for
+            // names as short as the limit ([`Reader::name`]).
+            self.varint(0);
+            self.bytes(name.as_bytes());
+            return;
+        }
         let shared = name
             .char_indices()
             .map(|(at, c)| at + c.len_utf8())
@@ -369,6 +376,12 @@ impl<'a> Reader<'a> {
             .get(..shared)
             .ok_or(self.fail("a name sharing more than the name before"))?;
         let rest = self.text()?;
+        // Only a name of at most MAX_FIELD_NAME_BYTES shares a beginning
+        // (`Writer::name`): a blob cannot make its reader copy a long name
+        // again for every few bytes it holds.
+        if shared > 0 && shared + rest.len() > crate::limits::MAX_FIELD_NAME_BYTES {
+            return Err(self.fail("a long name sharing the name before"));
+        }
         Ok(format!("{start}{rest}"))
     }
 
@@ -733,6 +746,40 @@ mod tests {
         forged.varint(3);
         forged.bytes(b"x");
         assert!(decode_state(&forged.finish()).is_err());
+        // A long name that says it shares the one before: refused, so that
+        // a small blob cannot ask for the same long name again and again.
+        let long = "x".repeat(crate::limits::MAX_FIELD_NAME_BYTES);
+        let mut forged = Writer::new(None, 0);
+        forged.varint(2);
+        for (shared, rest) in [
+            (0, long.as_str()),
+            (crate::limits::MAX_FIELD_NAME_BYTES, "y"),
+        ] {
+            forged.varint(0);
+            forged.varint(shared as u64);
+            forged.bytes(rest.as_bytes());
+            forged.varint(0);
+            forged.varint(0);
+            forged.varint(0);
+        }
+        forged.varint(0);
+        assert!(decode_state(&forged.finish()).is_err());
+        // Such names as the store holds them are written whole, and read.
+        let key = RecordKey::new(RecordKind::Member, Uuid::from_u128(9));
+        let mut long_names = RecordState::default();
+        for (wall, suffix) in [(7, "a"), (8, "b")] {
+            long_names.apply(crate::replica::set_field(
+                &key,
+                None,
+                &format!("{long}{long}{suffix}"),
+                json!(1),
+                stamp(wall, 0, 1),
+            ));
+        }
+        assert_eq!(
+            decode_state(&encode_state(&long_names)).unwrap(),
+            long_names
+        );
         // A known name past the end of the list.
         let mut forged = Writer::new(None, 0);
         forged.varint(1);

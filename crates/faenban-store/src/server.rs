@@ -817,7 +817,9 @@ impl push::Holdings for SessionHoldings<'_, '_> {
             return Ok(Some(record.id));
         }
         match self.session.touched_state(record) {
-            Some(state) => Ok(faenban_core::report::household_of(state)),
+            // The household as the store files it: named by its id in
+            // canonical form ([`push::household_value_of`]).
+            Some(state) => Ok(push::household_value_of(state)),
             None => stored_household(&self.session.tx, record),
         }
     }
