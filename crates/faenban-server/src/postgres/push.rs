@@ -601,7 +601,8 @@ fn merged_household(record: &RecordKey, state: &RecordState) -> Option<RecordId>
     if record.kind == RecordKind::Household {
         Some(record.id)
     } else {
-        faenban_core::report::household_of(state)
+        // Named by its id in canonical form, as every store files it.
+        push::household_value_of(state)
     }
 }
 
@@ -1294,7 +1295,7 @@ impl push::Holdings for Held<'_, '_> {
             return Ok(Some(record.id));
         }
         if let Some(own) = self.merged.get(record) {
-            return Ok(faenban_core::report::household_of(&own.state));
+            return Ok(push::household_value_of(&own.state));
         }
         if let Some(household) = self.households.get(record) {
             return Ok(*household);
