@@ -270,13 +270,6 @@ fn read_fixed(count: usize, stamps: &[u8]) -> Option<Vec<HeldArrival>> {
         .collect()
 }
 
-/// What a kept run (`first..=last`, its [`arrival_stamps`]) holds as
-/// `sequence`; `None` outside it or if the run is damaged. A backend that
-/// reads many sequences of a run reads it once ([`KeptRun::read`]).
-pub fn held_arrival_in(first: u64, last: u64, stamps: &[u8], sequence: u64) -> Option<HeldArrival> {
-    KeptRun::read(first, last, stamps)?.get(sequence)
-}
-
 /// A device as the server has it bound, for [`pusher`] and [`hello_binding`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bound {

@@ -4,13 +4,17 @@
 //! its own.
 
 use faenban_core::push::{
-    arrival_stamps, held_arrival_in, hello_binding, pusher, Bound, HeldArrival, HelloBinding,
-    KeptRun, Pusher,
+    arrival_stamps, hello_binding, pusher, Bound, HeldArrival, HelloBinding, KeptRun, Pusher,
 };
 use faenban_core::{Change, DeviceId, Hlc, RecordKey, RecordKind, RefusalCode, Stamp};
 use proptest::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
+
+/// What a kept run holds as `sequence`, read as a backend reads it.
+fn held_arrival_in(first: u64, last: u64, stamps: &[u8], sequence: u64) -> Option<HeldArrival> {
+    KeptRun::read(first, last, stamps)?.get(sequence)
+}
 
 fn change(wall_ms: u64, counter: u32, value: i64) -> Change {
     Change {

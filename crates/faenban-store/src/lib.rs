@@ -393,11 +393,12 @@ impl Store {
 
     /// Every record of a kind, archived ones included, in id order.
     pub fn records(&self, kind: &RecordKind) -> Result<Vec<(RecordKey, RecordState)>> {
-        self.query_records(
-            "SELECT rn.kind, rn.id, r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
-             WHERE rn.kind = ?1 ORDER BY rn.id",
-            params![kind.as_str()],
-        )
+        let mut records = Vec::new();
+        self.for_each_record_of::<Error>(kind, |key, state| {
+            records.push((key, state));
+            Ok(())
+        })?;
+        Ok(records)
     }
 
     /// Every record of every kind, in (kind, id) order: what an export holds.
