@@ -40,6 +40,7 @@ use faenban_core::{
     Change, Clock, DeviceId, Outcome, RecordId, RecordKey, RecordKind, RecordState, Stamp,
 };
 use faenban_keys::DeviceKey;
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
 use serde_json::Value;
 use uuid::Uuid;
@@ -56,6 +57,9 @@ const WAL_CHECKPOINT_PAGES: i64 = 8_192;
 
 /// How long a command waits for another faenban process before giving up.
 const BUSY_TIMEOUT_MS: u64 = 2_000;
+
+/// How many prepared statements a connection keeps for reuse.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
 
 /// Who this database belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +156,16 @@ impl Store {
             connection.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         }
         connection.pragma_update(None, "foreign_keys", "ON")?;
+        // Without the planner's stability guarantee SQLite re-parses a
+        // cached statement each time a parameter is bound to a new value
+        // whenever that parameter might decide whether a partial index
+        // (such as `records_by_household … WHERE household IS NOT NULL`)
+        // applies: every record read by kind and id did, once per call.
+        // The plans do not depend on the values bound here.
+        connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+        // A push alone uses more distinct statements than rusqlite's default
+        // cache of 16 holds; an evicted one is parsed again at its next use.
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         // SQLite's default page cache is 2 MiB; with 100,000 households the
         // indexes alone are larger, and every miss is a read from the file.
         connection.pragma_update(None, "cache_size", -32_768)?;
@@ -1256,11 +1270,12 @@ fn normalize_term(text: &str) -> String {
     }
 }
 
+/// A record's state by its kind and id.
+const STATE_OF_RECORD: &str = "SELECT r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
+     WHERE rn.kind = ?1 AND rn.id = ?2";
+
 fn load_state(connection: &Connection, key: &RecordKey) -> Result<Option<RecordState>> {
-    let mut statement = connection.prepare_cached(
-        "SELECT r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \
-             WHERE rn.kind = ?1 AND rn.id = ?2",
-    )?;
+    let mut statement = connection.prepare_cached(STATE_OF_RECORD)?;
     let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
     rows.next()?
         .map(|row| state_from_blob(row.get_ref(0)?))
@@ -1319,4 +1334,36 @@ fn query_records_on(
         ));
     }
     Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faenban_keys::DeviceKey;
+    use rusqlite::StatementStatus;
+
+    /// Reading records of changing kinds and ids reuses one parsed
+    /// statement: a re-parse per read was a fifth of a push's time.
+    #[test]
+    fn reading_records_by_key_does_not_parse_the_statement_again() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .init("laptop", &DeviceKey::from_seed([3; 32]))
+            .unwrap();
+        let keys: Vec<RecordKey> = (0..20u128)
+            .flat_map(|n| {
+                [RecordKind::Household, RecordKind::Member, RecordKind::Visit]
+                    .map(|kind| RecordKey::new(kind, Uuid::from_u128(n + 1)))
+            })
+            .collect();
+        for key in &keys {
+            assert!(store.record(key).unwrap().is_none());
+        }
+        let statement = store.connection.prepare_cached(STATE_OF_RECORD).unwrap();
+        assert_eq!(
+            statement.get_status(StatementStatus::Run),
+            keys.len() as i32
+        );
+        assert_eq!(statement.get_status(StatementStatus::RePrepare), 0);
+    }
 }

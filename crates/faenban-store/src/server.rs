@@ -1134,25 +1134,29 @@ fn place_household(
     match placement {
         push::Placement::First => {
             if let Some(first_logged) = first_logged {
-                session.tx.execute(
-                    "INSERT INTO feed (change_seq, household, announce) \
-                     SELECT c.seq, ?1, ?2 FROM changes c WHERE c.record = ?1 AND c.seq < ?3 \
-                     UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
-                     JOIN changes c ON c.record = r.n \
-                     WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
-                    params![number, Announce::Moved.as_i64(), first_logged],
-                )?;
+                session
+                    .tx
+                    .prepare_cached(
+                        "INSERT INTO feed (change_seq, household, announce) \
+                         SELECT c.seq, ?1, ?2 FROM changes c WHERE c.record = ?1 AND c.seq < ?3 \
+                         UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
+                         JOIN changes c ON c.record = r.n \
+                         WHERE r.household = ?1 AND c.seq < ?3 ORDER BY 1",
+                    )?
+                    .execute(params![number, Announce::Moved.as_i64(), first_logged])?;
             }
         }
         push::Placement::AnnounceAll(announce) => {
-            session.tx.execute(
-                "INSERT INTO feed (change_seq, household, announce) \
-                 SELECT c.seq, ?1, ?2 FROM changes c WHERE c.record = ?1 \
-                 UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
-                 JOIN changes c ON c.record = r.n WHERE r.household = ?1 \
-                 ORDER BY 1",
-                params![number, announce.as_i64()],
-            )?;
+            session
+                .tx
+                .prepare_cached(
+                    "INSERT INTO feed (change_seq, household, announce) \
+                     SELECT c.seq, ?1, ?2 FROM changes c WHERE c.record = ?1 \
+                     UNION ALL SELECT c.seq, ?1, ?2 FROM records r \
+                     JOIN changes c ON c.record = r.n WHERE r.household = ?1 \
+                     ORDER BY 1",
+                )?
+                .execute(params![number, announce.as_i64()])?;
         }
         push::Placement::Quiet | push::Placement::Unchanged => {}
     }
