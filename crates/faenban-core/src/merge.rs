@@ -358,9 +358,16 @@ impl RecordState {
 
     /// The shown value of every field but the lifecycle one, as a JSON object.
     pub fn shown_values(&self) -> serde_json::Map<String, Value> {
-        self.edit_fields()
-            .filter_map(|(name, field)| Some((name.to_string(), field.shown()?.value.clone())))
+        self.shown_fields()
+            .map(|(name, value)| (name.to_owned(), value.clone()))
             .collect()
+    }
+
+    /// The shown value of every field but the lifecycle one, in name order,
+    /// borrowed: what [`RecordState::shown_values`] copies.
+    pub fn shown_fields(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.edit_fields()
+            .filter_map(|(name, field)| Some((name.as_str(), &field.shown()?.value)))
     }
 }
 

@@ -5,9 +5,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
+use faenban_core::merge::RecordState;
 use faenban_core::model::{decode, latest_visits, Household, Member};
 use faenban_core::{RecordId, RecordKind};
 use faenban_store::Store;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{assess, write_atomically, write_stdout, Context};
@@ -42,28 +44,50 @@ pub fn export(context: &mut Context, format: ExportFormat, output: Option<&Path>
 fn export_json(store: &Store, out: &mut dyn Write) -> Result<()> {
     out.write_all(b"{\n  \"faenban_export\": 1,\n  \"records\": [")?;
     let mut first = true;
+    // One buffer for every record: a province's export makes no string per
+    // record.
+    let mut buffer = Vec::new();
     store.for_each_record(|key, state| -> Result<()> {
-        let record = json!({
-            "kind": key.kind,
-            "id": key.id,
-            "archived": state.is_archived(),
-            "in_conflict": state.has_conflict(),
-            "fields": state.shown_values(),
-        });
+        let record = ExportedRecord {
+            archived: state.is_archived(),
+            fields: ShownFields(&state),
+            id: &key.id,
+            in_conflict: state.has_conflict(),
+            kind: &key.kind,
+        };
+        buffer.clear();
+        serde_json::to_writer_pretty(&mut buffer, &record)?;
         out.write_all(if first { b"\n" } else { b",\n" })?;
         first = false;
         // Indented as if the whole file were printed at once.
-        for (n, line) in serde_json::to_string_pretty(&record)?.lines().enumerate() {
-            if n > 0 {
-                out.write_all(b"\n")?;
-            }
-            out.write_all(b"    ")?;
-            out.write_all(line.as_bytes())?;
+        for (n, line) in buffer.split(|byte| *byte == b'\n').enumerate() {
+            out.write_all(if n == 0 { b"    " } else { b"\n    " })?;
+            out.write_all(line)?;
         }
         Ok(())
     })?;
     out.write_all(if first { b"]\n}\n" } else { b"\n  ]\n}\n" })?;
     Ok(())
+}
+
+/// One record of the JSON export. Its keys are in name order, as a JSON
+/// object's always were in this export.
+#[derive(Serialize)]
+struct ExportedRecord<'a> {
+    archived: bool,
+    fields: ShownFields<'a>,
+    id: &'a RecordId,
+    in_conflict: bool,
+    kind: &'a RecordKind,
+}
+
+/// A record's shown values, written from its state without copying them.
+struct ShownFields<'a>(&'a RecordState);
+
+impl Serialize for ShownFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.shown_fields())
+    }
 }
 
 /// One row per household, with a byte-order mark so Excel reads the Thai.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     add_record, area_code, assess, assistance_line, bad_input, build, builtin_areas,
     dimension_name, edit_record, emit, latest_visit, members_of, money, now_ms, past_date,
-    print_json, report_changes, resolve, short, yes_no, yes_no_text, Context,
+    print_json, report_changes, resolve, short, write_stdout, yes_no, yes_no_text, Context,
 };
 use crate::cli::{HouseholdCommand, HouseholdFields, MemberCommand, MemberFields};
 use crate::failure::Failure;
@@ -195,11 +195,15 @@ pub fn household(context: &mut Context, command: HouseholdCommand) -> Result<()>
                 let list: Vec<Value> = sorted.into_iter().map(household_json).collect();
                 return print_json(&list);
             }
-            for record in sorted {
-                say!("{}", household_line(lang, record));
-            }
-            say!("{} {}", lang.pick("รวม", "total"), rows.len());
-            Ok(())
+            // A province's list is written through one buffer, not flushed
+            // line by line.
+            write_stdout(|out| {
+                for record in sorted {
+                    writeln!(out, "{}", household_line(lang, record))?;
+                }
+                writeln!(out, "{} {}", lang.pick("รวม", "total"), rows.len())?;
+                Ok(())
+            })
         }
         HouseholdCommand::Search { text } => {
             let mut households = Vec::new();
@@ -269,22 +273,43 @@ fn household_json(record: &faenban_core::model::Record<Household>) -> Value {
     })
 }
 
-fn household_line(lang: Lang, record: &faenban_core::model::Record<Household>) -> String {
-    let mut line = format!(
-        "{}  {}  {}  {}",
-        short(&record.key.id),
-        record.value.house_code,
-        record.value.village,
-        record.value.address
-    );
-    if record.archived {
-        line.push_str(lang.pick("  [ปิดแฟ้มแล้ว]", "  [archived]"));
-    }
-    if record.in_conflict {
-        line.push_str(lang.pick("  [มีข้อขัดแย้ง]", "  [conflict]"));
-    }
-    line
+/// One household as a line of `household list`, written straight into its
+/// output: a province's list formats 100,000 of them.
+fn household_line(
+    lang: Lang,
+    record: &faenban_core::model::Record<Household>,
+) -> HouseholdLine<'_> {
+    HouseholdLine { lang, record }
 }
+
+struct HouseholdLine<'a> {
+    lang: Lang,
+    record: &'a faenban_core::model::Record<Household>,
+}
+
+impl std::fmt::Display for HouseholdLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let record = self.record;
+        let mut id = Uuid::encode_buffer();
+        let id = record.key.id.0.hyphenated().encode_lower(&mut id);
+        write!(
+            f,
+            "{}  {}  {}  {}",
+            &id[id.len() - 8..],
+            record.value.house_code,
+            record.value.village,
+            record.value.address
+        )?;
+        if record.archived {
+            f.write_str(self.lang.pick("  [ปิดแฟ้มแล้ว]", "  [archived]"))?;
+        }
+        if record.in_conflict {
+            f.write_str(self.lang.pick("  [มีข้อขัดแย้ง]", "  [conflict]"))?;
+        }
+        Ok(())
+    }
+}
+
 fn show_household(context: &mut Context, key: &RecordKey) -> Result<()> {
     let lang = context.lang;
     let state = context.store.record(key)?.context("household vanished")?;

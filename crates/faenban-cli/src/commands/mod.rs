@@ -386,8 +386,11 @@ pub fn resolve(store: &Store, lang: Lang, kind: RecordKind, text: &str) -> Resul
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    say!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    write_stdout(|out| {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    })
 }
 
 fn report_changes(context: &Context, changes: &[Change]) -> Result<()> {
