@@ -9,11 +9,14 @@
 //! from the last page kept. What happens is reported to an [`Observer`];
 //! nothing here prints.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+
 use faenban_core::sync::{
-    ChangeSet, HelloRequest, HelloResponse, PushRequest, PushResponse, RelayRequest, Scope,
-    MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
+    ChangeSet, DeviceName, HelloRequest, HelloResponse, PushRequest, PushResponse, RelayRequest,
+    Scope, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
 };
-use faenban_core::{DeviceId, RefusalCode};
+use faenban_core::{Change, DeviceId, RefusalCode};
 use faenban_keys::DeviceKey;
 use faenban_store::bundle::SealedBytes;
 use faenban_store::sync::OutboxRun;
@@ -301,7 +304,10 @@ fn pass_on_letters(
     Ok(())
 }
 
-/// The pull: each page is applied with its cursor in one transaction.
+/// The pull: pages are gathered into batches of about [`APPLY_AT_ONCE`]
+/// changes, each applied with its cursor in one transaction. A second thread
+/// pulls the next batch while this one applies the last, so the network and
+/// the disk work at once; at most one batch waits.
 fn pull(
     store: &mut Store,
     transport: &impl Transport,
@@ -309,14 +315,65 @@ fn pull(
     now_ms: &dyn Fn() -> u64,
     summary: &mut Summary,
 ) -> Result<(), SyncError> {
-    let mut cursor = store.pull_cursor()?;
-    let mut check = store.pull_check()?;
+    let cursor = store.pull_cursor()?;
+    let check = store.pull_check()?;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|threads| {
+        let (sender, batches) = mpsc::sync_channel(1);
+        let stop = &stop;
+        threads.spawn(move || pull_ahead(transport, cursor, check, &sender, stop));
+        let applied = (|| -> Result<(), SyncError> {
+            for batch in batches {
+                let batch = batch?;
+                store.remember_devices(&batch.devices)?;
+                let count = batch.changes.len() as u64;
+                let received = store.apply_pulled(
+                    now_ms(),
+                    batch.changes,
+                    batch.cursor,
+                    batch.check.as_deref(),
+                )?;
+                summary.pulled += received.new;
+                summary.pulled_already_held += received.duplicates;
+                observer.pulled(count);
+            }
+            Ok(())
+        })();
+        // The store failed (a full disk): the thread pulling ahead stops at
+        // its next page instead of fetching the rest of the province.
+        stop.store(true, Ordering::Relaxed);
+        applied
+    })?;
+    observer.pulls_done();
+    Ok(())
+}
+
+/// Pulled changes ready to apply, with the cursor that follows them.
+struct PulledBatch {
+    changes: Vec<Change>,
+    devices: Vec<DeviceName>,
+    cursor: u64,
+    check: Option<String>,
+}
+
+/// Pulls pages from `cursor` on and hands them to the applying thread in
+/// batches, until the server has no more, a request fails for good (the
+/// error is handed on), or the applying side stops.
+fn pull_ahead(
+    transport: &impl Transport,
+    mut cursor: u64,
+    mut check: Option<String>,
+    batches: &SyncSender<Result<PulledBatch, SyncError>>,
+    stop: &AtomicBool,
+) {
     let mut more = true;
     while more {
-        // Pages are pulled until about APPLY_AT_ONCE changes wait, then
-        // applied with the cursor in one transaction.
-        let mut batch = Vec::new();
-        while more && batch.len() < APPLY_AT_ONCE {
+        let mut changes = Vec::new();
+        let mut devices = Vec::new();
+        while more && changes.len() < APPLY_AT_ONCE {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
             let page = match transport.pull(cursor, check.as_deref(), PULL_PAGE) {
                 Ok(page) => page,
                 Err(error) if error.refusal() == Some(RefusalCode::CursorAhead) && cursor > 0 => {
@@ -324,29 +381,37 @@ fn pull(
                     // again; what is already here counts as duplicates.
                     cursor = 0;
                     check = None;
-                    batch.clear();
+                    changes.clear();
                     continue;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => {
+                    let _ = batches.send(Err(error.into()));
+                    return;
+                }
             };
-            let changes = page
-                .changes
-                .decode()
-                .map_err(|error| TransportError::BadAnswer(error.to_string()))?;
-            store.remember_devices(&page.devices)?;
-            batch.extend(changes);
+            match page.changes.decode() {
+                Ok(decoded) => changes.extend(decoded),
+                Err(error) => {
+                    let _ = batches.send(Err(TransportError::BadAnswer(error.to_string()).into()));
+                    return;
+                }
+            }
+            devices.extend(page.devices);
             cursor = page.next;
             check = page.check;
             more = page.more;
         }
-        let count = batch.len() as u64;
-        let received = store.apply_pulled(now_ms(), batch, cursor, check.as_deref())?;
-        summary.pulled += received.new;
-        summary.pulled_already_held += received.duplicates;
-        observer.pulled(count);
+        let batch = PulledBatch {
+            changes,
+            devices,
+            cursor,
+            check: check.clone(),
+        };
+        if batches.send(Ok(batch)).is_err() {
+            // The applying side has stopped.
+            return;
+        }
     }
-    observer.pulls_done();
-    Ok(())
 }
 
 fn device_and_key(store: &Store) -> Result<(DeviceInfo, DeviceKey), SyncError> {
@@ -402,4 +467,139 @@ fn push_run(
             .to_string(),
         public_key: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faenban_core::sync::{PullPage, RelayResponse};
+    use faenban_core::{Hlc, RecordKey, RecordKind, Stamp};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    /// A server that serves `pages` pages of new households, failing every
+    /// request from `fails_at` on; it keeps the `since` of every pull.
+    struct Pages {
+        pages: u64,
+        fails_at: u64,
+        asked: Mutex<Vec<u64>>,
+        pulls: AtomicU64,
+    }
+
+    impl Pages {
+        fn new(pages: u64, fails_at: u64) -> Pages {
+            Pages {
+                pages,
+                fails_at,
+                asked: Mutex::new(Vec::new()),
+                pulls: AtomicU64::new(0),
+            }
+        }
+    }
+
+    fn unused<T>() -> Result<T, TransportError> {
+        Err(TransportError::Network("not asked in this test".into()))
+    }
+
+    impl Transport for Pages {
+        fn hello(&self, _: &HelloRequest) -> Result<HelloResponse, TransportError> {
+            unused()
+        }
+        fn push(&self, _: &PushRequest) -> Result<PushResponse, TransportError> {
+            unused()
+        }
+        fn relay(&self, _: &RelayRequest) -> Result<RelayResponse, TransportError> {
+            unused()
+        }
+        fn pull(
+            &self,
+            since: u64,
+            _: Option<&str>,
+            limit: usize,
+        ) -> Result<PullPage, TransportError> {
+            self.pulls.fetch_add(1, Ordering::Relaxed);
+            self.asked.lock().unwrap().push(since);
+            let page = since / limit as u64;
+            if page >= self.fails_at {
+                return Err(TransportError::Network("no signal".into()));
+            }
+            let device = DeviceId::from_u128(0xd);
+            let changes: Vec<Change> = (since..since + limit as u64)
+                .map(|n| Change {
+                    stamp: Stamp::new(Hlc::at(1_790_000_000_000 + n), device),
+                    record: RecordKey::new(RecordKind::Household, uuid_of(n)),
+                    field: "address".into(),
+                    value: serde_json::json!(format!("{n} หมู่ 1")),
+                    supersedes: Default::default(),
+                    observed: Vec::new(),
+                    previous_stamps: Vec::new(),
+                })
+                .collect();
+            Ok(PullPage {
+                protocol: PROTOCOL_VERSION,
+                changes: ChangeSet::encode(&changes),
+                next: since + limit as u64,
+                more: page + 1 < self.pages,
+                check: None,
+                server_time_ms: 1_790_000_000_000,
+                devices: Vec::new(),
+            })
+        }
+    }
+
+    fn uuid_of(n: u64) -> uuid::Uuid {
+        uuid::Uuid::from_u128(0x1000_0000 + u128::from(n))
+    }
+
+    #[test]
+    fn a_pull_that_fails_ahead_keeps_the_batches_before_and_resumes_after_them() {
+        let mut store = Store::open_in_memory().unwrap();
+        store
+            .init("laptop", &DeviceKey::generate().unwrap())
+            .unwrap();
+        let batch_pages = (APPLY_AT_ONCE / PULL_PAGE) as u64;
+        // The network goes after a batch and a few pages more.
+        let failing = Pages::new(batch_pages + 10, batch_pages + 3);
+        let mut summary = Summary::default();
+        let error = pull(
+            &mut store,
+            &failing,
+            &mut Quiet,
+            &|| 1_790_000_000_000,
+            &mut summary,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(error, SyncError::Transport(TransportError::Network(_))),
+            "{error:?}"
+        );
+        // The whole first batch is kept with its cursor; the pages pulled
+        // ahead of the failure are pulled again next time.
+        assert_eq!(summary.pulled, APPLY_AT_ONCE as u64);
+        assert_eq!(store.pull_cursor().unwrap(), APPLY_AT_ONCE as u64);
+        // The thread pulling ahead stopped at the failure.
+        assert_eq!(failing.pulls.load(Ordering::Relaxed), batch_pages + 4);
+
+        let working = Pages::new(batch_pages + 10, u64::MAX);
+        let mut summary = Summary::default();
+        pull(
+            &mut store,
+            &working,
+            &mut Quiet,
+            &|| 1_790_000_000_000,
+            &mut summary,
+        )
+        .unwrap();
+        assert_eq!(working.asked.lock().unwrap()[0], APPLY_AT_ONCE as u64);
+        assert_eq!(summary.pulled, 10 * PULL_PAGE as u64);
+        assert_eq!(summary.pulled_already_held, 0);
+        assert_eq!(
+            store.pull_cursor().unwrap(),
+            (batch_pages + 10) * PULL_PAGE as u64
+        );
+        assert_eq!(
+            store.status().unwrap().records,
+            (batch_pages + 10) * PULL_PAGE as u64
+        );
+    }
 }

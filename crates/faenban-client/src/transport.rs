@@ -10,7 +10,9 @@ use faenban_core::RefusalCode;
 
 /// The protocol's requests (`docs/sync-protocol.md`), each answered or
 /// failed for good (a transport retries what it can before it gives up).
-pub trait Transport {
+/// A transport is shared with the thread that pulls the next pages while
+/// the store applies the last ones, hence `Sync`.
+pub trait Transport: Sync {
     /// Introduces the device: `POST /v1/hello`.
     fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, TransportError>;
     /// Pushes a run of an outbox: `POST /v1/push`.

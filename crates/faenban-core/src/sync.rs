@@ -26,10 +26,14 @@ pub fn run_signing_message(device: DeviceId, first_sequence: u64, changes: &[Cha
     message.extend_from_slice(&first_sequence.to_be_bytes());
     message.extend_from_slice(&(changes.len() as u64).to_be_bytes());
     for change in changes {
+        // Each change's JSON follows its length; it is written in place and
+        // its length filled in after, so no change is held twice.
+        let length_at = message.len();
+        message.extend_from_slice(&[0; 8]);
         // Plain data with string keys always serializes.
-        let json = serde_json::to_vec(change).expect("a change serializes to JSON");
-        message.extend_from_slice(&(json.len() as u64).to_be_bytes());
-        message.extend_from_slice(&json);
+        serde_json::to_writer(&mut message, change).expect("a change serializes to JSON");
+        let length = (message.len() - length_at - 8) as u64;
+        message[length_at..length_at + 8].copy_from_slice(&length.to_be_bytes());
     }
     message
 }
@@ -857,6 +861,23 @@ mod tests {
         let json = serde_json::to_string(&set).unwrap();
         let back: ChangeSet = serde_json::from_str(&json).unwrap();
         assert_eq!(back.decode().unwrap(), changes);
+    }
+
+    #[test]
+    fn a_run_is_signed_as_its_tag_device_first_count_then_each_change_as_length_and_json() {
+        // Devices already in the field sign this layout: it must not move.
+        let changes: Vec<Change> = (0..3).map(|n| change(n, 4, n)).collect();
+        let device = DeviceId::from_u128(4);
+        let mut expected = b"faenban outbox run v2\0".to_vec();
+        expected.extend_from_slice(device.0.as_bytes());
+        expected.extend_from_slice(&17u64.to_be_bytes());
+        expected.extend_from_slice(&3u64.to_be_bytes());
+        for change in &changes {
+            let json = serde_json::to_vec(change).unwrap();
+            expected.extend_from_slice(&(json.len() as u64).to_be_bytes());
+            expected.extend_from_slice(&json);
+        }
+        assert_eq!(run_signing_message(device, 17, &changes), expected);
     }
 
     #[test]
