@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, SyncSender};
 
 use faenban_core::sync::{
     ChangeSet, DeviceName, HelloRequest, HelloResponse, PushRequest, PushResponse, RelayRequest,
-    Scope, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
+    RunSigning, Scope, MAX_BATCH_BYTES, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
 };
 use faenban_core::{Change, DeviceId, RefusalCode};
 use faenban_keys::DeviceKey;
@@ -157,7 +157,16 @@ pub fn sync(
     summary.clock_moved_ms = correction.moved_ms;
     summary.restamped_here = correction.restamped;
 
-    push_outbox(store, transport, token, observer, now_ms, &mut summary)?;
+    let signing = RunSigning::for_server(hello.run_signing);
+    push_outbox(
+        store,
+        transport,
+        token,
+        signing,
+        observer,
+        now_ms,
+        &mut summary,
+    )?;
     pass_on_letters(store, transport, observer, now_ms, &mut summary)?;
     pull(store, transport, observer, now_ms, &mut summary)?;
 
@@ -176,6 +185,7 @@ fn push_outbox(
     store: &mut Store,
     transport: &impl Transport,
     token: &str,
+    signing: RunSigning,
     observer: &mut dyn Observer,
     now_ms: &dyn Fn() -> u64,
     summary: &mut Summary,
@@ -187,7 +197,7 @@ fn push_outbox(
         let run = run.fit(MAX_BATCH_CHANGES, MAX_BATCH_BYTES);
         let last = run.last_sequence();
         store.mark_shared(last)?;
-        let response = match push_run(transport, &run, &key) {
+        let response = match push_run(transport, &run, &key, signing) {
             Ok(response) => response,
             Err(error) => match recovery(&error, &realigned) {
                 Some(how) => {
@@ -449,11 +459,13 @@ fn say_hello(
     })
 }
 
-/// Pushes a run of the device's outbox, signed with `key`.
+/// Pushes a run of the device's outbox, signed with `key` in the form the
+/// server named at hello.
 fn push_run(
     transport: &impl Transport,
     run: &OutboxRun,
     key: &DeviceKey,
+    signing: RunSigning,
 ) -> Result<PushResponse, TransportError> {
     transport.push(&PushRequest {
         protocol: PROTOCOL_VERSION,
@@ -463,7 +475,7 @@ fn push_run(
         first_sequence: run.first_sequence,
         changes: ChangeSet::encode(&run.changes),
         signature: key
-            .sign_run(run.device, run.first_sequence, &run.changes)
+            .sign_run_as(signing, run.device, run.first_sequence, &run.changes)
             .to_string(),
         public_key: None,
     })

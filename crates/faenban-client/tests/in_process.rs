@@ -1,8 +1,8 @@
 //! The sync driver run in process against the server's own router (no
 //! sockets): two laptops converge, a laptop restored from a backup
 //! realigns its outbox and loses nothing, a refused record is held back
-//! while the rest goes and the pull still comes, and a dead network leaves
-//! the outbox as it was.
+//! while the rest goes and the pull still comes, a dead network leaves
+//! the outbox as it was, and runs are signed in the form the server names.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use axum::http::{header, Request};
 use faenban_client::{Observer, Realigned, Transport, TransportError};
 use faenban_core::sync::{
     ErrorBody, HelloRequest, HelloResponse, PullPage, PushRequest, PushResponse, RelayRequest,
-    RelayResponse, Role, Scope, PROTOCOL_VERSION,
+    RelayResponse, Role, RunSigning, Scope, PROTOCOL_VERSION,
 };
 use faenban_core::{RecordKey, RecordKind, RefusalCode};
 use faenban_keys::DeviceKey;
@@ -398,4 +398,84 @@ fn a_dead_network_leaves_the_outbox_as_it_was() {
         "{error}"
     );
     assert_eq!(store.outbox().unwrap(), before);
+}
+
+/// The server, keeping every push it passes on; with `names_form` false,
+/// its hello answers as a server from before run signing form 3 (naming
+/// no form).
+struct Recording<'a> {
+    server: &'a InProcess,
+    names_form: bool,
+    pushes: std::sync::Mutex<Vec<PushRequest>>,
+}
+
+impl Transport for Recording<'_> {
+    fn hello(&self, request: &HelloRequest) -> Result<HelloResponse, TransportError> {
+        let answer = self.server.hello(request)?;
+        if self.names_form {
+            return Ok(answer);
+        }
+        let mut answer = serde_json::to_value(answer).unwrap();
+        let fields = answer.as_object_mut().unwrap();
+        fields
+            .remove("run_signing")
+            .expect("this server names a form");
+        Ok(serde_json::from_value(answer).unwrap())
+    }
+    fn push(&self, request: &PushRequest) -> Result<PushResponse, TransportError> {
+        self.pushes.lock().unwrap().push(request.clone());
+        self.server.push(request)
+    }
+    fn relay(&self, request: &RelayRequest) -> Result<RelayResponse, TransportError> {
+        self.server.relay(request)
+    }
+    fn pull(
+        &self,
+        since: u64,
+        check: Option<&str>,
+        limit: usize,
+    ) -> Result<PullPage, TransportError> {
+        self.server.pull(since, check, limit)
+    }
+}
+
+#[test]
+fn a_laptop_signs_in_the_form_its_server_names_and_an_older_servers_form_when_it_names_none() {
+    let server = Server::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = laptop(&dir, "a");
+    let key = store.device_key().unwrap().unwrap();
+    let to_server = server.transport("a", Role::Volunteer, &["40010101"]);
+    let signed_as = |push: &PushRequest| {
+        let changes = push.changes.decode().unwrap();
+        [RunSigning::Json, RunSigning::Compact]
+            .into_iter()
+            .filter(|form| {
+                key.sign_run_as(*form, push.device, push.first_sequence, &changes)
+                    .to_string()
+                    == push.signature
+            })
+            .collect::<Vec<_>>()
+    };
+    for (n, names_form, form) in [(1, false, RunSigning::Json), (2, true, RunSigning::Compact)] {
+        household(&mut store, n, "40010101");
+        let transport = Recording {
+            server: &to_server,
+            names_form,
+            pushes: Default::default(),
+        };
+        let summary = faenban_client::sync(
+            &mut store,
+            &transport,
+            &to_server.token,
+            &mut faenban_client::Quiet,
+            &now,
+        )
+        .unwrap();
+        // The server verified the run in either form and took it.
+        assert_eq!((summary.pushed, summary.unpushed), (2, 0));
+        let pushes = transport.pushes.into_inner().unwrap();
+        assert_eq!(pushes.len(), 1);
+        assert_eq!(signed_as(&pushes[0]), [form]);
+    }
 }

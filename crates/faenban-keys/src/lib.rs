@@ -5,7 +5,7 @@
 //!
 //! A device made with a key takes its id from the key
 //! ([`device_id_of`]): nobody can claim such an id without the key. What is
-//! signed is decided by the core (`faenban_core::sync::run_signing_message`,
+//! signed is decided by the core (`faenban_core::sync::RunSigning`,
 //! `hello_signing_message`); this crate only signs and verifies.
 
 use std::fmt;
@@ -15,7 +15,7 @@ mod seal;
 pub use seal::{Opened, SealError, SEAL_OVERHEAD};
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
-use faenban_core::sync::{ack_signing_message, hello_signing_message, run_signing_message};
+use faenban_core::sync::{ack_signing_message, hello_signing_message, RunSigning};
 use faenban_core::{Change, DeviceId, Stamp};
 use sha2::{Digest, Sha256};
 
@@ -61,9 +61,21 @@ impl DeviceKey {
         device_id_of(&self.public())
     }
 
-    /// Signs a run of `device`'s outbox.
+    /// Signs a run of `device`'s outbox in the newest form.
     pub fn sign_run(&self, device: DeviceId, first_sequence: u64, changes: &[Change]) -> Signature {
-        self.sign(&run_signing_message(device, first_sequence, changes))
+        self.sign_run_as(RunSigning::NEWEST, device, first_sequence, changes)
+    }
+
+    /// Signs a run of `device`'s outbox in `form`: the one the server
+    /// named at hello, or, for a bundle, the one every server verifies.
+    pub fn sign_run_as(
+        &self,
+        form: RunSigning,
+        device: DeviceId,
+        first_sequence: u64,
+        changes: &[Change],
+    ) -> Signature {
+        self.sign(&form.message(device, first_sequence, changes))
     }
 
     /// Signs a hello: proof that the device holds the key, tied to the
@@ -112,7 +124,9 @@ impl PublicKey {
         Some(PublicKey(bytes))
     }
 
-    /// True when `signature` is this key's over a run of `device`'s outbox.
+    /// True when `signature` is this key's over a run of `device`'s outbox,
+    /// in either form. The compact form is tried first: it is what devices
+    /// sign now, and the cheaper to write.
     pub fn verifies_run(
         &self,
         device: DeviceId,
@@ -120,10 +134,9 @@ impl PublicKey {
         changes: &[Change],
         signature: &Signature,
     ) -> bool {
-        self.verifies(
-            &run_signing_message(device, first_sequence, changes),
-            signature,
-        )
+        [RunSigning::Compact, RunSigning::Json]
+            .into_iter()
+            .any(|form| self.verifies(&form.message(device, first_sequence, changes), signature))
     }
 
     /// True when `signature` proves a hello of `device` with this key and
@@ -272,6 +285,22 @@ mod tests {
         let back: faenban_core::sync::ChangeSet = serde_json::from_str(&text).unwrap();
         let decoded = back.decode().unwrap();
         assert!(key.public().verifies_run(device, 3, &decoded, &signature));
+    }
+
+    #[test]
+    fn a_run_signed_in_the_json_form_of_older_devices_still_verifies_and_only_as_signed() {
+        let key = DeviceKey::from_seed([7; 32]);
+        let device = key.device_id();
+        let changes = [change(device, json!({"b": 1, "a": [1.5, "ก"]}))];
+        let json = key.sign_run_as(RunSigning::Json, device, 3, &changes);
+        let compact = key.sign_run(device, 3, &changes);
+        assert_ne!(json.to_string(), compact.to_string());
+        for signature in [&json, &compact] {
+            assert!(key.public().verifies_run(device, 3, &changes, signature));
+            assert!(!key.public().verifies_run(device, 4, &changes, signature));
+            let other = [change(device, json!({"b": 1, "a": [1.5, "ข"]}))];
+            assert!(!key.public().verifies_run(device, 3, &other, signature));
+        }
     }
 
     #[test]

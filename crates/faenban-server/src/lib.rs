@@ -677,6 +677,7 @@ async fn hello(
             held_through: held,
             server_time_ms: now_ms(),
             server_key: backend.server_key().public().to_string(),
+            run_signing: faenban_core::sync::RunSigning::NEWEST.number(),
         })
     })
     .await?;

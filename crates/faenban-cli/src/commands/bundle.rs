@@ -9,7 +9,9 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use faenban_core::sync::{ChangeSet, Letter, LetterRun, MAX_BATCH_CHANGES, PROTOCOL_VERSION};
+use faenban_core::sync::{
+    ChangeSet, Letter, LetterRun, RunSigning, MAX_BATCH_CHANGES, PROTOCOL_VERSION,
+};
 use faenban_store::bundle::{
     self, Bundle, BundleError, DecodedBundle, SealedItem, FORMAT, LETTER_RUN_BYTES,
 };
@@ -53,8 +55,16 @@ pub fn export(context: &mut Context, file: &Path) -> anyhow::Result<()> {
                 run: Some(LetterRun {
                     first_sequence: piece.first_sequence,
                     changes: ChangeSet::encode(&piece.changes),
+                    // A bundle may reach a server of any age, by way of
+                    // any laptop: its runs are signed in the form every
+                    // server verifies.
                     signature: key
-                        .sign_run(piece.device, piece.first_sequence, &piece.changes)
+                        .sign_run_as(
+                            RunSigning::Json,
+                            piece.device,
+                            piece.first_sequence,
+                            &piece.changes,
+                        )
                         .to_string(),
                 }),
                 pull: None,
