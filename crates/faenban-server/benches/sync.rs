@@ -359,11 +359,22 @@ fn main() -> anyhow::Result<()> {
         per_s(load.changes, load.time)
     );
     println!(
-        "| request latency under that load: push p50 / p99, pull p50 / p99 | {:.0} / {:.0} ms, {:.0} / {:.0} ms |",
+        "| request latency under that load: hello p50 / p99, push p50 / p99, pull p50 / p99 | {:.0} / {:.0} ms, {:.0} / {:.0} ms, {:.0} / {:.0} ms |",
+        ms(load.hello[load.hello.len() / 2]),
+        ms(load.hello[load.hello.len() * 99 / 100]),
         ms(load.push[load.push.len() / 2]),
         ms(load.push[load.push.len() * 99 / 100]),
         ms(load.pull[load.pull.len() / 2]),
         ms(load.pull[load.pull.len() * 99 / 100]),
+    );
+    let again = &load.again;
+    println!(
+        "| the same {devices} devices at once again (known, everything held): time; hello, push, pull p99 | {:.2} s, {:.0} syncs/s; {:.0}, {:.0}, {:.0} ms |",
+        again.time.as_secs_f64(),
+        per_s(devices, again.time),
+        ms(again.hello[again.hello.len() * 99 / 100]),
+        ms(again.push[again.push.len() * 99 / 100]),
+        ms(again.pull[again.pull.len() * 99 / 100]),
     );
     println!(
         "| server peak memory (VmHWM) during the load | **{:.0} MB** |",
@@ -563,8 +574,11 @@ fn pull_everything(base: &str, token: &str) -> anyhow::Result<Pulled> {
 struct Load {
     changes: usize,
     time: Duration,
+    hello: Vec<Duration>,
     push: Vec<Duration>,
     pull: Vec<Duration>,
+    /// The same devices syncing at once again: known, everything held.
+    again: Flood,
     peak_kb: u64,
     rss_before_kb: u64,
     rss_after_kb: u64,
@@ -679,7 +693,7 @@ fn load_on(
     let changes: usize = devices.iter().map(|(_, _, c)| c.len()).sum();
     let rss_before: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmRSS:")).collect();
     let runtime = tokio::runtime::Runtime::new()?;
-    let (time, push, pull) = flood(&runtime, &bases, devices)?;
+    let first = flood(&runtime, &bases, devices)?;
     let peak: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmHWM:")).collect();
     // What the flood left held once the server has been quiet for a while
     // (it gives back its caches after 5 s without a call), and again after
@@ -687,7 +701,7 @@ fn load_on(
     let quiet = Duration::from_secs(7);
     std::thread::sleep(quiet);
     let rss_after: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmRSS:")).collect();
-    flood(&runtime, &bases, devices)?;
+    let again = flood(&runtime, &bases, devices)?;
     std::thread::sleep(quiet);
     let rss_after_second: Vec<u64> = pids.iter().map(|pid| process_kb(*pid, "VmRSS:")).collect();
     for mut server in servers {
@@ -697,9 +711,11 @@ fn load_on(
     Ok((0..pids.len())
         .map(|n| Load {
             changes,
-            time,
-            push: push.clone(),
-            pull: pull.clone(),
+            time: first.time,
+            hello: first.hello.clone(),
+            push: first.push.clone(),
+            pull: first.pull.clone(),
+            again: again.clone(),
             peak_kb: peak[n],
             rss_before_kb: rss_before[n],
             rss_after_kb: rss_after[n],
@@ -708,98 +724,146 @@ fn load_on(
         .collect())
 }
 
-/// Every device syncs at once, device `n` through `bases[n % len]`; the
-/// sorted push and pull latencies.
+/// What every device syncing at once took: the whole, and each request's
+/// latencies, sorted.
+#[derive(Clone)]
+struct Flood {
+    time: Duration,
+    hello: Vec<Duration>,
+    push: Vec<Duration>,
+    pull: Vec<Duration>,
+}
+
+/// A device's requests, signed and written before the clock starts: in the
+/// field each laptop signs and writes on its own processor, not on the
+/// server's.
+struct DeviceRequests {
+    token: String,
+    hello: String,
+    push: String,
+    changes: usize,
+}
+
+fn device_requests(devices: &[LoadDevice]) -> Vec<DeviceRequests> {
+    devices
+        .iter()
+        .map(|(token, seed, changes)| {
+            let key = DeviceKey::from_seed(*seed);
+            let device = key.device_id();
+            let hello = json!({
+                "protocol": PROTOCOL_VERSION,
+                "device": device,
+                "name": "load",
+                "public_key": key.public().to_string(),
+                "proof": key.sign_hello(device, token).to_string(),
+            });
+            let push = json!({
+                "protocol": PROTOCOL_VERSION,
+                "schema": faenban_store::SCHEMA_VERSION,
+                "device": device,
+                "first_sequence": 1,
+                "changes": ChangeSet::encode(changes),
+                "signature": key.sign_run(device, 1, changes).to_string(),
+            });
+            DeviceRequests {
+                token: token.clone(),
+                hello: hello.to_string(),
+                push: push.to_string(),
+                changes: changes.len(),
+            }
+        })
+        .collect()
+}
+
+/// Every device syncs at once, device `n` through `bases[n % len]`. What
+/// each pulled is read and checked once all are done, as each laptop would
+/// on its own processor.
 fn flood(
     runtime: &tokio::runtime::Runtime,
     bases: &[String],
     devices: &[LoadDevice],
-) -> anyhow::Result<(Duration, Vec<Duration>, Vec<Duration>)> {
+) -> anyhow::Result<Flood> {
+    let requests = std::sync::Arc::new(device_requests(devices));
     runtime.block_on(async {
         let client = reqwest::Client::builder().build()?;
         let started = Instant::now();
-        let tasks: Vec<_> = devices
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(n, (token, seed, changes))| {
+        let tasks: Vec<_> = (0..requests.len())
+            .map(|n| {
                 let client = client.clone();
                 let base = bases[n % bases.len()].clone();
-                tokio::spawn(async move {
-                    one_device(&client, &base, &token, DeviceKey::from_seed(seed), &changes).await
-                })
+                let requests = requests.clone();
+                tokio::spawn(async move { one_device(&client, &base, &requests[n]).await })
             })
             .collect();
+        let mut hello = Vec::new();
         let mut push = Vec::new();
         let mut pull = Vec::new();
+        let mut pulled = Vec::new();
         for task in tasks {
-            let (p, q) = task.await??;
+            let ([h, p, q], page) = task.await??;
+            hello.push(h);
             push.push(p);
             pull.push(q);
+            pulled.push(page);
         }
+        let time = started.elapsed();
+        for (page, device) in pulled.iter().zip(requests.iter()) {
+            let page: PullPage = serde_json::from_slice(page)?;
+            anyhow::ensure!(
+                page.changes.len() == device.changes,
+                "a device pulled {} of its {} changes",
+                page.changes.len(),
+                device.changes
+            );
+        }
+        hello.sort();
         push.sort();
         pull.sort();
-        anyhow::Ok((started.elapsed(), push, pull))
+        anyhow::Ok(Flood {
+            time,
+            hello,
+            push,
+            pull,
+        })
     })
 }
 
+/// One device's hello, push and pull of its village: each request's
+/// latency, and the page it pulled.
 async fn one_device(
     client: &reqwest::Client,
     base: &str,
-    token: &str,
-    key: DeviceKey,
-    changes: &[Change],
-) -> anyhow::Result<(Duration, Duration)> {
-    let device = key.device_id();
-    let hello = json!({
-        "protocol": PROTOCOL_VERSION,
-        "device": device,
-        "name": "load",
-        "public_key": key.public().to_string(),
-        "proof": key.sign_hello(device, token).to_string(),
-    });
+    device: &DeviceRequests,
+) -> anyhow::Result<([Duration; 3], Vec<u8>)> {
+    let token = &device.token;
+    let started = Instant::now();
     retrying(|| {
         client
             .post(format!("{base}/v1/hello"))
             .bearer_auth(token)
-            .body(hello.to_string())
+            .body(device.hello.clone())
     })
     .await?;
-    let push = json!({
-        "protocol": PROTOCOL_VERSION,
-        "schema": faenban_store::SCHEMA_VERSION,
-        "device": device,
-        "first_sequence": 1,
-        "changes": ChangeSet::encode(changes),
-        "signature": key.sign_run(device, 1, changes).to_string(),
-    });
+    let greeted = started.elapsed();
     let started = Instant::now();
     retrying(|| {
         client
             .post(format!("{base}/v1/push"))
             .bearer_auth(token)
-            .body(push.to_string())
+            .body(device.push.clone())
     })
     .await?;
     let pushed = started.elapsed();
     let started = Instant::now();
-    let page: PullPage = serde_json::from_slice(
-        &retrying(|| {
-            client
-                .get(format!("{base}/v1/changes?since=0&limit=1000"))
-                .bearer_auth(token)
-        })
-        .await?
-        .bytes()
-        .await?,
-    )?;
-    anyhow::ensure!(
-        page.changes.len() == changes.len(),
-        "a device pulled {} of its {} changes",
-        page.changes.len(),
-        changes.len()
-    );
-    Ok((pushed, started.elapsed()))
+    let page = retrying(|| {
+        client
+            .get(format!("{base}/v1/changes?since=0&limit=1000"))
+            .bearer_auth(token)
+    })
+    .await?
+    .bytes()
+    .await?;
+    Ok(([greeted, pushed, started.elapsed()], page.to_vec()))
 }
 
 /// Sends a request as the `faenban` client's transport does: a network
