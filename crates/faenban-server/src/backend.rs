@@ -420,6 +420,11 @@ impl Backend for SqliteBackend {
         key: &PublicKey,
         now_ms: u64,
     ) -> Result<u64> {
+        // Most hellos are of devices bound long ago: they are answered by
+        // a reader, and only a binding waits for the writer and its commit.
+        if let Some(held) = self.reader().hello_if_known(account, device, key)? {
+            return Ok(held);
+        }
         Ok(self.writer().hello(account, device, name, key, now_ms)?)
     }
 

@@ -233,24 +233,9 @@ impl Store {
         key: &PublicKey,
         now_ms: u64,
     ) -> Result<u64> {
-        if self.device()?.is_some_and(|own| own.id == device) {
-            return Err(refused(
-                RefusalCode::WrongDevice,
-                "no laptop may claim the server's own device id",
-            ));
-        }
+        self.refuse_own_device(device)?;
         let tx = self.connection.transaction()?;
-        let owner = device_owner(&tx, device)?;
-        let key_makes_id = device_id_of(key) == device;
-        let seen = owner.is_none() && !key_makes_id && device_seen(&tx, device)?;
-        let bound = owner.as_ref().map(|owner| push::Bound {
-            same_account: owner.account == account.id,
-            revoked: owner.revoked,
-            key_matches: owner.key.map(|bound| bound == *key),
-        });
-        match push::hello_binding(device, bound, key_makes_id, seen)
-            .map_err(|(code, message)| refused(code, message))?
-        {
+        match hello_binding(&tx, account, device, key)? {
             push::HelloBinding::Known => {}
             push::HelloBinding::BindKey => {
                 tx.prepare_cached("UPDATE devices SET public_key = ?2 WHERE device = ?1")?
@@ -273,6 +258,35 @@ impl Store {
         let held = held_through(&tx, device)?;
         tx.commit()?;
         Ok(held)
+    }
+
+    /// A hello that writes nothing, answered from a reader: `Some` with
+    /// the highest sequence held when the device is already bound to this
+    /// account with this key (most hellos); `None` when the hello has a
+    /// binding to make, which only [`Store::hello`] on the writer does. A
+    /// hello the rule refuses is refused here as there.
+    pub fn hello_if_known(
+        &self,
+        account: &Account,
+        device: DeviceId,
+        key: &PublicKey,
+    ) -> Result<Option<u64>> {
+        self.refuse_own_device(device)?;
+        let snapshot = self.connection.unchecked_transaction()?;
+        Ok(match hello_binding(&snapshot, account, device, key)? {
+            push::HelloBinding::Known => Some(held_through(&snapshot, device)?),
+            push::HelloBinding::BindKey | push::HelloBinding::Bind => None,
+        })
+    }
+
+    fn refuse_own_device(&self, device: DeviceId) -> Result<()> {
+        if self.device()?.is_some_and(|own| own.id == device) {
+            return Err(refused(
+                RefusalCode::WrongDevice,
+                "no laptop may claim the server's own device id",
+            ));
+        }
+        Ok(())
     }
 
     /// Binds a device to an account, by the administrator's deliberate
@@ -940,6 +954,26 @@ fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<De
         })
     })
     .transpose()
+}
+
+/// What a hello of `device` with `key` under `account` must do, by the
+/// core's rule (`push::hello_binding`) over what `connection` holds.
+fn hello_binding(
+    connection: &rusqlite::Connection,
+    account: &Account,
+    device: DeviceId,
+    key: &PublicKey,
+) -> Result<push::HelloBinding> {
+    let owner = device_owner(connection, device)?;
+    let key_makes_id = device_id_of(key) == device;
+    let seen = owner.is_none() && !key_makes_id && device_seen(connection, device)?;
+    let bound = owner.as_ref().map(|owner| push::Bound {
+        same_account: owner.account == account.id,
+        revoked: owner.revoked,
+        key_matches: owner.key.map(|bound| bound == *key),
+    });
+    push::hello_binding(device, bound, key_makes_id, seen)
+        .map_err(|(code, message)| refused(code, message))
 }
 
 /// True when any change of the device has reached the server.
