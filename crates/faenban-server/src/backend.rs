@@ -11,10 +11,12 @@ use faenban_core::sync::Scope;
 use faenban_core::DeviceId;
 use faenban_core::RefusalCode;
 use faenban_keys::{DeviceKey, PublicKey};
-use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOutcome};
+use faenban_store::server::{
+    Account, BoundDevice, Hello, PulledPage, PushInput, PushOutcome, SignedPush,
+};
 use faenban_store::{Store, SCHEMA_VERSION};
 
-use crate::group_commit::{GroupOutcome, PushQueue};
+use crate::group_commit::{GroupOutcome, WriteQueue};
 
 /// What can go wrong in any backend, in the terms the HTTP layer answers
 /// in: a refusal the client must act on, a store that cannot take the
@@ -184,8 +186,10 @@ pub struct SqliteBackend {
     path: PathBuf,
     /// Groups committed, for the log-length check.
     pushes: AtomicUsize,
-    /// Pushes waiting for the writer.
-    waiting: PushQueue,
+    /// Pushes waiting for the writer, their signatures checked.
+    waiting: WriteQueue<SignedPush>,
+    /// Hellos with a binding to make, waiting for the writer.
+    hellos: WriteQueue<Hello, u64>,
     key: DeviceKey,
     _checkpointer: Checkpointer,
 }
@@ -195,17 +199,12 @@ pub struct SqliteBackend {
 fn apply_group(
     backend: &SqliteBackend,
     mut writer: std::sync::MutexGuard<'_, Store>,
-    pushes: Vec<(Account, PushInput)>,
+    pushes: Vec<(Account, SignedPush)>,
     now_ms: u64,
 ) -> GroupOutcome {
     let outcome = writer
         .push_group(pushes, now_ms)
-        .map(|results| {
-            results
-                .into_iter()
-                .map(|result| result.map_err(BackendError::from))
-                .collect()
-        })
+        .map(answers_from_store)
         .map_err(BackendError::from);
     let before = backend.pushes.fetch_add(1, Ordering::Relaxed);
     if before.is_multiple_of(PUSHES_PER_LOG_CHECK) {
@@ -215,6 +214,14 @@ fn apply_group(
         }
     }
     outcome
+}
+
+/// A group's answers, each in the backend's terms.
+fn answers_from_store<A>(answers: Vec<faenban_store::Result<A>>) -> Vec<Result<A>> {
+    answers
+        .into_iter()
+        .map(|answer| answer.map_err(BackendError::from))
+        .collect()
 }
 
 /// Gives back the connections' cache memory once the server is quiet: a
@@ -362,7 +369,8 @@ impl SqliteBackend {
             next_reader: AtomicUsize::new(0),
             path,
             pushes: AtomicUsize::new(0),
-            waiting: PushQueue::default(),
+            waiting: WriteQueue::default(),
+            hellos: WriteQueue::default(),
             key,
             _checkpointer: Checkpointer {
                 stop: Some(stop),
@@ -389,6 +397,16 @@ impl SqliteBackend {
         self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The writer, if no one holds it.
+    fn try_writer(&self) -> Option<std::sync::MutexGuard<'_, Store>> {
+        match self.writer.try_lock() {
+            Ok(writer) => Some(writer),
+            // As in `writer`: a panic left no transaction open.
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     fn reader(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -425,19 +443,33 @@ impl Backend for SqliteBackend {
         if let Some(held) = self.reader().hello_if_known(account, device, key)? {
             return Ok(held);
         }
-        Ok(self.writer().hello(account, device, name, key, now_ms)?)
+        let hello = Hello {
+            device,
+            name: name.to_owned(),
+            key: *key,
+        };
+        self.hellos.write(
+            account,
+            hello,
+            || self.try_writer(),
+            |mut writer, hellos| {
+                writer
+                    .hello_group(hellos, now_ms)
+                    .map(answers_from_store)
+                    .map_err(BackendError::from)
+            },
+        )
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.waiting.push(
+        // The signature is checked here, on this request's thread, so that
+        // the writer, which all pushes wait for, spends no time on it.
+        let key = self.reader().expected_push_key(account, &input)?;
+        let push = SignedPush::check(input, key);
+        self.waiting.write(
             account,
-            input,
-            || match self.writer.try_lock() {
-                Ok(writer) => Some(writer),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            },
+            push,
+            || self.try_writer(),
             |writer, pushes| apply_group(self, writer, pushes, now_ms),
         )
     }

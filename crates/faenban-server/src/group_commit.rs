@@ -1,7 +1,8 @@
-//! Group commit, for either store: pushes that arrive while a commit is
-//! under way wait in a queue, and the next free writer applies all of them
-//! in one transaction and answers each after one commit (one `fsync` for
-//! the group).
+//! Group commit, for either store: writes (pushes, and on SQLite the
+//! hellos that bind a device) that arrive while a commit is under way wait
+//! in a queue, and the next free writer applies all of them in one
+//! transaction and answers each after one commit (one `fsync` for the
+//! group).
 
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
@@ -10,40 +11,50 @@ use faenban_store::server::{Account, PushInput, PushOutcome};
 
 use crate::backend::{BackendError, Result};
 
-/// A push waiting for a writer, with where its answer goes.
+/// A write waiting for a writer, with where its answer goes.
 #[derive(Debug)]
-struct WaitingPush {
+struct Waiting<W, A> {
     account: Account,
-    input: PushInput,
-    answer: mpsc::Sender<Result<PushOutcome>>,
+    write: W,
+    answer: mpsc::Sender<Result<A>>,
 }
 
-/// The pushes waiting for a writer.
-#[derive(Debug, Default)]
-pub(crate) struct PushQueue {
-    waiting: Mutex<Vec<WaitingPush>>,
+/// The writes of one kind waiting for a writer: each as the store takes
+/// it (`W`: a `PushInput`, the SQLite store's `SignedPush` or `Hello`),
+/// each answered with an `A`.
+#[derive(Debug)]
+pub(crate) struct WriteQueue<W = PushInput, A = PushOutcome> {
+    waiting: Mutex<Vec<Waiting<W, A>>>,
 }
 
-/// How a group went: an answer for each push, in the order given, or one
+impl<W, A> Default for WriteQueue<W, A> {
+    fn default() -> Self {
+        WriteQueue {
+            waiting: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// How a group went: an answer for each write, in the order given, or one
 /// failure for all of them (nothing of the group was committed).
-pub(crate) type GroupOutcome = Result<Vec<Result<PushOutcome>>>;
+pub(crate) type GroupOutcome<A = PushOutcome> = Result<Vec<Result<A>>>;
 
-impl PushQueue {
-    /// Queues a push and waits for its answer. While it waits, it tries to
-    /// become a writer: `lead` gives a writer when one is free, and `apply`
-    /// applies, with it, every push queued by then. A push that finds its
-    /// answer already sent was applied by another writer's group.
-    pub(crate) fn push<W>(
+impl<W, A> WriteQueue<W, A> {
+    /// Queues a write and waits for its answer. While it waits, it tries
+    /// to become a writer: `lead` gives a writer when one is free, and
+    /// `apply` applies, with it, every write queued by then. A write that
+    /// finds its answer already sent was applied by another writer's group.
+    pub(crate) fn write<L>(
         &self,
         account: &Account,
-        input: PushInput,
-        lead: impl Fn() -> Option<W>,
-        apply: impl Fn(W, Vec<(Account, PushInput)>) -> GroupOutcome,
-    ) -> Result<PushOutcome> {
+        write: W,
+        lead: impl Fn() -> Option<L>,
+        apply: impl Fn(L, Vec<(Account, W)>) -> GroupOutcome<A>,
+    ) -> Result<A> {
         let (answer, answered) = mpsc::channel();
-        self.queue().push(WaitingPush {
+        self.queue().push(Waiting {
             account: account.clone(),
-            input,
+            write,
             answer,
         });
         loop {
@@ -57,29 +68,25 @@ impl PushQueue {
                 Err(mpsc::RecvTimeoutError::Timeout) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Err(BackendError::Internal(
-                        "a push was dropped without an answer".into(),
+                        "a write was dropped without an answer".into(),
                     ))
                 }
             }
         }
     }
 
-    /// Applies every push queued so far as one group and answers each.
-    fn apply_queued<W>(
-        &self,
-        writer: W,
-        apply: &impl Fn(W, Vec<(Account, PushInput)>) -> GroupOutcome,
-    ) {
+    /// Applies every write queued so far as one group and answers each.
+    fn apply_queued<L>(&self, writer: L, apply: &impl Fn(L, Vec<(Account, W)>) -> GroupOutcome<A>) {
         let group = std::mem::take(&mut *self.queue());
         if group.is_empty() {
             return;
         }
-        let (pushes, answers): (Vec<_>, Vec<_>) = group
+        let (writes, answers): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .map(|waiting| ((waiting.account, waiting.input), waiting.answer))
+            .map(|waiting| ((waiting.account, waiting.write), waiting.answer))
             .unzip();
         let count = answers.len();
-        match apply(writer, pushes) {
+        match apply(writer, writes) {
             Ok(results) if results.len() == count => {
                 for (result, answer) in results.into_iter().zip(answers) {
                     let _ = answer.send(result);
@@ -99,7 +106,7 @@ impl PushQueue {
         }
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<WaitingPush>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Waiting<W, A>>> {
         self.waiting
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -54,6 +54,61 @@ pub struct PushInput {
     pub public_key: Option<PublicKey>,
 }
 
+/// A push on its way to the writer, with the key its signature was
+/// already found good by, if it was. Checking a signature is the costliest
+/// step of a small push that needs no database; done before the writer, it
+/// runs beside the writer's work rather than inside it. The writer still
+/// decides which key the run must be signed by, and checks the signature
+/// again unless it was found good by that very key.
+#[derive(Clone, Debug)]
+pub struct SignedPush {
+    input: PushInput,
+    good_by: Option<PublicKey>,
+}
+
+impl SignedPush {
+    /// Checks `input`'s signature by `key` (the key the writer is expected
+    /// to name; see [`Store::expected_push_key`]). A signature that is not
+    /// good by it is left for the writer to check and refuse.
+    pub fn check(input: PushInput, key: Option<PublicKey>) -> SignedPush {
+        let good_by = key.filter(|key| {
+            key.verifies_run(
+                input.device,
+                input.first_sequence,
+                &input.changes,
+                &input.signature,
+            )
+        });
+        SignedPush { input, good_by }
+    }
+
+    /// The push as sent.
+    pub fn input(&self) -> &PushInput {
+        &self.input
+    }
+}
+
+/// A push not checked yet: the writer checks its signature.
+impl From<PushInput> for SignedPush {
+    fn from(input: PushInput) -> SignedPush {
+        SignedPush {
+            input,
+            good_by: None,
+        }
+    }
+}
+
+/// A device's hello, as [`Store::hello_group`] takes it.
+#[derive(Clone, Debug)]
+pub struct Hello {
+    /// The device.
+    pub device: DeviceId,
+    /// The name it gives itself.
+    pub name: String,
+    /// Its public key, its possession proved by the hello.
+    pub key: PublicKey,
+}
+
 /// A device bound to an account, as `device list` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoundDevice {
@@ -233,31 +288,39 @@ impl Store {
         key: &PublicKey,
         now_ms: u64,
     ) -> Result<u64> {
-        self.refuse_own_device(device)?;
+        let hello = Hello {
+            device,
+            name: name.to_owned(),
+            key: *key,
+        };
+        let mut answers = self.hello_group(vec![(account.clone(), hello)], now_ms)?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(Error::Internal("a hello went unanswered".into())))
+    }
+
+    /// Several devices' hellos (see [`Store::hello`]) in one transaction
+    /// and one commit, answered in the order given. A refused hello writes
+    /// nothing and the others go on; a failure of the database fails them
+    /// all, and nothing of the group is kept.
+    pub fn hello_group(
+        &mut self,
+        hellos: Vec<(Account, Hello)>,
+        now_ms: u64,
+    ) -> Result<Vec<Result<u64>>> {
+        let own = self.device()?.map(|own| own.id);
         let tx = self.connection.transaction()?;
-        match hello_binding(&tx, account, device, key)? {
-            push::HelloBinding::Known => {}
-            push::HelloBinding::BindKey => {
-                tx.prepare_cached("UPDATE devices SET public_key = ?2 WHERE device = ?1")?
-                    .execute(params![device.to_string(), key.0.as_slice()])?;
-            }
-            push::HelloBinding::Bind => {
-                tx.execute(
-                    "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![
-                        device.to_string(),
-                        account.id,
-                        name,
-                        now_ms as i64,
-                        key.0.as_slice()
-                    ],
-                )?;
+        let mut answers = Vec::with_capacity(hellos.len());
+        for (account, hello) in &hellos {
+            // A refusal comes before any write of its hello, so the others'
+            // writes are all the transaction holds.
+            match hello_in(&tx, own, account, hello, now_ms) {
+                Err(refusal @ Error::Refused { .. }) => answers.push(Err(refusal)),
+                answer => answers.push(Ok(answer?)),
             }
         }
-        let held = held_through(&tx, device)?;
         tx.commit()?;
-        Ok(held)
+        Ok(answers)
     }
 
     /// A hello that writes nothing, answered from a reader: `Some` with
@@ -271,22 +334,12 @@ impl Store {
         device: DeviceId,
         key: &PublicKey,
     ) -> Result<Option<u64>> {
-        self.refuse_own_device(device)?;
+        refuse_own_device(self.device()?.map(|own| own.id), device)?;
         let snapshot = self.connection.unchecked_transaction()?;
         Ok(match hello_binding(&snapshot, account, device, key)? {
             push::HelloBinding::Known => Some(held_through(&snapshot, device)?),
             push::HelloBinding::BindKey | push::HelloBinding::Bind => None,
         })
-    }
-
-    fn refuse_own_device(&self, device: DeviceId) -> Result<()> {
-        if self.device()?.is_some_and(|own| own.id == device) {
-            return Err(refused(
-                RefusalCode::WrongDevice,
-                "no laptop may claim the server's own device id",
-            ));
-        }
-        Ok(())
     }
 
     /// Binds a device to an account, by the administrator's deliberate
@@ -432,12 +485,29 @@ impl Store {
     /// are in the order of `pushes`.
     pub fn push_group(
         &mut self,
-        pushes: Vec<(Account, PushInput)>,
+        pushes: Vec<(Account, impl Into<SignedPush>)>,
         server_wall_ms: u64,
     ) -> Result<Vec<Result<PushOutcome>>> {
-        self.write_group(server_wall_ms, pushes, |session, (account, input)| {
-            push_in(session, &account, input, server_wall_ms)
+        self.write_group(server_wall_ms, pushes, |session, (account, push)| {
+            push_in(session, &account, push.into(), server_wall_ms)
         })
+    }
+
+    /// The key a push of `input` by `account` must be signed by, as this
+    /// connection sees the devices now; `None` when the push would be
+    /// refused (the writer refuses it, with the reason). For
+    /// [`SignedPush::check`], on a reader.
+    pub fn expected_push_key(
+        &self,
+        account: &Account,
+        input: &PushInput,
+    ) -> Result<Option<PublicKey>> {
+        let snapshot = self.connection.unchecked_transaction()?;
+        match push_key_and_scope(&snapshot, account, input) {
+            Ok((key, _)) => Ok(Some(key)),
+            Err(Error::Refused { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// The number of the feed's last entry (0 when empty): every push that
@@ -519,11 +589,12 @@ impl Store {
 fn push_in(
     session: &mut Session<'_>,
     account: &Account,
-    input: PushInput,
+    push: SignedPush,
     server_wall_ms: u64,
 ) -> Result<PushOutcome> {
+    let SignedPush { input, good_by } = push;
     push::check_claim(session.device, input.device, input.first_sequence)?;
-    let scope = check_device(&session.tx, account, &input)?;
+    let scope = check_device(&session.tx, account, &input, good_by.as_ref())?;
     let device = input.device;
     let batch = push::Batch {
         device,
@@ -956,6 +1027,52 @@ fn device_owner(tx: &rusqlite::Connection, device: DeviceId) -> Result<Option<De
     .transpose()
 }
 
+/// One hello of [`Store::hello_group`], with what [`Store::hello`]
+/// takes: nothing is written unless the rule allows it.
+fn hello_in(
+    tx: &rusqlite::Connection,
+    own: Option<DeviceId>,
+    account: &Account,
+    hello: &Hello,
+    now_ms: u64,
+) -> Result<u64> {
+    let Hello { device, name, key } = hello;
+    let device = *device;
+    refuse_own_device(own, device)?;
+    match hello_binding(tx, account, device, key)? {
+        push::HelloBinding::Known => {}
+        push::HelloBinding::BindKey => {
+            tx.prepare_cached("UPDATE devices SET public_key = ?2 WHERE device = ?1")?
+                .execute(params![device.to_string(), key.0.as_slice()])?;
+        }
+        push::HelloBinding::Bind => {
+            tx.prepare_cached(
+                "INSERT INTO devices (device, account, name, first_seen_ms, public_key) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                device.to_string(),
+                account.id,
+                name,
+                now_ms as i64,
+                key.0.as_slice()
+            ])?;
+        }
+    }
+    held_through(tx, device)
+}
+
+/// No laptop may take the server's own device id (`own`).
+fn refuse_own_device(own: Option<DeviceId>, device: DeviceId) -> Result<()> {
+    if own == Some(device) {
+        return Err(refused(
+            RefusalCode::WrongDevice,
+            "no laptop may claim the server's own device id",
+        ));
+    }
+    Ok(())
+}
+
 /// What a hello of `device` with `key` under `account` must do, by the
 /// core's rule (`push::hello_binding`) over what `connection` holds.
 fn hello_binding(
@@ -984,11 +1101,44 @@ fn device_seen(tx: &rusqlite::Connection, device: DeviceId) -> Result<bool> {
 }
 
 /// Checks who may push this outbox and that the run is the device's own,
-/// signed by its key. Returns the scope the run is checked against: the
-/// device's own account's (a relay of a bound device is that device's
-/// work, whoever carries it), or, for a relay of a device that never said
-/// hello, the relaying account's.
-fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> Result<Scope> {
+/// signed by its key (unless it was found `good_by` that key already).
+/// Returns the scope the run is checked against: the device's own
+/// account's (a relay of a bound device is that device's work, whoever
+/// carries it), or, for a relay of a device that never said hello, the
+/// relaying account's.
+fn check_device(
+    tx: &rusqlite::Connection,
+    account: &Account,
+    input: &PushInput,
+    good_by: Option<&PublicKey>,
+) -> Result<Scope> {
+    let device = input.device;
+    let (key, scope) = push_key_and_scope(tx, account, input)?;
+    if good_by != Some(&key)
+        && !key.verifies_run(
+            device,
+            input.first_sequence,
+            &input.changes,
+            &input.signature,
+        )
+    {
+        return Err(refused(
+            RefusalCode::BadSignature,
+            format!(
+                "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
+            ),
+        ));
+    }
+    Ok(scope)
+}
+
+/// Who may push this outbox, by the core's rule: the key its run must be
+/// signed by and the scope it is checked against (see [`check_device`]).
+fn push_key_and_scope(
+    tx: &rusqlite::Connection,
+    account: &Account,
+    input: &PushInput,
+) -> Result<(PublicKey, Scope)> {
     let device = input.device;
     let owner = device_owner(tx, device)?;
     let carried = input.public_key.filter(|key| device_id_of(key) == device);
@@ -1016,23 +1166,10 @@ fn check_device(tx: &Transaction<'_>, account: &Account, input: &PushInput) -> R
             account.scope.clone(),
         ),
     };
-    if !key.verifies_run(
-        device,
-        input.first_sequence,
-        &input.changes,
-        &input.signature,
-    ) {
-        return Err(refused(
-            RefusalCode::BadSignature,
-            format!(
-                "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
-            ),
-        ));
-    }
-    Ok(scope)
+    Ok((key, scope))
 }
 
-fn account_scope(tx: &Transaction<'_>, account: i64) -> Result<Scope> {
+fn account_scope(tx: &rusqlite::Connection, account: i64) -> Result<Scope> {
     tx.prepare_cached(&format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
     ))?

@@ -23,7 +23,7 @@ use faenban_store::server::{Account, BoundDevice, PulledPage, PushInput, PushOut
 use postgres::error::SqlState;
 
 use crate::backend::{Backend, BackendError, Result};
-use crate::group_commit::{GroupOutcome, PushQueue};
+use crate::group_commit::{GroupOutcome, WriteQueue};
 pub use pool::PoolOptions;
 use pool::{Connection, Pool, Tx};
 
@@ -56,7 +56,7 @@ pub struct PostgresBackend {
     /// (they never change once given).
     fields: Mutex<Fields>,
     /// Pushes waiting for a writer.
-    waiting: PushQueue,
+    waiting: WriteQueue,
     /// The writers' slots.
     writers: [Mutex<()>; WRITERS],
     /// What this process has written to each province since it last
@@ -243,7 +243,7 @@ impl PostgresBackend {
             key,
             provinces: Mutex::new(provinces),
             fields: Mutex::new(Fields::default()),
-            waiting: PushQueue::default(),
+            waiting: WriteQueue::default(),
             writers: Default::default(),
             growth: Mutex::default(),
         })
@@ -916,7 +916,7 @@ impl Backend for PostgresBackend {
     }
 
     fn push(&self, account: &Account, input: PushInput, now_ms: u64) -> Result<PushOutcome> {
-        self.waiting.push(
+        self.waiting.write(
             account,
             input,
             || self.writers.iter().find_map(|slot| slot.try_lock().ok()),
