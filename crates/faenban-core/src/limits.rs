@@ -175,8 +175,7 @@ pub fn check_record(state: &RecordState, device: crate::DeviceId) -> Result<(), 
     if fields > MAX_FIELDS_PER_RECORD {
         return Err(LimitExceeded::RecordTooLarge);
     }
-    let bytes = serde_json::to_vec(state).map_or(usize::MAX, |bytes| bytes.len());
-    if bytes > MAX_RECORD_STATE_BYTES {
+    if encoded_len(state) > MAX_RECORD_STATE_BYTES {
         return Err(LimitExceeded::RecordTooLarge);
     }
     Ok(())
@@ -228,7 +227,8 @@ fn depth(value: &Value) -> usize {
     deepest
 }
 
-fn encoded_len(value: &Value) -> usize {
+/// The length of `value` as JSON, counted as it is written, not kept.
+fn encoded_len(value: &impl serde::Serialize) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {

@@ -1053,13 +1053,17 @@ impl Session<'_> {
             return Ok(*number);
         }
         let text = device.to_string();
-        self.tx
+        let inserted = self
+            .tx
             .prepare_cached("INSERT OR IGNORE INTO device_numbers (device) VALUES (?1)")?
             .execute([&text])?;
-        let number: i64 = self
-            .tx
-            .prepare_cached("SELECT n FROM device_numbers WHERE device = ?1")?
-            .query_row([&text], |row| row.get(0))?;
+        let number: i64 = if inserted == 1 {
+            self.tx.last_insert_rowid()
+        } else {
+            self.tx
+                .prepare_cached("SELECT n FROM device_numbers WHERE device = ?1")?
+                .query_row([&text], |row| row.get(0))?
+        };
         self.device_numbers.insert(device, number);
         Ok(number)
     }
@@ -1071,13 +1075,19 @@ impl Session<'_> {
             return Ok(*number);
         }
         let (kind, id) = (record.kind.as_str(), record.id.to_string());
-        self.tx
+        // A record seen for the first time (most, in a push of new work)
+        // takes its number from the insert; only a known one is looked up.
+        let inserted = self
+            .tx
             .prepare_cached("INSERT OR IGNORE INTO record_numbers (kind, id) VALUES (?1, ?2)")?
             .execute(params![kind, id])?;
-        let number: i64 = self
-            .tx
-            .prepare_cached("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
-            .query_row(params![kind, id], |row| row.get(0))?;
+        let number: i64 = if inserted == 1 {
+            self.tx.last_insert_rowid()
+        } else {
+            self.tx
+                .prepare_cached("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
+                .query_row(params![kind, id], |row| row.get(0))?
+        };
         self.record_numbers.insert(record.clone(), number);
         Ok(number)
     }
@@ -1088,13 +1098,17 @@ impl Session<'_> {
         if let Some(number) = self.field_numbers.get(field) {
             return Ok(*number);
         }
-        self.tx
+        let inserted = self
+            .tx
             .prepare_cached("INSERT OR IGNORE INTO field_numbers (name) VALUES (?1)")?
             .execute([field.as_str()])?;
-        let number: i64 = self
-            .tx
-            .prepare_cached("SELECT n FROM field_numbers WHERE name = ?1")?
-            .query_row([field.as_str()], |row| row.get(0))?;
+        let number: i64 = if inserted == 1 {
+            self.tx.last_insert_rowid()
+        } else {
+            self.tx
+                .prepare_cached("SELECT n FROM field_numbers WHERE name = ?1")?
+                .query_row([field.as_str()], |row| row.get(0))?
+        };
         self.field_numbers.insert(field.clone(), number);
         Ok(number)
     }

@@ -34,7 +34,9 @@ fn keys() -> Vec<DeviceKey> {
 /// A server with accounts a0 and a1, and a2 revoked.
 fn server() -> (Store, Vec<Account>) {
     let mut store = Store::open_in_memory().unwrap();
-    store.init("server", &DeviceKey::from_seed([1; 32])).unwrap();
+    store
+        .init("server", &DeviceKey::from_seed([1; 32]))
+        .unwrap();
     let mut accounts: Vec<Account> = (0..3)
         .map(|n| {
             store
