@@ -296,6 +296,17 @@ pub enum Pusher {
     RelayOfUnknown,
 }
 
+/// The refusal of a run whose signature is not good by the key of the
+/// device that must have signed it.
+pub fn bad_signature(device: DeviceId) -> (RefusalCode, String) {
+    (
+        RefusalCode::BadSignature,
+        format!(
+            "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
+        ),
+    )
+}
+
 /// Who may push a device's outbox: its own account, or, as a relay, any
 /// account for a device that is bound and not revoked, or one unknown to
 /// the server whose relay carries the key its id is made from.

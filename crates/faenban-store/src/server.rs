@@ -1122,12 +1122,8 @@ fn check_device(
             &input.signature,
         )
     {
-        return Err(refused(
-            RefusalCode::BadSignature,
-            format!(
-                "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
-            ),
-        ));
+        let (code, message) = push::bad_signature(device);
+        return Err(refused(code, message));
     }
     Ok(scope)
 }

@@ -478,13 +478,8 @@ fn check_device(tx: &mut Tx<'_>, account: &Account, input: &PushInput) -> Result
         &input.changes,
         &input.signature,
     ) {
-        return Err(refused(
-            RefusalCode::BadSignature,
-            format!(
-                "the batch is not signed by device {device}'s key (changed on the way, or not that device's); nothing of it was applied"
-            ),
-        )
-        .into());
+        let (code, message) = faenban_core::push::bad_signature(device);
+        return Err(refused(code, message).into());
     }
     Ok(scope)
 }
