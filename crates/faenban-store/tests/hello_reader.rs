@@ -4,13 +4,15 @@
 //! what the writer's `Store::hello` would answer without writing, refuses
 //! only what it refuses, and leaves every binding to it.
 
+mod support;
+
 use faenban_core::sync::{Role, Scope};
-use faenban_core::{DeviceId, RefusalCode};
+use faenban_core::DeviceId;
 use faenban_keys::DeviceKey;
 use faenban_store::server::Account;
-use faenban_store::{Error, Store};
+use faenban_store::Store;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+use support::{bindings, config, keys, refusal_code};
 use uuid::Uuid;
 
 const NOW: u64 = 1_795_000_000_000;
@@ -38,12 +40,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-fn keys() -> Vec<DeviceKey> {
-    (0..3u8)
-        .map(|n| DeviceKey::from_seed([n + 10; 32]))
-        .collect()
-}
-
 /// The devices a hello may claim: each key's own id, and one id no key
 /// makes (a device from before keys).
 fn devices(keys: &[DeviceKey]) -> Vec<DeviceId> {
@@ -52,36 +48,8 @@ fn devices(keys: &[DeviceKey]) -> Vec<DeviceId> {
     devices
 }
 
-/// Every device binding, as the server keeps it: device, account, and
-/// whether a key is bound.
-fn bindings(store: &Store) -> Vec<(DeviceId, String, bool)> {
-    store
-        .devices()
-        .unwrap()
-        .into_iter()
-        .map(|device| (device.device, device.account, device.has_key))
-        .collect()
-}
-
-fn refusal_code(error: &Error) -> Option<RefusalCode> {
-    match error {
-        Error::Refused { code, .. } => Some(*code),
-        _ => None,
-    }
-}
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 128,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(128))]
 
     #[test]
     fn a_hello_answered_by_a_reader_is_the_writers_answer_without_a_write(

@@ -4,14 +4,16 @@
 //! exactly as an unchecked one, whatever key a hostile account signs with,
 //! names for the check, or changes after signing.
 
+mod support;
+
 use faenban_core::sync::{Role, Scope};
 use faenban_core::{Change, DeviceId, RecordKey, RecordKind, RefusalCode, Replica};
 use faenban_keys::DeviceKey;
 use faenban_store::server::{Account, Hello, PushInput, SignedPush};
 use faenban_store::{Error, Store};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
 use serde_json::json;
+use support::{bindings, config, keys, refusal_code};
 use uuid::Uuid;
 
 const NOW: u64 = 1_795_000_000_000;
@@ -23,12 +25,6 @@ fn volunteer() -> Scope {
         areas: vec![VILLAGE.into()],
         dimension: None,
     }
-}
-
-fn keys() -> Vec<DeviceKey> {
-    (0..3u8)
-        .map(|n| DeviceKey::from_seed([n + 10; 32]))
-        .collect()
 }
 
 /// A server with accounts a0 and a1, and a2 revoked.
@@ -51,29 +47,7 @@ fn server() -> (Store, Vec<Account>) {
 /// A hello's answer, as the two ways are compared: the sequence held, or
 /// the refusal's code.
 fn answer(result: Result<u64, Error>) -> Result<u64, Option<RefusalCode>> {
-    result.map_err(|error| match error {
-        Error::Refused { code, .. } => Some(code),
-        _ => None,
-    })
-}
-
-fn bindings(store: &Store) -> Vec<(DeviceId, String, bool)> {
-    store
-        .devices()
-        .unwrap()
-        .into_iter()
-        .map(|device| (device.device, device.account, device.has_key))
-        .collect()
-}
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 64,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
-        ..ProptestConfig::default()
-    }
+    result.map_err(|error| refusal_code(&error))
 }
 
 /// A household of the village, recorded on `device`.
@@ -87,7 +61,7 @@ fn household(device: DeviceId) -> Vec<Change> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(config(64))]
 
     #[test]
     fn hellos_in_groups_answer_and_bind_as_hellos_one_by_one(
