@@ -374,15 +374,19 @@ impl Store {
     /// Opens the one transaction of a write, with the clock as stored.
     fn begin(&mut self, local_wall_ms: u64) -> Result<Session<'_>> {
         let device = self.device()?.ok_or(Error::NotInitialized)?.id;
-        let tx = self
-            .connection
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // The store's `&mut self` makes this the connection's only
+        // transaction; opened on a shared borrow so that the session can
+        // hold statements of the same connection beside it.
+        let connection = &self.connection;
+        let tx = Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate)?;
         let clock: Clock = match read_meta(&tx, "clock")? {
             Some(json) => serde_json::from_str(&json)?,
             None => Clock::new(),
         };
         Ok(Session {
             tx,
+            connection,
+            log_insert: None,
             device,
             clock,
             clock_before: clock,
@@ -669,6 +673,11 @@ impl Store {
 #[derive(Debug)]
 pub struct Session<'a> {
     tx: Transaction<'a>,
+    /// The connection `tx` is open on, for the statements held below.
+    connection: &'a rusqlite::Connection,
+    /// The change log's insert, taken from the statement cache once per
+    /// session rather than once per change.
+    log_insert: Option<Held<'a>>,
     device: DeviceId,
     clock: Clock,
     local_wall_ms: u64,
@@ -1016,7 +1025,17 @@ impl Session<'_> {
         let device = self.device_number(change.stamp.device)?;
         let record = self.record_number(&change.record)?;
         let field = self.field_number(&change.field)?;
-        let Some(change_seq) = log_change(&self.tx, &change, [device, record, field])? else {
+        let log_insert = match &mut self.log_insert {
+            Some(statement) => statement,
+            empty => empty.insert(Held(self.connection.prepare_cached(LOG_INSERT)?)),
+        };
+        let Some(change_seq) = log_change(
+            self.connection,
+            log_insert,
+            &change,
+            [device, record, field],
+        )?
+        else {
             if self.refuse_reused_stamps
                 && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
             {
@@ -1117,26 +1136,37 @@ impl Session<'_> {
 /// Appends a change to the log, its device, record and field known by the
 /// numbers `[device, record, field]`; its log sequence, or `None` if the log
 /// already holds it.
+/// A statement a session holds for its whole life.
+struct Held<'a>(rusqlite::CachedStatement<'a>);
+
+impl std::fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the statement's text with its bindings: they may hold a
+        // person's data.
+        f.write_str("Held(..)")
+    }
+}
+
+const LOG_INSERT: &str =
+    "INSERT OR IGNORE INTO changes (wall_ms, counter, device, record, field, body) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 fn log_change(
-    tx: &Transaction<'_>,
+    connection: &rusqlite::Connection,
+    Held(insert): &mut Held<'_>,
     change: &Change,
     [device, record, field]: [i64; 3],
 ) -> Result<Option<i64>> {
     let body = faenban_core::codec::encode_change_body(change);
-    let inserted = tx
-        .prepare_cached(
-            "INSERT OR IGNORE INTO changes (wall_ms, counter, device, record, field, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![
-            change.stamp.hlc.wall_ms as i64,
-            change.stamp.hlc.counter,
-            device,
-            record,
-            field,
-            body,
-        ])?;
-    Ok((inserted > 0).then(|| tx.last_insert_rowid()))
+    let inserted = insert.execute(params![
+        change.stamp.hlc.wall_ms as i64,
+        change.stamp.hlc.counter,
+        device,
+        record,
+        field,
+        body,
+    ])?;
+    Ok((inserted > 0).then(|| connection.last_insert_rowid()))
 }
 
 /// The change the log holds under this change's stamp.

@@ -830,13 +830,19 @@ fn apply_fresh(
         })
         .collect();
     session.flush()?;
+    let filings = filings
+        .into_iter()
+        .map(|(log_seq, filed)| Ok((log_seq, filed_column(session, filed)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // One statement for all the entries: taken from the cache once, not
+    // once per change.
+    let mut file = session
+        .tx
+        .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?;
     for (log_seq, filed) in filings {
-        let filed = filed_column(session, filed)?;
-        session
-            .tx
-            .prepare_cached("INSERT INTO feed (change_seq, household) VALUES (?1, ?2)")?
-            .execute(params![log_seq, filed])?;
+        file.execute(params![log_seq, filed])?;
     }
+    drop(file);
     let first_logged = logged.first().map(|(log_seq, _)| *log_seq);
     for household in &checked.to_place {
         place_household(session, *household, first_logged)?;
