@@ -385,8 +385,10 @@ impl Store {
         };
         Ok(Session {
             tx,
-            connection,
-            log_insert: None,
+            statements: Statements {
+                connection,
+                held: Vec::new(),
+            },
             device,
             clock,
             clock_before: clock,
@@ -673,11 +675,9 @@ impl Store {
 #[derive(Debug)]
 pub struct Session<'a> {
     tx: Transaction<'a>,
-    /// The connection `tx` is open on, for the statements held below.
-    connection: &'a rusqlite::Connection,
-    /// The change log's insert, taken from the statement cache once per
-    /// session rather than once per change.
-    log_insert: Option<Held<'a>>,
+    /// The statements run for each change or record, held for the
+    /// session's life.
+    statements: Statements<'a>,
     device: DeviceId,
     clock: Clock,
     local_wall_ms: u64,
@@ -771,7 +771,8 @@ impl Session<'_> {
     /// The state of a record this command is changing, loaded once.
     fn touch(&mut self, key: &RecordKey) -> Result<&mut Touched> {
         if !self.touched.contains_key(key) {
-            let state = load_state(&self.tx, key)?.unwrap_or_default();
+            let state =
+                load_state_with(self.statements.get(STATE_OF_RECORD)?, key)?.unwrap_or_default();
             self.remember(key, state)?;
         }
         Ok(self.touched.get_mut(key).expect("remembered"))
@@ -889,7 +890,7 @@ impl Session<'_> {
                 })?),
                 None => None,
             };
-            if save_state(&self.tx, record, household, &touched.state)? {
+            if save_state(&mut self.statements, record, household, &touched.state)? {
                 new_records += 1;
             }
             self.digests_due.note(&key, touched.household_before);
@@ -1025,16 +1026,7 @@ impl Session<'_> {
         let device = self.device_number(change.stamp.device)?;
         let record = self.record_number(&change.record)?;
         let field = self.field_number(&change.field)?;
-        let log_insert = match &mut self.log_insert {
-            Some(statement) => statement,
-            empty => empty.insert(Held(self.connection.prepare_cached(LOG_INSERT)?)),
-        };
-        let Some(change_seq) = log_change(
-            self.connection,
-            log_insert,
-            &change,
-            [device, record, field],
-        )?
+        let Some(change_seq) = log_change(&mut self.statements, &change, [device, record, field])?
         else {
             if self.refuse_reused_stamps
                 && logged_body(&self.tx, &change)?.as_ref() != Some(&change)
@@ -1097,14 +1089,14 @@ impl Session<'_> {
         // A record seen for the first time (most, in a push of new work)
         // takes its number from the insert; only a known one is looked up.
         let inserted = self
-            .tx
-            .prepare_cached("INSERT OR IGNORE INTO record_numbers (kind, id) VALUES (?1, ?2)")?
+            .statements
+            .get("INSERT OR IGNORE INTO record_numbers (kind, id) VALUES (?1, ?2)")?
             .execute(params![kind, id])?;
         let number: i64 = if inserted == 1 {
-            self.tx.last_insert_rowid()
+            self.statements.last_insert_rowid()
         } else {
-            self.tx
-                .prepare_cached("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
+            self.statements
+                .get("SELECT n FROM record_numbers WHERE kind = ?1 AND id = ?2")?
                 .query_row(params![kind, id], |row| row.get(0))?
         };
         self.record_numbers.insert(record.clone(), number);
@@ -1133,17 +1125,46 @@ impl Session<'_> {
     }
 }
 
-/// Appends a change to the log, its device, record and field known by the
-/// numbers `[device, record, field]`; its log sequence, or `None` if the log
-/// already holds it.
-/// A statement a session holds for its whole life.
-struct Held<'a>(rusqlite::CachedStatement<'a>);
+/// The statements a write session runs for each change or record, each
+/// taken from the connection's statement cache once and held: a take
+/// hashes the statement's text and allocates its key, which at every
+/// change came to a tenth of a push's merge.
+struct Statements<'a> {
+    /// The connection the session's transaction is open on.
+    connection: &'a Connection,
+    held: Vec<(&'static str, rusqlite::CachedStatement<'a>)>,
+}
 
-impl std::fmt::Debug for Held<'_> {
+impl<'a> Statements<'a> {
+    /// The statement for `sql`, prepared (or taken from the cache) at its
+    /// first use in this session.
+    fn get(&mut self, sql: &'static str) -> Result<&mut rusqlite::Statement<'a>> {
+        // A few statements, each named by one constant: its address finds it.
+        let at = match self
+            .held
+            .iter()
+            .position(|(held, _)| std::ptr::eq(held.as_ptr(), sql.as_ptr()) || *held == sql)
+        {
+            Some(at) => at,
+            None => {
+                self.held.push((sql, self.connection.prepare_cached(sql)?));
+                self.held.len() - 1
+            }
+        };
+        Ok(&mut self.held[at].1)
+    }
+
+    fn last_insert_rowid(&self) -> i64 {
+        self.connection.last_insert_rowid()
+    }
+}
+
+impl std::fmt::Debug for Statements<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the statement's text with its bindings: they may hold a
-        // person's data.
-        f.write_str("Held(..)")
+        // Not the statements' bindings: they may hold a person's data.
+        f.debug_struct("Statements")
+            .field("held", &self.held.len())
+            .finish()
     }
 }
 
@@ -1151,14 +1172,16 @@ const LOG_INSERT: &str =
     "INSERT OR IGNORE INTO changes (wall_ms, counter, device, record, field, body) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
+/// Appends a change to the log, its device, record and field known by the
+/// numbers `[device, record, field]`; its log sequence, or `None` if the log
+/// already holds it.
 fn log_change(
-    connection: &rusqlite::Connection,
-    Held(insert): &mut Held<'_>,
+    statements: &mut Statements<'_>,
     change: &Change,
     [device, record, field]: [i64; 3],
 ) -> Result<Option<i64>> {
     let body = faenban_core::codec::encode_change_body(change);
-    let inserted = insert.execute(params![
+    let inserted = statements.get(LOG_INSERT)?.execute(params![
         change.stamp.hlc.wall_ms as i64,
         change.stamp.hlc.counter,
         device,
@@ -1166,7 +1189,7 @@ fn log_change(
         field,
         body,
     ])?;
-    Ok((inserted > 0).then(|| connection.last_insert_rowid()))
+    Ok((inserted > 0).then(|| statements.last_insert_rowid()))
 }
 
 /// The change the log holds under this change's stamp.
@@ -1226,7 +1249,7 @@ pub(crate) fn state_from_blob(value: rusqlite::types::ValueRef<'_>) -> Result<Re
 /// Writes the state of the record numbered `record`, filed under the
 /// household numbered `household`; true when the record is new here.
 fn save_state(
-    tx: &Transaction<'_>,
+    statements: &mut Statements<'_>,
     record: i64,
     household: Option<i64>,
     state: &RecordState,
@@ -1239,8 +1262,8 @@ fn save_state(
         state.is_archived(),
         state.has_conflict(),
     ];
-    let updated = tx
-        .prepare_cached(
+    let updated = statements
+        .get(
             "UPDATE records SET state = ?2, household = ?3, archived = ?4, in_conflict = ?5 \
              WHERE n = ?1",
         )?
@@ -1248,11 +1271,12 @@ fn save_state(
     if updated > 0 {
         return Ok(false);
     }
-    tx.prepare_cached(
-        "INSERT INTO records (n, state, household, archived, in_conflict) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(columns)?;
+    statements
+        .get(
+            "INSERT INTO records (n, state, household, archived, in_conflict) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(columns)?;
     Ok(true)
 }
 
@@ -1319,7 +1343,14 @@ const STATE_OF_RECORD: &str = "SELECT r.state FROM record_numbers rn JOIN record
      WHERE rn.kind = ?1 AND rn.id = ?2";
 
 fn load_state(connection: &Connection, key: &RecordKey) -> Result<Option<RecordState>> {
-    let mut statement = connection.prepare_cached(STATE_OF_RECORD)?;
+    load_state_with(&mut *connection.prepare_cached(STATE_OF_RECORD)?, key)
+}
+
+/// [`load_state`] with the statement of [`STATE_OF_RECORD`] at hand.
+fn load_state_with(
+    statement: &mut rusqlite::Statement<'_>,
+    key: &RecordKey,
+) -> Result<Option<RecordState>> {
     let mut rows = statement.query(params![key.kind.as_str(), key.id.to_string()])?;
     rows.next()?
         .map(|row| state_from_blob(row.get_ref(0)?))
