@@ -34,6 +34,7 @@ use faenban_store::server::{Account, PushInput};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate as _, SizeAbove};
 use tower_http::compression::CompressionLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 
@@ -69,6 +70,10 @@ const BODIES: usize = 16;
 /// serve them; more would only wait on their locks).
 const STORE_CALLS: usize = 8;
 
+/// The smallest answer sent compressed, in bytes, to a client that accepts
+/// it; smaller ones go as they are.
+pub const COMPRESSED_FROM: u16 = 1024;
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()
@@ -93,7 +98,13 @@ pub fn app(backend: Arc<dyn Backend>) -> Router {
         .layer(middleware::from_fn(log_request))
         // Pages of changes compress about sixfold at the fastest level; the
         // default level costs the server more time than it saves on the wire.
-        .layer(CompressionLayer::new().quality(tower_http::CompressionLevel::Fastest))
+        // An answer under a kilobyte (a hello's, a push's, a refusal) is sent
+        // as it is: starting a compressor costs more than the bytes it saves.
+        .layer(
+            CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(DefaultPredicate::new().and(SizeAbove::new(COMPRESSED_FROM))),
+        )
         .layer(RequestDecompressionLayer::new())
         .with_state(AppState {
             backend,

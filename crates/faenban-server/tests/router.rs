@@ -90,6 +90,57 @@ async fn a_push_is_applied_once_and_a_resent_batch_changes_nothing(server: Serve
 
 on_both_stores! {
 #[tokio::test]
+async fn a_page_of_changes_is_sent_compressed_and_a_short_answer_as_it_is(server: Server) {
+    let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
+    let device = device(1);
+    assert_eq!(server.hello(&token, device).await.0, StatusCode::OK);
+    let (_, changes) = households(1, "40010203", 20, NOW);
+    let body = push_body(device, 1, &changes, false).to_string();
+    let answer = |request: Request<Body>| async {
+        use http_body_util::BodyExt as _;
+        use tower::ServiceExt as _;
+        let response = server.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let encoding = response.headers().get(header::CONTENT_ENCODING).cloned();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, encoding, bytes)
+    };
+    let (status, encoding, bytes) = answer(
+        Request::post("/v1/push")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(encoding, None, "a push's short answer is sent as it is");
+    assert!(bytes.len() < usize::from(faenban_server::COMPRESSED_FROM));
+    let pushed: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(pushed["applied"], changes.len());
+
+    let (status, encoding, bytes) = answer(
+        Request::get("/v1/changes?since=0")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(encoding.as_ref().map(|e| e.to_str().unwrap()), Some("gzip"));
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut page)
+        .unwrap();
+    assert!(page.len() >= usize::from(faenban_server::COMPRESSED_FROM));
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(page["next"], server.feed_end(), "the page reaches the feed's end");
+}
+}
+
+on_both_stores! {
+#[tokio::test]
 async fn a_different_change_under_a_held_sequence_is_refused(server: Server) {
     let token = server.account("มาลี", Role::Volunteer, &["40010203"], None);
     let device = device(1);
