@@ -328,6 +328,11 @@ impl SqliteBackend {
         // A push the server acknowledged must survive a power cut: the
         // laptop drops its copy on the acknowledgement.
         writer.pragma("synchronous", 2)?;
+        // Each push runs under savepoints, which copy every page they change
+        // first to a statement journal; past 64 KiB SQLite spills that
+        // journal to a temporary file, written at every push. Kept in
+        // memory it is bounded by the pages one push changes.
+        writer.pragma("temp_store", 2)?;
         let readers: Arc<Vec<Mutex<Store>>> = Arc::new(
             (0..READERS)
                 .map(|_| {
