@@ -763,16 +763,38 @@ impl Session<'_> {
         }
     }
 
+    /// [`Session::current`], also taking a state this command has already
+    /// written from what it keeps for the report's digests, rather than
+    /// reading it back and decoding it again.
+    pub(crate) fn current_or_written(
+        &self,
+        key: &RecordKey,
+    ) -> Result<Option<std::borrow::Cow<'_, RecordState>>> {
+        match self.digests_due.states().get(key) {
+            Some(state) if !self.touched.contains_key(key) => {
+                Ok(Some(std::borrow::Cow::Borrowed(state)))
+            }
+            _ => self.current(key),
+        }
+    }
+
     /// A record's merged state if this command holds it in memory.
     pub(crate) fn touched_state(&self, key: &RecordKey) -> Option<&RecordState> {
         self.touched.get(key).map(|touched| &touched.state)
     }
 
-    /// The state of a record this command is changing, loaded once.
-    fn touch(&mut self, key: &RecordKey) -> Result<&mut Touched> {
+    /// The state of a record this command is changing (known by the
+    /// number `record`), loaded once.
+    fn touch(&mut self, key: &RecordKey, record: i64) -> Result<&mut Touched> {
         if !self.touched.contains_key(key) {
-            let state =
-                load_state_with(self.statements.get(STATE_OF_RECORD)?, key)?.unwrap_or_default();
+            // By its number: one probe of the records' own key, rather than
+            // the kind and id's index and then that key.
+            let mut rows = self.statements.get(STATE_OF_NUMBER)?.query([record])?;
+            let state = match rows.next()? {
+                Some(row) => state_from_blob(row.get_ref(0)?)?,
+                None => RecordState::default(),
+            };
+            drop(rows);
             self.remember(key, state)?;
         }
         Ok(self.touched.get_mut(key).expect("remembered"))
@@ -850,7 +872,12 @@ impl Session<'_> {
         self.flush()?;
         let due = self.digests_due.take();
         if self.report_digests {
-            report::refresh(&self.tx, due, self.digests_due.states())?;
+            report::refresh(
+                &self.tx,
+                due,
+                self.digests_due.states(),
+                &self.record_numbers,
+            )?;
         } else if !due.is_empty() {
             report::mark_stale(&self.tx)?;
         }
@@ -1051,7 +1078,7 @@ impl Session<'_> {
         let search = self.search_index
             && searchable_fields(&change.record.kind).contains(&change.field.as_str());
         let key = change.record.clone();
-        let touched = self.touch(&key)?;
+        let touched = self.touch(&key, record)?;
         touched.search |= search;
         Ok((touched.state.apply(change), Some(change_seq)))
     }
@@ -1337,6 +1364,9 @@ fn normalize_term(text: &str) -> String {
         trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
+
+/// A record's state by its number.
+const STATE_OF_NUMBER: &str = "SELECT state FROM records WHERE n = ?1";
 
 /// A record's state by its kind and id.
 const STATE_OF_RECORD: &str = "SELECT r.state FROM record_numbers rn JOIN records r ON r.n = rn.n \

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use faenban_core::areas::Areas;
 use faenban_core::report::{self, HouseholdDigest, Report, ReportOptions};
 use faenban_core::{Catalogues, RecordId, RecordKey, RecordKind, RecordState};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension as _};
 
 use crate::error::{Error, Result};
 use crate::{load_state, read_meta, write_meta, Store};
@@ -43,14 +43,29 @@ fn catalogues() -> &'static Catalogues {
 /// in this transaction (removing those archived or gone).
 /// `written` holds states this transaction wrote, so that they need not be
 /// read back and decoded again.
+/// `numbers` holds record numbers the transaction already knows.
 pub(crate) fn refresh(
     connection: &Connection,
     households: impl IntoIterator<Item = RecordId>,
     written: &HashMap<RecordKey, RecordState>,
+    numbers: &HashMap<RecordKey, i64>,
 ) -> Result<()> {
     for household in households {
         let key = RecordKey::new(RecordKind::Household, household.0);
-        let id = household.0.to_string();
+        let number = match numbers.get(&key) {
+            Some(number) => Some(*number),
+            None => connection
+                .prepare_cached(
+                    "SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1",
+                )?
+                .query_row([household.0.to_string()], |row| row.get::<_, i64>(0))
+                .optional()?,
+        };
+        // A household the file has never numbered has neither records nor
+        // a digest.
+        let Some(number) = number else {
+            continue;
+        };
         let state = |key: &RecordKey| -> Result<Option<Cow<'_, RecordState>>> {
             Ok(match written.get(key) {
                 Some(state) => Some(Cow::Borrowed(state)),
@@ -60,7 +75,7 @@ pub(crate) fn refresh(
         let digest = match state(&key)? {
             Some(own) => {
                 let mut related = Vec::new();
-                for (kind, record) in related_keys(connection, &id)? {
+                for (kind, record) in related_keys(connection, number)? {
                     let Ok(record) = uuid::Uuid::parse_str(&record) else {
                         continue;
                     };
@@ -82,31 +97,32 @@ pub(crate) fn refresh(
                 connection
                     .prepare_cached(
                         "INSERT INTO report_digests (household, village, digest) \
-                         SELECT n, ?2, ?3 FROM record_numbers WHERE kind = 'household' AND id = ?1 \
+                         VALUES (?1, ?2, ?3) \
                          ON CONFLICT (household) DO UPDATE SET village = excluded.village, \
                          digest = excluded.digest",
                     )?
-                    .execute(params![id, digest.village, serde_json::to_string(&digest)?])?;
+                    .execute(params![
+                        number,
+                        digest.village,
+                        serde_json::to_string(&digest)?
+                    ])?;
             }
             None => {
                 connection
-                    .prepare_cached(
-                        "DELETE FROM report_digests WHERE household = \
-                         (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1)",
-                    )?
-                    .execute([&id])?;
+                    .prepare_cached("DELETE FROM report_digests WHERE household = ?1")?
+                    .execute([number])?;
             }
         }
     }
     Ok(())
 }
 
-/// The kind and id of every record that names `household`.
-fn related_keys(connection: &Connection, household: &str) -> Result<Vec<(String, String)>> {
+/// The kind and id of every record that names the household numbered
+/// `household`.
+fn related_keys(connection: &Connection, household: i64) -> Result<Vec<(String, String)>> {
     let mut statement = connection.prepare_cached(
         "SELECT rn.kind, rn.id FROM records r JOIN record_numbers rn ON rn.n = r.n \
-             WHERE r.household = \
-             (SELECT n FROM record_numbers WHERE kind = 'household' AND id = ?1)",
+             WHERE r.household = ?1",
     )?;
     let rows = statement.query_map([household], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -136,7 +152,7 @@ pub(crate) fn make_if_stale(connection: &mut Connection) -> Result<()> {
     let households = households
         .iter()
         .filter_map(|id| uuid::Uuid::parse_str(id).ok().map(RecordId));
-    refresh(&tx, households, &HashMap::new())?;
+    refresh(&tx, households, &HashMap::new(), &HashMap::new())?;
     write_meta(&tx, DIGESTS, digest_form())?;
     tx.commit()?;
     Ok(())

@@ -19,7 +19,7 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::Value;
 
 use crate::error::{refused, Error, Result};
-use crate::{load_state, Session, Store};
+use crate::{Session, Store};
 
 /// An account, as the server keeps it (without its token).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1280,10 +1280,15 @@ fn place_household(
         kind: RecordKind::Household,
         id: household,
     };
-    let Some(state) = load_state(&session.tx, &key)? else {
+    if session.current_or_written(&key)?.is_none() {
+        return Ok(());
+    }
+    let number = household_number(session, household)?;
+    // Read again past the numbering (which needs the session to itself);
+    // a state this push wrote is taken from memory both times.
+    let Some(state) = session.current_or_written(&key)? else {
         return Ok(());
     };
-    let number = household_number(session, household)?;
     let visits = crate::query_records_on(
         &session.tx,
         "SELECT rn.kind, rn.id, r.state FROM records r JOIN record_numbers rn ON rn.n = r.n \
@@ -1291,6 +1296,7 @@ fn place_household(
         params![number],
     )?;
     let place = push::place_of(household, &state, visits);
+    drop(state);
     let before = stored_place(&session.tx, household)?;
     let placement = push::placement(before.as_ref(), &place);
     if placement == push::Placement::Unchanged {
